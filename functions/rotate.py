@@ -1,0 +1,19 @@
+"""POST /api/v1/integrations/{org}/{provider}/rotate — replace the credential after validating the new one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import functions_framework
+
+from shared.http import ApiCall, endpoint, parse_timestamp
+
+
+@functions_framework.http
+@endpoint("POST", "/<org_slug>/<provider>/rotate")
+def integration_rotate(call: ApiCall) -> tuple[int, dict[str, Any]]:
+    body = call.json_body(required=("new_credentials",), optional=("expires_at",))
+    outcome = call.service.rotate(
+        call.caller, call.provider or "", body["new_credentials"], parse_timestamp(body.get("expires_at"), "expires_at")
+    )
+    return 200, {"integration": outcome.integration.to_info(), "validation": outcome.result.details}

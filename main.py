@@ -1,0 +1,26 @@
+"""Cloud Functions entry points: each is deployed as its own function from
+this one source archive, chosen by ``--entry-point`` / Terraform's
+``entry_point``. The local server serves all of them from one process."""
+
+from functions.delete import integration_delete
+from functions.get import integration_get
+from functions.list_integrations import integration_list
+from functions.rotate import integration_rotate
+from functions.setup import integration_setup
+from functions.update import integration_update
+from functions.validate import integration_validate
+from shared import logs
+
+logs.configure()
+
+ENTRY_POINTS = {
+    "integration_setup": integration_setup,
+    "integration_validate": integration_validate,
+    "integration_list": integration_list,
+    "integration_get": integration_get,
+    "integration_update": integration_update,
+    "integration_delete": integration_delete,
+    "integration_rotate": integration_rotate,
+}
+
+__all__ = list(ENTRY_POINTS)

@@ -1,0 +1,1 @@
+"""The common package shared by every Cloud Function of the integrations service."""

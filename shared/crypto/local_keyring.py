@@ -1,0 +1,151 @@
+"""Local keyring adapter: AES-256-GCM with versioned keys in a 0600 file.
+
+The embedded default's stand-in for Cloud KMS. The keyring file is JSON::
+
+    {"format": 1, "primary": 2,
+     "versions": {"1": {"key": "<base64 32 bytes>", "state": "enabled", "created_at": "..."},
+                  "2": {...}}}
+
+Ciphertext wire format (bytes)::
+
+    0      1 byte   format marker 0x01
+    1..2   2 bytes  key version, big-endian unsigned
+    3..14  12 bytes random GCM nonce
+    15..   AES-256-GCM ciphertext followed by its 16-byte tag
+
+The key version travels inside the blob so any enabled version decrypts, as
+with Cloud KMS; ``key_version`` is also returned so the store can record it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from collections import Counter
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from shared.crypto import EncryptedSecret
+from shared.errors import ConfigurationError, EncryptionFailed
+
+FORMAT_MARKER = 0x01
+NONCE_BYTES = 12
+HEADER_BYTES = 1 + 2 + NONCE_BYTES
+
+
+class LocalKeyring:
+    """AES-256-GCM keyring persisted in one JSON file (mode 0600)."""
+
+    def __init__(self, path: Path, primary: int, keys: dict[int, bytes], states: dict[int, str]) -> None:
+        self.path = path
+        self.primary = primary
+        self._keys = keys
+        self._states = states
+        self.counters: Counter[str] = Counter()
+
+    # --- lifecycle -----------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> LocalKeyring:
+        """Load the keyring, creating it with one fresh key on first run."""
+        path = Path(path)
+        if not path.exists():
+            cls._create(path)
+        try:
+            document = json.loads(path.read_text())
+            versions = document["versions"]
+            keys = {int(v): base64.b64decode(entry["key"]) for v, entry in versions.items()}
+            states = {int(v): entry.get("state", "enabled") for v, entry in versions.items()}
+            primary = int(document["primary"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(
+                f"keyring file {path} is unreadable or malformed: {exc.__class__.__name__}"
+            ) from exc
+        if primary not in keys or any(len(k) != 32 for k in keys.values()):
+            raise ConfigurationError(f"keyring file {path} has no valid primary 32-byte key")
+        return cls(path, primary, keys, states)
+
+    @staticmethod
+    def _create(path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document = {"format": 1, "primary": 1, "versions": {"1": _new_version_entry()}}
+        try:
+            # O_EXCL: two processes starting at once must not both write a key.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        with os.fdopen(fd, "w") as handle:
+            json.dump(document, handle, indent=2)
+
+    def rotate(self) -> int:
+        """Add a new key version and make it primary; old versions still decrypt."""
+        new_version = max(self._keys) + 1
+        self._keys[new_version] = AESGCM.generate_key(bit_length=256)
+        self._states[new_version] = "enabled"
+        self.primary = new_version
+        self._save()
+        return new_version
+
+    def set_state(self, version: int, state: str) -> None:
+        """Enable or disable a version (a disabled version no longer decrypts)."""
+        if version not in self._keys or state not in ("enabled", "disabled"):
+            raise ConfigurationError(f"unknown key version {version} or state {state!r}")
+        if version == self.primary and state != "enabled":
+            raise ConfigurationError("the primary key version cannot be disabled; rotate first")
+        self._states[version] = state
+        self._save()
+
+    def _save(self) -> None:
+        document = {
+            "format": 1,
+            "primary": self.primary,
+            "versions": {
+                str(version): {
+                    "key": base64.b64encode(key).decode(),
+                    "state": self._states[version],
+                }
+                for version, key in sorted(self._keys.items())
+            },
+        }
+        temporary = self.path.with_suffix(".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(document, handle, indent=2)
+        os.replace(temporary, self.path)
+
+    # --- the port --------------------------------------------------------------
+
+    def encrypt(self, plaintext: bytes, associated_data: bytes) -> EncryptedSecret:
+        self.counters["encrypt"] += 1
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        try:
+            sealed = AESGCM(self._keys[self.primary]).encrypt(nonce, plaintext, associated_data)
+        except Exception as exc:  # any library failure is an encryption failure
+            raise EncryptionFailed() from exc
+        header = bytes([FORMAT_MARKER]) + self.primary.to_bytes(2, "big") + nonce
+        return EncryptedSecret(ciphertext=header + sealed, key_version=str(self.primary))
+
+    def decrypt(self, ciphertext: bytes, associated_data: bytes) -> bytes:
+        self.counters["decrypt"] += 1
+        if len(ciphertext) <= HEADER_BYTES or ciphertext[0] != FORMAT_MARKER:
+            raise EncryptionFailed()
+        version = int.from_bytes(ciphertext[1:3], "big")
+        key = self._keys.get(version)
+        if key is None or self._states.get(version) != "enabled":
+            raise EncryptionFailed()
+        nonce = ciphertext[3:HEADER_BYTES]
+        try:
+            return AESGCM(key).decrypt(nonce, ciphertext[HEADER_BYTES:], associated_data)
+        except InvalidTag as exc:
+            raise EncryptionFailed() from exc
+
+
+def _new_version_entry() -> dict[str, str]:
+    return {
+        "key": base64.b64encode(AESGCM.generate_key(bit_length=256)).decode(),
+        "state": "enabled",
+    }

@@ -1,0 +1,137 @@
+"""The service's one exception hierarchy.
+
+Every error a caller can see is a ``ServiceError``: it carries the HTTP status
+and the user-facing message, and ``shared.http`` turns it into the JSON error
+body in one place. Messages never contain a secret; callers that wrap provider
+or client errors pass only redacted text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    """Base of every error the HTTP layer maps to a response."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+# --- 4xx: the caller can fix these -------------------------------------------
+
+
+class BadRequest(ServiceError):
+    """The request is malformed: bad JSON, a missing or wrong-typed field."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class InvalidCredentialFormat(BadRequest):
+    """The credential does not have the provider's key format."""
+
+    code = "invalid_credential_format"
+
+
+class UnknownProvider(ServiceError):
+    status_code = 404
+    code = "unknown_provider"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class MethodNotAllowed(ServiceError):
+    status_code = 405
+    code = "method_not_allowed"
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    code = "not_found"
+
+
+class Unauthenticated(ServiceError):
+    """No API key, or a key that matches no active key."""
+
+    status_code = 401
+    code = "unauthenticated"
+
+
+class Forbidden(ServiceError):
+    """A valid key used on an organization it does not belong to."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class Conflict(ServiceError):
+    status_code = 409
+    code = "conflict"
+
+
+class IntegrationAlreadyExists(Conflict):
+    code = "integration_exists"
+
+
+class IntegrationDisabled(Conflict):
+    code = "integration_disabled"
+
+
+class CredentialRejected(ServiceError):
+    """A new credential (rotate) failed validation; the old one stays."""
+
+    status_code = 422
+    code = "credential_rejected"
+
+
+# --- 5xx: our side or a dependency failed ------------------------------------
+
+
+class ProviderUnavailable(ServiceError):
+    """A new credential (rotate) could not be checked: rate limit, outage, network."""
+
+    status_code = 503
+    code = "provider_unavailable"
+
+
+class EncryptionFailed(ServiceError):
+    """KMS or the local keyring failed; nothing was stored."""
+
+    status_code = 503
+    code = "encryption_failed"
+
+    def __init__(self, message: str = "Credential encryption failed", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+
+
+class StoreUnavailable(ServiceError):
+    """The store failed after retries; nothing was changed."""
+
+    status_code = 503
+    code = "store_unavailable"
+
+    def __init__(self, message: str = "Integration store is unavailable, try again", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+
+
+class StoreConflict(Exception):
+    """A store transaction lost a race (BigQuery serialization abort).
+
+    Internal: the store retries it; it escapes only as ``StoreUnavailable``.
+    """
+
+
+class ConfigurationError(Exception):
+    """The service itself is misconfigured (bad env, bad registry file).
+
+    Raised at start-up, never mapped to a client response.
+    """

@@ -1,0 +1,183 @@
+"""HTTP plumbing shared by every Cloud Function: routing, auth, JSON in/out,
+error mapping and the request id.
+
+``endpoint`` turns a small operation ``(ApiCall) -> (status, payload)`` into
+a Cloud Functions HTTP handler. All errors become JSON here, in one place:
+``ServiceError`` subclasses carry their status and message; anything else is
+logged by class name only (its text could hold a secret) and answered with a
+generic 500.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import flask
+from werkzeug.exceptions import MethodNotAllowed as RouteMethodNotAllowed
+from werkzeug.exceptions import NotFound as RouteNotFound
+from werkzeug.routing import Map, Rule
+
+from shared import logs
+from shared.errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceError
+from shared.service import Caller, IntegrationService, check_org_slug
+
+logger = logging.getLogger("integrations.http")
+
+API_PREFIX = "/api/v1/integrations"
+REQUEST_ID_HEADER = "X-Request-Id"
+
+Operation = Callable[["ApiCall"], tuple[int, dict[str, Any]]]
+
+_service: IntegrationService | None = None
+_service_lock = threading.Lock()
+
+
+def get_service() -> IntegrationService:
+    """The instance-wide service: settings read and adapters built once per warm instance."""
+    global _service
+    if _service is None:
+        with _service_lock:
+            if _service is None:
+                from shared.config import build_service
+
+                _service = build_service()
+    return _service
+
+
+def use_service(service: IntegrationService | None) -> None:
+    """Swap the instance-wide service (tests and the local server build their own)."""
+    global _service
+    _service = service
+
+
+@dataclass
+class ApiCall:
+    request: flask.Request
+    service: IntegrationService
+    caller: Caller
+    provider: str | None
+
+    def json_body(self, *, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The body as a JSON object with exactly the allowed fields."""
+        limit = self.service.adapters.settings.max_body_bytes
+        if self.request.content_length is not None and self.request.content_length > limit:
+            raise PayloadTooLarge(f"Request body is larger than {limit} bytes")
+        raw = self.request.stream.read(limit + 1)
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"Request body is larger than {limit} bytes")
+        if not raw.strip():
+            if required:
+                raise BadRequest(f"Request body must be a JSON object with {', '.join(repr(f) for f in required)}")
+            return {}
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("Request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise BadRequest("Request body must be a JSON object")
+        missing = [name for name in required if body.get(name) is None]
+        if missing:
+            raise BadRequest(f"Missing required field(s): {', '.join(missing)}")
+        unknown = sorted(set(body) - set(required) - set(optional))
+        if unknown:
+            allowed = ", ".join(required + optional)
+            raise BadRequest(f"Unknown field(s): {', '.join(unknown)}; allowed: {allowed}")
+        return body
+
+
+def parse_timestamp(value: Any, field_name: str) -> datetime | None:
+    """ISO-8601 with a zone (``Z`` or an offset), or None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"Field '{field_name}' must be an ISO-8601 timestamp string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            f"Field '{field_name}' is not an ISO-8601 timestamp: expected e.g. 2027-01-31T00:00:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        raise BadRequest(f"Field '{field_name}' needs a time zone (e.g. a trailing Z)")
+    return parsed.astimezone(UTC)
+
+
+def json_response(status: int, payload: dict[str, Any], request_id: str) -> flask.Response:
+    response = flask.Response(json.dumps(payload, default=str), status=status, mimetype="application/json")
+    response.headers[REQUEST_ID_HEADER] = request_id
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def error_response(error: ServiceError, request_id: str) -> flask.Response:
+    payload: dict[str, Any] = {"success": False, "error": error.message, "code": error.code, "request_id": request_id}
+    if error.details:
+        payload["details"] = error.details
+    return json_response(error.status_code, payload, request_id)
+
+
+def _request_id(request: flask.Request) -> str:
+    supplied = request.headers.get(REQUEST_ID_HEADER, "")
+    # Echo a caller's id only if it is short and plain; never trust it blindly into logs.
+    if 0 < len(supplied) <= 64 and all(c.isalnum() or c in "-_." for c in supplied):
+        return supplied
+    return uuid.uuid4().hex
+
+
+def endpoint(
+    method: str, rule: str, *, admin: bool = False
+) -> Callable[[Operation], Callable[[flask.Request], flask.Response]]:
+    """Make ``operation`` a Cloud Functions handler for ``method rule``.
+
+    ``rule`` is relative to ``/api/v1/integrations``; ``<org_slug>`` and
+    ``<provider>`` are taken from the path. ``admin`` operations (revalidate)
+    take an admin key instead of an org key.
+    """
+    url_map = Map([Rule(API_PREFIX + rule, endpoint="operation", methods=[method])], strict_slashes=False)
+
+    def decorate(operation: Operation) -> Callable[[flask.Request], flask.Response]:
+        @functools.wraps(operation)
+        def handler(request: flask.Request) -> flask.Response:
+            request_id = _request_id(request)
+            with logs.request_context(request_id):
+                try:
+                    status, payload = _dispatch(request, request_id)
+                except ServiceError as error:
+                    logger.info("request rejected", extra={"status": error.status_code, "code": error.code})
+                    return error_response(error, request_id)
+                except Exception as error:  # noqa: BLE001 - the one place that turns surprises into a 500
+                    logger.error("unhandled %s in %s", error.__class__.__name__, operation.__name__)
+                    return error_response(
+                        ServiceError("Internal error; the request id identifies it in the logs"), request_id
+                    )
+                logger.info("request handled", extra={"status": status})
+                return json_response(status, {"success": True, **payload}, request_id)
+
+        def _dispatch(request: flask.Request, request_id: str) -> tuple[int, dict[str, Any]]:
+            try:
+                _, arguments = url_map.bind("").match(request.path, method=request.method)
+            except RouteMethodNotAllowed:
+                raise MethodNotAllowed(f"{request.method} is not allowed here; use {method}") from None
+            except RouteNotFound:
+                raise NotFound(f"No such path: {request.path[:200]}") from None
+            org_slug = arguments.get("org_slug", "")
+            if not admin:
+                check_org_slug(org_slug)
+            service = get_service()
+            caller = service.authenticate(request.headers.get("X-API-Key"), org_slug, request_id, admin=admin)
+            # An operation may answer success: false with a 200 (a validation
+            # that found the credential bad): its payload's "success" wins.
+            return operation(ApiCall(request, service, caller, arguments.get("provider")))
+
+        handler.route = (method, API_PREFIX + rule)  # type: ignore[attr-defined]
+        return handler
+
+    return decorate

@@ -1,0 +1,104 @@
+"""The embedded default: one process serving every Cloud Function on the spec's paths.
+
+``python -m shared.local_server`` (what ``make run`` starts) listens on
+127.0.0.1:$PORT (default 8001), keeps state under $INTEGRATIONS_DATA_DIR
+(default ./.data) and serves ``/openapi.json`` and ``/healthz`` besides the API.
+Each request goes to the same handler Cloud Functions would call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import flask
+import yaml
+from werkzeug.exceptions import MethodNotAllowed as RouteMethodNotAllowed
+from werkzeug.exceptions import NotFound as RouteNotFound
+from werkzeug.routing import Map, Rule
+
+from shared import logs
+from shared.errors import MethodNotAllowed, NotFound
+from shared.http import error_response
+
+OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+
+logger = logging.getLogger("integrations.local_server")
+
+Handler = Callable[[flask.Request], flask.Response]
+
+
+def create_app(entry_points: Mapping[str, Handler] | None = None) -> flask.Flask:
+    """A Flask app routing the spec's paths to the entry points of ``main.py``."""
+    if entry_points is None:
+        from main import ENTRY_POINTS
+
+        entry_points = ENTRY_POINTS
+    rules = []
+    for name, handler in entry_points.items():
+        method, rule = handler.route  # type: ignore[attr-defined]
+        rules.append(Rule(rule, endpoint=name, methods=[method]))
+    url_map = Map(rules, strict_slashes=False)
+    app = flask.Flask("integrations-local")
+    openapi_document = yaml.safe_load(OPENAPI_PATH.read_text()) if OPENAPI_PATH.exists() else {}
+
+    @app.get("/openapi.json")
+    def openapi() -> flask.Response:
+        return flask.Response(json.dumps(openapi_document), mimetype="application/json")
+
+    @app.get("/healthz")
+    def healthz() -> flask.Response:
+        return flask.jsonify({"success": True, "status": "ok"})
+
+    @app.route("/<path:rest>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    @app.route("/", defaults={"rest": ""}, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    def dispatch(rest: str) -> flask.Response:
+        request = flask.request
+        try:
+            name, _ = url_map.bind("").match(request.path, method=request.method)
+        except RouteMethodNotAllowed as exc:
+            allowed = ", ".join(sorted(exc.valid_methods or []))
+            return error_response(
+                MethodNotAllowed(f"{request.method} is not allowed on this path; use {allowed}"), _id()
+            )
+        except RouteNotFound:
+            return error_response(NotFound(f"No such path: {request.path[:200]}"), _id())
+        return entry_points[name](request)
+
+    return app
+
+
+def _id() -> str:
+    return uuid.uuid4().hex
+
+
+def main() -> None:
+    from werkzeug.serving import make_server
+
+    logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
+    # Fail at start (bad env, bad registry, unreadable keyring), not at the first request.
+    from shared.http import get_service
+
+    service = get_service()
+    service.adapters.store  # noqa: B018 - build the store now so a bad data dir fails fast
+    service.adapters.cipher  # noqa: B018
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "8001"))
+    server = make_server(host, port, create_app(), threaded=True)
+    logger.info("serving", extra={"url": f"http://{host}:{port}", "data_dir": str(service.adapters.settings.data_dir)})
+    print(
+        f"integrations service listening on http://{host}:{port} (data: {service.adapters.settings.data_dir})",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

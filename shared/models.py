@@ -1,0 +1,131 @@
+"""Records the service works with, independent of any store.
+
+Field names match the table columns in ``configs/schemas/*.json`` so every
+adapter maps them one to one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO-8601 UTC with a trailing Z, as the frontend's types expect."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    VALIDATING = "validating"
+    ACTIVE = "active"
+    ERROR = "error"
+    DISABLED = "disabled"
+    EXPIRED = "expired"
+
+
+@dataclass
+class Integration:
+    integration_id: str
+    org_slug: str
+    provider: str
+    status: str
+    credential_id: str
+    config: dict[str, Any] = field(default_factory=dict)
+    validated_at: datetime | None = None
+    error_message: str | None = None
+    validation_details: dict[str, Any] | None = None
+    expires_at: datetime | None = None
+    consecutive_failures: int = 0
+    last_checked_at: datetime | None = None
+    last_success_at: datetime | None = None
+    created_at: datetime = field(default_factory=utc_now)
+    updated_at: datetime = field(default_factory=utc_now)
+
+    def to_info(self) -> dict[str, Any]:
+        """The frontend's ``IntegrationInfo`` shape."""
+        info: dict[str, Any] = {
+            "integration_id": self.integration_id,
+            "org_slug": self.org_slug,
+            "provider": self.provider,
+            "status": self.status,
+            "config": self.config,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+        }
+        optional = {
+            "validated_at": iso(self.validated_at),
+            "error_message": self.error_message,
+            "expires_at": iso(self.expires_at),
+            "last_checked_at": iso(self.last_checked_at),
+            "last_success_at": iso(self.last_success_at),
+        }
+        info.update({key: value for key, value in optional.items() if value is not None})
+        if self.validation_details is not None:
+            info["validation"] = self.validation_details
+        return info
+
+
+@dataclass(frozen=True)
+class SettingsChange:
+    """What a user's PUT asks to change; None means "leave as is"."""
+
+    config: dict[str, Any] | None = None
+    enabled: bool | None = None
+    expires_at: datetime | None = None
+    clear_expires_at: bool = False
+
+
+@dataclass
+class StoredCredential:
+    """Only ciphertext and metadata; the plaintext never reaches a store."""
+
+    credential_id: str
+    org_slug: str
+    provider: str
+    credential_type: str
+    encrypted_credential: bytes
+    key_version: str
+    fingerprint: str
+    created_at: datetime = field(default_factory=utc_now)
+
+
+@dataclass
+class AuditEvent:
+    org_slug: str
+    provider: str
+    action: str  # setup, validate, update, disable, enable, rotate, delete, revalidate
+    outcome: str  # success, failure, rejected
+    actor_key_id: str
+    request_id: str
+    credential_fingerprint: str | None = None
+    detail: str | None = None
+    audit_id: str = field(default_factory=new_id)
+    created_at: datetime = field(default_factory=utc_now)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ApiKeyRecord:
+    key_id: str
+    org_slug: str
+    key_hash: str
+    is_admin: bool = False
+    label: str | None = None
+    created_at: datetime = field(default_factory=utc_now)
+    revoked_at: datetime | None = None

@@ -1,0 +1,461 @@
+"""The use cases: setup, validate, list, get, update, delete, rotate.
+
+The service sees ports only (``Adapters`` builds them lazily), checks every
+input against the provider registry, and keeps the invariants: the plaintext
+secret lives only in local variables between the request and the cipher or
+the provider call; every credential operation writes one audit row; a failed
+step leaves the stored state as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.crypto import credential_aad
+from shared.errors import (
+    BadRequest,
+    Conflict,
+    CredentialRejected,
+    EncryptionFailed,
+    Forbidden,
+    IntegrationAlreadyExists,
+    IntegrationDisabled,
+    InvalidCredentialFormat,
+    NotFound,
+    ProviderUnavailable,
+    Unauthenticated,
+    UnknownProvider,
+)
+from shared.models import (
+    ApiKeyRecord,
+    AuditEvent,
+    Integration,
+    SettingsChange,
+    Status,
+    StoredCredential,
+    new_id,
+    utc_now,
+)
+from shared.providers import ProviderSpec, Registry
+from shared.validators import FailureClass, ValidationResult, validate_credential
+from shared.validators.gcp import parse_service_account
+
+if TYPE_CHECKING:
+    from shared.config import Adapters
+
+logger = logging.getLogger("integrations.service")
+
+ORG_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
+API_KEY_SHAPE = re.compile(r"^ik_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
+MAX_SECRET_CHARS = 16 * 1024
+
+
+def credential_fingerprint(secret: str) -> str:
+    """First 8 hex chars of SHA-256 of the secret: identifies, never reveals."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class Caller:
+    key_id: str
+    org_slug: str
+    is_admin: bool
+    request_id: str
+
+
+@dataclass
+class _CachedKey:
+    record: ApiKeyRecord
+    fetched_at: float
+
+
+@dataclass
+class ValidationOutcome:
+    integration: Integration
+    result: ValidationResult
+
+
+@dataclass
+class IntegrationService:
+    adapters: Adapters
+    registry: Registry
+    _key_cache: dict[str, _CachedKey] = field(default_factory=dict)
+    _key_cache_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- org API keys -------------------------------------------------------------
+
+    def _hash_api_key(self, api_key: str) -> str:
+        return hmac.new(self.adapters.api_key_pepper, api_key.encode(), hashlib.sha256).hexdigest()
+
+    def create_api_key(
+        self, org_slug: str, *, is_admin: bool = False, label: str | None = None
+    ) -> tuple[ApiKeyRecord, str]:
+        """A new key for ``org_slug``; the plaintext is returned once and never stored."""
+        check_org_slug(org_slug)
+        key_id = secrets.token_hex(8)
+        api_key = f"ik_{key_id}_{secrets.token_urlsafe(32)}"
+        record = ApiKeyRecord(
+            key_id=key_id, org_slug=org_slug, key_hash=self._hash_api_key(api_key), is_admin=is_admin, label=label
+        )
+        self.adapters.store.add_api_key(record)
+        return record, api_key
+
+    def authenticate(self, api_key: str | None, org_slug: str, request_id: str, *, admin: bool = False) -> Caller:
+        """The caller behind ``X-API-Key``, allowed on ``org_slug`` only.
+
+        A key of another org gets 403 before anything about ``org_slug`` is
+        read, so the answer says nothing about what that org has.
+        """
+        if not api_key:
+            raise Unauthenticated("Missing X-API-Key header")
+        match = API_KEY_SHAPE.match(api_key)
+        record = self._api_key_record(match.group(1)) if match else None
+        expected = record.key_hash if record else "0" * 64
+        # compare_digest even on a miss, so timing does not tell ids apart.
+        matches = hmac.compare_digest(self._hash_api_key(api_key), expected)
+        if record is None or not matches or record.revoked_at is not None:
+            raise Unauthenticated("Invalid API key")
+        if admin:
+            if not record.is_admin:
+                raise Forbidden("This operation needs an admin API key")
+        elif record.org_slug != org_slug:
+            raise Forbidden("API key is not valid for this organization")
+        return Caller(key_id=record.key_id, org_slug=record.org_slug, is_admin=record.is_admin, request_id=request_id)
+
+    def _api_key_record(self, key_id: str) -> ApiKeyRecord | None:
+        ttl = self.adapters.settings.auth_cache_seconds
+        now = time.monotonic()
+        with self._key_cache_lock:
+            cached = self._key_cache.get(key_id)
+        if cached is not None and now - cached.fetched_at < ttl:
+            return cached.record
+        record = self.adapters.store.find_api_key(key_id)
+        if record is not None and ttl > 0:
+            with self._key_cache_lock:
+                self._key_cache[key_id] = _CachedKey(record, now)
+        return record
+
+    # --- input checks -----------------------------------------------------------------
+
+    def provider(self, provider_id: str) -> ProviderSpec:
+        spec = self.registry.get(provider_id)
+        if spec is None:
+            known = ", ".join(sorted(self.registry.providers))
+            raise UnknownProvider(f"Unknown provider '{provider_id[:64]}'; supported providers: {known}")
+        return spec
+
+    def _secret_from(self, spec: ProviderSpec, credentials: Any) -> str:
+        """The plaintext secret of ``credentials`` after the provider's format check."""
+        if not isinstance(credentials, dict):
+            raise BadRequest("Field 'credentials' must be an object")
+        field_name = spec.credential_field
+        unknown = sorted(set(credentials) - {field_name})
+        if unknown:
+            raise BadRequest(
+                f"Field 'credentials' for {spec.display_name} takes only '{field_name}', got {', '.join(unknown)}"
+            )
+        value = credentials.get(field_name)
+        if spec.credential_type == "service_account_json" and isinstance(value, dict):
+            value = json.dumps(value, sort_keys=True)
+        if not isinstance(value, str) or not value:
+            raise BadRequest(f"Field 'credentials.{field_name}' is required and must be a non-empty string")
+        if len(value) > MAX_SECRET_CHARS:
+            raise BadRequest(f"Field 'credentials.{field_name}' is longer than {MAX_SECRET_CHARS} characters")
+        if spec.credential_type == "service_account_json":
+            document = parse_service_account(value, spec.display_name, self.adapters.settings.allowed_token_hosts)
+            return json.dumps(document, sort_keys=True)
+        value = value.strip()
+        if spec.key_pattern is not None and not spec.key_pattern.fullmatch(value):
+            raise InvalidCredentialFormat(f"Invalid API key format for {spec.display_name}")
+        return value
+
+    def _config_from(self, spec: ProviderSpec, config: Any) -> dict[str, str]:
+        if config is None:
+            config = {}
+        if not isinstance(config, dict):
+            raise BadRequest("Field 'config' must be an object")
+        unknown = sorted(set(config) - set(spec.config_fields))
+        if unknown:
+            allowed = ", ".join(sorted(spec.config_fields)) or "none"
+            raise BadRequest(
+                f"Unknown config field(s) for {spec.display_name}: {', '.join(unknown)}; allowed: {allowed}"
+            )
+        problems = []
+        for name, field_spec in spec.config_fields.items():
+            value = config.get(name)
+            if value is None:
+                if field_spec.required:
+                    problems.append(f"'{name}' is required ({field_spec.description})")
+                continue
+            if not isinstance(value, str) or not field_spec.pattern.fullmatch(value):
+                problems.append(f"'{name}' must match {field_spec.pattern.pattern}")
+        if problems:
+            raise BadRequest(f"Invalid config for {spec.display_name}: " + "; ".join(problems))
+        return {name: value for name, value in config.items() if value is not None}
+
+    def _integration(self, org_slug: str, spec: ProviderSpec) -> Integration:
+        integration = self.adapters.store.get_integration(org_slug, spec.provider_id)
+        if integration is None:
+            raise NotFound(f"No integration for {spec.display_name} in this organization")
+        return integration
+
+    def _with_credential(self, org_slug: str, spec: ProviderSpec) -> tuple[Integration, StoredCredential]:
+        pair = self.adapters.store.get_integration_with_credential(org_slug, spec.provider_id)
+        if pair is None:
+            raise NotFound(f"No integration for {spec.display_name} in this organization")
+        return pair
+
+    def _audit(
+        self,
+        caller: Caller,
+        spec: ProviderSpec,
+        action: str,
+        outcome: str,
+        *,
+        fingerprint: str | None = None,
+        detail: str | None = None,
+    ) -> AuditEvent:
+        return AuditEvent(
+            org_slug=caller.org_slug,
+            provider=spec.provider_id,
+            action=action,
+            outcome=outcome,
+            actor_key_id=caller.key_id,
+            request_id=caller.request_id,
+            credential_fingerprint=fingerprint,
+            detail=detail,
+        )
+
+    def _encrypt(self, caller: Caller, spec: ProviderSpec, secret: str, action: str) -> StoredCredential:
+        credential_id = new_id()
+        fingerprint = credential_fingerprint(secret)
+        try:
+            encrypted = self.adapters.cipher.encrypt(
+                secret.encode(), credential_aad(caller.org_slug, spec.provider_id, credential_id)
+            )
+        except EncryptionFailed:
+            self.adapters.store.record_audit(
+                self._audit(
+                    caller, spec, action, "failure", fingerprint=fingerprint, detail="Credential encryption failed"
+                )
+            )
+            raise
+        return StoredCredential(
+            credential_id=credential_id,
+            org_slug=caller.org_slug,
+            provider=spec.provider_id,
+            credential_type=spec.credential_type,
+            encrypted_credential=encrypted.ciphertext,
+            key_version=encrypted.key_version,
+            fingerprint=fingerprint,
+        )
+
+    def _decrypt(self, integration: Integration, credential: StoredCredential) -> str:
+        aad = credential_aad(integration.org_slug, integration.provider, credential.credential_id)
+        return self.adapters.cipher.decrypt(credential.encrypted_credential, aad).decode()
+
+    # --- use cases -----------------------------------------------------------------------
+
+    def setup(
+        self, caller: Caller, provider_id: str, credentials: Any, config: Any, expires_at: datetime | None
+    ) -> Integration:
+        spec = self.provider(provider_id)
+        try:
+            secret = self._secret_from(spec, credentials)
+        except InvalidCredentialFormat as error:
+            self.adapters.store.record_audit(self._audit(caller, spec, "setup", "rejected", detail=error.message))
+            raise
+        clean_config = self._config_from(spec, config)
+        credential = self._encrypt(caller, spec, secret, "setup")
+        now = utc_now()
+        integration = Integration(
+            integration_id=new_id(),
+            org_slug=caller.org_slug,
+            provider=spec.provider_id,
+            status=Status.PENDING,
+            credential_id=credential.credential_id,
+            config=clean_config,
+            expires_at=expires_at,
+            created_at=now,
+            updated_at=now,
+        )
+        audit = self._audit(caller, spec, "setup", "success", fingerprint=credential.fingerprint)
+        if not self.adapters.store.create_integration(integration, credential, audit):
+            message = f"Integration already exists for {spec.display_name}"
+            self.adapters.store.record_audit(
+                self._audit(caller, spec, "setup", "rejected", fingerprint=credential.fingerprint, detail=message)
+            )
+            raise IntegrationAlreadyExists(message)
+        return integration
+
+    def validate(self, caller: Caller, provider_id: str) -> ValidationOutcome:
+        spec = self.provider(provider_id)
+        integration, credential = self._with_credential(caller.org_slug, spec)
+        if integration.status == Status.DISABLED:
+            raise IntegrationDisabled(f"Integration for {spec.display_name} is disabled; enable it before validating")
+        read_version = integration.updated_at
+        now = utc_now()
+        if integration.expires_at is not None and integration.expires_at <= now:
+            result = expired_result(spec, integration.expires_at)
+        else:
+            secret = self._decrypt(integration, credential)
+            result = validate_credential(
+                spec, secret, integration.config, self.adapters.settings.validation_context(spec)
+            )
+        apply_validation(integration, result, now, transient_tolerance=0)
+        audit = self._audit(
+            caller,
+            spec,
+            "validate",
+            "success" if result.ok else "failure",
+            fingerprint=credential.fingerprint,
+            detail=result.message,
+        )
+        if not self.adapters.store.save_integration(integration, audit, expected_updated_at=read_version):
+            raise Conflict(f"Integration for {spec.display_name} changed during validation; try again")
+        return ValidationOutcome(integration, result)
+
+    def list(self, caller: Caller) -> list[Integration]:
+        return self.adapters.store.list_integrations(caller.org_slug)
+
+    def get(self, caller: Caller, provider_id: str) -> Integration:
+        return self._integration(caller.org_slug, self.provider(provider_id))
+
+    def update(self, caller: Caller, provider_id: str, change: SettingsChange) -> Integration:
+        spec = self.provider(provider_id)
+        if change.config is not None:
+            change = SettingsChange(
+                config=self._config_from(spec, change.config),
+                enabled=change.enabled,
+                expires_at=change.expires_at,
+                clear_expires_at=change.clear_expires_at,
+            )
+        action = {True: "enable", False: "disable", None: "update"}[change.enabled]
+        updated = self.adapters.store.update_settings(
+            caller.org_slug, spec.provider_id, change, self._audit(caller, spec, action, "success")
+        )
+        if updated is None:
+            raise NotFound(f"No integration for {spec.display_name} in this organization")
+        return updated
+
+    def delete(self, caller: Caller, provider_id: str) -> None:
+        spec = self.provider(provider_id)
+        if not self.adapters.store.delete_integration(
+            caller.org_slug, spec.provider_id, self._audit(caller, spec, "delete", "success")
+        ):
+            raise NotFound(f"No integration for {spec.display_name} in this organization")
+
+    def rotate(
+        self, caller: Caller, provider_id: str, new_credentials: Any, expires_at: datetime | None
+    ) -> ValidationOutcome:
+        """Validate the new credential first; only a good one replaces the old."""
+        spec = self.provider(provider_id)
+        integration, old_credential = self._with_credential(caller.org_slug, spec)
+        if integration.status == Status.DISABLED:
+            raise IntegrationDisabled(f"Integration for {spec.display_name} is disabled; enable it before rotating")
+        try:
+            secret = self._secret_from(spec, new_credentials)
+        except InvalidCredentialFormat as error:
+            self.adapters.store.record_audit(self._audit(caller, spec, "rotate", "rejected", detail=error.message))
+            raise
+        result = validate_credential(spec, secret, integration.config, self.adapters.settings.validation_context(spec))
+        if not result.ok:
+            message = result.message or f"{spec.display_name} API key is invalid or expired"
+            self.adapters.store.record_audit(
+                self._audit(
+                    caller, spec, "rotate", "rejected", fingerprint=credential_fingerprint(secret), detail=message
+                )
+            )
+            error_type = CredentialRejected if result.failure_class == FailureClass.CONFIG else ProviderUnavailable
+            raise error_type(message, details={"validation": result.details})
+        credential = self._encrypt(caller, spec, secret, "rotate")
+        now = utc_now()
+        integration.credential_id = credential.credential_id
+        integration.expires_at = expires_at
+        apply_validation(integration, result, now, transient_tolerance=0)
+        audit = self._audit(
+            caller,
+            spec,
+            "rotate",
+            "success",
+            fingerprint=credential.fingerprint,
+            detail=f"replaced credential {old_credential.fingerprint}",
+        )
+        if not self.adapters.store.replace_credential(
+            integration, credential, audit, expected_credential_id=old_credential.credential_id
+        ):
+            raise Conflict(f"Integration for {spec.display_name} changed during rotation; try again")
+        return ValidationOutcome(integration, result)
+
+
+def check_org_slug(org_slug: str) -> None:
+    if not ORG_SLUG.fullmatch(org_slug):
+        raise BadRequest(
+            "Organization slug must be 2-63 characters of lowercase letters, digits, '-' or '_',"
+            " starting with a letter or digit"
+        )
+
+
+def expired_result(spec: ProviderSpec, expires_at: datetime) -> ValidationResult:
+    from shared.validators import Failure
+
+    message = f"{spec.display_name} credential expired at {expires_at.astimezone(UTC).isoformat()}"
+    return ValidationResult(
+        ok=False,
+        details={"connection": False, "permissions": False, "message": message, "expired": True},
+        message=message,
+        failure=Failure.INVALID_KEY,
+        failure_class=FailureClass.CONFIG,
+    )
+
+
+def apply_validation(
+    integration: Integration, result: ValidationResult, now: datetime, *, transient_tolerance: int
+) -> None:
+    """Fold one validation result into the integration's lifecycle fields.
+
+    A transient failure (429, 5xx, network) only turns a working integration
+    into ``error`` once it has repeated more than ``transient_tolerance``
+    times in a row; a config failure (bad key, missing role) does at once.
+    """
+    integration.last_checked_at = now
+    integration.updated_at = now
+    if result.ok:
+        integration.status = Status.ACTIVE
+        integration.validated_at = now
+        integration.last_success_at = now
+        integration.error_message = None
+        integration.consecutive_failures = 0
+        integration.validation_details = result.details
+        if result.expires_at is not None:
+            integration.expires_at = result.expires_at
+        return
+    integration.consecutive_failures += 1
+    if result.details.get("expired"):
+        integration.status = Status.EXPIRED
+    elif (
+        result.failure_class != FailureClass.CONFIG
+        and integration.status == Status.ACTIVE
+        and integration.consecutive_failures <= transient_tolerance
+    ):
+        # Keep the last good result; record that this run could not confirm it.
+        integration.validation_details = {
+            **(integration.validation_details or {}),
+            "last_transient_failure": result.message,
+        }
+        return
+    else:
+        integration.status = Status.ERROR
+    integration.validated_at = now
+    integration.error_message = result.message
+    integration.validation_details = result.details

@@ -1,0 +1,216 @@
+"""The service's own secrets (e.g. the pepper that hashes org API keys).
+
+Port: ``SecretSource.get(name) -> str``. Adapters:
+
+- ``EnvSecretSource`` — local runtime and tests: environment variable
+  ``INTEGRATIONS_SECRET_<NAME>`` first, then an optional JSON file;
+- ``SecretManagerSource`` — GCP: Secret Manager
+  ``projects/{project}/secrets/{name}/versions/latest``, read once per instance.
+
+``name`` is a Secret Manager secret id (letters, digits, ``_`` and ``-``, at
+most 255 characters) so the same name works with both adapters. Every failure
+is a ``shared.errors.ConfigurationError`` that names the secret and says what
+was expected — never its value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from shared.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "INTEGRATIONS_SECRET_"
+_SECRET_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
+_PROJECT = re.compile(r"[a-z0-9][a-z0-9.:-]{0,99}")
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_RETRY_DEADLINE = 20.0
+
+
+class SecretSource(Protocol):
+    def get(self, name: str) -> str: ...
+
+
+def _validate_name(name: str) -> str:
+    if not isinstance(name, str) or _SECRET_NAME.fullmatch(name) is None:
+        raise ConfigurationError(
+            f"Secret name {name!r} is malformed: "
+            "expected 1-255 letters, digits, '_' or '-' (a Secret Manager secret id)"
+        )
+    return name
+
+
+def env_var_name(name: str) -> str:
+    """``api-key-pepper`` -> ``INTEGRATIONS_SECRET_API_KEY_PEPPER``."""
+    return ENV_PREFIX + _validate_name(name).upper().replace("-", "_")
+
+
+class EnvSecretSource:
+    """Secrets from the environment, else from a local JSON file.
+
+    Lookup order for ``get(name)``:
+
+    1. environment variable ``INTEGRATIONS_SECRET_<NAME>`` (``name`` upper-cased,
+       ``-`` -> ``_``), read at each call;
+    2. ``path``, if given: a JSON object ``{"<name>": "<value>", ...}`` keyed by
+       the secret name as passed to ``get``; read once, on first need. Keep it
+       out of version control and readable by the service user only (0600).
+
+    An empty value counts as unset. ``environ`` replaces ``os.environ`` (tests).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> None:
+        self._path = Path(path) if path is not None else None
+        self._environ = environ
+        self._file_values: dict[str, str] | None = None
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> str:
+        variable = env_var_name(name)
+        environ = os.environ if self._environ is None else self._environ
+        value = environ.get(variable)
+        if value:
+            return value
+        if self._path is not None:
+            value = self._load_file().get(name)
+            if value:
+                return value
+        where = f"env var {variable}" + (f" or key {name!r} in {self._path}" if self._path is not None else "")
+        raise ConfigurationError(f"Secret {name!r} is not set: expected a non-empty {where}")
+
+    def _load_file(self) -> dict[str, str]:
+        with self._lock:
+            if self._file_values is None:
+                self._file_values = _read_secret_file(self._path)  # type: ignore[arg-type]
+            return self._file_values
+
+
+def _read_secret_file(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"Secrets file {path} cannot be read: {type(exc).__name__}") from exc
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"Secrets file {path} is not UTF-8 text") from None
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # Not chained: the decode error keeps the whole document (the secrets) in ``exc.doc``.
+        raise ConfigurationError(
+            f"Secrets file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}): "
+            'expected an object {"<name>": "<value>"}'
+        ) from None
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise ConfigurationError(f'Secrets file {path} must hold a JSON object of strings {{"<name>": "<value>"}}')
+    return values
+
+
+class SecretManagerSource:
+    """Secrets from Secret Manager, the ``latest`` version, cached per instance.
+
+    Each ``get(name)`` reads ``projects/{project}/secrets/{name}/versions/latest``
+    once for the life of the instance (rotating a secret takes a new instance,
+    i.e. a new Cloud Function instance). The payload's ``data_crc32c`` must be
+    present and match the data; the value must be UTF-8.
+
+    ``api_endpoint`` (e.g. ``http://127.0.0.1:8086``) switches the client to the
+    REST transport against that endpoint; ``credentials`` defaults to the
+    application default credentials. The Google client is imported and created
+    on first read and reused. Each attempt has ``timeout`` seconds and retries
+    of unavailable/exhausted errors stop after ``retry_deadline`` seconds.
+    """
+
+    def __init__(
+        self,
+        project: str,
+        *,
+        api_endpoint: str | None = None,
+        credentials: Any = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry_deadline: float = DEFAULT_RETRY_DEADLINE,
+    ) -> None:
+        if not isinstance(project, str) or _PROJECT.fullmatch(project) is None:
+            raise ConfigurationError(
+                f"Secret Manager project {project!r} is malformed: expected a project id or number such as 'my-project'"
+            )
+        self.project = project
+        self._api_endpoint = api_endpoint
+        self._credentials = credentials
+        self._timeout = timeout
+        self._retry_deadline = retry_deadline
+        self._client: Any = None
+        self._retry: Any = None
+        self._values: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> str:
+        _validate_name(name)
+        # One lock for reads and the cache: concurrent first reads of a name
+        # still cost one Secret Manager call.
+        with self._lock:
+            if name not in self._values:
+                self._values[name] = self._read(name)
+            return self._values[name]
+
+    def _read(self, name: str) -> str:
+        resource = f"projects/{self.project}/secrets/{name}/versions/latest"
+        try:
+            response = self._get_client().access_secret_version(
+                request={"name": resource}, retry=self._retry, timeout=self._timeout
+            )
+        except Exception as exc:
+            logger.warning("Secret Manager read of %s failed: %s", resource, type(exc).__name__)
+            raise ConfigurationError(
+                f"Secret {name!r} could not be read from Secret Manager ({resource}): {type(exc).__name__}"
+            ) from exc
+        payload = response.payload
+        data = bytes(payload.data)
+        if "data_crc32c" not in payload or payload.data_crc32c != _crc32c(data):
+            logger.warning("Secret Manager read of %s failed: payload checksum mismatch", resource)
+            raise ConfigurationError(
+                f"Secret {name!r} from Secret Manager ({resource}) failed its CRC32C check: "
+                "expected payload.data_crc32c to match the data"
+            )
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            # Not chained: the decode error holds the raw secret bytes.
+            raise ConfigurationError(
+                f"Secret {name!r} from Secret Manager ({resource}) is not UTF-8 text: expected a text value"
+            ) from None
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from google.api_core import exceptions as api_exceptions
+            from google.api_core import retry as api_retry
+            from google.cloud import secretmanager
+
+            options: dict[str, Any] = {}
+            if self._api_endpoint:
+                options = {"transport": "rest", "client_options": {"api_endpoint": self._api_endpoint}}
+            self._retry = api_retry.Retry(
+                predicate=api_retry.if_exception_type(
+                    api_exceptions.ServiceUnavailable, api_exceptions.ResourceExhausted
+                ),
+                initial=0.2,
+                maximum=2.0,
+                multiplier=2.0,
+                timeout=self._retry_deadline,
+            )
+            self._client = secretmanager.SecretManagerServiceClient(credentials=self._credentials, **options)
+        return self._client
+
+
+def _crc32c(data: bytes) -> int:
+    import google_crc32c
+
+    return int(google_crc32c.value(data))

@@ -1,0 +1,107 @@
+"""Store port: integrations, encrypted credentials, audit log, org API keys.
+
+The service sees only ``IntegrationStore``. Adapters:
+
+- ``shared.store.sqlite_store.SqliteStore`` — embedded default;
+- ``shared.store.bigquery_store.BigQueryStore`` — production.
+
+Rules every adapter keeps (the contract suite in ``tests/contract`` checks them):
+
+- every mutating call is atomic: integration, credential and the audit row
+  passed with it are written together or not at all;
+- at most one integration per (org_slug, provider), whatever the concurrency:
+  ``create_integration`` returns False when one already exists;
+- conditional writes (``expected_updated_at``, ``expected_credential_id``)
+  return False instead of overwriting a row someone else changed or deleted;
+- ``counters["jobs"]`` counts round trips to the backing store (BigQuery
+  jobs), so tests can assert the per-operation budget exactly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from shared.models import ApiKeyRecord, AuditEvent, Integration, SettingsChange, StoredCredential
+
+
+class IntegrationStore(Protocol):
+    counters: Counter[str]
+
+    # --- integrations + credentials ------------------------------------------
+
+    def create_integration(self, integration: Integration, credential: StoredCredential, audit: AuditEvent) -> bool:
+        """Insert all three; False (and nothing written) if the org+provider exists."""
+        ...
+
+    def get_integration(self, org_slug: str, provider: str) -> Integration | None: ...
+
+    def get_integration_with_credential(
+        self, org_slug: str, provider: str
+    ) -> tuple[Integration, StoredCredential] | None: ...
+
+    def list_integrations(self, org_slug: str) -> list[Integration]: ...
+
+    def save_integration(self, integration: Integration, audit: AuditEvent, *, expected_updated_at: datetime) -> bool:
+        """Overwrite the mutable fields if the row still has ``expected_updated_at``."""
+        ...
+
+    def update_settings(
+        self, org_slug: str, provider: str, change: SettingsChange, audit: AuditEvent
+    ) -> Integration | None:
+        """Apply a user's config/enabled/expiry change in one round trip.
+
+        The new status follows ``shared.lifecycle.status_after_settings_change``;
+        returns the updated integration, or None if there is none.
+        """
+        ...
+
+    def replace_credential(
+        self,
+        integration: Integration,
+        credential: StoredCredential,
+        audit: AuditEvent,
+        *,
+        expected_credential_id: str,
+    ) -> bool:
+        """Swap in a new credential (rotation) if the old one is still current."""
+        ...
+
+    def delete_integration(self, org_slug: str, provider: str, audit: AuditEvent) -> bool:
+        """Delete integration and credential; the audit row gets the deleted credential's fingerprint."""
+        ...
+
+    def record_audit(self, audit: AuditEvent) -> None:
+        """Audit an operation that changed nothing (rejected or failed)."""
+        ...
+
+    def list_audit(self, org_slug: str, provider: str | None = None, limit: int = 100) -> list[AuditEvent]: ...
+
+    # --- revalidation ----------------------------------------------------------
+
+    def list_integrations_for_revalidation(
+        self, *, after_integration_id: str | None, limit: int
+    ) -> list[tuple[Integration, StoredCredential]]:
+        """Every non-disabled integration with its credential, ordered by id (one job)."""
+        ...
+
+    def save_revalidation_results(self, results: Sequence[tuple[Integration, AuditEvent, datetime]]) -> int:
+        """Write many (integration, audit, expected_updated_at) at once (one job).
+
+        Rows changed since they were read are skipped; returns how many were written.
+        """
+        ...
+
+    # --- org API keys ---------------------------------------------------------------
+
+    def add_api_key(self, record: ApiKeyRecord) -> None: ...
+
+    def find_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """The key by its public id; the caller compares hashes in constant time."""
+        ...
+
+    def list_api_keys(self, org_slug: str | None = None) -> list[ApiKeyRecord]: ...
+
+    def revoke_api_key(self, key_id: str) -> bool: ...

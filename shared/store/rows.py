@@ -1,0 +1,68 @@
+"""Mapping between records and table rows, shared by every store adapter.
+
+Rows are plain dicts keyed by the column names of ``configs/schemas``; JSON
+columns travel as text, timestamps as aware ``datetime`` objects. Each adapter
+converts only what its backend cannot hold natively (SQLite: timestamps).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.models import ApiKeyRecord, AuditEvent, Integration, StoredCredential
+
+JSON_COLUMNS = ("config", "validation_details")
+
+
+def integration_to_row(integration: Integration) -> dict[str, Any]:
+    row = asdict(integration)
+    for column in JSON_COLUMNS:
+        row[column] = None if row[column] is None else json.dumps(row[column], sort_keys=True)
+    return row
+
+
+def integration_from_row(row: dict[str, Any]) -> Integration:
+    values = dict(row)
+    values["config"] = json.loads(values["config"]) if values.get("config") else {}
+    details = values.get("validation_details")
+    values["validation_details"] = json.loads(details) if details else None
+    values["consecutive_failures"] = int(values.get("consecutive_failures") or 0)
+    return Integration(**_aware_timestamps(values))
+
+
+def credential_to_row(credential: StoredCredential) -> dict[str, Any]:
+    return asdict(credential)
+
+
+def credential_from_row(row: dict[str, Any]) -> StoredCredential:
+    values = dict(row)
+    values["encrypted_credential"] = bytes(values["encrypted_credential"])
+    return StoredCredential(**_aware_timestamps(values))
+
+
+def audit_to_row(audit: AuditEvent) -> dict[str, Any]:
+    return asdict(audit)
+
+
+def audit_from_row(row: dict[str, Any]) -> AuditEvent:
+    return AuditEvent(**_aware_timestamps(dict(row)))
+
+
+def api_key_to_row(record: ApiKeyRecord) -> dict[str, Any]:
+    return asdict(record)
+
+
+def api_key_from_row(row: dict[str, Any]) -> ApiKeyRecord:
+    values = dict(row)
+    values["is_admin"] = bool(values["is_admin"])
+    return ApiKeyRecord(**_aware_timestamps(values))
+
+
+def _aware_timestamps(values: dict[str, Any]) -> dict[str, Any]:
+    for key, value in values.items():
+        if isinstance(value, datetime) and value.tzinfo is None:
+            values[key] = value.replace(tzinfo=UTC)
+    return values

@@ -1,0 +1,335 @@
+"""SQLite adapter of the store port: the embedded default.
+
+Tables are created from ``configs/schemas/*.json`` (the same files BigQuery
+uses); a unique index on (org_slug, provider) makes concurrent setups safe.
+Each thread gets its own connection; writes run in ``BEGIN IMMEDIATE``
+transactions so integration, credential and audit change together.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from shared.errors import StoreUnavailable
+from shared.lifecycle import status_after_settings_change
+from shared.models import ApiKeyRecord, AuditEvent, Integration, SettingsChange, StoredCredential, utc_now
+from shared.schemas import (
+    API_KEYS_TABLE,
+    AUDIT_TABLE,
+    CREDENTIALS_TABLE,
+    INTEGRATIONS_TABLE,
+    TABLES,
+    column_names,
+    column_types,
+    table_schema,
+)
+from shared.store import rows
+
+SQLITE_TYPES = {"STRING": "TEXT", "BYTES": "BLOB", "TIMESTAMP": "TEXT", "INT64": "INTEGER", "BOOL": "INTEGER"}
+
+INDEXES = (
+    f"CREATE UNIQUE INDEX IF NOT EXISTS uq_integration_org_provider ON {INTEGRATIONS_TABLE} (org_slug, provider)",
+    f"CREATE UNIQUE INDEX IF NOT EXISTS uq_credential_id ON {CREDENTIALS_TABLE} (credential_id)",
+    f"CREATE INDEX IF NOT EXISTS ix_audit_org ON {AUDIT_TABLE} (org_slug, provider, created_at)",
+    f"CREATE UNIQUE INDEX IF NOT EXISTS uq_api_key_id ON {API_KEYS_TABLE} (key_id)",
+)
+
+MUTABLE_INTEGRATION_COLUMNS = [
+    name
+    for name in column_names(INTEGRATIONS_TABLE)
+    if name not in ("integration_id", "org_slug", "provider", "created_at")
+]
+
+
+def _timestamp_text(value: datetime) -> str:
+    # Fixed-width UTC text: sorts and compares like the instant it names.
+    return value.isoformat(timespec="microseconds")
+
+
+def _create_table_sql(table: str) -> str:
+    columns = []
+    for column in table_schema(table):
+        not_null = " NOT NULL" if column.get("mode") == "REQUIRED" else ""
+        columns.append(f"{column['name']} {SQLITE_TYPES[column['type']]}{not_null}")
+    return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)})"
+
+
+class SqliteStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.counters: Counter[str] = Counter()
+        self._local = threading.local()
+        self._timestamp_columns = {
+            table: {name for name, kind in column_types(table).items() if kind == "TIMESTAMP"} for table in TABLES
+        }
+        with self._transaction() as connection:
+            for table in TABLES:
+                connection.execute(_create_table_sql(table))
+            for statement in INDEXES:
+                connection.execute(statement)
+
+    # --- plumbing -------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA busy_timeout=30000")
+            self._local.connection = connection
+        return connection
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self.counters["jobs"] += 1
+        connection = self._connection()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable() from exc
+        try:
+            yield connection
+        except sqlite3.OperationalError as exc:
+            connection.execute("ROLLBACK")
+            raise StoreUnavailable() from exc
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        else:
+            connection.execute("COMMIT")
+
+    def _query(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        self.counters["jobs"] += 1
+        try:
+            return self._connection().execute(sql, parameters).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable() from exc
+
+    def _to_sql(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
+        converted = dict(row)
+        for column in self._timestamp_columns[table]:
+            if converted.get(column) is not None:
+                converted[column] = _timestamp_text(converted[column])
+        return converted
+
+    def _from_sql(self, table: str, row: sqlite3.Row | dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        values = {name: row[prefix + name] for name in column_names(table)}
+        for column in self._timestamp_columns[table]:
+            if values.get(column) is not None:
+                values[column] = datetime.fromisoformat(values[column])
+        return values
+
+    def _insert(self, connection: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
+        names = column_names(table)
+        values = self._to_sql(table, row)
+        placeholders = ", ".join(f":{name}" for name in names)
+        connection.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})", values)
+
+    def _update_integration(
+        self, connection: sqlite3.Connection, integration: Integration, condition: str, parameters: dict[str, Any]
+    ) -> bool:
+        values = self._to_sql(INTEGRATIONS_TABLE, rows.integration_to_row(integration))
+        assignments = ", ".join(f"{name} = :{name}" for name in MUTABLE_INTEGRATION_COLUMNS)
+        cursor = connection.execute(
+            f"UPDATE {INTEGRATIONS_TABLE} SET {assignments} WHERE integration_id = :integration_id AND {condition}",
+            {**values, **parameters},
+        )
+        return cursor.rowcount == 1
+
+    def _integration_columns(self, alias: str) -> str:
+        return ", ".join(f"{alias}.{name} AS i_{name}" for name in column_names(INTEGRATIONS_TABLE))
+
+    def _credential_columns(self, alias: str) -> str:
+        return ", ".join(f"{alias}.{name} AS c_{name}" for name in column_names(CREDENTIALS_TABLE))
+
+    def _pair(self, row: sqlite3.Row) -> tuple[Integration, StoredCredential]:
+        integration = rows.integration_from_row(self._from_sql(INTEGRATIONS_TABLE, row, "i_"))
+        credential = rows.credential_from_row(self._from_sql(CREDENTIALS_TABLE, row, "c_"))
+        return integration, credential
+
+    # --- integrations + credentials ------------------------------------------------------
+
+    def create_integration(self, integration: Integration, credential: StoredCredential, audit: AuditEvent) -> bool:
+        try:
+            with self._transaction() as connection:
+                self._insert(connection, INTEGRATIONS_TABLE, rows.integration_to_row(integration))
+                self._insert(connection, CREDENTIALS_TABLE, rows.credential_to_row(credential))
+                self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
+        except sqlite3.IntegrityError as exc:
+            if "uq_integration_org_provider" in str(exc) or f"{INTEGRATIONS_TABLE}.org_slug" in str(exc):
+                return False
+            raise StoreUnavailable() from exc
+        return True
+
+    def get_integration(self, org_slug: str, provider: str) -> Integration | None:
+        found = self._query(
+            f"SELECT * FROM {INTEGRATIONS_TABLE} WHERE org_slug = ? AND provider = ?", (org_slug, provider)
+        )
+        return rows.integration_from_row(self._from_sql(INTEGRATIONS_TABLE, found[0])) if found else None
+
+    def get_integration_with_credential(
+        self, org_slug: str, provider: str
+    ) -> tuple[Integration, StoredCredential] | None:
+        found = self._query(
+            f"SELECT {self._integration_columns('i')}, {self._credential_columns('c')} "
+            f"FROM {INTEGRATIONS_TABLE} i JOIN {CREDENTIALS_TABLE} c ON c.credential_id = i.credential_id "
+            "WHERE i.org_slug = ? AND i.provider = ?",
+            (org_slug, provider),
+        )
+        return self._pair(found[0]) if found else None
+
+    def list_integrations(self, org_slug: str) -> list[Integration]:
+        found = self._query(f"SELECT * FROM {INTEGRATIONS_TABLE} WHERE org_slug = ? ORDER BY provider", (org_slug,))
+        return [rows.integration_from_row(self._from_sql(INTEGRATIONS_TABLE, row)) for row in found]
+
+    def save_integration(self, integration: Integration, audit: AuditEvent, *, expected_updated_at: datetime) -> bool:
+        with self._transaction() as connection:
+            saved = self._update_integration(
+                connection, integration, "updated_at = :expected", {"expected": _timestamp_text(expected_updated_at)}
+            )
+            if saved:
+                self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
+        return saved
+
+    def update_settings(
+        self, org_slug: str, provider: str, change: SettingsChange, audit: AuditEvent
+    ) -> Integration | None:
+        with self._transaction() as connection:
+            found = connection.execute(
+                f"SELECT * FROM {INTEGRATIONS_TABLE} WHERE org_slug = ? AND provider = ?", (org_slug, provider)
+            ).fetchall()
+            if not found:
+                return None
+            integration = rows.integration_from_row(self._from_sql(INTEGRATIONS_TABLE, found[0]))
+            previous_updated_at = integration.updated_at
+            config_changed = change.config is not None and change.config != integration.config
+            integration.status = status_after_settings_change(
+                integration.status, config_changed=config_changed, enabled=change.enabled
+            )
+            if change.config is not None:
+                integration.config = change.config
+            if change.clear_expires_at:
+                integration.expires_at = None
+            elif change.expires_at is not None:
+                integration.expires_at = change.expires_at
+            integration.updated_at = audit.created_at
+            self._update_integration(
+                connection, integration, "updated_at = :expected", {"expected": _timestamp_text(previous_updated_at)}
+            )
+            self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
+        return integration
+
+    def replace_credential(
+        self,
+        integration: Integration,
+        credential: StoredCredential,
+        audit: AuditEvent,
+        *,
+        expected_credential_id: str,
+    ) -> bool:
+        with self._transaction() as connection:
+            saved = self._update_integration(
+                connection, integration, "credential_id = :expected", {"expected": expected_credential_id}
+            )
+            if saved:
+                connection.execute(
+                    f"DELETE FROM {CREDENTIALS_TABLE} WHERE credential_id = ?", (expected_credential_id,)
+                )
+                self._insert(connection, CREDENTIALS_TABLE, rows.credential_to_row(credential))
+                self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
+        return saved
+
+    def delete_integration(self, org_slug: str, provider: str, audit: AuditEvent) -> bool:
+        with self._transaction() as connection:
+            fingerprints = connection.execute(
+                f"SELECT fingerprint FROM {CREDENTIALS_TABLE} WHERE org_slug = ? AND provider = ?", (org_slug, provider)
+            ).fetchall()
+            if fingerprints:
+                audit.credential_fingerprint = fingerprints[0]["fingerprint"]
+            connection.execute(
+                f"DELETE FROM {CREDENTIALS_TABLE} WHERE org_slug = ? AND provider = ?", (org_slug, provider)
+            )
+            deleted = connection.execute(
+                f"DELETE FROM {INTEGRATIONS_TABLE} WHERE org_slug = ? AND provider = ?", (org_slug, provider)
+            ).rowcount
+            if deleted:
+                self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
+        return bool(deleted)
+
+    def record_audit(self, audit: AuditEvent) -> None:
+        with self._transaction() as connection:
+            self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
+
+    def list_audit(self, org_slug: str, provider: str | None = None, limit: int = 100) -> list[AuditEvent]:
+        sql = f"SELECT * FROM {AUDIT_TABLE} WHERE org_slug = ?"
+        parameters: list[Any] = [org_slug]
+        if provider is not None:
+            sql += " AND provider = ?"
+            parameters.append(provider)
+        sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        parameters.append(limit)
+        return [rows.audit_from_row(self._from_sql(AUDIT_TABLE, row)) for row in self._query(sql, parameters)]
+
+    # --- revalidation ----------------------------------------------------------------------
+
+    def list_integrations_for_revalidation(
+        self, *, after_integration_id: str | None, limit: int
+    ) -> list[tuple[Integration, StoredCredential]]:
+        found = self._query(
+            f"SELECT {self._integration_columns('i')}, {self._credential_columns('c')} "
+            f"FROM {INTEGRATIONS_TABLE} i JOIN {CREDENTIALS_TABLE} c ON c.credential_id = i.credential_id "
+            "WHERE i.status != 'disabled' AND i.integration_id > ? ORDER BY i.integration_id LIMIT ?",
+            (after_integration_id or "", limit),
+        )
+        return [self._pair(row) for row in found]
+
+    def save_revalidation_results(self, results: Sequence[tuple[Integration, AuditEvent, datetime]]) -> int:
+        if not results:
+            return 0
+        written = 0
+        with self._transaction() as connection:
+            for integration, audit, expected_updated_at in results:
+                if self._update_integration(
+                    connection,
+                    integration,
+                    "updated_at = :expected",
+                    {"expected": _timestamp_text(expected_updated_at)},
+                ):
+                    self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
+                    written += 1
+        return written
+
+    # --- org API keys ------------------------------------------------------------------------------
+
+    def add_api_key(self, record: ApiKeyRecord) -> None:
+        with self._transaction() as connection:
+            self._insert(connection, API_KEYS_TABLE, rows.api_key_to_row(record))
+
+    def find_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        found = self._query(f"SELECT * FROM {API_KEYS_TABLE} WHERE key_id = ?", (key_id,))
+        return rows.api_key_from_row(self._from_sql(API_KEYS_TABLE, found[0])) if found else None
+
+    def list_api_keys(self, org_slug: str | None = None) -> list[ApiKeyRecord]:
+        if org_slug is None:
+            found = self._query(f"SELECT * FROM {API_KEYS_TABLE} ORDER BY org_slug, created_at")
+        else:
+            found = self._query(f"SELECT * FROM {API_KEYS_TABLE} WHERE org_slug = ? ORDER BY created_at", (org_slug,))
+        return [rows.api_key_from_row(self._from_sql(API_KEYS_TABLE, row)) for row in found]
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        with self._transaction() as connection:
+            cursor = connection.execute(
+                f"UPDATE {API_KEYS_TABLE} SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+                (_timestamp_text(utc_now()), key_id),
+            )
+        return cursor.rowcount == 1

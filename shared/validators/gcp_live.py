@@ -1,0 +1,194 @@
+"""Live check of a Google Cloud service account against what the billing
+pipeline needs.
+
+1. token: google-auth signs a JWT with the uploaded key and exchanges it at
+   the key's ``token_uri`` (already restricted to allowed hosts);
+2. ``list_datasets`` of ``project_id`` (the key works, the project is visible);
+3. ``read_billing_export``: ``billing_dataset_id`` in ``billing_project_id or
+   project_id`` holds a ``gcp_billing_export_v1_*`` (standard) or
+   ``gcp_billing_export_resource_v1_*`` (detailed) table; reports which and
+   how old its newest data is;
+4. ``run_queries``: a dry-run query proves ``bigquery.jobs.create`` (free).
+
+Plain REST calls through the shared retrying session, so the base URL can
+point at the BigQuery emulator in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.providers import ProviderSpec
+from shared.validators import (
+    CheckResult,
+    Failure,
+    FailureClass,
+    ValidationContext,
+    ValidationResult,
+    summarize,
+)
+from shared.validators.retry import Attempted, request_with_retries, session
+
+SCOPES = ("https://www.googleapis.com/auth/bigquery",)
+EXPORT_TABLE = re.compile(r"^gcp_billing_export_(resource_)?v1_[A-Za-z0-9_]+$")
+
+
+def _token(info: dict[str, Any], context: ValidationContext) -> tuple[str | None, CheckResult | None]:
+    from google.auth import exceptions as auth_exceptions
+    from google.auth.transport.requests import Request
+    from google.oauth2 import service_account
+
+    try:
+        credentials = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
+    except (ValueError, KeyError):
+        return None, CheckResult(
+            "list_datasets", True, False, Failure.INVALID_KEY, FailureClass.CONFIG, reason="private key unusable"
+        )
+    transport = Request(session())
+
+    def bounded(**kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", context.request_timeout_seconds)
+        return transport(**kwargs)
+
+    try:
+        credentials.refresh(bounded)
+    except auth_exceptions.RefreshError as exc:
+        # google-auth puts the token endpoint's error code in the message;
+        # we keep only the classification, never the text.
+        if "invalid_grant" in str(exc):
+            return None, CheckResult(
+                "list_datasets", True, False, Failure.INVALID_KEY, FailureClass.CONFIG, reason="invalid_grant"
+            )
+        return None, CheckResult(
+            "list_datasets",
+            True,
+            False,
+            Failure.UNREACHABLE,
+            FailureClass.PROVIDER_OUTAGE,
+            reason="token refresh failed",
+        )
+    except auth_exceptions.TransportError:
+        return None, CheckResult(
+            "list_datasets",
+            True,
+            False,
+            Failure.UNREACHABLE,
+            FailureClass.TRANSIENT,
+            reason="token endpoint unreachable",
+        )
+    return str(credentials.token), None
+
+
+def _call(
+    method: str, url: str, token: str, context: ValidationContext, deadline: float, body: Any = None
+) -> Attempted:
+    return request_with_retries(
+        method,
+        url,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        data=None if body is None else json.dumps(body),
+        timeout_seconds=context.request_timeout_seconds,
+        deadline=deadline,
+        max_attempts=context.max_attempts,
+        retry_after_cap_seconds=context.retry_after_cap_seconds,
+        backoff_base_seconds=context.backoff_base_seconds,
+    )
+
+
+def _failed(capability: str, attempted: Attempted, not_found_reason: str) -> CheckResult:
+    response = attempted.response
+    if response is None:
+        return CheckResult(
+            capability, True, False, Failure.UNREACHABLE, FailureClass.TRANSIENT, reason="network error or timeout"
+        )
+    status = response.status_code
+    if status == 401:
+        return CheckResult(capability, True, False, Failure.INVALID_KEY, FailureClass.CONFIG, "token rejected", status)
+    if status == 403:
+        return CheckResult(capability, True, False, Failure.FORBIDDEN, FailureClass.CONFIG, "access denied", status)
+    if status == 404:
+        return CheckResult(
+            capability, True, False, Failure.MISSING_CAPABILITY, FailureClass.CONFIG, not_found_reason, status
+        )
+    if status == 429:
+        return CheckResult(
+            capability, True, False, Failure.RATE_LIMITED, FailureClass.TRANSIENT, "rate limited", status
+        )
+    failure_class = FailureClass.PROVIDER_OUTAGE if status >= 500 else FailureClass.CONFIG
+    return CheckResult(
+        capability, True, False, Failure.UNREACHABLE, failure_class, f"unexpected status {status}", status
+    )
+
+
+def _export_facts(
+    base: str, project: str, dataset: str, table_ids: list[str], token: str, context: ValidationContext, deadline: float
+) -> dict[str, Any]:
+    detailed = [name for name in table_ids if name.startswith("gcp_billing_export_resource_v1_")]
+    chosen = (detailed or table_ids)[0]
+    facts: dict[str, Any] = {"export_table": chosen, "export_kind": "detailed" if detailed else "standard"}
+    attempted = _call("GET", f"{base}/projects/{project}/datasets/{dataset}/tables/{chosen}", token, context, deadline)
+    if attempted.response is not None and attempted.response.status_code == 200:
+        modified = attempted.response.json().get("lastModifiedTime")
+        if modified:
+            age = time.time() - int(modified) / 1000
+            facts["newest_data_age_hours"] = round(max(age, 0) / 3600, 1)
+            facts["newest_data_at"] = datetime.fromtimestamp(int(modified) / 1000, UTC).isoformat()
+    return facts
+
+
+def check_service_account(
+    spec: ProviderSpec, secret: str, config: dict[str, Any], context: ValidationContext
+) -> ValidationResult:
+    info = json.loads(secret)
+    deadline = time.monotonic() + context.deadline_seconds
+    token, failed = _token(info, context)
+    if failed is not None or token is None:
+        return summarize(spec, [failed] if failed else [])
+    base = f"{context.base_url}/bigquery/v2"
+    project = config.get("project_id") or info["project_id"]
+    billing_project = config.get("billing_project_id") or project
+    dataset = config.get("billing_dataset_id", "")
+    checks: list[CheckResult] = []
+
+    listed = _call("GET", f"{base}/projects/{project}/datasets?maxResults=1", token, context, deadline)
+    if listed.response is not None and listed.response.status_code == 200:
+        checks.append(CheckResult("list_datasets", True, True, http_status=200))
+    else:
+        checks.append(_failed("list_datasets", listed, f"project {project} not found"))
+        return summarize(spec, checks)
+
+    tables = _call(
+        "GET", f"{base}/projects/{billing_project}/datasets/{dataset}/tables?maxResults=1000", token, context, deadline
+    )
+    if tables.response is not None and tables.response.status_code == 200:
+        names = [t["tableReference"]["tableId"] for t in tables.response.json().get("tables", [])]
+        exports = sorted(name for name in names if EXPORT_TABLE.match(name))
+        if exports:
+            facts = _export_facts(base, billing_project, dataset, exports, token, context, deadline)
+            checks.append(CheckResult("read_billing_export", True, True, http_status=200, facts=facts))
+        else:
+            checks.append(
+                CheckResult(
+                    "read_billing_export",
+                    True,
+                    False,
+                    Failure.MISSING_CAPABILITY,
+                    FailureClass.CONFIG,
+                    f"dataset {billing_project}.{dataset} holds no gcp_billing_export_v1_* table",
+                    200,
+                )
+            )
+    else:
+        checks.append(_failed("read_billing_export", tables, f"billing dataset {billing_project}.{dataset} not found"))
+
+    dry_run = {"configuration": {"dryRun": True, "query": {"query": "SELECT 1", "useLegacySql": False}}}
+    job = _call("POST", f"{base}/projects/{project}/jobs", token, context, deadline, body=dry_run)
+    if job.response is not None and job.response.status_code == 200:
+        checks.append(CheckResult("run_queries", True, True, http_status=200))
+    else:
+        checks.append(_failed("run_queries", job, f"project {project} not found"))
+    return summarize(spec, checks)

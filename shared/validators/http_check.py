@@ -1,0 +1,152 @@
+"""Declarative provider checks: the registry's ``validation.kind: http``.
+
+The key's prefix picks a key kind, the key kind names the checks, and each
+check is one free GET whose response is classified by the registry's
+``responses`` matchers. Adding a provider with a standard "who am I" request
+is a YAML change.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+
+from shared.providers import ProviderSpec
+from shared.validators import CheckResult, Failure, FailureClass, ValidationContext
+from shared.validators.retry import request_with_retries
+
+MAX_MODELS_REPORTED = 200
+
+
+def _placeholders(secret: str, config: dict[str, Any]) -> dict[str, str]:
+    window_start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+    values = {
+        "secret": secret,
+        "window_start_unix": str(int(window_start.timestamp())),
+        "window_start_rfc3339": window_start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    values.update({f"config.{name}": str(value) for name, value in config.items() if value not in (None, "")})
+    return values
+
+
+def _render(template: str, values: dict[str, str]) -> str | None:
+    """Fill ``{name}`` placeholders; None when one is unset (optional header)."""
+    rendered = template
+    while "{" in rendered:
+        start = rendered.index("{")
+        end = rendered.index("}", start)
+        name = rendered[start + 1 : end]
+        if name not in values:
+            return None
+        rendered = rendered[:start] + values[name] + rendered[end + 1 :]
+    return rendered
+
+
+def key_kind(spec: ProviderSpec, secret: str) -> dict[str, Any]:
+    for kind in spec.validation["key_kinds"]:
+        if secret.startswith(kind["prefix"]):
+            return kind
+    return spec.validation["key_kinds"][-1]
+
+
+def _matches(response: requests.Response, matchers: list[dict[str, Any]]) -> bool:
+    for matcher in matchers:
+        if response.status_code != matcher["status"]:
+            continue
+        needle = matcher.get("body_contains")
+        if needle is None or needle in response.text:
+            return True
+    return False
+
+
+def classify(spec: ProviderSpec, capability: str, response: requests.Response | None) -> CheckResult:
+    """Turn one (final) response into a CheckResult; provider text is never kept."""
+    if response is None:
+        return CheckResult(
+            capability,
+            tested=True,
+            passed=False,
+            failure=Failure.UNREACHABLE,
+            failure_class=FailureClass.TRANSIENT,
+            reason="network error or timeout",
+        )
+    status = response.status_code
+    responses = spec.validation["responses"]
+    if 200 <= status < 300:
+        return CheckResult(capability, tested=True, passed=True, http_status=status)
+    if _matches(response, responses["invalid_key"]):
+        failure, failure_class, reason = Failure.INVALID_KEY, FailureClass.CONFIG, "key rejected"
+    elif _matches(response, responses["forbidden"]):
+        failure, failure_class, reason = (
+            Failure.FORBIDDEN,
+            FailureClass.CONFIG,
+            "key lacks permission for this endpoint",
+        )
+    elif status == 429:
+        failure, failure_class, reason = Failure.RATE_LIMITED, FailureClass.TRANSIENT, "rate limited"
+    elif status >= 500:
+        failure, failure_class, reason = Failure.UNREACHABLE, FailureClass.PROVIDER_OUTAGE, f"provider error {status}"
+    else:
+        failure, failure_class, reason = Failure.UNREACHABLE, FailureClass.CONFIG, f"unexpected status {status}"
+    return CheckResult(
+        capability,
+        tested=True,
+        passed=False,
+        failure=failure,
+        failure_class=failure_class,
+        reason=reason,
+        http_status=status,
+    )
+
+
+def _models(response: requests.Response, models_spec: dict[str, str]) -> list[str] | None:
+    try:
+        items = response.json().get(models_spec["items"], [])
+        return [str(item[models_spec["id"]]) for item in items][:MAX_MODELS_REPORTED]
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return None
+
+
+def run_http_checks(
+    spec: ProviderSpec, secret: str, config: dict[str, Any], context: ValidationContext
+) -> list[CheckResult]:
+    """Run the checks of the key's kind in order; stop at the first hard answer."""
+    validation = spec.validation
+    values = _placeholders(secret, config)
+    headers = {
+        name: rendered
+        for name, template in validation["headers"].items()
+        if (rendered := _render(template, values)) is not None
+    }
+    deadline = time.monotonic() + context.deadline_seconds
+    results = []
+    for capability in key_kind(spec, secret)["checks"]:
+        check = validation["checks"][capability]
+        params = {name: _render(value, values) or "" for name, value in check.get("query", {}).items()}
+        attempted = request_with_retries(
+            check["method"],
+            context.base_url + check["path"],
+            headers=headers,
+            params=params,
+            timeout_seconds=context.request_timeout_seconds,
+            deadline=deadline,
+            max_attempts=context.max_attempts,
+            retry_after_cap_seconds=context.retry_after_cap_seconds,
+            backoff_base_seconds=context.backoff_base_seconds,
+        )
+        result = classify(spec, capability, attempted.response)
+        if attempted.response is not None:
+            if result.passed and "models" in check:
+                result.models = _models(attempted.response, check["models"])
+            result.headers = {
+                label: attempted.response.headers[header]
+                for label, header in validation.get("tier_headers", {}).items()
+                if header in attempted.response.headers
+            }
+        results.append(result)
+        if result.failure == Failure.INVALID_KEY:
+            break  # a rejected key answers every other check too
+    return results

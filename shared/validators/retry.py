@@ -1,0 +1,106 @@
+"""Bounded HTTP retries for provider checks.
+
+Retries only what is a fault rather than an answer (429, 5xx, 529, network
+errors), at most ``max_attempts`` times, with full-jitter exponential backoff
+that honours ``Retry-After`` up to a cap, and never past the overall deadline:
+a validation cannot hang a function.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
+
+_sessions = threading.local()
+
+
+def session() -> requests.Session:
+    """One pooled session per thread (requests.Session is not thread-safe)."""
+    current = getattr(_sessions, "session", None)
+    if current is None:
+        current = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=8, max_retries=0)
+        current.mount("http://", adapter)
+        current.mount("https://", adapter)
+        _sessions.session = current
+    return current
+
+
+@dataclass
+class Attempted:
+    """The last response (or network error) after retries, and how many tries."""
+
+    response: requests.Response | None
+    error: Exception | None
+    attempts: int
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def request_with_retries(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    params: dict[str, str] | None = None,
+    data: Any = None,
+    timeout_seconds: float,
+    deadline: float,
+    max_attempts: int,
+    retry_after_cap_seconds: float,
+    backoff_base_seconds: float,
+) -> Attempted:
+    """Send one idempotent check, retrying faults; ``deadline`` is a monotonic time."""
+    response: requests.Response | None = None
+    error: Exception | None = None
+    attempt = 0
+    while attempt < max_attempts:
+        attempt += 1
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            response = session().request(
+                method,
+                url,
+                headers=headers,
+                params=params,
+                data=data,
+                timeout=min(timeout_seconds, remaining),
+                allow_redirects=False,
+            )
+            error = None
+        except requests.RequestException as exc:
+            response, error = None, exc
+        if response is not None and response.status_code not in RETRYABLE_STATUS:
+            break
+        if attempt >= max_attempts:
+            break
+        backoff = random.uniform(0, backoff_base_seconds * (2 ** (attempt - 1)))
+        hinted = retry_after_seconds(response) if response is not None else None
+        if hinted is not None:
+            backoff = min(hinted, retry_after_cap_seconds)
+        if time.monotonic() + backoff >= deadline:
+            break
+        time.sleep(backoff)
+    return Attempted(response=response, error=error, attempts=attempt)

@@ -1,0 +1,96 @@
+"""Shared fixtures: settings on a temp data dir, the provider simulator, the
+service built from real adapters, and a WSGI client over the local server app."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from shared import http
+from shared.config import Adapters, Settings
+from shared.providers import default_registry
+from shared.service import IntegrationService
+from tests.simulators.providers import ProviderSimulator
+
+# Keys the simulator treats as valid; shaped like the real ones.
+OPENAI_KEY = "sk-proj-TestKeyAbcdefghijklmnop0123456789"
+OPENAI_ADMIN_KEY = "sk-admin-TestKeyAbcdefghijklmnop0123456789"
+ANTHROPIC_KEY = "sk-ant-api03-TestKeyAbcdefghijklmnop0123456789"
+ANTHROPIC_ADMIN_KEY = "sk-ant-admin01-TestKeyAbcdefghijklmnop0123456789"
+GEMINI_KEY = "AIzaSyTestKey0123456789abcdefghijklmnop"
+
+
+def key_with(marker: str, base: str = OPENAI_KEY) -> str:
+    """A valid-looking key carrying a simulator scenario marker (bad, ratelimit, ...)."""
+    if base.startswith("AIza"):
+        key = f"AIza{marker}" + base[4 + len(marker) :]
+        assert len(key) == len(base)
+        return key
+    return f"{base[: base.index('Test')]}{marker}-{base[base.index('Test') :]}"
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ() -> Iterator[None]:
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[ProviderSimulator]:
+    with ProviderSimulator() as running:
+        yield running
+
+
+@pytest.fixture
+def settings(tmp_path: Path, simulator: ProviderSimulator) -> Settings:
+    simulator.reset()
+    simulator.configure(latency_ms=0, slow_seconds=3)
+    return Settings(
+        backend="local",
+        data_dir=tmp_path / "data",
+        provider_base_urls={p: simulator.base_url(p) for p in ("openai", "anthropic", "gemini")},
+        request_timeout_seconds=2.0,
+        validation_deadline_seconds=4.0,
+        retry_after_cap_seconds=0.2,
+        allowed_token_hosts=("oauth2.googleapis.com", "accounts.google.com", "127.0.0.1"),
+    )
+
+
+def make_service(settings: Settings) -> IntegrationService:
+    return IntegrationService(Adapters(settings), default_registry())
+
+
+@pytest.fixture
+def service(settings: Settings) -> IntegrationService:
+    return make_service(settings)
+
+
+@pytest.fixture
+def client(service: IntegrationService) -> Iterator:
+    from shared.local_server import create_app
+
+    http.use_service(service)
+    try:
+        yield create_app().test_client()
+    finally:
+        http.use_service(None)
+
+
+@pytest.fixture
+def org_key(service: IntegrationService) -> str:
+    return service.create_api_key("acme")[1]
+
+
+@pytest.fixture
+def other_org_key(service: IntegrationService) -> str:
+    return service.create_api_key("globex")[1]
+
+
+def with_settings(settings: Settings, **changes: object) -> Settings:
+    return replace(settings, **changes)

@@ -1,0 +1,55 @@
+"""Run the provider simulator in the foreground: ``python -m tests.simulators --port 9999``.
+
+Prints the ``export`` lines that point the service at it, then serves until
+interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from tests.simulators.providers import DEFAULT_SLOW_SECONDS, ProviderSimulator
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.simulators",
+        description="Local simulator of the OpenAI, Anthropic, Gemini and Google token APIs.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: free)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added to responses")
+    parser.add_argument(
+        "--slow-seconds",
+        type=float,
+        default=DEFAULT_SLOW_SECONDS,
+        help="sleep for keys containing 'slow' (default: %(default)s)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    simulator = ProviderSimulator(
+        args.port,
+        latency_ms=args.latency_ms,
+        slow_seconds=args.slow_seconds,
+        log_requests=not args.quiet,
+    )
+    with simulator:
+        print(f"# provider simulator on {simulator.url} (Ctrl-C to stop)")
+        for name, value in simulator.env().items():
+            print(f"export {name}={value}")
+        sys.stdout.flush()
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

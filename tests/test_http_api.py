@@ -1,0 +1,336 @@
+"""The seven operations through the real Flask/WSGI stack, against the provider simulator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import (
+    ANTHROPIC_ADMIN_KEY,
+    ANTHROPIC_KEY,
+    GEMINI_KEY,
+    OPENAI_ADMIN_KEY,
+    OPENAI_KEY,
+    key_with,
+)
+
+BASE = "/api/v1/integrations"
+
+
+def call(client, method, path, key, body=None, raw=None, headers=None):
+    all_headers = {"X-API-Key": key, **(headers or {})}
+    data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+    response = client.open(BASE + path, method=method, data=data, headers=all_headers, content_type="application/json")
+    assert response.mimetype == "application/json", response.data
+    return response.status_code, response.get_json()
+
+
+def setup(client, key, provider="openai", secret=OPENAI_KEY, **extra):
+    return call(client, "POST", f"/acme/{provider}/setup", key, {"credentials": {"api_key": secret}, **extra})
+
+
+# --- lifecycle --------------------------------------------------------------------
+
+
+def test_full_lifecycle(client, org_key):
+    status, body = setup(client, org_key, config={"organization_id": "org-abcdefgh12"})
+    assert status == 201 and body["success"] is True
+    assert body["integration"]["status"] == "pending"
+    assert body["integration"]["config"] == {"organization_id": "org-abcdefgh12"}
+
+    status, body = call(client, "POST", "/acme/openai/validate", org_key)
+    assert status == 200 and body["success"] is True and body["status"] == "active"
+    assert body["validation"]["connection"] is True and body["validation"]["permissions"] is True
+    assert "gpt-4o" in body["validation"]["models"]
+    assert "requests_per_minute=5000" in body["validation"]["tier"]
+    assert body["integration"]["validated_at"].endswith("Z")
+
+    status, body = call(client, "GET", "/acme", org_key)
+    assert status == 200 and body["count"] == 1 and body["integrations"][0]["status"] == "active"
+
+    status, body = call(client, "GET", "/acme/openai", org_key)
+    assert status == 200 and body["integration"]["provider"] == "openai"
+
+    status, body = call(client, "PUT", "/acme/openai", org_key, {"enabled": False})
+    assert status == 200 and body["integration"]["status"] == "disabled"
+    status, body = call(client, "POST", "/acme/openai/validate", org_key)
+    assert status == 409 and "disabled" in body["error"]
+    status, body = call(client, "PUT", "/acme/openai", org_key, {"enabled": True})
+    assert body["integration"]["status"] == "pending"
+
+    rotated = key_with("rotated")
+    status, body = call(client, "POST", "/acme/openai/rotate", org_key, {"new_credentials": {"api_key": rotated}})
+    assert status == 200 and body["integration"]["status"] == "active"
+
+    status, body = call(client, "DELETE", "/acme/openai", org_key)
+    assert status == 200 and body["success"] is True
+    status, body = call(client, "GET", "/acme/openai", org_key)
+    assert status == 404
+    status, body = call(client, "DELETE", "/acme/openai", org_key)
+    assert status == 404
+
+
+@pytest.mark.parametrize(
+    ("provider", "secret", "model"),
+    [
+        ("anthropic", ANTHROPIC_KEY, "claude"),
+        ("gemini", GEMINI_KEY, "models/gemini"),
+    ],
+)
+def test_other_llm_providers_validate(client, org_key, provider, secret, model):
+    assert setup(client, org_key, provider, secret)[0] == 201
+    status, body = call(client, "POST", f"/acme/{provider}/validate", org_key)
+    assert body["status"] == "active", body
+    assert any(name.startswith(model) for name in body["validation"]["models"])
+
+
+@pytest.mark.parametrize(
+    ("provider", "secret"),
+    [("openai", OPENAI_ADMIN_KEY), ("anthropic", ANTHROPIC_ADMIN_KEY)],
+)
+def test_admin_keys_are_checked_on_cost_endpoints(client, org_key, provider, secret):
+    setup(client, org_key, provider, secret)
+    status, body = call(client, "POST", f"/acme/{provider}/validate", org_key)
+    assert body["status"] == "active", body
+    assert body["validation"]["capabilities"]["read_usage_costs"]["passed"] is True
+
+
+# --- the spec's validation messages ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("provider", "base", "marker", "message"),
+    [
+        ("openai", OPENAI_KEY, "bad", "OpenAI API key is invalid or expired"),
+        ("anthropic", ANTHROPIC_KEY, "bad", "Anthropic API key is invalid or expired"),
+        ("gemini", GEMINI_KEY, "bad", "Gemini API key is invalid or expired"),
+        ("openai", OPENAI_KEY, "forbidden", "Service account lacks required permissions"),
+        ("gemini", GEMINI_KEY, "forbidden", "Service account lacks required permissions"),
+        ("openai", OPENAI_KEY, "ratelimit", "OpenAI rate limit exceeded during validation"),
+        ("anthropic", ANTHROPIC_KEY, "ratelimit", "Anthropic rate limit exceeded during validation"),
+        ("gemini", GEMINI_KEY, "ratelimit", "Gemini rate limit exceeded during validation"),
+        ("openai", OPENAI_KEY, "down", "Unable to connect to OpenAI"),
+        ("anthropic", ANTHROPIC_KEY, "overloaded", "Unable to connect to Anthropic"),
+    ],
+)
+def test_validation_failures_answer_200_with_spec_message(client, org_key, provider, base, marker, message):
+    assert setup(client, org_key, provider, key_with(marker, base))[0] == 201
+    status, body = call(client, "POST", f"/acme/{provider}/validate", org_key)
+    assert status == 200
+    assert body["success"] is False and body["status"] == "error"
+    assert body["error"] == message
+    assert body["integration"]["error_message"] == message
+
+
+def test_unreachable_provider(client, org_key, service):
+    service.adapters.settings.provider_base_urls["openai"] = "http://127.0.0.1:9"  # discard port: refused
+    setup(client, org_key)
+    status, body = call(client, "POST", "/acme/openai/validate", org_key)
+    assert body["error"] == "Unable to connect to OpenAI" and body["status"] == "error"
+
+
+def test_flaky_provider_is_retried_to_success(client, org_key, simulator):
+    setup(client, org_key, secret=key_with("flaky"))
+    status, body = call(client, "POST", "/acme/openai/validate", org_key)
+    assert body["status"] == "active"
+    assert simulator.stats()["requests"]["openai"] == 2
+
+
+def test_rate_limit_is_retried_at_most_three_times(client, org_key, simulator):
+    setup(client, org_key, secret=key_with("ratelimit"))
+    call(client, "POST", "/acme/openai/validate", org_key)
+    assert simulator.stats()["requests"]["openai"] == 3
+
+
+def test_rejected_key_is_not_retried(client, org_key, simulator):
+    setup(client, org_key, secret=key_with("bad"))
+    call(client, "POST", "/acme/openai/validate", org_key)
+    assert simulator.stats()["requests"]["openai"] == 1
+
+
+# --- bad input: 4xx JSON, nothing stored ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "raw", "status", "fragment"),
+    [
+        ("/acme/openai/setup", None, "{not json", 400, "not valid JSON"),
+        ("/acme/openai/setup", None, "[1, 2]", 400, "JSON object"),
+        ("/acme/openai/setup", {}, None, 400, "credentials"),
+        ("/acme/openai/setup", {"credentials": "sk-x"}, None, 400, "must be an object"),
+        ("/acme/openai/setup", {"credentials": {"api_key": 12}}, None, 400, "non-empty string"),
+        ("/acme/openai/setup", {"credentials": {"api_key": "nope"}}, None, 400, "Invalid API key format for OpenAI"),
+        (
+            "/acme/gemini/setup",
+            {"credentials": {"api_key": OPENAI_KEY}},
+            None,
+            400,
+            "Invalid API key format for Gemini",
+        ),
+        ("/acme/openai/setup", {"credentials": {"token": "x"}}, None, 400, "takes only 'api_key'"),
+        (
+            "/acme/openai/setup",
+            {"credentials": {"api_key": OPENAI_KEY}, "config": {"color": "red"}},
+            None,
+            400,
+            "Unknown config field",
+        ),
+        (
+            "/acme/openai/setup",
+            {"credentials": {"api_key": OPENAI_KEY}, "config": {"organization_id": 7}},
+            None,
+            400,
+            "organization_id",
+        ),
+        ("/acme/openai/setup", {"credentials": {"api_key": OPENAI_KEY}, "extra": 1}, None, 400, "Unknown field"),
+        (
+            "/acme/openai/setup",
+            {"credentials": {"api_key": OPENAI_KEY}, "expires_at": "tomorrow"},
+            None,
+            400,
+            "ISO-8601",
+        ),
+        ("/acme/nosuch/setup", {"credentials": {"api_key": OPENAI_KEY}}, None, 404, "Unknown provider"),
+        ("/acme/gcp/setup", {"credentials": {"service_account_json": "{}"}}, None, 400, "Google Cloud Platform"),
+        ("/acme/openai/setup", None, "x" * 70_000, 413, "larger than"),
+    ],
+)
+def test_bad_setup_input(client, org_key, service, path, body, raw, status, fragment):
+    got_status, got = call(client, "POST", path, org_key, body=body, raw=raw)
+    assert got_status == status, got
+    assert got["success"] is False and fragment in got["error"] + json.dumps(got.get("details", {}))
+    assert service.adapters.store.list_integrations("acme") == []
+
+
+def test_bad_org_slug_is_400(client, org_key):
+    status, body = call(client, "GET", "/ACME!", org_key)
+    assert status == 400 and "Organization slug" in body["error"]
+
+
+def test_wrong_method_and_path(client, org_key):
+    assert call(client, "PATCH", "/acme/openai", org_key)[0] == 405
+    assert call(client, "GET", "/acme/openai/setup", org_key)[0] == 405
+    assert call(client, "GET", "/acme/openai/setup/more", org_key)[0] == 404
+
+
+def test_update_rejects_bad_input(client, org_key):
+    setup(client, org_key)
+    assert call(client, "PUT", "/acme/openai", org_key, {})[0] == 400
+    assert call(client, "PUT", "/acme/openai", org_key, {"enabled": "yes"})[0] == 400
+    assert call(client, "PUT", "/acme/openai", org_key, {"config": []})[0] == 400
+    assert call(client, "PUT", "/acme/openai", org_key, {"config": {"bogus": "x"}})[0] == 400
+    assert call(client, "PUT", "/acme/nosuch", org_key, {"enabled": False})[0] == 404
+
+
+def test_duplicate_setup_is_409(client, org_key):
+    assert setup(client, org_key)[0] == 201
+    status, body = setup(client, org_key, secret=key_with("second"))
+    assert status == 409 and body["error"] == "Integration already exists for OpenAI"
+
+
+def test_config_update_asks_for_revalidation(client, org_key):
+    setup(client, org_key)
+    call(client, "POST", "/acme/openai/validate", org_key)
+    status, body = call(client, "PUT", "/acme/openai", org_key, {"config": {"default_model": "gpt-4o"}})
+    assert body["integration"]["status"] == "pending"
+    assert body["integration"]["config"] == {"default_model": "gpt-4o"}
+
+
+def test_expired_credential_is_not_sent_to_provider(client, org_key, simulator):
+    setup(client, org_key, expires_at="2020-01-01T00:00:00Z")
+    status, body = call(client, "POST", "/acme/openai/validate", org_key)
+    assert body["status"] == "expired" and body["success"] is False
+    assert simulator.stats()["requests"].get("openai", 0) == 0
+
+
+# --- rotation ---------------------------------------------------------------------------------
+
+
+def test_failed_rotation_keeps_old_credential(client, org_key, service):
+    setup(client, org_key)
+    call(client, "POST", "/acme/openai/validate", org_key)
+    before = service.adapters.store.get_integration_with_credential("acme", "openai")
+    status, body = call(
+        client, "POST", "/acme/openai/rotate", org_key, {"new_credentials": {"api_key": key_with("bad")}}
+    )
+    assert status == 422 and body["error"] == "OpenAI API key is invalid or expired"
+    after = service.adapters.store.get_integration_with_credential("acme", "openai")
+    assert after == before and after[0].status == "active"
+
+
+def test_rotation_during_provider_outage_is_503_and_keeps_old(client, org_key, service):
+    setup(client, org_key)
+    status, body = call(
+        client, "POST", "/acme/openai/rotate", org_key, {"new_credentials": {"api_key": key_with("down")}}
+    )
+    assert status == 503 and body["error"] == "Unable to connect to OpenAI"
+    assert service.adapters.store.get_integration("acme", "openai").status == "pending"
+
+
+def test_rotation_of_missing_integration_is_404(client, org_key):
+    status, _ = call(client, "POST", "/acme/openai/rotate", org_key, {"new_credentials": {"api_key": OPENAI_KEY}})
+    assert status == 404
+
+
+# --- auth + tenant isolation ---------------------------------------------------------------
+
+
+def test_missing_and_invalid_keys_are_401(client, org_key):
+    response = client.get(BASE + "/acme")
+    assert response.status_code == 401 and response.get_json()["success"] is False
+    assert call(client, "GET", "/acme", "ik_0000000000000000_" + "x" * 43)[0] == 401
+    assert call(client, "GET", "/acme", org_key[:-1] + ("A" if org_key[-1] != "A" else "B"))[0] == 401
+    assert call(client, "GET", "/acme", "garbage")[0] == 401
+
+
+def test_other_orgs_key_learns_nothing(client, org_key, other_org_key):
+    setup(client, org_key)
+    answers = [
+        call(client, "GET", "/acme", other_org_key),
+        call(client, "GET", "/acme/openai", other_org_key),  # exists
+        call(client, "GET", "/acme/anthropic", other_org_key),  # does not exist
+        call(client, "POST", "/acme/openai/validate", other_org_key),
+        call(client, "DELETE", "/acme/openai", other_org_key),
+        call(client, "GET", "/no-such-org", other_org_key),
+    ]
+    assert {status for status, _ in answers} == {403}
+    assert {body["error"] for _, body in answers} == {"API key is not valid for this organization"}
+    assert call(client, "GET", "/acme/openai", org_key)[0] == 200
+
+
+def test_revoked_key_is_refused(client, service, settings):
+    record, key = service.create_api_key("acme")
+    service.adapters.store.revoke_api_key(record.key_id)
+    assert call(client, "GET", "/acme", key)[0] == 401
+
+
+def test_request_id_is_echoed(client, org_key):
+    response = client.get(BASE + "/acme", headers={"X-API-Key": org_key, "X-Request-Id": "trace-123"})
+    assert response.headers["X-Request-Id"] == "trace-123"
+
+
+# --- audit -------------------------------------------------------------------------------------------
+
+
+def test_every_credential_operation_is_audited(client, org_key, service):
+    setup(client, org_key, secret=key_with("bad"))
+    call(client, "POST", "/acme/openai/validate", org_key)
+    setup(client, org_key)  # 409
+    call(client, "POST", "/acme/openai/rotate", org_key, {"new_credentials": {"api_key": OPENAI_KEY}})
+    call(client, "PUT", "/acme/openai", org_key, {"enabled": False})
+    call(client, "DELETE", "/acme/openai", org_key)
+    audit = list(reversed(service.adapters.store.list_audit("acme")))
+    assert [(a.action, a.outcome) for a in audit] == [
+        ("setup", "success"),
+        ("validate", "failure"),
+        ("setup", "rejected"),
+        ("rotate", "success"),
+        ("disable", "success"),
+        ("delete", "success"),
+    ]
+    key_id = org_key.split("_")[1]
+    assert {a.actor_key_id for a in audit} == {key_id}
+    assert all(a.request_id for a in audit)
+    assert audit[0].credential_fingerprint is not None and len(audit[0].credential_fingerprint) == 8
+    assert audit[-1].credential_fingerprint == audit[3].credential_fingerprint
