@@ -48,6 +48,10 @@ MUTABLE_INTEGRATION_COLUMNS = [
 ]
 
 
+class _DuplicateIntegration(Exception):
+    """An integration for this org+provider exists (rolled back, reported as False)."""
+
+
 def _timestamp_text(value: datetime) -> str:
     # Fixed-width UTC text: sorts and compares like the instant it names.
     return value.isoformat(timespec="microseconds")
@@ -99,7 +103,7 @@ class SqliteStore:
             raise StoreUnavailable() from exc
         try:
             yield connection
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             connection.execute("ROLLBACK")
             raise StoreUnavailable() from exc
         except BaseException:
@@ -162,13 +166,15 @@ class SqliteStore:
     def create_integration(self, integration: Integration, credential: StoredCredential, audit: AuditEvent) -> bool:
         try:
             with self._transaction() as connection:
-                self._insert(connection, INTEGRATIONS_TABLE, rows.integration_to_row(integration))
+                try:
+                    self._insert(connection, INTEGRATIONS_TABLE, rows.integration_to_row(integration))
+                except sqlite3.IntegrityError as exc:
+                    # Only the unique (org_slug, provider) index can refuse this insert.
+                    raise _DuplicateIntegration() from exc
                 self._insert(connection, CREDENTIALS_TABLE, rows.credential_to_row(credential))
                 self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
-        except sqlite3.IntegrityError as exc:
-            if "uq_integration_org_provider" in str(exc) or f"{INTEGRATIONS_TABLE}.org_slug" in str(exc):
-                return False
-            raise StoreUnavailable() from exc
+        except _DuplicateIntegration:
+            return False
         return True
 
     def get_integration(self, org_slug: str, provider: str) -> Integration | None:

@@ -1,0 +1,137 @@
+"""End to end: the README's run command as a real server process, driven over HTTP.
+
+Starts ``make run`` (the newcomer's command) on a free port with a temp data
+directory and the provider simulator, walks a full lifecycle, restarts the
+process to prove state survives, and greps every response, the server's logs
+and every file of the data directory for the secrets used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY, key_with
+from tests.openapi_contract import check_response
+from tests.simulators.providers import mask_openai_key
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RunningServer:
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.url = f"http://127.0.0.1:{env['PORT']}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            ["make", "-s", "run"], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise AssertionError(f"server did not answer in 60 s:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=20)
+
+
+@pytest.fixture
+def server_env(tmp_path, simulator):
+    simulator.reset()
+    env = {
+        **os.environ,
+        "PORT": str(_free_port()),
+        "INTEGRATIONS_DATA_DIR": str(tmp_path / "data"),
+        "VALIDATION_RETRY_AFTER_CAP_SECONDS": "0.2",
+        **{k: v for k, v in simulator.env().items() if k.startswith("PROVIDER_")},
+    }
+    env.pop("INTEGRATIONS_API_KEY_PEPPER", None)
+    return env
+
+
+def test_lifecycle_over_http_survives_restart_and_leaks_nothing(tmp_path, server_env):
+    server = RunningServer(server_env, tmp_path / "server.log")
+    server.start()
+    transcript: list[str] = []
+    try:
+        created = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "create-key", "--org", "acme"],
+            cwd=REPO,
+            env=server_env,
+            capture_output=True,
+            check=True,
+            text=True,
+        )
+        api_key = json.loads(created.stdout)["api_key"]
+        base = server.url + "/api/v1/integrations/acme"
+
+        def do(method: str, path: str, body: dict | None = None, expected: int = 200) -> dict:
+            response = requests.request(method, base + path, json=body, headers={"X-API-Key": api_key}, timeout=30)
+            transcript.append(response.text)
+            assert response.status_code == expected, response.text
+            check_response(method, "/api/v1/integrations/acme" + path, response.status_code, response.json())
+            return response.json()
+
+        rejected_key = key_with("bad")
+        rotated_key = key_with("rotated")
+        do("POST", "/openai/setup", {"credentials": {"api_key": OPENAI_KEY}}, expected=201)
+        assert do("POST", "/openai/validate")["status"] == "active"
+        do("POST", "/anthropic/setup", {"credentials": {"api_key": key_with("bad", ANTHROPIC_KEY)}}, expected=201)
+        assert do("POST", "/anthropic/validate")["error"] == "Anthropic API key is invalid or expired"
+        do("POST", "/openai/rotate", {"new_credentials": {"api_key": rejected_key}}, expected=422)
+        assert do("POST", "/openai/rotate", {"new_credentials": {"api_key": rotated_key}})["integration"]["status"] == (
+            "active"
+        )
+        assert do("PUT", "/openai", {"enabled": False})["integration"]["status"] == "disabled"
+        assert do("PUT", "/openai", {"enabled": True})["integration"]["status"] == "pending"
+        assert do("POST", "/openai/validate")["status"] == "active"
+        do("DELETE", "/anthropic")
+        listed = do("GET", "")
+        assert [item["provider"] for item in listed["integrations"]] == ["openai"]
+
+        server.stop()
+        server.start()
+        after_restart = do("GET", "/openai")
+        assert after_restart["integration"]["status"] == "active"
+        assert do("POST", "/openai/validate")["status"] == "active"  # keyring and pepper survived too
+    finally:
+        server.stop()
+
+    secrets_used = [OPENAI_KEY, rotated_key, rejected_key, key_with("bad", ANTHROPIC_KEY), api_key]
+    needles = [s.encode() for s in secrets_used] + [s[8:-4].encode() for s in secrets_used]
+    needles.append(mask_openai_key(rejected_key).encode())  # what the provider's error body echoes
+    haystacks = {"responses": "\n".join(transcript).encode(), "server log": server.log_path.read_bytes()}
+    for path in Path(server_env["INTEGRATIONS_DATA_DIR"]).rglob("*"):
+        if path.is_file():
+            haystacks[str(path)] = path.read_bytes()
+    assert any("sqlite3" in name for name in haystacks)
+    for name, haystack in haystacks.items():
+        for needle in needles:
+            assert needle not in haystack, f"secret material found in {name}"

@@ -1,0 +1,49 @@
+"""openapi.yaml is a valid document, covers every entry point, and is served locally."""
+
+from __future__ import annotations
+
+from openapi_spec_validator import validate
+
+import main
+from tests.openapi_contract import check_response, document
+
+
+def test_document_is_valid_openapi():
+    validate(document())
+
+
+def test_every_entry_point_is_documented_once():
+    operation_ids = [
+        operation["operationId"]
+        for item in document()["paths"].values()
+        for key, operation in item.items()
+        if key in ("get", "post", "put", "delete")
+    ]
+    assert sorted(operation_ids) == sorted(name for name in main.ENTRY_POINTS if name != "integration_revalidate")
+
+
+def test_served_at_openapi_json(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200 and response.get_json()["openapi"].startswith("3.1")
+
+
+def test_responses_match_the_document(client, org_key):
+    def do(method, path, body=None):
+        response = client.open(path, method=method, json=body, headers={"X-API-Key": org_key})
+        check_response(method, path, response.status_code, response.get_json())
+        return response
+
+    base = "/api/v1/integrations/acme"
+    do("POST", base + "/openai/setup", {"credentials": {"api_key": "sk-proj-" + "a" * 30}, "config": {}})
+    do("POST", base + "/openai/setup", {"credentials": {"api_key": "sk-proj-" + "a" * 30}})  # 409
+    do("POST", base + "/anthropic/setup", {"credentials": {"api_key": "nope"}})  # 400
+    do("POST", base + "/openai/validate")
+    do("GET", base)
+    do("GET", base + "/openai")
+    do("GET", base + "/gemini")  # 404
+    do("PUT", base + "/openai", {"enabled": False})
+    do("PUT", base + "/openai", {"enabled": True, "expires_at": "2030-01-01T00:00:00Z"})
+    do("POST", base + "/openai/rotate", {"new_credentials": {"api_key": "sk-proj-bad-" + "b" * 30}})  # 422
+    do("POST", base + "/openai/rotate", {"new_credentials": {"api_key": "sk-proj-" + "b" * 30}})
+    do("DELETE", base + "/openai")
+    do("GET", "/api/v1/integrations/globex")  # 403
