@@ -133,7 +133,10 @@ class Adapters:
             from shared.crypto.cloud_kms import CloudKmsCipher
 
             assert self.settings.kms_key_name is not None
-            return CloudKmsCipher(self.settings.kms_key_name, api_endpoint=self.settings.kms_api_endpoint)
+            endpoint = self.settings.kms_api_endpoint
+            return CloudKmsCipher(
+                self.settings.kms_key_name, api_endpoint=endpoint, credentials=_stand_in_credentials(endpoint)
+            )
         from shared.crypto.local_keyring import LocalKeyring
 
         return LocalKeyring.open(self.settings.data_dir / "keyring.json")
@@ -145,14 +148,25 @@ class Adapters:
             from shared.service_secrets import SecretManagerSource
 
             assert self.settings.gcp_project is not None
+            endpoint = self.settings.secret_manager_api_endpoint
             source = SecretManagerSource(
-                self.settings.gcp_project, api_endpoint=self.settings.secret_manager_api_endpoint
+                self.settings.gcp_project, api_endpoint=endpoint, credentials=_stand_in_credentials(endpoint)
             )
             return source.get(API_KEY_PEPPER_SECRET).encode()
-        env_value = os.environ.get("INTEGRATIONS_API_KEY_PEPPER")
-        if env_value:
-            return env_value.encode()
+        from shared.service_secrets import EnvSecretSource, env_var_name
+
+        if os.environ.get(env_var_name(API_KEY_PEPPER_SECRET)):
+            return EnvSecretSource().get(API_KEY_PEPPER_SECRET).encode()
         return _local_pepper(self.settings.data_dir / "api_key_pepper")
+
+
+def _stand_in_credentials(endpoint: str | None) -> object | None:
+    """Anonymous credentials for a loopback stand-in; None = Google's default credentials."""
+    if not endpoint:
+        return None
+    from google.auth.credentials import AnonymousCredentials
+
+    return AnonymousCredentials()
 
 
 def _local_pepper(path: Path) -> bytes:

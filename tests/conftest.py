@@ -4,8 +4,9 @@ service built from real adapters, and a WSGI client over the local server app.""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from shared import http
 from shared.config import Adapters, Settings
 from shared.providers import default_registry
 from shared.service import IntegrationService
+from tests.emulators.bigquery_emulator import EmulatorProcess
+from tests.fakes.kms_server import FakeKmsServer
+from tests.fakes.secret_manager_server import FakeSecretManagerServer
 from tests.simulators.providers import ProviderSimulator
 
 # Keys the simulator treats as valid; shaped like the real ones.
@@ -47,11 +51,75 @@ def simulator() -> Iterator[ProviderSimulator]:
         yield running
 
 
+@dataclass
+class GcpStack:
+    """The Google Cloud stand-ins on loopback: BigQuery emulator, KMS and Secret Manager fakes."""
+
+    bigquery: EmulatorProcess
+    kms: FakeKmsServer
+    secret_manager: FakeSecretManagerServer
+    key_name: str
+
+    def settings(self, base: Settings) -> Settings:
+        """``base`` switched to gcp mode on a fresh dataset (created like ``shared.cli bootstrap`` does)."""
+        from shared.store.bigquery_store import BigQueryStore
+
+        dataset = f"organizations_{uuid.uuid4().hex[:10]}"
+        BigQueryStore(self.bigquery.client(), dataset).bootstrap()
+        return replace(
+            base,
+            backend="gcp",
+            gcp_project=self.bigquery.project,
+            bigquery_dataset=dataset,
+            bigquery_api_endpoint=self.bigquery.endpoint,
+            kms_key_name=self.key_name,
+            kms_api_endpoint=self.kms.endpoint,
+            secret_manager_api_endpoint=self.secret_manager.endpoint,
+        )
+
+    def env(self, settings: Settings) -> dict[str, str]:
+        """The same settings as environment variables, for a server process."""
+        return {
+            "INTEGRATIONS_BACKEND": "gcp",
+            "GCP_PROJECT": str(settings.gcp_project),
+            "BIGQUERY_DATASET": settings.bigquery_dataset,
+            "BIGQUERY_API_ENDPOINT": str(settings.bigquery_api_endpoint),
+            "KMS_KEY_NAME": str(settings.kms_key_name),
+            "KMS_API_ENDPOINT": str(settings.kms_api_endpoint),
+            "SECRET_MANAGER_API_ENDPOINT": str(settings.secret_manager_api_endpoint),
+        }
+
+
+@pytest.fixture(scope="session")
+def gcp_stack() -> Iterator[GcpStack]:
+    from tests.emulators.bigquery_emulator import start_bigquery_emulator
+
+    project = "integrations-test"
+    bigquery = start_bigquery_emulator(project)
+    kms = FakeKmsServer().start()
+    secret_manager = FakeSecretManagerServer().start()
+    key_name = f"projects/{project}/locations/us/keyRings/integrations/cryptoKeys/credentials"
+    kms.create_key(key_name)
+    secret_manager.put_secret(project, "api-key-pepper", "test-pepper-" + uuid.uuid4().hex)
+    try:
+        yield GcpStack(bigquery, kms, secret_manager, key_name)
+    finally:
+        secret_manager.stop()
+        kms.stop()
+        bigquery.stop()
+
+
 @pytest.fixture
-def settings(tmp_path: Path, simulator: ProviderSimulator) -> Settings:
+def backend() -> str:
+    """Overridden with params=["local", "gcp"] by modules that run on both."""
+    return "local"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, simulator: ProviderSimulator, backend: str, request: pytest.FixtureRequest) -> Settings:
     simulator.reset()
     simulator.configure(latency_ms=0, slow_seconds=3)
-    return Settings(
+    local = Settings(
         backend="local",
         data_dir=tmp_path / "data",
         provider_base_urls={p: simulator.base_url(p) for p in ("openai", "anthropic", "gemini")},
@@ -60,6 +128,9 @@ def settings(tmp_path: Path, simulator: ProviderSimulator) -> Settings:
         retry_after_cap_seconds=0.2,
         allowed_token_hosts=("oauth2.googleapis.com", "accounts.google.com", "127.0.0.1"),
     )
+    if backend == "local":
+        return local
+    return request.getfixturevalue("gcp_stack").settings(local)
 
 
 def make_service(settings: Settings) -> IntegrationService:

@@ -62,21 +62,40 @@ class RunningServer:
             self.process.wait(timeout=20)
 
 
+@pytest.fixture(params=["local", "gcp"])
+def backend(request):
+    return request.param
+
+
 @pytest.fixture
-def server_env(tmp_path, simulator):
+def server_env(tmp_path, simulator, settings, backend, request):
     simulator.reset()
+    gcp_env = request.getfixturevalue("gcp_stack").env(settings) if backend == "gcp" else {}
     env = {
         **os.environ,
         "PORT": str(_free_port()),
         "INTEGRATIONS_DATA_DIR": str(tmp_path / "data"),
         "VALIDATION_RETRY_AFTER_CAP_SECONDS": "0.2",
         **{k: v for k, v in simulator.env().items() if k.startswith("PROVIDER_")},
+        **gcp_env,
     }
-    env.pop("INTEGRATIONS_API_KEY_PEPPER", None)
+    env.pop("INTEGRATIONS_SECRET_API_KEY_PEPPER", None)
     return env
 
 
-def test_lifecycle_over_http_survives_restart_and_leaks_nothing(tmp_path, server_env):
+def _stored_bytes(backend, settings, gcp_stack_or_none, data_dir: Path) -> dict[str, bytes]:
+    """Everything the service stored: the data dir's files, or every BigQuery table's rows."""
+    if backend == "local":
+        return {str(path): path.read_bytes() for path in data_dir.rglob("*") if path.is_file()}
+    client = gcp_stack_or_none.bigquery.client()
+    stored = {}
+    for table in client.list_tables(f"{settings.gcp_project}.{settings.bigquery_dataset}"):
+        rows = client.query_and_wait(f"SELECT * FROM `{table.project}.{table.dataset_id}.{table.table_id}`")
+        stored[table.table_id] = repr([dict(row.items()) for row in rows]).encode()
+    return stored
+
+
+def test_lifecycle_over_http_survives_restart_and_leaks_nothing(tmp_path, server_env, backend, settings, request):
     server = RunningServer(server_env, tmp_path / "server.log")
     server.start()
     transcript: list[str] = []
@@ -128,10 +147,10 @@ def test_lifecycle_over_http_survives_restart_and_leaks_nothing(tmp_path, server
     needles = [s.encode() for s in secrets_used] + [s[8:-4].encode() for s in secrets_used]
     needles.append(mask_openai_key(rejected_key).encode())  # what the provider's error body echoes
     haystacks = {"responses": "\n".join(transcript).encode(), "server log": server.log_path.read_bytes()}
-    for path in Path(server_env["INTEGRATIONS_DATA_DIR"]).rglob("*"):
-        if path.is_file():
-            haystacks[str(path)] = path.read_bytes()
-    assert any("sqlite3" in name for name in haystacks)
+    stack = request.getfixturevalue("gcp_stack") if backend == "gcp" else None
+    stored = _stored_bytes(backend, settings, stack, Path(server_env["INTEGRATIONS_DATA_DIR"]))
+    assert any("org_credentials" in name or "sqlite3" in name for name in stored)
+    haystacks.update(stored)
     for name, haystack in haystacks.items():
         for needle in needles:
             assert needle not in haystack, f"secret material found in {name}"

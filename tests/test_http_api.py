@@ -18,6 +18,12 @@ from tests.conftest import (
 BASE = "/api/v1/integrations"
 
 
+@pytest.fixture(params=["local", "gcp"])
+def backend(request):
+    """Every HTTP test runs on the embedded stack and on the GCP adapters (emulator + KMS fake)."""
+    return request.param
+
+
 def call(client, method, path, key, body=None, raw=None, headers=None):
     all_headers = {"X-API-Key": key, **(headers or {})}
     data = raw if raw is not None else (json.dumps(body) if body is not None else None)

@@ -124,6 +124,7 @@ def test_no_secret_in_logs_even_when_provider_echoes_it(client, org_key, caplog)
     assert caplog.records and secret not in logged and secret[8:-4] not in logged and org_key not in logged
 
 
+@pytest.mark.parametrize("backend", ["local", "gcp"])
 @pytest.mark.parametrize(
     ("operation", "jobs", "encrypts", "decrypts"),
     [
@@ -137,6 +138,7 @@ def test_no_secret_in_logs_even_when_provider_echoes_it(client, org_key, caplog)
     ],
 )
 def test_store_and_crypto_budget_per_operation(client, org_key, service, operation, jobs, encrypts, decrypts):
+    """Store jobs (BigQuery jobs in gcp mode) and KMS calls per operation, as ARCHITECTURE.md budgets them."""
     headers = {"X-API-Key": org_key}
     if operation != "setup":
         _setup(client, org_key)

@@ -1,0 +1,496 @@
+"""BigQuery adapter of the store port: production.
+
+Each port call is exactly one BigQuery job (``counters["jobs"]`` counts every
+job sent, retries included), which is what the budget in ARCHITECTURE.md
+asks: setup = 1 job (one multi-statement transaction with the audit row),
+validate = 1 read + 1 write, list/get/update/delete = 1, a revalidation batch
+= 1 read + 1 write whatever its size.
+
+BigQuery has no unique constraints, so ``create_integration`` lets a MERGE
+decide: MERGE is mutating DML, and two concurrent transactions that both
+MERGE into ``org_integrations`` cannot both commit - the loser is aborted
+("Transaction is aborted due to concurrent update", "Could not serialize
+access ...") and retried here with backoff, and then finds the winner's row.
+
+Every value is a query parameter. Ciphertext travels as a base64 STRING and
+is written with ``FROM_BASE64`` (the emulator mangles BYTES parameters; this
+form is also correct on BigQuery). The Google client library is imported only
+when the store is built, so local mode never loads it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.errors import StoreUnavailable
+from shared.models import ApiKeyRecord, AuditEvent, Integration, SettingsChange, StoredCredential, utc_now
+from shared.schemas import (
+    API_KEYS_TABLE,
+    AUDIT_TABLE,
+    CREDENTIALS_TABLE,
+    INTEGRATIONS_TABLE,
+    TABLES,
+    column_names,
+    column_types,
+    table_schema,
+)
+from shared.store import rows
+
+if TYPE_CHECKING:
+    from google.cloud import bigquery
+
+    from shared.config import Settings
+
+logger = logging.getLogger("integrations.store.bigquery")
+
+# Messages of the errors BigQuery raises when concurrent transactions or DML
+# collide, or its DML queue is full: all worth a retry after a pause.
+RETRYABLE_MESSAGES = (
+    "could not serialize access",
+    "transaction is aborted due to concurrent update",
+    "concurrent update",
+    "too many dml statements outstanding",
+    "exceeded rate limits",
+)
+
+MUTABLE_INTEGRATION_COLUMNS = [
+    name
+    for name in column_names(INTEGRATIONS_TABLE)
+    if name not in ("integration_id", "org_slug", "provider", "created_at")
+]
+
+
+class BigQueryStore:
+    def __init__(
+        self,
+        client: bigquery.Client,
+        dataset: str,
+        *,
+        location: str | None = None,
+        max_attempts: int = 6,
+        backoff_base_seconds: float = 0.5,
+        backoff_cap_seconds: float = 8.0,
+    ) -> None:
+        from google.cloud import bigquery as bigquery_module
+
+        self._bq = bigquery_module
+        self.client = client
+        self.project = client.project
+        self.dataset = dataset
+        self.location = location
+        self.max_attempts = max_attempts
+        self.backoff_base_seconds = backoff_base_seconds
+        self.backoff_cap_seconds = backoff_cap_seconds
+        self.counters: Counter[str] = Counter()
+        self._types = {table: column_types(table) for table in TABLES}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BigQueryStore:
+        from google.cloud import bigquery
+
+        options: dict[str, Any] = {"project": settings.gcp_project, "location": settings.bigquery_location}
+        if settings.bigquery_api_endpoint:
+            # Emulator on loopback: no Google credentials exist or are needed.
+            from google.auth.credentials import AnonymousCredentials
+
+            options["client_options"] = {"api_endpoint": settings.bigquery_api_endpoint}
+            options["credentials"] = AnonymousCredentials()
+        return cls(bigquery.Client(**options), settings.bigquery_dataset, location=settings.bigquery_location)
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _table(self, table: str) -> str:
+        return f"`{self.project}.{self.dataset}.{table}`"
+
+    def _parameter(self, name: str, kind: str, value: Any) -> Any:
+        if kind == "BYTES":
+            return self._bq.ScalarQueryParameter(
+                name, "STRING", None if value is None else base64.b64encode(value).decode()
+            )
+        return self._bq.ScalarQueryParameter(name, kind, value)
+
+    def _row_parameters(self, prefix: str, table: str, row: dict[str, Any]) -> list[Any]:
+        return [self._parameter(prefix + name, kind, row[name]) for name, kind in self._types[table].items()]
+
+    def _values(self, prefix: str, table: str) -> str:
+        return ", ".join(
+            f"FROM_BASE64(@{prefix}{name})" if kind == "BYTES" else f"@{prefix}{name}"
+            for name, kind in self._types[table].items()
+        )
+
+    def _columns(self, table: str) -> str:
+        return ", ".join(column_names(table))
+
+    def _insert_sql(self, prefix: str, table: str) -> str:
+        return f"INSERT INTO {self._table(table)} ({self._columns(table)}) VALUES ({self._values(prefix, table)})"
+
+    def _select_columns(self, alias: str, table: str, prefix: str) -> str:
+        return ", ".join(f"{alias}.{name} AS {prefix}{name}" for name in column_names(table))
+
+    def _run(self, sql: str, parameters: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """One job, retried on transaction conflicts and transient errors."""
+        from google.api_core import exceptions as api_exceptions
+
+        config = self._bq.QueryJobConfig(query_parameters=list(parameters))
+        for attempt in range(1, self.max_attempts + 1):
+            self.counters["jobs"] += 1
+            try:
+                result = self.client.query_and_wait(sql, job_config=config, location=self.location)
+                return [dict(row.items()) for row in result]
+            except (api_exceptions.BadRequest, api_exceptions.Forbidden) as exc:
+                retryable = any(message in str(exc).lower() for message in RETRYABLE_MESSAGES)
+                if not retryable or attempt == self.max_attempts:
+                    logger.error("bigquery job failed", extra={"error": exc.__class__.__name__, "attempt": attempt})
+                    raise StoreUnavailable() from exc
+                self.counters["conflict_retries"] += 1
+            except (api_exceptions.ServerError, api_exceptions.TooManyRequests) as exc:
+                if attempt == self.max_attempts:
+                    raise StoreUnavailable() from exc
+                self.counters["transient_retries"] += 1
+            except (api_exceptions.GoogleAPIError, OSError) as exc:
+                logger.error("bigquery unavailable", extra={"error": exc.__class__.__name__})
+                raise StoreUnavailable() from exc
+            time.sleep(random.uniform(0, min(self.backoff_cap_seconds, self.backoff_base_seconds * 2 ** (attempt - 1))))
+        raise StoreUnavailable()
+
+    def _integration(self, row: dict[str, Any], prefix: str = "") -> Integration:
+        return rows.integration_from_row({name: row[prefix + name] for name in column_names(INTEGRATIONS_TABLE)})
+
+    def _credential(self, row: dict[str, Any], prefix: str = "") -> StoredCredential:
+        return rows.credential_from_row({name: row[prefix + name] for name in column_names(CREDENTIALS_TABLE)})
+
+    def _scalar(self, name: str, value: Any) -> Any:
+        kind = {bool: "BOOL", int: "INT64", str: "STRING", datetime: "TIMESTAMP"}[type(value)]
+        return self._bq.ScalarQueryParameter(name, kind, value)
+
+    def _integration_update_sql(self, prefix: str, condition: str) -> str:
+        assignments = ", ".join(f"{name} = @{prefix}{name}" for name in MUTABLE_INTEGRATION_COLUMNS)
+        return (
+            f"UPDATE {self._table(INTEGRATIONS_TABLE)} SET {assignments} "
+            f"WHERE integration_id = @{prefix}integration_id AND {condition}"
+        )
+
+    # --- bootstrap -------------------------------------------------------------------------------
+
+    def bootstrap(self) -> dict[str, Any]:
+        """Create the dataset and every table from configs/schemas (idempotent)."""
+        dataset = self._bq.Dataset(f"{self.project}.{self.dataset}")
+        if self.location:
+            dataset.location = self.location
+        self.client.create_dataset(dataset, exists_ok=True)
+        for table in TABLES:
+            schema = [self._bq.SchemaField.from_api_repr(field) for field in table_schema(table)]
+            self.client.create_table(
+                self._bq.Table(f"{self.project}.{self.dataset}.{table}", schema=schema), exists_ok=True
+            )
+        return {"dataset": f"{self.project}.{self.dataset}", "tables": list(TABLES)}
+
+    # --- integrations + credentials ----------------------------------------------------------------
+
+    def create_integration(self, integration: Integration, credential: StoredCredential, audit: AuditEvent) -> bool:
+        integration_row = rows.integration_to_row(integration)
+        sql = f"""
+DECLARE outcome STRING DEFAULT 'exists';
+BEGIN TRANSACTION;
+MERGE {self._table(INTEGRATIONS_TABLE)} AS existing
+USING (SELECT @i_org_slug AS org_slug, @i_provider AS provider) AS wanted
+ON existing.org_slug = wanted.org_slug AND existing.provider = wanted.provider
+WHEN NOT MATCHED THEN
+  INSERT ({self._columns(INTEGRATIONS_TABLE)}) VALUES ({self._values("i_", INTEGRATIONS_TABLE)});
+IF EXISTS (
+  SELECT 1 FROM {self._table(INTEGRATIONS_TABLE)} WHERE integration_id = @i_integration_id
+) THEN
+  {self._insert_sql("c_", CREDENTIALS_TABLE)};
+  {self._insert_sql("a_", AUDIT_TABLE)};
+  SET outcome = 'created';
+END IF;
+COMMIT TRANSACTION;
+SELECT outcome;
+"""
+        parameters = (
+            self._row_parameters("i_", INTEGRATIONS_TABLE, integration_row)
+            + self._row_parameters("c_", CREDENTIALS_TABLE, rows.credential_to_row(credential))
+            + self._row_parameters("a_", AUDIT_TABLE, rows.audit_to_row(audit))
+        )
+        return self._run(sql, parameters)[0]["outcome"] == "created"
+
+    def get_integration(self, org_slug: str, provider: str) -> Integration | None:
+        found = self._run(
+            f"SELECT * FROM {self._table(INTEGRATIONS_TABLE)} WHERE org_slug = @org_slug AND provider = @provider",
+            [self._scalar("org_slug", org_slug), self._scalar("provider", provider)],
+        )
+        return self._integration(found[0]) if found else None
+
+    def _pairs_sql(self, where: str, tail: str = "") -> str:
+        return (
+            f"SELECT {self._select_columns('i', INTEGRATIONS_TABLE, 'i_')}, "
+            f"{self._select_columns('c', CREDENTIALS_TABLE, 'c_')} "
+            f"FROM {self._table(INTEGRATIONS_TABLE)} AS i "
+            f"JOIN {self._table(CREDENTIALS_TABLE)} AS c ON c.credential_id = i.credential_id "
+            f"WHERE {where} {tail}"
+        )
+
+    def get_integration_with_credential(
+        self, org_slug: str, provider: str
+    ) -> tuple[Integration, StoredCredential] | None:
+        found = self._run(
+            self._pairs_sql("i.org_slug = @org_slug AND i.provider = @provider"),
+            [self._scalar("org_slug", org_slug), self._scalar("provider", provider)],
+        )
+        return (self._integration(found[0], "i_"), self._credential(found[0], "c_")) if found else None
+
+    def list_integrations(self, org_slug: str) -> list[Integration]:
+        found = self._run(
+            f"SELECT * FROM {self._table(INTEGRATIONS_TABLE)} WHERE org_slug = @org_slug ORDER BY provider",
+            [self._scalar("org_slug", org_slug)],
+        )
+        return [self._integration(row) for row in found]
+
+    def save_integration(self, integration: Integration, audit: AuditEvent, *, expected_updated_at: datetime) -> bool:
+        sql = f"""
+DECLARE matched BOOL DEFAULT FALSE;
+BEGIN TRANSACTION;
+SET matched = EXISTS (
+  SELECT 1 FROM {self._table(INTEGRATIONS_TABLE)}
+  WHERE integration_id = @i_integration_id AND updated_at = @expected_updated_at
+);
+IF matched THEN
+  {self._integration_update_sql("i_", "updated_at = @expected_updated_at")};
+  {self._insert_sql("a_", AUDIT_TABLE)};
+END IF;
+COMMIT TRANSACTION;
+SELECT matched;
+"""
+        parameters = [
+            *self._row_parameters("i_", INTEGRATIONS_TABLE, rows.integration_to_row(integration)),
+            *self._row_parameters("a_", AUDIT_TABLE, rows.audit_to_row(audit)),
+            self._scalar("expected_updated_at", expected_updated_at),
+        ]
+        return bool(self._run(sql, parameters)[0]["matched"])
+
+    def update_settings(
+        self, org_slug: str, provider: str, change: SettingsChange, audit: AuditEvent
+    ) -> Integration | None:
+        # The CASE is shared.lifecycle.status_after_settings_change in SQL; the
+        # contract suite runs the same transitions on SQLite and here.
+        config_json = None if change.config is None else json.dumps(change.config, sort_keys=True)
+        sql = f"""
+BEGIN TRANSACTION;
+UPDATE {self._table(INTEGRATIONS_TABLE)} SET
+  status = CASE
+    WHEN @enabled IS NOT NULL AND NOT @enabled THEN 'disabled'
+    WHEN status = 'disabled' THEN IF(@enabled IS NOT NULL AND @enabled, 'pending', 'disabled')
+    WHEN @config IS NOT NULL AND @config != config AND status IN ('active', 'error', 'expired') THEN 'pending'
+    ELSE status
+  END,
+  config = COALESCE(@config, config),
+  expires_at = IF(@clear_expires_at, NULL, COALESCE(@expires_at, expires_at)),
+  updated_at = @a_created_at
+WHERE org_slug = @org_slug AND provider = @provider;
+INSERT INTO {self._table(AUDIT_TABLE)} ({self._columns(AUDIT_TABLE)})
+SELECT {self._values("a_", AUDIT_TABLE)} FROM {self._table(INTEGRATIONS_TABLE)}
+WHERE org_slug = @org_slug AND provider = @provider;
+COMMIT TRANSACTION;
+SELECT * FROM {self._table(INTEGRATIONS_TABLE)} WHERE org_slug = @org_slug AND provider = @provider;
+"""
+        parameters = [
+            self._scalar("org_slug", org_slug),
+            self._scalar("provider", provider),
+            self._bq.ScalarQueryParameter("enabled", "BOOL", change.enabled),
+            self._bq.ScalarQueryParameter("config", "STRING", config_json),
+            self._bq.ScalarQueryParameter("expires_at", "TIMESTAMP", change.expires_at),
+            self._bq.ScalarQueryParameter("clear_expires_at", "BOOL", change.clear_expires_at),
+            *self._row_parameters("a_", AUDIT_TABLE, rows.audit_to_row(audit)),
+        ]
+        found = self._run(sql, parameters)
+        return self._integration(found[0]) if found else None
+
+    def replace_credential(
+        self,
+        integration: Integration,
+        credential: StoredCredential,
+        audit: AuditEvent,
+        *,
+        expected_credential_id: str,
+    ) -> bool:
+        sql = f"""
+DECLARE matched BOOL DEFAULT FALSE;
+BEGIN TRANSACTION;
+SET matched = EXISTS (
+  SELECT 1 FROM {self._table(INTEGRATIONS_TABLE)}
+  WHERE integration_id = @i_integration_id AND credential_id = @expected_credential_id
+);
+IF matched THEN
+  {self._integration_update_sql("i_", "credential_id = @expected_credential_id")};
+  DELETE FROM {self._table(CREDENTIALS_TABLE)} WHERE credential_id = @expected_credential_id;
+  {self._insert_sql("c_", CREDENTIALS_TABLE)};
+  {self._insert_sql("a_", AUDIT_TABLE)};
+END IF;
+COMMIT TRANSACTION;
+SELECT matched;
+"""
+        parameters = [
+            *self._row_parameters("i_", INTEGRATIONS_TABLE, rows.integration_to_row(integration)),
+            *self._row_parameters("c_", CREDENTIALS_TABLE, rows.credential_to_row(credential)),
+            *self._row_parameters("a_", AUDIT_TABLE, rows.audit_to_row(audit)),
+            self._scalar("expected_credential_id", expected_credential_id),
+        ]
+        return bool(self._run(sql, parameters)[0]["matched"])
+
+    def delete_integration(self, org_slug: str, provider: str, audit: AuditEvent) -> bool:
+        audit_row = rows.audit_to_row(audit)
+        sql = f"""
+DECLARE existed BOOL DEFAULT FALSE;
+DECLARE deleted_fingerprint STRING;
+BEGIN TRANSACTION;
+SET existed = EXISTS (
+  SELECT 1 FROM {self._table(INTEGRATIONS_TABLE)} WHERE org_slug = @org_slug AND provider = @provider
+);
+SET deleted_fingerprint = (
+  SELECT MAX(fingerprint) FROM {self._table(CREDENTIALS_TABLE)} WHERE org_slug = @org_slug AND provider = @provider
+);
+IF existed THEN
+  DELETE FROM {self._table(CREDENTIALS_TABLE)} WHERE org_slug = @org_slug AND provider = @provider;
+  DELETE FROM {self._table(INTEGRATIONS_TABLE)} WHERE org_slug = @org_slug AND provider = @provider;
+  INSERT INTO {self._table(AUDIT_TABLE)} ({self._columns(AUDIT_TABLE)})
+  VALUES ({self._values("a_", AUDIT_TABLE).replace("@a_credential_fingerprint", "deleted_fingerprint")});
+END IF;
+COMMIT TRANSACTION;
+SELECT existed, deleted_fingerprint;
+"""
+        parameters = [
+            self._scalar("org_slug", org_slug),
+            self._scalar("provider", provider),
+            *[
+                parameter
+                for parameter in self._row_parameters("a_", AUDIT_TABLE, audit_row)
+                if parameter.name != "a_credential_fingerprint"
+            ],
+        ]
+        result = self._run(sql, parameters)[0]
+        if result["existed"]:
+            audit.credential_fingerprint = result["deleted_fingerprint"]
+        return bool(result["existed"])
+
+    def record_audit(self, audit: AuditEvent) -> None:
+        self._run(
+            self._insert_sql("a_", AUDIT_TABLE), self._row_parameters("a_", AUDIT_TABLE, rows.audit_to_row(audit))
+        )
+
+    def list_audit(self, org_slug: str, provider: str | None = None, limit: int = 100) -> list[AuditEvent]:
+        found = self._run(
+            f"SELECT * FROM {self._table(AUDIT_TABLE)} WHERE org_slug = @org_slug "
+            "AND (@provider IS NULL OR provider = @provider) ORDER BY created_at DESC LIMIT @limit",
+            [
+                self._scalar("org_slug", org_slug),
+                self._bq.ScalarQueryParameter("provider", "STRING", provider),
+                self._scalar("limit", limit),
+            ],
+        )
+        return [rows.audit_from_row(row) for row in found]
+
+    # --- revalidation ------------------------------------------------------------------------------
+
+    def list_integrations_for_revalidation(
+        self, *, after_integration_id: str | None, limit: int
+    ) -> list[tuple[Integration, StoredCredential]]:
+        found = self._run(
+            self._pairs_sql(
+                "i.status != 'disabled' AND i.integration_id > @after", "ORDER BY i.integration_id LIMIT @limit"
+            ),
+            [self._scalar("after", after_integration_id or ""), self._scalar("limit", limit)],
+        )
+        return [(self._integration(row, "i_"), self._credential(row, "c_")) for row in found]
+
+    def save_revalidation_results(self, results: Sequence[tuple[Integration, AuditEvent, datetime]]) -> int:
+        """One job for the whole batch: parallel arrays, indexed by ORDINAL.
+
+        (ORDINAL over GENERATE_ARRAY(1, n), not OFFSET from 0: the emulator
+        indexes ``array[OFFSET(column)]`` one-based; ORDINAL is right on both.)
+
+        A row is written only where ``updated_at`` still equals what the run
+        read, so a user's change during the run is never overwritten; the
+        audit rows are inserted for exactly the rows written.
+        """
+        if not results:
+            return 0
+        integration_rows = [rows.integration_to_row(integration) for integration, _, _ in results]
+        audit_rows = [rows.audit_to_row(audit) for _, audit, _ in results]
+        arrays = [
+            self._bq.ArrayQueryParameter(f"i_{name}", kind, [row[name] for row in integration_rows])
+            for name, kind in self._types[INTEGRATIONS_TABLE].items()
+            if name in (*MUTABLE_INTEGRATION_COLUMNS, "integration_id")
+        ]
+        arrays += [
+            self._bq.ArrayQueryParameter(f"a_{name}", kind, [row[name] for row in audit_rows])
+            for name, kind in self._types[AUDIT_TABLE].items()
+        ]
+        arrays.append(self._bq.ArrayQueryParameter("expected", "TIMESTAMP", [expected for _, _, expected in results]))
+        batch_columns = ", ".join(
+            f"@i_{name}[ORDINAL(n)] AS {name}" for name in ("integration_id", *MUTABLE_INTEGRATION_COLUMNS)
+        )
+        audit_columns = ", ".join(f"@a_{name}[ORDINAL(n)]" for name in column_names(AUDIT_TABLE))
+        assignments = ", ".join(f"{name} = batch.{name}" for name in MUTABLE_INTEGRATION_COLUMNS)
+        sql = f"""
+DECLARE written INT64 DEFAULT 0;
+BEGIN TRANSACTION;
+CREATE TEMP TABLE batch AS
+SELECT n, @expected[ORDINAL(n)] AS expected_updated_at, {batch_columns}
+FROM UNNEST(GENERATE_ARRAY(1, ARRAY_LENGTH(@expected))) AS n
+WHERE EXISTS (
+  SELECT 1 FROM {self._table(INTEGRATIONS_TABLE)} AS current
+  WHERE current.integration_id = @i_integration_id[ORDINAL(n)] AND current.updated_at = @expected[ORDINAL(n)]
+);
+UPDATE {self._table(INTEGRATIONS_TABLE)} AS target SET {assignments}
+FROM batch
+WHERE target.integration_id = batch.integration_id AND target.updated_at = batch.expected_updated_at;
+INSERT INTO {self._table(AUDIT_TABLE)} ({self._columns(AUDIT_TABLE)})
+SELECT {audit_columns} FROM batch;
+SET written = (SELECT COUNT(*) FROM batch);
+COMMIT TRANSACTION;
+SELECT written;
+"""
+        return int(self._run(sql, arrays)[0]["written"])
+
+    # --- org API keys ------------------------------------------------------------------------------------
+
+    def add_api_key(self, record: ApiKeyRecord) -> None:
+        self._run(
+            self._insert_sql("k_", API_KEYS_TABLE),
+            self._row_parameters("k_", API_KEYS_TABLE, rows.api_key_to_row(record)),
+        )
+
+    def find_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        found = self._run(
+            f"SELECT * FROM {self._table(API_KEYS_TABLE)} WHERE key_id = @key_id", [self._scalar("key_id", key_id)]
+        )
+        return rows.api_key_from_row(found[0]) if found else None
+
+    def list_api_keys(self, org_slug: str | None = None) -> list[ApiKeyRecord]:
+        found = self._run(
+            f"SELECT * FROM {self._table(API_KEYS_TABLE)} WHERE @org_slug IS NULL OR org_slug = @org_slug "
+            "ORDER BY org_slug, created_at",
+            [self._bq.ScalarQueryParameter("org_slug", "STRING", org_slug)],
+        )
+        return [rows.api_key_from_row(row) for row in found]
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        sql = f"""
+DECLARE matched BOOL DEFAULT FALSE;
+BEGIN TRANSACTION;
+SET matched = EXISTS (
+  SELECT 1 FROM {self._table(API_KEYS_TABLE)} WHERE key_id = @key_id AND revoked_at IS NULL
+);
+UPDATE {self._table(API_KEYS_TABLE)} SET revoked_at = @now WHERE key_id = @key_id AND revoked_at IS NULL;
+COMMIT TRANSACTION;
+SELECT matched;
+"""
+        return bool(self._run(sql, [self._scalar("key_id", key_id), self._scalar("now", utc_now())])[0]["matched"])

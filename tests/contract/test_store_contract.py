@@ -1,0 +1,252 @@
+"""One store contract, run on every adapter: SQLite and BigQuery (emulator,
+through the real google-cloud-bigquery client)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from shared.lifecycle import status_after_settings_change
+from shared.models import (
+    ApiKeyRecord,
+    AuditEvent,
+    Integration,
+    SettingsChange,
+    Status,
+    StoredCredential,
+    new_id,
+    utc_now,
+)
+
+BINARY = bytes(range(256))  # every byte value survives the trip (base64 path on BigQuery)
+
+
+def make(org="acme", provider="openai", status=Status.PENDING):
+    credential_id = new_id()
+    integration = Integration(
+        integration_id=new_id(),
+        org_slug=org,
+        provider=provider,
+        status=status,
+        credential_id=credential_id,
+        config={"default_model": "gpt-4o"},
+    )
+    credential = StoredCredential(
+        credential_id=credential_id,
+        org_slug=org,
+        provider=provider,
+        credential_type="api_key",
+        encrypted_credential=BINARY,
+        key_version="1",
+        fingerprint="abcd1234",
+    )
+    return integration, credential
+
+
+def audit(action="setup", org="acme", provider="openai", fingerprint=None):
+    return AuditEvent(
+        org_slug=org,
+        provider=provider,
+        action=action,
+        outcome="success",
+        actor_key_id="k1",
+        request_id="r1",
+        credential_fingerprint=fingerprint,
+    )
+
+
+def test_create_get_list_roundtrip(store):
+    integration, credential = make()
+    assert store.create_integration(integration, credential, audit()) is True
+    got = store.get_integration("acme", "openai")
+    assert got == integration
+    pair = store.get_integration_with_credential("acme", "openai")
+    assert pair == (integration, credential) and pair[1].encrypted_credential == BINARY
+    assert store.list_integrations("acme") == [integration]
+    assert store.list_integrations("globex") == []
+    assert store.get_integration("acme", "anthropic") is None
+
+
+def test_second_create_for_same_org_provider_is_refused_and_writes_nothing(store):
+    first, first_credential = make()
+    second, second_credential = make()
+    assert store.create_integration(first, first_credential, audit())
+    assert store.create_integration(second, second_credential, audit()) is False
+    assert store.get_integration_with_credential("acme", "openai") == (first, first_credential)
+    assert len(store.list_audit("acme")) == 1
+
+
+def test_parallel_creates_have_one_winner(store):
+    outcomes = []
+    barrier = threading.Barrier(5)
+
+    def attempt():
+        integration, credential = make()
+        barrier.wait()
+        outcomes.append(store.create_integration(integration, credential, audit()))
+
+    threads = [threading.Thread(target=attempt) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == [False] * 4 + [True]
+    assert len(store.list_integrations("acme")) == 1
+
+
+def test_save_integration_is_conditional_on_updated_at(store):
+    integration, credential = make()
+    store.create_integration(integration, credential, audit())
+    read_version = integration.updated_at
+    integration.status = Status.ACTIVE
+    integration.validated_at = utc_now()
+    integration.validation_details = {"connection": True, "models": ["a"]}
+    integration.updated_at = utc_now() + timedelta(seconds=1)
+    assert store.save_integration(integration, audit("validate"), expected_updated_at=read_version)
+    assert store.get_integration("acme", "openai") == integration
+    stale = store.get_integration("acme", "openai")
+    stale.status = Status.ERROR
+    assert store.save_integration(stale, audit("validate"), expected_updated_at=read_version) is False
+    assert store.get_integration("acme", "openai").status == Status.ACTIVE
+    assert [a.action for a in store.list_audit("acme")] == ["validate", "setup"]
+
+
+@pytest.mark.parametrize(
+    ("start", "change"),
+    [
+        (Status.ACTIVE, SettingsChange(enabled=False)),
+        (Status.DISABLED, SettingsChange(enabled=True)),
+        (Status.DISABLED, SettingsChange(config={"default_model": "other"})),
+        (Status.ACTIVE, SettingsChange(config={"default_model": "other"})),
+        (Status.ACTIVE, SettingsChange(config={"default_model": "gpt-4o"})),
+        (Status.PENDING, SettingsChange(config={"default_model": "other"})),
+        (Status.ERROR, SettingsChange(enabled=True)),
+    ],
+)
+def test_update_settings_follows_the_lifecycle_rule(store, start, change):
+    integration, credential = make(status=start)
+    store.create_integration(integration, credential, audit())
+    expected_status = status_after_settings_change(
+        start, config_changed=change.config is not None and change.config != integration.config, enabled=change.enabled
+    )
+    updated = store.update_settings("acme", "openai", change, audit("update"))
+    assert updated.status == expected_status
+    assert updated.config == (change.config or integration.config)
+    assert store.get_integration("acme", "openai") == updated
+
+
+def test_update_settings_expiry_and_missing(store):
+    integration, credential = make()
+    store.create_integration(integration, credential, audit())
+    when = utc_now().replace(microsecond=0) + timedelta(days=30)
+    assert store.update_settings("acme", "openai", SettingsChange(expires_at=when), audit("update")).expires_at == when
+    cleared = store.update_settings("acme", "openai", SettingsChange(clear_expires_at=True), audit("update"))
+    assert cleared.expires_at is None
+    assert store.update_settings("acme", "gemini", SettingsChange(enabled=False), audit("update")) is None
+    assert len(store.list_audit("acme")) == 3
+
+
+def test_replace_credential_swaps_atomically_and_conditionally(store):
+    integration, credential = make()
+    store.create_integration(integration, credential, audit())
+    _, new_credential = make()
+    integration.credential_id = new_credential.credential_id
+    integration.status = Status.ACTIVE
+    integration.updated_at = utc_now()
+    assert store.replace_credential(
+        integration, new_credential, audit("rotate"), expected_credential_id=credential.credential_id
+    )
+    assert store.get_integration_with_credential("acme", "openai") == (integration, new_credential)
+    _, third = make()
+    assert (
+        store.replace_credential(integration, third, audit("rotate"), expected_credential_id=credential.credential_id)
+        is False
+    )
+    assert store.get_integration_with_credential("acme", "openai")[1] == new_credential
+
+
+def test_delete_removes_both_and_audits_fingerprint(store):
+    integration, credential = make()
+    store.create_integration(integration, credential, audit())
+    deletion = audit("delete")
+    assert store.delete_integration("acme", "openai", deletion) is True
+    assert deletion.credential_fingerprint == "abcd1234"
+    assert store.get_integration_with_credential("acme", "openai") is None
+    assert store.delete_integration("acme", "openai", audit("delete")) is False
+    assert [a.action for a in store.list_audit("acme")] == ["delete", "setup"]
+    assert store.list_audit("acme", "openai", limit=1)[0].credential_fingerprint == "abcd1234"
+
+
+def test_revalidation_batch_reads_and_writes_in_one_job_each(store):
+    pairs = []
+    for index in range(12):
+        integration, credential = make(org=f"org{index:02d}")
+        store.create_integration(integration, credential, audit(org=integration.org_slug))
+        pairs.append((integration, credential))
+    disabled, disabled_credential = make(org="zz-disabled", status=Status.DISABLED)
+    store.create_integration(disabled, disabled_credential, audit(org="zz-disabled"))
+
+    store.counters.clear()
+    first = store.list_integrations_for_revalidation(after_integration_id=None, limit=8)
+    rest = store.list_integrations_for_revalidation(after_integration_id=first[-1][0].integration_id, limit=100)
+    assert store.counters["jobs"] == 2
+    assert len(first) == 8 and len(rest) == 4
+    assert {i.integration_id for i, _ in first + rest} == {i.integration_id for i, _ in pairs}
+
+    results = []
+    for integration, _ in first + rest:
+        read_version = integration.updated_at
+        integration.status = Status.ACTIVE
+        integration.last_checked_at = utc_now()
+        integration.updated_at = utc_now() + timedelta(seconds=1)
+        results.append((integration, audit("revalidate", org=integration.org_slug), read_version))
+    # One row changes under the run's feet: it must not be overwritten.
+    moved = results[0][0]
+    store.update_settings(moved.org_slug, "openai", SettingsChange(enabled=False), audit("disable", org=moved.org_slug))
+
+    store.counters.clear()
+    assert store.save_revalidation_results(results) == 11
+    assert store.counters["jobs"] == 1
+    assert store.get_integration(moved.org_slug, "openai").status == Status.DISABLED
+    assert store.get_integration(results[1][0].org_slug, "openai").status == Status.ACTIVE
+    assert [a.action for a in store.list_audit(results[1][0].org_slug)] == ["revalidate", "setup"]
+    assert [a.action for a in store.list_audit(moved.org_slug)] == ["disable", "setup"]
+    assert store.save_revalidation_results([]) == 0
+
+
+def test_api_keys(store):
+    record = ApiKeyRecord(key_id="0123456789abcdef", org_slug="acme", key_hash="h" * 64, is_admin=True, label="ops")
+    store.add_api_key(record)
+    assert store.find_api_key("0123456789abcdef") == record
+    assert store.find_api_key("ffffffffffffffff") is None
+    assert store.list_api_keys("acme") == [record] and store.list_api_keys("globex") == []
+    assert store.revoke_api_key(record.key_id) is True
+    assert store.revoke_api_key(record.key_id) is False
+    assert store.find_api_key(record.key_id).revoked_at is not None
+
+
+@pytest.mark.parametrize(
+    ("operation", "jobs"),
+    [("create", 1), ("get", 1), ("pair", 1), ("list", 1), ("save", 1), ("update", 1), ("replace", 1), ("delete", 1)],
+)
+def test_every_port_call_is_one_job(store, operation, jobs):
+    integration, credential = make()
+    store.create_integration(integration, credential, audit())
+    store.counters.clear()
+    other, other_credential = make(provider="anthropic")
+    calls = {
+        "create": lambda: store.create_integration(other, other_credential, audit()),
+        "get": lambda: store.get_integration("acme", "openai"),
+        "pair": lambda: store.get_integration_with_credential("acme", "openai"),
+        "list": lambda: store.list_integrations("acme"),
+        "save": lambda: store.save_integration(integration, audit(), expected_updated_at=integration.updated_at),
+        "update": lambda: store.update_settings("acme", "openai", SettingsChange(enabled=False), audit()),
+        "replace": lambda: store.replace_credential(
+            integration, other_credential, audit(), expected_credential_id=credential.credential_id
+        ),
+        "delete": lambda: store.delete_integration("acme", "openai", audit()),
+    }
+    calls[operation]()
+    assert store.counters["jobs"] == jobs

@@ -1,0 +1,477 @@
+"""Offline launcher and test helper for the ``bqemulator`` BigQuery emulator.
+
+Two entry points:
+
+* ``python -m tests.emulators.bigquery_emulator --port N --project P`` runs the
+  emulator's REST API on ``127.0.0.1:N`` after
+
+  1. installing DuckDB's ``spatial`` (and, when its package is present,
+     ``avro``) extension from the pinned ``duckdb-extension-*`` wheels into
+     DuckDB's local extension directory, so the emulator's own
+     ``INSTALL spatial`` / ``INSTALL avro`` find them and never reach the
+     network (idempotent, runs on every start);
+  2. patching the emulator so *parameterized multi-statement scripts* get
+     their query parameters bound (bqemulator 1.4.0 runs scripts through its
+     ``ScriptInterpreter`` without the job's parameters; real BigQuery binds
+     them). Each named parameter is declared as a script variable in the
+     interpreter's root frame, valued by the emulator's own parameter decoder,
+     and every ``@name`` outside string literals, quoted identifiers and
+     comments is rewritten to that variable. The interpreter then binds the
+     variables as prepared-statement parameters: values never enter SQL text.
+
+* :func:`start_bigquery_emulator` starts that launcher as a subprocess on a free
+  port, waits until it is ready and returns an :class:`EmulatorProcess`.
+
+See ``shared/design/EMULATORS.md`` (BigQuery section).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from google.cloud import bigquery
+
+#: Repository root (``tests/emulators/`` is two levels below it).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: Prefix of the script variables that carry query parameters. It cannot
+#: collide with a user variable in practice and is a valid BigQuery identifier.
+PARAM_VARIABLE_PREFIX = "__bqemu_qp_"
+
+DEFAULT_STARTUP_TIMEOUT_S = 60.0
+
+# ---------------------------------------------------------------------------
+# 1. DuckDB extensions, offline
+# ---------------------------------------------------------------------------
+
+#: (import name of the wheel that ships the extension, extension name, required)
+_EXTENSION_PACKAGES: tuple[tuple[str, str, bool], ...] = (
+    ("duckdb_extension_spatial", "spatial", True),
+    ("duckdb_extension_avro", "avro", False),
+)
+
+
+def _extension_file(package: str, extension: str, duckdb_version: str) -> Path | None:
+    """Return the extension binary a ``duckdb-extension-*`` wheel ships, if installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return None
+    base = Path(spec.origin).parent / "extensions"
+    wanted = base / f"v{duckdb_version}" / f"{extension}.duckdb_extension"
+    if wanted.is_file():
+        return wanted
+    shipped = sorted(p.parent.name for p in base.glob(f"v*/{extension}.duckdb_extension"))
+    raise RuntimeError(
+        f"{package} ships {extension} for {shipped or 'no version'}, but duckdb is "
+        f"{duckdb_version}: pin duckdb and {package.replace('_', '-')} to the same version."
+    )
+
+
+def install_duckdb_extensions_offline() -> dict[str, bool]:
+    """Install the extensions the emulator loads from the local wheels.
+
+    ``INSTALL '<file>'`` copies the binary into DuckDB's extension directory
+    (``~/.duckdb/extensions/v<version>/<platform>/``); a later plain
+    ``INSTALL spatial`` in any connection is then a no-op. Idempotent.
+
+    Returns ``{extension: installed_from_local_file}``. When the optional avro
+    wheel is absent the emulator's avro loading is disabled instead, so it does
+    not try to download it.
+    """
+    import duckdb
+
+    result: dict[str, bool] = {}
+    con = duckdb.connect(":memory:")
+    try:
+        for package, extension, required in _EXTENSION_PACKAGES:
+            path = _extension_file(package, extension, duckdb.__version__)
+            if path is None:
+                if required:
+                    raise RuntimeError(
+                        f"{package.replace('_', '-')}=={duckdb.__version__} is not installed; "
+                        f"bqemulator needs DuckDB's {extension} extension and cannot download it "
+                        "offline."
+                    )
+                result[extension] = False
+                continue
+            literal = str(path).replace("'", "''")
+            con.execute(f"INSTALL '{literal}'")
+            result[extension] = True
+        con.execute("LOAD spatial")  # fail here, clearly, rather than inside the emulator
+    finally:
+        con.close()
+    if not result.get("avro"):
+        _disable_avro_download()
+    return result
+
+
+def _disable_avro_download() -> None:
+    """Skip the emulator's best-effort ``INSTALL avro`` (it would try the network)."""
+    from bqemulator.storage.engine import DuckDBEngine
+
+    def _load_format_extensions(self: Any) -> None:
+        return None
+
+    DuckDBEngine._load_format_extensions = _load_format_extensions  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------------------------
+# 2. Query parameters in multi-statement scripts
+# ---------------------------------------------------------------------------
+
+_PARAM_RE = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
+_SYSTEM_VAR_RE = re.compile(r"@@[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def _is_ident_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _string_literal_end(sql: str, start: int) -> int:
+    """Return the index just past the BigQuery string/bytes literal opening at ``start``.
+
+    Handles ``'…'``, ``"…"``, triple-quoted forms, backslash escapes and the
+    raw prefixes ``r``/``rb``/``br`` (no escapes). An unterminated literal runs
+    to the end of the text (the emulator's parser reports it).
+    """
+    quote_char = sql[start]
+    prefix_start = start
+    while prefix_start > 0 and start - prefix_start < 2 and sql[prefix_start - 1].isalpha():
+        prefix_start -= 1
+    prefix = sql[prefix_start:start].lower()
+    raw = prefix in {"r", "rb", "br"} and (prefix_start == 0 or not _is_ident_char(sql[prefix_start - 1]))
+    quote = quote_char * 3 if sql.startswith(quote_char * 3, start) else quote_char
+    i = start + len(quote)
+    n = len(sql)
+    while i < n:
+        if not raw and sql[i] == "\\":
+            i += 2
+            continue
+        if sql.startswith(quote, i):
+            return i + len(quote)
+        i += 1
+    return n
+
+
+def rewrite_named_parameters(sql: str, variables: Mapping[str, str]) -> str:
+    """Replace each ``@name`` query parameter in ``sql`` with its script variable.
+
+    ``variables`` maps lower-cased parameter names to variable names (BigQuery
+    parameter names are case-insensitive). String and bytes literals, quoted
+    identifiers, comments and ``@@system_variables`` are left untouched. A
+    ``@name`` without a parameter raises the emulator's ``InvalidQueryError``
+    (BigQuery: "Query parameter 'name' not found").
+    """
+    out: list[str] = []
+    i = 0
+    n = len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch in {"'", '"'}:
+            end = _string_literal_end(sql, i)
+        elif ch == "`":
+            close = sql.find("`", i + 1)
+            end = n if close < 0 else close + 1
+        elif ch == "#" or sql.startswith("--", i):
+            close = sql.find("\n", i)
+            end = n if close < 0 else close
+        elif sql.startswith("/*", i):
+            close = sql.find("*/", i + 2)
+            end = n if close < 0 else close + 2
+        elif ch == "@":
+            system = _SYSTEM_VAR_RE.match(sql, i)
+            match = None if system else _PARAM_RE.match(sql, i)
+            if system is not None:
+                end = system.end()
+            elif match is not None:
+                name = match.group(1).lower()
+                if name not in variables:
+                    from bqemulator.domain.errors import InvalidQueryError
+
+                    raise InvalidQueryError(f"Query parameter '{match.group(1)}' not found")
+                out.append(variables[name])
+                i = match.end()
+                continue
+            else:
+                end = i + 1
+        else:
+            end = i + 1
+        out.append(sql[i:end])
+        i = end
+    return "".join(out)
+
+
+def _bq_type_name(parameter_type: Mapping[str, Any]) -> str:
+    """Render a REST ``QueryParameterType`` as a BigQuery type string."""
+    kind = str(parameter_type.get("type", "STRING")).upper()
+    if kind == "ARRAY":
+        return f"ARRAY<{_bq_type_name(parameter_type.get('arrayType') or {})}>"
+    if kind == "STRUCT":
+        fields = ", ".join(
+            f"{f.get('name', '')} {_bq_type_name(f.get('type') or {})}".strip()
+            for f in parameter_type.get("structTypes") or []
+        )
+        return f"STRUCT<{fields}>"
+    return kind
+
+
+def install_script_parameter_binding() -> None:
+    """Wrap ``bqemulator.jobs.executor._run_query_body`` to bind script parameters.
+
+    Only scripted jobs (several statements or any control flow) with *named*
+    parameters take the new path; everything else runs unchanged. Idempotent.
+    """
+    from bqemulator.jobs import executor
+    from bqemulator.scripting.interpreter import ScriptInterpreter
+    from bqemulator.sql.parameters import _extract_value
+
+    original = executor._run_query_body
+    if getattr(original, "_binds_script_parameters", False):
+        return
+
+    async def _run_query_body(
+        *,
+        project_id: str,
+        bq_sql: str,
+        query_params: list[dict[str, Any]] | None,
+        ctx: Any,
+        is_scripted: bool,
+        effective_caller: Any,
+    ) -> Any:
+        if not (is_scripted and query_params and query_params[0].get("name")):
+            return await original(
+                project_id=project_id,
+                bq_sql=bq_sql,
+                query_params=query_params,
+                ctx=ctx,
+                is_scripted=is_scripted,
+                effective_caller=effective_caller,
+            )
+        interpreter = ScriptInterpreter(ctx, project_id, caller=effective_caller)
+        variables: dict[str, str] = {}
+        for param in query_params:
+            name = str(param["name"]).lower()
+            variable = PARAM_VARIABLE_PREFIX + name
+            # The interpreter's root frame is the current one until run() starts.
+            interpreter._frames.declare(
+                variable,
+                _bq_type_name(param.get("parameterType") or {}),
+                _extract_value(param),
+            )
+            variables[name] = variable
+        source = rewrite_named_parameters(bq_sql, variables)
+        return await executor._run_script(interpreter, source, ctx)
+
+    _run_query_body._binds_script_parameters = True  # type: ignore[attr-defined]
+    executor._run_query_body = _run_query_body
+
+
+# ---------------------------------------------------------------------------
+# Launcher
+# ---------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.emulators.bigquery_emulator",
+        description="Run bqemulator offline with script-parameter binding.",
+    )
+    parser.add_argument("--port", type=int, required=True, help="REST port on --host")
+    parser.add_argument("--project", default="test-project", help="default project id")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--grpc-port", type=int, default=0, help="Storage gRPC port (0: any free port)")
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["trace", "debug", "info", "warning", "error", "critical"],
+    )
+    args = parser.parse_args(argv)
+
+    install_duckdb_extensions_offline()
+    install_script_parameter_binding()
+
+    from bqemulator.cli import main as bqemulator_main
+
+    bqemulator_main(
+        args=[
+            "start",
+            "--ephemeral",
+            "--rest-host",
+            args.host,
+            "--rest-port",
+            str(args.port),
+            "--grpc-host",
+            args.host,
+            "--grpc-port",
+            str(args.grpc_port),
+            "--project",
+            args.project,
+            "--log-level",
+            args.log_level,
+        ],
+        prog_name="bqemulator",
+    )
+
+
+# ---------------------------------------------------------------------------
+# Test helper
+# ---------------------------------------------------------------------------
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _log_tail(path: Path, max_chars: int = 4000) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"<cannot read {path}: {exc}>"
+    return text[-max_chars:]
+
+
+@dataclass
+class EmulatorProcess:
+    """A running emulator subprocess."""
+
+    process: subprocess.Popen[bytes]
+    endpoint: str
+    project: str
+    log_path: Path
+    startup_seconds: float = 0.0
+    _stopped: bool = field(default=False, repr=False)
+
+    def client(self) -> bigquery.Client:
+        """A ``google.cloud.bigquery.Client`` talking to this emulator."""
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import bigquery
+
+        return bigquery.Client(
+            project=self.project,
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options=ClientOptions(api_endpoint=self.endpoint),
+        )
+
+    def log_tail(self, max_chars: int = 4000) -> str:
+        return _log_tail(self.log_path, max_chars)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the emulator and wait for it (kills it after ``timeout``)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=timeout)
+
+    def __enter__(self) -> EmulatorProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last_error = "no attempt"
+    while True:
+        code = process.poll()
+        if code is not None:
+            raise RuntimeError(
+                f"BigQuery emulator exited with code {code} before answering {url}.\n"
+                f"Log {log_path} (tail):\n{_log_tail(log_path)}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+                last_error = f"HTTP {response.status}"
+        except (urllib.error.URLError, OSError) as exc:
+            last_error = str(exc)
+        if time.monotonic() >= deadline:
+            raise RuntimeError(
+                f"BigQuery emulator did not answer {url} within {timeout:.0f}s "
+                f"(last error: {last_error}).\nLog {log_path} (tail):\n{_log_tail(log_path)}"
+            )
+        time.sleep(0.1)
+
+
+def start_bigquery_emulator(
+    project: str = "test-project",
+    *,
+    timeout: float = DEFAULT_STARTUP_TIMEOUT_S,
+    log_level: str = "warning",
+) -> EmulatorProcess:
+    """Start the emulator on a free loopback port and wait until it is ready.
+
+    The emulator's output goes to a temporary log file (``.log_path``), not to
+    the caller's stdout. Call ``.stop()`` when done (also done at exit).
+    """
+    port = _free_port()
+    log_fd, log_name = tempfile.mkstemp(prefix="bqemulator-", suffix=".log")
+    log_path = Path(log_name)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    started = time.monotonic()
+    with os.fdopen(log_fd, "wb") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.emulators.bigquery_emulator",
+                "--port",
+                str(port),
+                "--project",
+                project,
+                "--log-level",
+                log_level,
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    emulator = EmulatorProcess(
+        process=process,
+        endpoint=f"http://127.0.0.1:{port}",
+        project=project,
+        log_path=log_path,
+    )
+    atexit.register(emulator.stop)
+    try:
+        _wait_until_ready(process, f"{emulator.endpoint}/readyz", log_path, timeout)
+    except BaseException:
+        emulator.stop()
+        raise
+    emulator.startup_seconds = time.monotonic() - started
+    return emulator
+
+
+if __name__ == "__main__":
+    main()
