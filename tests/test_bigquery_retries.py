@@ -1,0 +1,75 @@
+"""BigQuery transaction conflicts are retried with backoff.
+
+The emulator never races (EMULATORS.md), so the errors BigQuery raises under
+concurrent DML are raised at the client boundary, in front of a real client
+talking to the emulator.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from google.api_core import exceptions
+
+from shared.errors import StoreUnavailable
+from shared.store.bigquery_store import BigQueryStore
+from tests.contract.test_store_contract import audit, make
+
+
+class ConflictingClient:
+    """The real client, but the first ``conflicts`` jobs fail like a lost transaction race."""
+
+    def __init__(self, client, conflicts: int, error: Exception) -> None:
+        self._client = client
+        self.project = client.project
+        self.remaining = conflicts
+        self.error = error
+
+    def query_and_wait(self, *args, **kwargs):
+        if self.remaining > 0:
+            self.remaining -= 1
+            raise self.error
+        return self._client.query_and_wait(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+ABORTED = exceptions.BadRequest(
+    "Transaction is aborted due to concurrent update against table integrations-test:organizations.org_integrations"
+)
+SERIALIZE = exceptions.BadRequest("Could not serialize access to table org_integrations due to concurrent update")
+
+
+def _store(gcp_stack, conflicts, error, max_attempts=6):
+    client = ConflictingClient(gcp_stack.bigquery.client(), conflicts, error)
+    store = BigQueryStore(
+        client, f"retry_{uuid.uuid4().hex[:10]}", max_attempts=max_attempts, backoff_base_seconds=0.01
+    )
+    store.bootstrap()
+    return store
+
+
+@pytest.mark.parametrize("error", [ABORTED, SERIALIZE, exceptions.ServiceUnavailable("backend error")])
+def test_conflicts_are_retried_until_the_job_succeeds(gcp_stack, error):
+    store = _store(gcp_stack, conflicts=2, error=error)
+    integration, credential = make()
+    assert store.create_integration(integration, credential, audit()) is True
+    assert store.counters["jobs"] == 3
+    assert store.get_integration("acme", "openai") == integration
+
+
+def test_persistent_conflict_becomes_store_unavailable(gcp_stack):
+    store = _store(gcp_stack, conflicts=10, error=ABORTED, max_attempts=3)
+    integration, credential = make()
+    with pytest.raises(StoreUnavailable):
+        store.create_integration(integration, credential, audit())
+    assert store.counters["jobs"] == 3
+
+
+def test_other_errors_are_not_retried(gcp_stack):
+    store = _store(gcp_stack, conflicts=1, error=exceptions.BadRequest("Syntax error: Unexpected keyword"))
+    with pytest.raises(StoreUnavailable):
+        store.list_integrations("acme")
+    assert store.counters["jobs"] == 1

@@ -1,0 +1,52 @@
+"""Google client libraries load only where needed: local mode loads none,
+list/get in gcp mode never load KMS (cold starts stay short)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+PROBE = """
+import json, sys
+import main
+from shared.local_server import create_app
+from shared.config import Settings, build_service
+from shared import http
+service = build_service(Settings.from_env())
+http.use_service(service)
+record, key = service.create_api_key("acme")
+client = create_app().test_client()
+for path in sys.argv[1:]:
+    response = client.get(path, headers={"X-API-Key": key})
+    assert response.status_code in (200, 404), response.get_json()
+loaded = sorted(m for m in sys.modules if m.startswith(("google.cloud.", "google.auth", "grpc")))
+print(json.dumps(loaded))
+"""
+
+
+def _loaded_modules(env: dict[str, str], *paths: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *paths], cwd=REPO, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_local_mode_loads_no_google_client(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "INTEGRATIONS_DATA_DIR": str(tmp_path)}
+    loaded = _loaded_modules(env, "/api/v1/integrations/acme", "/api/v1/integrations/acme/openai")
+    assert not [m for m in loaded if m.startswith(("google.cloud.bigquery", "google.cloud.kms", "google.cloud.secret"))]
+
+
+@pytest.mark.parametrize("backend", ["gcp"])
+def test_list_and_get_in_gcp_mode_do_not_load_kms(tmp_path, gcp_stack, settings):
+    env = {"PATH": "/usr/bin:/bin", "INTEGRATIONS_DATA_DIR": str(tmp_path), **gcp_stack.env(settings)}
+    loaded = _loaded_modules(env, "/api/v1/integrations/acme", "/api/v1/integrations/acme/openai")
+    assert any(m.startswith("google.cloud.bigquery") for m in loaded)
+    assert not any(m.startswith("google.cloud.kms") for m in loaded)
