@@ -15,10 +15,17 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# checkov gets its own environment: it pins packaging<24, google-cloud-bigquery needs >=24.2.
+# tests/test_terraform.py runs .venv-checkov/bin/checkov on terraform/.
+.venv-checkov/.installed:
+	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet checkov==3.3.30
+	touch $@
+
 run: $(VENV)/.runtime
 	$(PY) -m shared.local_server
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev .venv-checkov/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q

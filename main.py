@@ -2,16 +2,19 @@
 this one source archive, chosen by ``--entry-point`` / Terraform's
 ``entry_point``. The local server serves all of them from one process."""
 
+import os
+
 from functions.delete import integration_delete
 from functions.get import integration_get
 from functions.list_integrations import integration_list
+from functions.revalidate import integration_revalidate
 from functions.rotate import integration_rotate
 from functions.setup import integration_setup
 from functions.update import integration_update
 from functions.validate import integration_validate
 from shared import logs
 
-logs.configure()
+logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
 
 ENTRY_POINTS = {
     "integration_setup": integration_setup,
@@ -21,6 +24,7 @@ ENTRY_POINTS = {
     "integration_update": integration_update,
     "integration_delete": integration_delete,
     "integration_rotate": integration_rotate,
+    "integration_revalidate": integration_revalidate,
 }
 
 __all__ = list(ENTRY_POINTS)

@@ -10,7 +10,7 @@ from shared.http import ApiCall, endpoint
 
 
 @functions_framework.http
-@endpoint("DELETE", "/<org_slug>/<provider>")
+@endpoint("DELETE", "/api/v1/integrations/<org_slug>/<provider>")
 def integration_delete(call: ApiCall) -> tuple[int, dict[str, Any]]:
     call.service.delete(call.caller, call.provider or "")
     return 200, {"message": "Integration deleted", "provider": call.provider}

@@ -10,7 +10,7 @@ from shared.http import ApiCall, endpoint, parse_timestamp
 
 
 @functions_framework.http
-@endpoint("POST", "/<org_slug>/<provider>/rotate")
+@endpoint("POST", "/api/v1/integrations/<org_slug>/<provider>/rotate")
 def integration_rotate(call: ApiCall) -> tuple[int, dict[str, Any]]:
     body = call.json_body(required=("new_credentials",), optional=("expires_at",))
     outcome = call.service.rotate(

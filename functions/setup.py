@@ -10,7 +10,7 @@ from shared.http import ApiCall, endpoint, parse_timestamp
 
 
 @functions_framework.http
-@endpoint("POST", "/<org_slug>/<provider>/setup")
+@endpoint("POST", "/api/v1/integrations/<org_slug>/<provider>/setup")
 def integration_setup(call: ApiCall) -> tuple[int, dict[str, Any]]:
     body = call.json_body(required=("credentials",), optional=("config", "expires_at"))
     integration = call.service.setup(

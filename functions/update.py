@@ -17,7 +17,7 @@ from shared.models import SettingsChange
 
 
 @functions_framework.http
-@endpoint("PUT", "/<org_slug>/<provider>")
+@endpoint("PUT", "/api/v1/integrations/<org_slug>/<provider>")
 def integration_update(call: ApiCall) -> tuple[int, dict[str, Any]]:
     body = call.json_body(optional=("config", "enabled", "expires_at"))
     if not body:

@@ -10,7 +10,7 @@ from shared.http import ApiCall, endpoint
 
 
 @functions_framework.http
-@endpoint("POST", "/<org_slug>/<provider>/validate")
+@endpoint("POST", "/api/v1/integrations/<org_slug>/<provider>/validate")
 def integration_validate(call: ApiCall) -> tuple[int, dict[str, Any]]:
     call.json_body()  # no fields, but reject a malformed or oversized body
     outcome = call.service.validate(call.caller, call.provider or "")

@@ -3,6 +3,10 @@
     python -m shared.cli create-key --org acme [--admin] [--label NAME]
     python -m shared.cli list-keys [--org acme]
     python -m shared.cli revoke-key KEY_ID
+    python -m shared.cli set-webhook --org acme --url https://hooks.example/alerts
+    python -m shared.cli remove-webhook --org acme
+    python -m shared.cli list-alerts --org acme
+    python -m shared.cli revalidate [--max-seconds N]
     python -m shared.cli rotate-keyring          (local mode: new primary key version)
     python -m shared.cli bootstrap               (create dataset/tables; idempotent)
 
@@ -19,7 +23,8 @@ from typing import Any
 
 from shared.config import Settings, build_service
 from shared.errors import ConfigurationError, ServiceError
-from shared.models import ApiKeyRecord, iso
+from shared.models import ApiKeyRecord, iso, new_id
+from shared.service import Caller
 
 
 def _key_summary(record: ApiKeyRecord) -> dict[str, Any]:
@@ -44,6 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--org", help="only this organization")
     revoke = commands.add_parser("revoke-key", help="revoke an API key by id")
     revoke.add_argument("key_id")
+    webhook = commands.add_parser("set-webhook", help="send an org's alerts to a URL (prints the signing secret once)")
+    webhook.add_argument("--org", required=True)
+    webhook.add_argument("--url", required=True)
+    unhook = commands.add_parser("remove-webhook", help="stop sending an org's alerts")
+    unhook.add_argument("--org", required=True)
+    alerts = commands.add_parser("list-alerts", help="an org's recent alerts and their delivery")
+    alerts.add_argument("--org", required=True)
+    revalidate = commands.add_parser("revalidate", help="revalidate every integration now (what the scheduler runs)")
+    revalidate.add_argument("--max-seconds", type=float, help="time box for this run")
     commands.add_parser("rotate-keyring", help="local mode: add a key version and make it primary")
     commands.add_parser("bootstrap", help="create the dataset and tables (idempotent)")
     return parser
@@ -63,6 +77,28 @@ def run(argv: list[str]) -> dict[str, Any]:
         if not store.revoke_api_key(arguments.key_id):
             raise ConfigurationError(f"no active key with id {arguments.key_id}")
         return {"revoked": arguments.key_id}
+    if arguments.command == "set-webhook":
+        webhook, signing_secret = service.set_webhook(arguments.org, arguments.url)
+        return {"org_slug": webhook.org_slug, "url": webhook.url, "signing_secret": signing_secret}
+    if arguments.command == "remove-webhook":
+        return {"removed": store.delete_webhook(arguments.org)}
+    if arguments.command == "list-alerts":
+        return {
+            "alerts": [
+                {
+                    "kind": alert.kind,
+                    "provider": alert.provider,
+                    "message": alert.message,
+                    "created_at": iso(alert.created_at),
+                    "delivery_status": alert.delivery_status,
+                    "delivery_attempts": alert.delivery_attempts,
+                }
+                for alert in store.list_alerts(arguments.org)
+            ]
+        }
+    if arguments.command == "revalidate":
+        caller = Caller(key_id="cli", org_slug="*", is_admin=True, request_id=f"cli-{new_id()}")
+        return service.revalidate(caller, max_seconds=arguments.max_seconds)
     if arguments.command == "rotate-keyring":
         if settings.backend != "local":
             raise ConfigurationError("rotate-keyring is for the local keyring; Cloud KMS rotates on its schedule")

@@ -41,6 +41,26 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _choice(environ: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = environ.get(name) or allowed[0]
+    if value not in allowed:
+        raise ConfigurationError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _days(environ: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = environ.get(name)
+    if not raw:
+        return default
+    try:
+        days = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}, reverse=True))
+    except ValueError:
+        raise ConfigurationError(f"{name} must be comma-separated whole days such as 30,7,1, got {raw!r}") from None
+    if not days or min(days) < 1:
+        raise ConfigurationError(f"{name} must list positive days, got {raw!r}")
+    return days
+
+
 @dataclass(frozen=True)
 class Settings:
     backend: str = "local"
@@ -64,6 +84,19 @@ class Settings:
     validation_max_attempts: int = 3
     retry_after_cap_seconds: float = 5.0
     allowed_token_hosts: tuple[str, ...] = ("oauth2.googleapis.com", "accounts.google.com")
+    billing_export_max_age_hours: float = 72.0
+    # Revalidation (Cloud Scheduler -> integration_revalidate)
+    revalidate_auth: str = "admin_key"  # or "platform": Cloud Run verified the scheduler's OIDC token
+    revalidation_concurrency: int = 16
+    revalidation_per_provider: int = 8
+    revalidation_failures_before_error: int = 3
+    revalidation_max_seconds: float = 240.0
+    revalidation_min_interval_seconds: float = 3600.0
+    revalidation_batch_limit: int = 5000
+    expiry_alert_days: tuple[int, ...] = (30, 7, 1)
+    webhook_timeout_seconds: float = 5.0
+    webhook_max_attempts: int = 3
+    webhook_insecure_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +128,20 @@ class Settings:
             validation_max_attempts=max(1, int(_float(environ, "VALIDATION_MAX_ATTEMPTS", 3))),
             retry_after_cap_seconds=_float(environ, "VALIDATION_RETRY_AFTER_CAP_SECONDS", 5.0),
             allowed_token_hosts=("oauth2.googleapis.com", "accounts.google.com", *extra_hosts),
+            billing_export_max_age_hours=_float(environ, "BILLING_EXPORT_MAX_AGE_HOURS", 72.0),
+            revalidate_auth=_choice(environ, "REVALIDATE_AUTH", ("admin_key", "platform")),
+            revalidation_concurrency=max(1, int(_float(environ, "REVALIDATION_CONCURRENCY", 16))),
+            revalidation_per_provider=max(1, int(_float(environ, "REVALIDATION_PER_PROVIDER", 8))),
+            revalidation_failures_before_error=max(1, int(_float(environ, "REVALIDATION_FAILURES_BEFORE_ERROR", 3))),
+            revalidation_max_seconds=_float(environ, "REVALIDATION_MAX_SECONDS", 240.0),
+            revalidation_min_interval_seconds=60 * _float(environ, "REVALIDATION_MIN_INTERVAL_MINUTES", 60.0),
+            revalidation_batch_limit=max(1, int(_float(environ, "REVALIDATION_BATCH_LIMIT", 5000))),
+            expiry_alert_days=_days(environ, "EXPIRY_ALERT_DAYS", (30, 7, 1)),
+            webhook_timeout_seconds=_float(environ, "WEBHOOK_TIMEOUT_SECONDS", 5.0),
+            webhook_max_attempts=max(1, int(_float(environ, "WEBHOOK_MAX_ATTEMPTS", 3))),
+            webhook_insecure_hosts=tuple(
+                h.strip() for h in environ.get("WEBHOOK_INSECURE_HOSTS", "").split(",") if h.strip()
+            ),
         )
         if backend == "gcp" and not (settings.gcp_project and settings.kms_key_name):
             raise ConfigurationError("INTEGRATIONS_BACKEND=gcp needs GCP_PROJECT and KMS_KEY_NAME")
@@ -108,6 +155,7 @@ class Settings:
             max_attempts=self.validation_max_attempts,
             retry_after_cap_seconds=self.retry_after_cap_seconds,
             allowed_token_hosts=self.allowed_token_hosts,
+            billing_export_max_age_hours=self.billing_export_max_age_hours,
         )
 
 

@@ -10,6 +10,7 @@ generic 500.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import logging
@@ -26,12 +27,11 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 
 from shared import logs
-from shared.errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceError
+from shared.errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceError, Unauthenticated
 from shared.service import Caller, IntegrationService, check_org_slug
 
 logger = logging.getLogger("integrations.http")
 
-API_PREFIX = "/api/v1/integrations"
 REQUEST_ID_HEADER = "X-Request-Id"
 
 Operation = Callable[["ApiCall"], tuple[int, dict[str, Any]]]
@@ -132,16 +132,35 @@ def _request_id(request: flask.Request) -> str:
     return uuid.uuid4().hex
 
 
+def platform_caller(request: flask.Request, request_id: str) -> Caller:
+    """The caller of a function that only Cloud Scheduler may invoke.
+
+    Cloud Run checked the OIDC token's signature and the invoker role before
+    the request reached us; we read its ``email`` claim only to audit who it was.
+    """
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer ") or header.count(".") != 2:
+        raise Unauthenticated("Missing OIDC bearer token")
+    try:
+        payload = header.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        email = str(claims.get("email", "unknown"))[:128]
+    except (ValueError, AttributeError):
+        raise Unauthenticated("Malformed OIDC bearer token") from None
+    return Caller(key_id=f"oidc:{email}", org_slug="*", is_admin=True, request_id=request_id)
+
+
 def endpoint(
     method: str, rule: str, *, admin: bool = False
 ) -> Callable[[Operation], Callable[[flask.Request], flask.Response]]:
     """Make ``operation`` a Cloud Functions handler for ``method rule``.
 
-    ``rule`` is relative to ``/api/v1/integrations``; ``<org_slug>`` and
-    ``<provider>`` are taken from the path. ``admin`` operations (revalidate)
-    take an admin key instead of an org key.
+    ``<org_slug>`` and ``<provider>`` in ``rule`` are taken from the path.
+    ``admin`` operations (revalidate) are not per organization: they take an
+    admin key, or, with ``REVALIDATE_AUTH=platform`` (Cloud Scheduler), trust
+    the OIDC token the platform verified before the request got here.
     """
-    url_map = Map([Rule(API_PREFIX + rule, endpoint="operation", methods=[method])], strict_slashes=False)
+    url_map = Map([Rule(rule, endpoint="operation", methods=[method])], strict_slashes=False)
 
     def decorate(operation: Operation) -> Callable[[flask.Request], flask.Response]:
         @functools.wraps(operation)
@@ -172,12 +191,15 @@ def endpoint(
             if not admin:
                 check_org_slug(org_slug)
             service = get_service()
-            caller = service.authenticate(request.headers.get("X-API-Key"), org_slug, request_id, admin=admin)
+            if admin and service.adapters.settings.revalidate_auth == "platform":
+                caller = platform_caller(request, request_id)
+            else:
+                caller = service.authenticate(request.headers.get("X-API-Key"), org_slug, request_id, admin=admin)
             # An operation may answer success: false with a 200 (a validation
             # that found the credential bad): its payload's "success" wins.
             return operation(ApiCall(request, service, caller, arguments.get("provider")))
 
-        handler.route = (method, API_PREFIX + rule)  # type: ignore[attr-defined]
+        handler.route = (method, rule)  # type: ignore[attr-defined]
         return handler
 
     return decorate

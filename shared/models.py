@@ -52,6 +52,7 @@ class Integration:
     consecutive_failures: int = 0
     last_checked_at: datetime | None = None
     last_success_at: datetime | None = None
+    expiry_alert_window: int | None = None
     created_at: datetime = field(default_factory=utc_now)
     updated_at: datetime = field(default_factory=utc_now)
 
@@ -129,3 +130,28 @@ class ApiKeyRecord:
     label: str | None = None
     created_at: datetime = field(default_factory=utc_now)
     revoked_at: datetime | None = None
+
+
+@dataclass
+class Alert:
+    """A notice to the organization: expiry ahead, an integration broke or recovered."""
+
+    dedupe_key: str
+    org_slug: str
+    provider: str
+    integration_id: str
+    kind: str  # expiring | error | expired | recovered
+    message: str
+    alert_id: str = field(default_factory=new_id)
+    created_at: datetime = field(default_factory=utc_now)
+    delivery_status: str = "pending"  # pending | delivered | failed | no_webhook
+    delivery_attempts: int = 0
+    delivered_at: datetime | None = None
+
+
+@dataclass
+class Webhook:
+    org_slug: str
+    webhook_id: str
+    url: str
+    created_at: datetime = field(default_factory=utc_now)

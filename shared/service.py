@@ -43,6 +43,7 @@ from shared.models import (
     SettingsChange,
     Status,
     StoredCredential,
+    Webhook,
     new_id,
     utc_now,
 )
@@ -260,7 +261,7 @@ class IntegrationService:
             fingerprint=fingerprint,
         )
 
-    def _decrypt(self, integration: Integration, credential: StoredCredential) -> str:
+    def decrypt_credential(self, integration: Integration, credential: StoredCredential) -> str:
         aad = credential_aad(integration.org_slug, integration.provider, credential.credential_id)
         return self.adapters.cipher.decrypt(credential.encrypted_credential, aad).decode()
 
@@ -308,7 +309,7 @@ class IntegrationService:
         if integration.expires_at is not None and integration.expires_at <= now:
             result = expired_result(spec, integration.expires_at)
         else:
-            secret = self._decrypt(integration, credential)
+            secret = self.decrypt_credential(integration, credential)
             result = validate_credential(
                 spec, secret, integration.config, self.adapters.settings.validation_context(spec)
             )
@@ -396,6 +397,26 @@ class IntegrationService:
         ):
             raise Conflict(f"Integration for {spec.display_name} changed during rotation; try again")
         return ValidationOutcome(integration, result)
+
+    # --- webhooks + revalidation ---------------------------------------------------------
+
+    def set_webhook(self, org_slug: str, url: str) -> tuple[Webhook, str]:
+        """Point the org's alerts at ``url``; returns the signing secret, shown once."""
+        from shared.webhooks import check_webhook_url, signing_secret
+
+        check_org_slug(org_slug)
+        webhook = Webhook(
+            org_slug=org_slug,
+            webhook_id=secrets.token_hex(8),
+            url=check_webhook_url(url, self.adapters.settings.webhook_insecure_hosts),
+        )
+        self.adapters.store.set_webhook(webhook)
+        return webhook, signing_secret(self.adapters.api_key_pepper, webhook)
+
+    def revalidate(self, caller: Caller, *, max_seconds: float | None = None) -> dict[str, Any]:
+        from shared.revalidation import revalidate_all
+
+        return revalidate_all(self, caller, max_seconds=max_seconds)
 
 
 def check_org_slug(org_slug: str) -> None:

@@ -20,11 +20,13 @@ from tests.fakes.kms_server import FakeKmsServer
 from tests.fakes.secret_manager_server import FakeSecretManagerServer
 from tests.simulators.providers import ProviderSimulator
 
-# Keys the simulator treats as valid; shaped like the real ones.
-OPENAI_KEY = "sk-proj-TestKeyAbcdefghijklmnop0123456789"
-OPENAI_ADMIN_KEY = "sk-admin-TestKeyAbcdefghijklmnop0123456789"
-ANTHROPIC_KEY = "sk-ant-api03-TestKeyAbcdefghijklmnop0123456789"
-ANTHROPIC_ADMIN_KEY = "sk-ant-admin01-TestKeyAbcdefghijklmnop0123456789"
+# Keys the simulator treats as valid; shaped like the real ones. The default
+# OpenAI/Anthropic keys are admin keys: only those can read costs, which is
+# what the cost pipelines need (project/standard keys validate to "error").
+OPENAI_KEY = "sk-admin-TestKeyAbcdefghijklmnop0123456789"
+OPENAI_PROJECT_KEY = "sk-proj-TestKeyAbcdefghijklmnop0123456789"
+ANTHROPIC_KEY = "sk-ant-admin01-TestKeyAbcdefghijklmnop0123456789"
+ANTHROPIC_STANDARD_KEY = "sk-ant-api03-TestKeyAbcdefghijklmnop0123456789"
 GEMINI_KEY = "AIzaSyTestKey0123456789abcdefghijklmnop"
 
 

@@ -94,6 +94,17 @@ def test_working_service_account_with_billing_export_is_active(gcp_service, call
     assert capabilities["read_billing_export"]["newest_data_age_hours"] >= 0
 
 
+def test_stale_billing_export_is_not_active(gcp_service, caller, simulator, billing_datasets):
+    from dataclasses import replace
+
+    gcp_service.adapters.settings = replace(gcp_service.adapters.settings, billing_export_max_age_hours=0)
+    outcome = _validate(gcp_service, caller, service_account(simulator.token_uri), billing_datasets["standard"])
+    assert outcome.integration.status == "error"
+    export = outcome.result.details["capabilities"]["read_billing_export"]
+    assert export["export_kind"] == "standard" and "no data newer than" in export["reason"]
+    assert outcome.result.details["pipelines"]["cloud_billing"]["ready"] is False
+
+
 def test_revoked_key_is_invalid_or_expired(gcp_service, caller, simulator, billing_datasets):
     account = service_account(simulator.token_uri, email="revoked@integrations-test.iam.gserviceaccount.com")
     outcome = _validate(gcp_service, caller, account, billing_datasets["standard"])
@@ -107,7 +118,8 @@ def test_missing_billing_export_says_what_is_missing(gcp_service, caller, simula
     dataset = billing_datasets.get(dataset_kind, "no_such_dataset")
     outcome = _validate(gcp_service, caller, service_account(simulator.token_uri), dataset)
     assert outcome.integration.status == "error"
-    assert outcome.result.message == "Service account lacks required permissions"
+    assert outcome.result.message.startswith("Service account lacks required permissions: read_billing_export")
+    assert "Enable the Cloud Billing export" in outcome.result.message
     export = outcome.result.details["capabilities"]["read_billing_export"]
     assert export["passed"] is False and dataset in export["reason"]
     assert outcome.result.details["capabilities"]["list_datasets"]["passed"] is True

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from shared.models import ApiKeyRecord, AuditEvent, Integration, SettingsChange, StoredCredential
+from shared.models import Alert, ApiKeyRecord, AuditEvent, Integration, SettingsChange, StoredCredential, Webhook
 
 
 class IntegrationStore(Protocol):
@@ -82,16 +82,38 @@ class IntegrationStore(Protocol):
     # --- revalidation ----------------------------------------------------------
 
     def list_integrations_for_revalidation(
-        self, *, after_integration_id: str | None, limit: int
+        self, *, checked_before: datetime, limit: int
     ) -> list[tuple[Integration, StoredCredential]]:
-        """Every non-disabled integration with its credential, ordered by id (one job)."""
+        """Non-disabled integrations not checked since ``checked_before``, oldest check first (one job)."""
         ...
 
-    def save_revalidation_results(self, results: Sequence[tuple[Integration, AuditEvent, datetime]]) -> int:
-        """Write many (integration, audit, expected_updated_at) at once (one job).
+    def save_revalidation_results(
+        self, results: Sequence[tuple[Integration, AuditEvent, datetime]], alerts: Sequence[Alert] = ()
+    ) -> tuple[int, list[str]]:
+        """Write many (integration, audit, expected_updated_at) and their alerts at once (one job).
 
-        Rows changed since they were read are skipped; returns how many were written.
+        Rows changed since they were read are skipped with their audit and
+        alerts; an alert whose ``dedupe_key`` exists is not inserted again.
+        Returns (rows written, ids of the alerts inserted).
         """
+        ...
+
+    def record_alert_deliveries(self, alerts: Sequence[Alert]) -> None:
+        """Store delivery_status / attempts / delivered_at of many alerts (one job)."""
+        ...
+
+    def list_alerts(self, org_slug: str, limit: int = 100) -> list[Alert]: ...
+
+    # --- org webhooks ---------------------------------------------------------------------
+
+    def set_webhook(self, webhook: Webhook) -> None:
+        """Create or replace the organization's webhook."""
+        ...
+
+    def delete_webhook(self, org_slug: str) -> bool: ...
+
+    def get_webhooks(self, org_slugs: Sequence[str]) -> dict[str, Webhook]:
+        """The webhooks of these organizations (one job)."""
         ...
 
     # --- org API keys ---------------------------------------------------------------

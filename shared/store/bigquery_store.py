@@ -25,19 +25,31 @@ import json
 import logging
 import random
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import StoreUnavailable
-from shared.models import ApiKeyRecord, AuditEvent, Integration, SettingsChange, StoredCredential, utc_now
+from shared.models import (
+    Alert,
+    ApiKeyRecord,
+    AuditEvent,
+    Integration,
+    SettingsChange,
+    StoredCredential,
+    Webhook,
+    utc_now,
+)
 from shared.schemas import (
+    ALERTS_TABLE,
     API_KEYS_TABLE,
     AUDIT_TABLE,
     CREDENTIALS_TABLE,
     INTEGRATIONS_TABLE,
     TABLES,
+    WEBHOOKS_TABLE,
     column_names,
     column_types,
     table_schema,
@@ -293,6 +305,7 @@ UPDATE {self._table(INTEGRATIONS_TABLE)} SET
   END,
   config = COALESCE(@config, config),
   expires_at = IF(@clear_expires_at, NULL, COALESCE(@expires_at, expires_at)),
+  expiry_alert_window = IF(@clear_expires_at OR @expires_at IS NOT NULL, NULL, expiry_alert_window),
   updated_at = @a_created_at
 WHERE org_slug = @org_slug AND provider = @provider;
 INSERT INTO {self._table(AUDIT_TABLE)} ({self._columns(AUDIT_TABLE)})
@@ -400,65 +413,167 @@ SELECT existed, deleted_fingerprint;
     # --- revalidation ------------------------------------------------------------------------------
 
     def list_integrations_for_revalidation(
-        self, *, after_integration_id: str | None, limit: int
+        self, *, checked_before: datetime, limit: int
     ) -> list[tuple[Integration, StoredCredential]]:
         found = self._run(
             self._pairs_sql(
-                "i.status != 'disabled' AND i.integration_id > @after", "ORDER BY i.integration_id LIMIT @limit"
+                "i.status != 'disabled' AND (i.last_checked_at IS NULL OR i.last_checked_at < @checked_before)",
+                "ORDER BY i.last_checked_at, i.integration_id LIMIT @limit",  # NULLs (never checked) first
             ),
-            [self._scalar("after", after_integration_id or ""), self._scalar("limit", limit)],
+            [self._scalar("checked_before", checked_before), self._scalar("limit", limit)],
         )
         return [(self._integration(row, "i_"), self._credential(row, "c_")) for row in found]
 
-    def save_revalidation_results(self, results: Sequence[tuple[Integration, AuditEvent, datetime]]) -> int:
-        """One job for the whole batch: parallel arrays, indexed by ORDINAL.
+    def _struct_array(
+        self, name: str, kinds: dict[str, str], table_rows: list[dict[str, Any]], columns: Sequence[str]
+    ) -> Any:
+        """ARRAY<STRUCT<...>> parameter: unlike arrays of scalars, struct fields may be NULL."""
+        return self._bq.ArrayQueryParameter(
+            name,
+            "STRUCT",
+            [
+                self._bq.StructQueryParameter(None, *[self._parameter(c, kinds[c], row[c]) for c in columns])
+                for row in table_rows
+            ],
+        )
 
-        (ORDINAL over GENERATE_ARRAY(1, n), not OFFSET from 0: the emulator
-        indexes ``array[OFFSET(column)]`` one-based; ORDINAL is right on both.)
+    def save_revalidation_results(
+        self, results: Sequence[tuple[Integration, AuditEvent, datetime]], alerts: Sequence[Alert] = ()
+    ) -> tuple[int, list[str]]:
+        """One job for the whole batch, passed as ARRAY<STRUCT> parameters.
 
         A row is written only where ``updated_at`` still equals what the run
-        read, so a user's change during the run is never overwritten; the
-        audit rows are inserted for exactly the rows written.
+        read, so a user's change during the run is never overwritten; audit rows
+        and alerts are inserted for exactly the rows written, and an alert whose
+        ``dedupe_key`` exists already is not inserted twice.
         """
         if not results:
-            return 0
-        integration_rows = [rows.integration_to_row(integration) for integration, _, _ in results]
+            return 0, []
+        integration_columns = ("integration_id", *MUTABLE_INTEGRATION_COLUMNS)
+        batch_rows = []
+        for integration, _, expected in results:
+            row = rows.integration_to_row(integration)
+            row["expected_updated_at"] = expected
+            batch_rows.append(row)
+        batch_kinds = dict(self._types[INTEGRATIONS_TABLE], expected_updated_at="TIMESTAMP")
         audit_rows = [rows.audit_to_row(audit) for _, audit, _ in results]
-        arrays = [
-            self._bq.ArrayQueryParameter(f"i_{name}", kind, [row[name] for row in integration_rows])
-            for name, kind in self._types[INTEGRATIONS_TABLE].items()
-            if name in (*MUTABLE_INTEGRATION_COLUMNS, "integration_id")
+        parameters = [
+            self._struct_array(
+                "batch_rows",
+                batch_kinds,
+                batch_rows,
+                (*integration_columns, "org_slug", "provider", "expected_updated_at"),
+            ),
+            self._struct_array("audit_rows", self._types[AUDIT_TABLE], audit_rows, column_names(AUDIT_TABLE)),
         ]
-        arrays += [
-            self._bq.ArrayQueryParameter(f"a_{name}", kind, [row[name] for row in audit_rows])
-            for name, kind in self._types[AUDIT_TABLE].items()
-        ]
-        arrays.append(self._bq.ArrayQueryParameter("expected", "TIMESTAMP", [expected for _, _, expected in results]))
-        batch_columns = ", ".join(
-            f"@i_{name}[ORDINAL(n)] AS {name}" for name in ("integration_id", *MUTABLE_INTEGRATION_COLUMNS)
-        )
-        audit_columns = ", ".join(f"@a_{name}[ORDINAL(n)]" for name in column_names(AUDIT_TABLE))
+        # Temp tables are script-scoped on BigQuery; the emulator keeps them in
+        # the dataset, so they get unique names and are dropped explicitly.
+        suffix = uuid.uuid4().hex[:12]
+        batch, new_alerts, outcome = f"batch_{suffix}", f"new_alerts_{suffix}", f"outcome_{suffix}"
+        alert_sql = alert_outcome = drop_alerts = ""
+        if alerts:
+            parameters.append(
+                self._struct_array(
+                    "alert_rows",
+                    self._types[ALERTS_TABLE],
+                    [rows.alert_to_row(alert) for alert in alerts],
+                    column_names(ALERTS_TABLE),
+                )
+            )
+            alert_sql = f"""
+CREATE TEMP TABLE {new_alerts} AS
+SELECT alert.* FROM UNNEST(@alert_rows) AS alert
+JOIN {batch} AS batch ON batch.integration_id = alert.integration_id
+WHERE NOT EXISTS (SELECT 1 FROM {self._table(ALERTS_TABLE)} AS sent WHERE sent.dedupe_key = alert.dedupe_key);
+INSERT INTO {self._table(ALERTS_TABLE)} ({self._columns(ALERTS_TABLE)})
+SELECT {self._columns(ALERTS_TABLE)} FROM {new_alerts};
+"""
+            alert_outcome = f"UNION ALL SELECT 'alert' AS kind, alert_id AS value FROM {new_alerts}"
+            drop_alerts = f"DROP TABLE {new_alerts};"
         assignments = ", ".join(f"{name} = batch.{name}" for name in MUTABLE_INTEGRATION_COLUMNS)
         sql = f"""
-DECLARE written INT64 DEFAULT 0;
 BEGIN TRANSACTION;
-CREATE TEMP TABLE batch AS
-SELECT n, @expected[ORDINAL(n)] AS expected_updated_at, {batch_columns}
-FROM UNNEST(GENERATE_ARRAY(1, ARRAY_LENGTH(@expected))) AS n
+CREATE TEMP TABLE {batch} AS
+SELECT candidate.* FROM UNNEST(@batch_rows) AS candidate
 WHERE EXISTS (
   SELECT 1 FROM {self._table(INTEGRATIONS_TABLE)} AS current
-  WHERE current.integration_id = @i_integration_id[ORDINAL(n)] AND current.updated_at = @expected[ORDINAL(n)]
+  WHERE current.integration_id = candidate.integration_id AND current.updated_at = candidate.expected_updated_at
 );
 UPDATE {self._table(INTEGRATIONS_TABLE)} AS target SET {assignments}
-FROM batch
+FROM {batch} AS batch
 WHERE target.integration_id = batch.integration_id AND target.updated_at = batch.expected_updated_at;
 INSERT INTO {self._table(AUDIT_TABLE)} ({self._columns(AUDIT_TABLE)})
-SELECT {audit_columns} FROM batch;
-SET written = (SELECT COUNT(*) FROM batch);
+SELECT {", ".join("audit." + c for c in column_names(AUDIT_TABLE))} FROM UNNEST(@audit_rows) AS audit
+JOIN {batch} AS batch ON batch.org_slug = audit.org_slug AND batch.provider = audit.provider;
+{alert_sql}
 COMMIT TRANSACTION;
-SELECT written;
+CREATE TEMP TABLE {outcome} AS
+SELECT 'written' AS kind, CAST(COUNT(*) AS STRING) AS value FROM {batch} {alert_outcome};
+DROP TABLE {batch};
+{drop_alerts}
+SELECT kind, value FROM {outcome};
 """
-        return int(self._run(sql, arrays)[0]["written"])
+        found = self._run(sql, parameters)
+        written = next(int(row["value"]) for row in found if row["kind"] == "written")
+        return written, [row["value"] for row in found if row["kind"] == "alert"]
+
+    def record_alert_deliveries(self, alerts: Sequence[Alert]) -> None:
+        if not alerts:
+            return
+        columns = ("alert_id", "delivery_status", "delivery_attempts", "delivered_at")
+        deliveries = self._struct_array(
+            "deliveries", self._types[ALERTS_TABLE], [rows.alert_to_row(a) for a in alerts], columns
+        )
+        self._run(
+            f"""
+UPDATE {self._table(ALERTS_TABLE)} AS target
+SET delivery_status = delivery.delivery_status, delivery_attempts = delivery.delivery_attempts,
+    delivered_at = delivery.delivered_at
+FROM UNNEST(@deliveries) AS delivery
+WHERE target.alert_id = delivery.alert_id
+""",
+            [deliveries],
+        )
+
+    def list_alerts(self, org_slug: str, limit: int = 100) -> list[Alert]:
+        found = self._run(
+            f"SELECT * FROM {self._table(ALERTS_TABLE)} WHERE org_slug = @org_slug "
+            "ORDER BY created_at DESC LIMIT @limit",
+            [self._scalar("org_slug", org_slug), self._scalar("limit", limit)],
+        )
+        return [rows.alert_from_row(row) for row in found]
+
+    # --- org webhooks ------------------------------------------------------------------------------
+
+    def set_webhook(self, webhook: Webhook) -> None:
+        self._run(
+            f"""
+MERGE {self._table(WEBHOOKS_TABLE)} AS existing
+USING (SELECT @w_org_slug AS org_slug) AS wanted ON existing.org_slug = wanted.org_slug
+WHEN MATCHED THEN UPDATE SET webhook_id = @w_webhook_id, url = @w_url, created_at = @w_created_at
+WHEN NOT MATCHED THEN INSERT ({self._columns(WEBHOOKS_TABLE)}) VALUES ({self._values("w_", WEBHOOKS_TABLE)})
+""",
+            self._row_parameters("w_", WEBHOOKS_TABLE, rows.webhook_to_row(webhook)),
+        )
+
+    def delete_webhook(self, org_slug: str) -> bool:
+        sql = f"""
+DECLARE existed BOOL DEFAULT FALSE;
+SET existed = EXISTS (SELECT 1 FROM {self._table(WEBHOOKS_TABLE)} WHERE org_slug = @org_slug);
+DELETE FROM {self._table(WEBHOOKS_TABLE)} WHERE org_slug = @org_slug;
+SELECT existed;
+"""
+        return bool(self._run(sql, [self._scalar("org_slug", org_slug)])[0]["existed"])
+
+    def get_webhooks(self, org_slugs: Sequence[str]) -> dict[str, Webhook]:
+        if not org_slugs:
+            return {}
+        found = self._run(
+            f"SELECT * FROM {self._table(WEBHOOKS_TABLE)} WHERE org_slug IN UNNEST(@org_slugs)",
+            [self._bq.ArrayQueryParameter("org_slugs", "STRING", list(org_slugs))],
+        )
+        webhooks = [rows.webhook_from_row(row) for row in found]
+        return {webhook.org_slug: webhook for webhook in webhooks}
 
     # --- org API keys ------------------------------------------------------------------------------------
 

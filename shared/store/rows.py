@@ -12,7 +12,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.models import ApiKeyRecord, AuditEvent, Integration, StoredCredential
+from shared.models import Alert, ApiKeyRecord, AuditEvent, Integration, StoredCredential, Webhook
 
 JSON_COLUMNS = ("config", "validation_details")
 
@@ -30,6 +30,8 @@ def integration_from_row(row: dict[str, Any]) -> Integration:
     details = values.get("validation_details")
     values["validation_details"] = json.loads(details) if details else None
     values["consecutive_failures"] = int(values.get("consecutive_failures") or 0)
+    if values.get("expiry_alert_window") is not None:
+        values["expiry_alert_window"] = int(values["expiry_alert_window"])
     return Integration(**_aware_timestamps(values))
 
 
@@ -59,6 +61,24 @@ def api_key_from_row(row: dict[str, Any]) -> ApiKeyRecord:
     values = dict(row)
     values["is_admin"] = bool(values["is_admin"])
     return ApiKeyRecord(**_aware_timestamps(values))
+
+
+def alert_to_row(alert: Alert) -> dict[str, Any]:
+    return asdict(alert)
+
+
+def alert_from_row(row: dict[str, Any]) -> Alert:
+    values = dict(row)
+    values["delivery_attempts"] = int(values.get("delivery_attempts") or 0)
+    return Alert(**_aware_timestamps(values))
+
+
+def webhook_to_row(webhook: Webhook) -> dict[str, Any]:
+    return asdict(webhook)
+
+
+def webhook_from_row(row: dict[str, Any]) -> Webhook:
+    return Webhook(**_aware_timestamps(dict(row)))
 
 
 def _aware_timestamps(values: dict[str, Any]) -> dict[str, Any]:

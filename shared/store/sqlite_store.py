@@ -19,13 +19,24 @@ from typing import Any
 
 from shared.errors import StoreUnavailable
 from shared.lifecycle import status_after_settings_change
-from shared.models import ApiKeyRecord, AuditEvent, Integration, SettingsChange, StoredCredential, utc_now
+from shared.models import (
+    Alert,
+    ApiKeyRecord,
+    AuditEvent,
+    Integration,
+    SettingsChange,
+    StoredCredential,
+    Webhook,
+    utc_now,
+)
 from shared.schemas import (
+    ALERTS_TABLE,
     API_KEYS_TABLE,
     AUDIT_TABLE,
     CREDENTIALS_TABLE,
     INTEGRATIONS_TABLE,
     TABLES,
+    WEBHOOKS_TABLE,
     column_names,
     column_types,
     table_schema,
@@ -39,6 +50,8 @@ INDEXES = (
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_credential_id ON {CREDENTIALS_TABLE} (credential_id)",
     f"CREATE INDEX IF NOT EXISTS ix_audit_org ON {AUDIT_TABLE} (org_slug, provider, created_at)",
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_api_key_id ON {API_KEYS_TABLE} (key_id)",
+    f"CREATE UNIQUE INDEX IF NOT EXISTS uq_alert_dedupe ON {ALERTS_TABLE} (dedupe_key)",
+    f"CREATE UNIQUE INDEX IF NOT EXISTS uq_webhook_org ON {WEBHOOKS_TABLE} (org_slug)",
 )
 
 MUTABLE_INTEGRATION_COLUMNS = [
@@ -228,6 +241,8 @@ class SqliteStore:
                 integration.expires_at = None
             elif change.expires_at is not None:
                 integration.expires_at = change.expires_at
+            if change.clear_expires_at or change.expires_at is not None:
+                integration.expiry_alert_window = None  # a new expiry gets its warnings anew
             integration.updated_at = audit.created_at
             self._update_integration(
                 connection, integration, "updated_at = :expected", {"expected": _timestamp_text(previous_updated_at)}
@@ -289,20 +304,24 @@ class SqliteStore:
     # --- revalidation ----------------------------------------------------------------------
 
     def list_integrations_for_revalidation(
-        self, *, after_integration_id: str | None, limit: int
+        self, *, checked_before: datetime, limit: int
     ) -> list[tuple[Integration, StoredCredential]]:
         found = self._query(
             f"SELECT {self._integration_columns('i')}, {self._credential_columns('c')} "
             f"FROM {INTEGRATIONS_TABLE} i JOIN {CREDENTIALS_TABLE} c ON c.credential_id = i.credential_id "
-            "WHERE i.status != 'disabled' AND i.integration_id > ? ORDER BY i.integration_id LIMIT ?",
-            (after_integration_id or "", limit),
+            "WHERE i.status != 'disabled' AND (i.last_checked_at IS NULL OR i.last_checked_at < ?) "
+            "ORDER BY i.last_checked_at IS NOT NULL, i.last_checked_at, i.integration_id LIMIT ?",
+            (_timestamp_text(checked_before), limit),
         )
         return [self._pair(row) for row in found]
 
-    def save_revalidation_results(self, results: Sequence[tuple[Integration, AuditEvent, datetime]]) -> int:
+    def save_revalidation_results(
+        self, results: Sequence[tuple[Integration, AuditEvent, datetime]], alerts: Sequence[Alert] = ()
+    ) -> tuple[int, list[str]]:
         if not results:
-            return 0
-        written = 0
+            return 0, []
+        written_ids = set()
+        inserted: list[str] = []
         with self._transaction() as connection:
             for integration, audit, expected_updated_at in results:
                 if self._update_integration(
@@ -312,8 +331,63 @@ class SqliteStore:
                     {"expected": _timestamp_text(expected_updated_at)},
                 ):
                     self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
-                    written += 1
-        return written
+                    written_ids.add(integration.integration_id)
+            for alert in alerts:
+                if alert.integration_id not in written_ids:
+                    continue
+                values = self._to_sql(ALERTS_TABLE, rows.alert_to_row(alert))
+                names = column_names(ALERTS_TABLE)
+                cursor = connection.execute(
+                    f"INSERT OR IGNORE INTO {ALERTS_TABLE} ({', '.join(names)}) "
+                    f"VALUES ({', '.join(':' + name for name in names)})",
+                    values,
+                )
+                if cursor.rowcount == 1:
+                    inserted.append(alert.alert_id)
+        return len(written_ids), inserted
+
+    def record_alert_deliveries(self, alerts: Sequence[Alert]) -> None:
+        if not alerts:
+            return
+        with self._transaction() as connection:
+            for alert in alerts:
+                connection.execute(
+                    f"UPDATE {ALERTS_TABLE} SET delivery_status = ?, delivery_attempts = ?, delivered_at = ? "
+                    "WHERE alert_id = ?",
+                    (
+                        alert.delivery_status,
+                        alert.delivery_attempts,
+                        None if alert.delivered_at is None else _timestamp_text(alert.delivered_at),
+                        alert.alert_id,
+                    ),
+                )
+
+    def list_alerts(self, org_slug: str, limit: int = 100) -> list[Alert]:
+        found = self._query(
+            f"SELECT * FROM {ALERTS_TABLE} WHERE org_slug = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (org_slug, limit),
+        )
+        return [rows.alert_from_row(self._from_sql(ALERTS_TABLE, row)) for row in found]
+
+    # --- org webhooks ------------------------------------------------------------------------------
+
+    def set_webhook(self, webhook: Webhook) -> None:
+        with self._transaction() as connection:
+            connection.execute(f"DELETE FROM {WEBHOOKS_TABLE} WHERE org_slug = ?", (webhook.org_slug,))
+            self._insert(connection, WEBHOOKS_TABLE, rows.webhook_to_row(webhook))
+
+    def delete_webhook(self, org_slug: str) -> bool:
+        with self._transaction() as connection:
+            cursor = connection.execute(f"DELETE FROM {WEBHOOKS_TABLE} WHERE org_slug = ?", (org_slug,))
+        return cursor.rowcount > 0
+
+    def get_webhooks(self, org_slugs: Sequence[str]) -> dict[str, Webhook]:
+        if not org_slugs:
+            return {}
+        placeholders = ", ".join("?" for _ in org_slugs)
+        found = self._query(f"SELECT * FROM {WEBHOOKS_TABLE} WHERE org_slug IN ({placeholders})", list(org_slugs))
+        webhooks = [rows.webhook_from_row(self._from_sql(WEBHOOKS_TABLE, row)) for row in found]
+        return {webhook.org_slug: webhook for webhook in webhooks}
 
     # --- org API keys ------------------------------------------------------------------------------
 

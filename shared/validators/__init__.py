@@ -103,20 +103,59 @@ class ValidationContext:
     retry_after_cap_seconds: float = 5.0
     backoff_base_seconds: float = 0.25
     allowed_token_hosts: tuple[str, ...] = ("oauth2.googleapis.com", "accounts.google.com")
-    bigquery_endpoint: str | None = None  # GCP live check; None = Google's
+    # A billing export whose newest data is older than this has stopped feeding the pipeline.
+    billing_export_max_age_hours: float = 72.0
 
 
-def summarize(spec: ProviderSpec, checks: list[CheckResult]) -> ValidationResult:
-    """Fold capability results into the ValidationDetails the frontend shows."""
-    failures = [check for check in checks if check.tested and not check.passed]
-    connection = any(check.http_status is not None and check.failure != Failure.INVALID_KEY for check in checks) or any(
-        check.passed for check in checks
-    )
+def summarize(spec: ProviderSpec, checks: list[CheckResult], *, key_kind: str | None = None) -> ValidationResult:
+    """Fold capability results into the ValidationDetails the frontend shows.
+
+    The registry's pipelines decide what "working" means: a key that logs in
+    but cannot provide a capability a pipeline needs (an OpenAI project key
+    cannot read organization costs) is not valid, and the message says which
+    capability is missing and how to fix it.
+    """
+    checks = list(checks)
+    key_rejected = any(check.failure == Failure.INVALID_KEY for check in checks)
+    run = {check.capability for check in checks}
+    if key_kind is not None and not key_rejected:
+        # The key's kind decided which checks ran; a pipeline capability it
+        # cannot have is a config problem, not something left unchecked.
+        for pipeline in spec.pipelines.values():
+            if pipeline["requires"] not in run:
+                checks.append(
+                    CheckResult(
+                        pipeline["requires"],
+                        tested=False,
+                        passed=False,
+                        failure=Failure.MISSING_CAPABILITY,
+                        failure_class=FailureClass.CONFIG,
+                        reason=f"not available to a {key_kind or 'key'} of this kind",
+                    )
+                )
+                run.add(pipeline["requires"])
+    failures = [check for check in checks if not check.passed and check.failure is not None]
+    answered = any(check.passed or check.http_status is not None for check in checks)
+    by_capability = {check.capability: check for check in checks}
+    pipelines = {}
+    for pipeline_id, pipeline in spec.pipelines.items():
+        check = by_capability.get(pipeline["requires"])
+        ready = check is not None and check.passed
+        pipelines[pipeline_id] = {
+            "ready": ready,
+            "requires": pipeline["requires"],
+            "description": pipeline["description"],
+        }
+        if not ready:
+            pipelines[pipeline_id]["fix"] = pipeline["fix"]
     details: dict[str, Any] = {
-        "connection": connection and not any(check.failure == Failure.INVALID_KEY for check in checks),
+        "connection": answered and not key_rejected,
         "permissions": bool(checks) and not failures,
         "capabilities": {check.capability: check.as_details() for check in checks},
+        "pipelines": pipelines,
     }
+    if key_kind:
+        details["key_kind"] = key_kind
     models = next((check.models for check in checks if check.models is not None), None)
     if models is not None:
         details["models"] = models
@@ -129,6 +168,10 @@ def summarize(spec: ProviderSpec, checks: list[CheckResult]) -> ValidationResult
     worst = min(failures, key=lambda check: FAILURE_PRECEDENCE.index(check.failure or Failure.UNREACHABLE))
     failure = worst.failure or Failure.UNREACHABLE
     message = failure_message(failure, spec.display_name)
+    if failure == Failure.MISSING_CAPABILITY:
+        missing = [p for p in spec.pipelines.values() if p["requires"] == worst.capability]
+        fix = f" {missing[0]['fix']}" if missing else ""
+        message = f"{message}: {worst.capability} is missing ({worst.reason}).{fix}"
     details["message"] = message
     return ValidationResult(
         ok=False, details=details, message=message, failure=failure, failure_class=worst.failure_class
@@ -148,9 +191,10 @@ def validate_credential(
     """Check ``secret`` against the provider; never raises for provider faults."""
     validation = spec.validation
     if validation["kind"] == "http":
-        from shared.validators.http_check import run_http_checks
+        from shared.validators.http_check import key_kind, run_http_checks
 
-        return summarize(spec, run_http_checks(spec, secret, config, context))
+        kind = key_kind(spec, secret)["name"]
+        return summarize(spec, run_http_checks(spec, secret, config, context), key_kind=kind)
     validator = code_validators()[validation["module"]]
     return validator(spec, secret, config, context)
 

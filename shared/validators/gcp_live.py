@@ -134,8 +134,9 @@ def _export_facts(
     if attempted.response is not None and attempted.response.status_code == 200:
         modified = attempted.response.json().get("lastModifiedTime")
         if modified:
-            age = time.time() - int(modified) / 1000
-            facts["newest_data_age_hours"] = round(max(age, 0) / 3600, 1)
+            age_hours = max(time.time() - int(modified) / 1000, 0) / 3600
+            facts["_age_hours"] = age_hours
+            facts["newest_data_age_hours"] = round(age_hours, 1)
             facts["newest_data_at"] = datetime.fromtimestamp(int(modified) / 1000, UTC).isoformat()
     return facts
 
@@ -169,7 +170,26 @@ def check_service_account(
         exports = sorted(name for name in names if EXPORT_TABLE.match(name))
         if exports:
             facts = _export_facts(base, billing_project, dataset, exports, token, context, deadline)
-            checks.append(CheckResult("read_billing_export", True, True, http_status=200, facts=facts))
+            age = facts.pop("_age_hours", None)
+            if age is not None and age > context.billing_export_max_age_hours:
+                reason = (
+                    f"billing export {facts['export_table']} has no data newer than {age:.1f} h "
+                    f"(limit {context.billing_export_max_age_hours:g} h): check the export is still enabled"
+                )
+                checks.append(
+                    CheckResult(
+                        "read_billing_export",
+                        True,
+                        False,
+                        Failure.MISSING_CAPABILITY,
+                        FailureClass.CONFIG,
+                        reason,
+                        200,
+                        facts=facts,
+                    )
+                )
+            else:
+                checks.append(CheckResult("read_billing_export", True, True, http_status=200, facts=facts))
         else:
             checks.append(
                 CheckResult(

@@ -10,12 +10,14 @@ import pytest
 
 from shared.lifecycle import status_after_settings_change
 from shared.models import (
+    Alert,
     ApiKeyRecord,
     AuditEvent,
     Integration,
     SettingsChange,
     Status,
     StoredCredential,
+    Webhook,
     new_id,
     utc_now,
 )
@@ -179,6 +181,17 @@ def test_delete_removes_both_and_audits_fingerprint(store):
     assert store.list_audit("acme", "openai", limit=1)[0].credential_fingerprint == "abcd1234"
 
 
+def _alert(integration, kind="error", key=None):
+    return Alert(
+        dedupe_key=key or f"{integration.integration_id}:{kind}",
+        org_slug=integration.org_slug,
+        provider=integration.provider,
+        integration_id=integration.integration_id,
+        kind=kind,
+        message=f"{kind} happened",
+    )
+
+
 def test_revalidation_batch_reads_and_writes_in_one_job_each(store):
     pairs = []
     for index in range(12):
@@ -189,31 +202,76 @@ def test_revalidation_batch_reads_and_writes_in_one_job_each(store):
     store.create_integration(disabled, disabled_credential, audit(org="zz-disabled"))
 
     store.counters.clear()
-    first = store.list_integrations_for_revalidation(after_integration_id=None, limit=8)
-    rest = store.list_integrations_for_revalidation(after_integration_id=first[-1][0].integration_id, limit=100)
-    assert store.counters["jobs"] == 2
-    assert len(first) == 8 and len(rest) == 4
-    assert {i.integration_id for i, _ in first + rest} == {i.integration_id for i, _ in pairs}
+    run_at = utc_now()
+    due = store.list_integrations_for_revalidation(checked_before=run_at, limit=100)
+    assert store.counters["jobs"] == 1
+    assert {i.integration_id for i, _ in due} == {i.integration_id for i, _ in pairs}
+    assert all(credential.encrypted_credential == BINARY for _, credential in due)
 
-    results = []
-    for integration, _ in first + rest:
+    results, alerts = [], []
+    for integration, _ in due:
         read_version = integration.updated_at
-        integration.status = Status.ACTIVE
-        integration.last_checked_at = utc_now()
-        integration.updated_at = utc_now() + timedelta(seconds=1)
+        integration.status = Status.ERROR
+        integration.error_message = None if integration.org_slug == "org03" else "broken"
+        integration.last_checked_at = run_at
+        integration.updated_at = run_at + timedelta(seconds=1)
         results.append((integration, audit("revalidate", org=integration.org_slug), read_version))
-    # One row changes under the run's feet: it must not be overwritten.
+        alerts.append(_alert(integration))
+    # One row changes under the run's feet: it must not be overwritten, and gets no audit or alert.
     moved = results[0][0]
     store.update_settings(moved.org_slug, "openai", SettingsChange(enabled=False), audit("disable", org=moved.org_slug))
+    # An alert already sent is not sent again.
+    already = results[1][0]
+    first_written, first_alerts = store.save_revalidation_results([], [])
+    assert (first_written, first_alerts) == (0, [])
 
     store.counters.clear()
-    assert store.save_revalidation_results(results) == 11
+    written, inserted = store.save_revalidation_results(results, alerts)
     assert store.counters["jobs"] == 1
+    assert written == 11 and len(inserted) == 11
+    assert alerts[0].alert_id not in inserted
     assert store.get_integration(moved.org_slug, "openai").status == Status.DISABLED
-    assert store.get_integration(results[1][0].org_slug, "openai").status == Status.ACTIVE
-    assert [a.action for a in store.list_audit(results[1][0].org_slug)] == ["revalidate", "setup"]
+    assert store.get_integration(already.org_slug, "openai").status == Status.ERROR
+    assert [a.action for a in store.list_audit(already.org_slug)] == ["revalidate", "setup"]
     assert [a.action for a in store.list_audit(moved.org_slug)] == ["disable", "setup"]
-    assert store.save_revalidation_results([]) == 0
+    assert store.list_alerts(moved.org_slug) == []
+
+    again = [(i, audit("revalidate", org=i.org_slug), i.updated_at) for i, _, _ in results[1:3]]
+    assert store.save_revalidation_results(again, [_alert(i) for i, _, _ in again]) == (2, [])
+    assert len(store.list_alerts(already.org_slug)) == 1
+
+    # Checked just now: not due for a run that only wants checks older than an hour ago.
+    assert store.list_integrations_for_revalidation(checked_before=run_at - timedelta(hours=1), limit=100) == []
+    later = store.list_integrations_for_revalidation(checked_before=run_at + timedelta(seconds=5), limit=3)
+    assert len(later) == 3
+
+
+def test_alert_deliveries_and_webhooks(store):
+    integration, credential = make()
+    store.create_integration(integration, credential, audit())
+    read_version = integration.updated_at
+    integration.updated_at = utc_now() + timedelta(seconds=1)
+    alert = _alert(integration, "expiring")
+    store.save_revalidation_results([(integration, audit("revalidate"), read_version)], [alert])
+    alert.delivery_status, alert.delivery_attempts, alert.delivered_at = "delivered", 2, utc_now()
+    store.counters.clear()
+    store.record_alert_deliveries([alert])
+    assert store.counters["jobs"] == 1
+    assert store.list_alerts("acme") == [alert]
+
+    assert store.get_webhooks(["acme"]) == {}
+    hook = Webhook(org_slug="acme", webhook_id="w1", url="https://hooks.example/acme")
+    store.set_webhook(hook)
+    replaced = Webhook(org_slug="acme", webhook_id="w2", url="https://hooks.example/acme2")
+    store.set_webhook(replaced)
+    store.set_webhook(Webhook(org_slug="globex", webhook_id="w3", url="https://hooks.example/globex"))
+    store.counters.clear()
+    assert store.get_webhooks(["acme", "globex", "initech"]) == {
+        "acme": replaced,
+        "globex": store.get_webhooks(["globex"])["globex"],
+    }
+    assert store.delete_webhook("acme") is True and store.delete_webhook("acme") is False
+    assert store.get_webhooks(["acme"]) == {}
 
 
 def test_api_keys(store):

@@ -18,6 +18,11 @@ Two entry points:
      and every ``@name`` outside string literals, quoted identifiers and
      comments is rewritten to that variable. The interpreter then binds the
      variables as prepared-statement parameters: values never enter SQL text.
+     An uncaught ``RAISE`` in a script fails the job with HTTP 400 (the
+     emulator alone answers 500, which the client retries for minutes);
+  3. patching ``jobs.query`` so a failed query answers with its HTTP error
+     status, as BigQuery does (the emulator alone answers 200 with no rows, so
+     ``Client.query_and_wait`` returned an empty result instead of raising).
 
 * :func:`start_bigquery_emulator` starts that launcher as a subprocess on a free
   port, waits until it is ready and returns an :class:`EmulatorProcess`.
@@ -140,28 +145,21 @@ _PARAM_RE = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
 _SYSTEM_VAR_RE = re.compile(r"@@[A-Za-z_][A-Za-z0-9_.]*")
 
 
-def _is_ident_char(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"
-
-
 def _string_literal_end(sql: str, start: int) -> int:
     """Return the index just past the BigQuery string/bytes literal opening at ``start``.
 
-    Handles ``'…'``, ``"…"``, triple-quoted forms, backslash escapes and the
-    raw prefixes ``r``/``rb``/``br`` (no escapes). An unterminated literal runs
-    to the end of the text (the emulator's parser reports it).
+    Handles ``'…'``, ``"…"`` and their triple-quoted forms. A backslash always
+    protects the next character: in a raw literal (``r'…'``) it is kept rather
+    than unescaped, but ``r'\\''`` still does not end at the escaped quote
+    (GoogleSQL lexes raw and plain literals alike). An unterminated literal
+    runs to the end of the text (the emulator's parser reports it).
     """
     quote_char = sql[start]
-    prefix_start = start
-    while prefix_start > 0 and start - prefix_start < 2 and sql[prefix_start - 1].isalpha():
-        prefix_start -= 1
-    prefix = sql[prefix_start:start].lower()
-    raw = prefix in {"r", "rb", "br"} and (prefix_start == 0 or not _is_ident_char(sql[prefix_start - 1]))
     quote = quote_char * 3 if sql.startswith(quote_char * 3, start) else quote_char
     i = start + len(quote)
     n = len(sql)
     while i < n:
-        if not raw and sql[i] == "\\":
+        if sql[i] == "\\":
             i += 2
             continue
         if sql.startswith(quote, i):
@@ -236,9 +234,13 @@ def install_script_parameter_binding() -> None:
     """Wrap ``bqemulator.jobs.executor._run_query_body`` to bind script parameters.
 
     Only scripted jobs (several statements or any control flow) with *named*
-    parameters take the new path; everything else runs unchanged. Idempotent.
+    parameters take the new path; everything else runs unchanged, except that
+    an uncaught ``RAISE`` in any script becomes a 400 ``invalidQuery`` job error
+    (as on BigQuery) instead of a 500. Idempotent.
     """
+    from bqemulator.domain.errors import InvalidQueryError
     from bqemulator.jobs import executor
+    from bqemulator.scripting.exceptions import ScriptRaise
     from bqemulator.scripting.interpreter import ScriptInterpreter
     from bqemulator.sql.parameters import _extract_value
 
@@ -255,7 +257,7 @@ def install_script_parameter_binding() -> None:
         is_scripted: bool,
         effective_caller: Any,
     ) -> Any:
-        if not (is_scripted and query_params and query_params[0].get("name")):
+        if not is_scripted:
             return await original(
                 project_id=project_id,
                 bq_sql=bq_sql,
@@ -264,23 +266,98 @@ def install_script_parameter_binding() -> None:
                 is_scripted=is_scripted,
                 effective_caller=effective_caller,
             )
-        interpreter = ScriptInterpreter(ctx, project_id, caller=effective_caller)
-        variables: dict[str, str] = {}
-        for param in query_params:
-            name = str(param["name"]).lower()
-            variable = PARAM_VARIABLE_PREFIX + name
-            # The interpreter's root frame is the current one until run() starts.
-            interpreter._frames.declare(
-                variable,
-                _bq_type_name(param.get("parameterType") or {}),
-                _extract_value(param),
-            )
-            variables[name] = variable
-        source = rewrite_named_parameters(bq_sql, variables)
-        return await executor._run_script(interpreter, source, ctx)
+        try:
+            if not (query_params and query_params[0].get("name")):
+                return await original(
+                    project_id=project_id,
+                    bq_sql=bq_sql,
+                    query_params=query_params,
+                    ctx=ctx,
+                    is_scripted=is_scripted,
+                    effective_caller=effective_caller,
+                )
+            interpreter = ScriptInterpreter(ctx, project_id, caller=effective_caller)
+            variables: dict[str, str] = {}
+            for param in query_params:
+                name = str(param["name"]).lower()
+                variable = PARAM_VARIABLE_PREFIX + name
+                # The interpreter's root frame is the current one until run() starts.
+                interpreter._frames.declare(
+                    variable,
+                    _bq_type_name(param.get("parameterType") or {}),
+                    _extract_value(param),
+                )
+                variables[name] = variable
+            source = rewrite_named_parameters(bq_sql, variables)
+            return await executor._run_script(interpreter, source, ctx)
+        except ScriptRaise as raised:
+            # An uncaught ``RAISE`` escapes bqemulator 1.4.0 as a bare exception
+            # (HTTP 500 "An internal error occurred", which google-cloud-bigquery
+            # retries for minutes). BigQuery fails the job with the message.
+            raise InvalidQueryError(raised.message) from raised
 
     _run_query_body._binds_script_parameters = True  # type: ignore[attr-defined]
     executor._run_query_body = _run_query_body
+
+
+# ---------------------------------------------------------------------------
+# 3. jobs.query reports a failed query with an HTTP error
+# ---------------------------------------------------------------------------
+
+
+def install_jobs_query_error_status() -> None:
+    """Make a failed ``jobs.query`` answer with a non-2xx status, as BigQuery does.
+
+    bqemulator 1.4.0 answers a failed synchronous query (``POST …/queries``)
+    with HTTP 200, ``jobComplete: true``, no rows and an ``errors`` list.
+    google-cloud-bigquery's ``Client.query_and_wait`` (and ``Client.query`` with
+    ``api_method="QUERY"``) then return an *empty result instead of raising*,
+    because BigQuery itself answers a failed jobs.query with the error status
+    (see the comment in ``google/cloud/bigquery/_job_helpers.py``: "If there
+    was an error that failed the job, jobs.query behaves like
+    jobs.getQueryResults and returns a non-success HTTP status code").
+
+    The SQL execution error is re-raised, only when the jobs.query route is the
+    caller, as an error of the same HTTP status and reason that the route does
+    not swallow. ``jobs.insert`` keeps recording the failure on the job.
+    Idempotent.
+    """
+    from bqemulator.api.routes import jobs as jobs_routes
+    from bqemulator.domain.errors import DomainError
+
+    original = jobs_routes.execute_query_job
+    if getattr(original, "_raises_for_jobs_query", False):
+        return
+    swallowed = jobs_routes._SQL_EXECUTION_DOMAIN_ERRORS
+    route_code = jobs_routes.query.__code__
+    classes: dict[type[DomainError], type[DomainError]] = {}
+
+    def _unswallowed(exc: DomainError) -> DomainError:
+        kind = type(exc)
+        if kind not in classes:
+            classes[kind] = type(
+                f"JobsQuery{kind.__name__}",
+                (DomainError,),
+                {
+                    "http_status": kind.http_status,
+                    "bq_reason": kind.bq_reason,
+                    "grpc_status_name": kind.grpc_status_name,
+                },
+            )
+        return classes[kind](exc.message, details=exc.details, location=exc.location)
+
+    async def execute_query_job(*args: Any, **kwargs: Any) -> Any:
+        # The frame that started this coroutine is the awaiting route handler.
+        from_jobs_query = sys._getframe(1).f_code is route_code
+        try:
+            return await original(*args, **kwargs)
+        except swallowed as exc:
+            if not from_jobs_query:
+                raise
+            raise _unswallowed(exc) from exc
+
+    execute_query_job._raises_for_jobs_query = True  # type: ignore[attr-defined]
+    jobs_routes.execute_query_job = execute_query_job
 
 
 # ---------------------------------------------------------------------------
@@ -306,6 +383,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     install_duckdb_extensions_offline()
     install_script_parameter_binding()
+    install_jobs_query_error_status()
 
     from bqemulator.cli import main as bqemulator_main
 
@@ -375,8 +453,12 @@ class EmulatorProcess:
     def log_tail(self, max_chars: int = 4000) -> str:
         return _log_tail(self.log_path, max_chars)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Terminate the emulator and wait for it (kills it after ``timeout``)."""
+    def stop(self, timeout: float = 10.0, *, keep_log: bool | None = None) -> None:
+        """Terminate the emulator and wait for it (kills it after ``timeout``).
+
+        The log file is removed unless ``keep_log`` (default: the environment
+        variable ``BQEMU_KEEP_LOG`` is set).
+        """
         if self._stopped:
             return
         self._stopped = True
@@ -387,6 +469,10 @@ class EmulatorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=timeout)
+        if keep_log is None:
+            keep_log = bool(os.environ.get("BQEMU_KEEP_LOG"))
+        if not keep_log:
+            self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> EmulatorProcess:
         return self
@@ -467,7 +553,7 @@ def start_bigquery_emulator(
     try:
         _wait_until_ready(process, f"{emulator.endpoint}/readyz", log_path, timeout)
     except BaseException:
-        emulator.stop()
+        emulator.stop(keep_log=True)  # the error message points at the log
         raise
     emulator.startup_seconds = time.monotonic() - started
     return emulator

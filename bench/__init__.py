@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): run them by hand, read the numbers, compare runs on one machine."""

@@ -1,0 +1,27 @@
+"""POST /api/v1/admin/revalidate — revalidate every integration (Cloud Scheduler).
+
+Body (optional): ``{"max_seconds": <number>}`` to shorten the time box.
+Answers a summary: checked, active, error, expired, skipped, alerts, more
+(true when integrations are left for the next run), duration_seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import functions_framework
+
+from shared.errors import BadRequest
+from shared.http import ApiCall, endpoint
+
+
+@functions_framework.http
+@endpoint("POST", "/api/v1/admin/revalidate", admin=True)
+def integration_revalidate(call: ApiCall) -> tuple[int, dict[str, Any]]:
+    body = call.json_body(optional=("max_seconds",))
+    max_seconds = body.get("max_seconds")
+    if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(max_seconds, int | float)):
+        raise BadRequest("Field 'max_seconds' must be a number")
+    if max_seconds is not None and max_seconds <= 0:
+        raise BadRequest("Field 'max_seconds' must be positive")
+    return 200, {"summary": call.service.revalidate(call.caller, max_seconds=max_seconds)}

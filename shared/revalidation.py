@@ -1,0 +1,268 @@
+"""Scheduled revalidation of every integration, with expiry and status alerts.
+
+One run:
+
+1. reads every non-disabled integration not checked within the minimum
+   interval, with its credential, in one store call;
+2. marks those past ``expires_at`` as ``expired`` without calling anyone;
+3. validates the rest on a bounded worker pool that never has more than
+   ``per_provider`` requests in flight to one provider, so one org's many
+   keys cannot trip a provider's rate limit, and stops starting new checks
+   when the time box is spent (the rest stay due for the next run);
+4. folds each result into the lifecycle: a ``config`` failure flips to
+   ``error`` at once, a transient one only after N consecutive runs;
+5. writes all rows, audit records and alerts in one store call (alerts are
+   deduplicated there, so each fires once), then delivers the new alerts to
+   the orgs' webhooks and records the outcome (one call each).
+
+So a run costs a constant number of store jobs whatever the number of
+integrations, and one decrypt per integration checked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from shared.errors import EncryptionFailed
+from shared.models import Alert, AuditEvent, Integration, Status, StoredCredential, iso, utc_now
+from shared.service import apply_validation, expired_result
+from shared.validators import Failure, FailureClass, ValidationResult, validate_credential
+
+if TYPE_CHECKING:
+    from shared.service import Caller, IntegrationService
+
+logger = logging.getLogger("integrations.revalidation")
+
+Pair = tuple[Integration, StoredCredential]
+
+
+@dataclass
+class RevalidationSummary:
+    checked: int = 0
+    active: int = 0
+    error: int = 0
+    expired: int = 0
+    skipped: int = 0
+    written: int = 0
+    alerts: int = 0
+    alerts_delivered: int = 0
+    more: bool = False
+    duration_seconds: float = 0.0
+    store_jobs: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def run_bounded(
+    pairs: list[Pair],
+    work: Callable[[Pair], ValidationResult],
+    *,
+    concurrency: int,
+    per_provider: int,
+    deadline: float,
+) -> tuple[list[tuple[Pair, ValidationResult]], int]:
+    """Run ``work`` over ``pairs`` with both caps; returns (results, how many were not started)."""
+    queues: dict[str, deque[Pair]] = defaultdict(deque)
+    for pair in pairs:
+        queues[pair[0].provider].append(pair)
+    in_flight: Counter[str] = Counter()
+    condition = threading.Condition()
+    results: list[tuple[Pair, ValidationResult]] = []
+    providers = itertools.cycle(sorted(queues))
+
+    def finished(provider: str, pair: Pair, future: Future[ValidationResult]) -> None:
+        with condition:
+            in_flight[provider] -= 1
+            results.append((pair, future.result()))
+            condition.notify_all()
+
+    def next_pair() -> Pair | None:
+        """A pair whose provider has room (round robin), or None if none has room now."""
+        for _ in range(len(queues)):
+            provider = next(providers)
+            if queues[provider] and in_flight[provider] < per_provider:
+                in_flight[provider] += 1
+                return queues[provider].popleft()
+        return None
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="revalidate") as pool:
+        while any(queues.values()) and time.monotonic() < deadline:
+            with condition:
+                pair = None
+                while pair is None and time.monotonic() < deadline:
+                    if sum(in_flight.values()) < concurrency:
+                        pair = next_pair()
+                    if pair is None:
+                        condition.wait(timeout=0.05)
+            if pair is None:
+                break
+            future = pool.submit(work, pair)
+            future.add_done_callback(lambda f, p=pair: finished(p[0].provider, p, f))
+    not_started = sum(len(queue) for queue in queues.values())
+    return results, not_started
+
+
+def _status_alert(before: str, integration: Integration, display_name: str, now: datetime) -> Alert | None:
+    after = integration.status
+    if after == before:
+        return None
+    if after in (Status.ERROR, Status.EXPIRED):
+        kind = after
+        message = f"{display_name} integration is {after}: {integration.error_message}"
+    elif after == Status.ACTIVE and before in (Status.ERROR, Status.EXPIRED):
+        kind, message = "recovered", f"{display_name} integration recovered and is active again"
+    else:
+        return None
+    return Alert(
+        dedupe_key=f"{integration.integration_id}:status:{kind}:{iso(now)}",
+        org_slug=integration.org_slug,
+        provider=integration.provider,
+        integration_id=integration.integration_id,
+        kind=str(kind),
+        message=message,
+        created_at=now,
+    )
+
+
+def _expiry_alert(integration: Integration, display_name: str, now: datetime, windows: tuple[int, ...]) -> Alert | None:
+    """One alert per window (e.g. 30, 7, 1 days) as expiry approaches; each fires once."""
+    if integration.expires_at is None or integration.status == Status.EXPIRED:
+        return None
+    remaining = integration.expires_at - now
+    reached = [days for days in windows if remaining <= timedelta(days=days)]
+    if not reached:
+        return None
+    window = min(reached)
+    if integration.expiry_alert_window is not None and integration.expiry_alert_window <= window:
+        return None
+    integration.expiry_alert_window = window
+    return Alert(
+        dedupe_key=f"{integration.integration_id}:expiring:{window}d:{iso(integration.expires_at)}",
+        org_slug=integration.org_slug,
+        provider=integration.provider,
+        integration_id=integration.integration_id,
+        kind="expiring",
+        message=(
+            f"{display_name} credential expires at {iso(integration.expires_at)} "
+            f"(within {window} day{'s' if window != 1 else ''}); rotate it before then"
+        ),
+        created_at=now,
+    )
+
+
+def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: float | None = None) -> dict[str, Any]:
+    settings = service.adapters.settings
+    store = service.adapters.store
+    started = time.monotonic()
+    jobs_before = store.counters["jobs"]
+    budget = (
+        settings.revalidation_max_seconds
+        if max_seconds is None
+        else min(max_seconds, settings.revalidation_max_seconds)
+    )
+    deadline = started + budget
+    run_at = utc_now()
+    summary = RevalidationSummary()
+
+    due = store.list_integrations_for_revalidation(
+        checked_before=run_at - timedelta(seconds=settings.revalidation_min_interval_seconds),
+        limit=settings.revalidation_batch_limit,
+    )
+    past_expiry = [pair for pair in due if pair[0].expires_at is not None and pair[0].expires_at <= run_at]
+    expired_ids = {pair[0].integration_id for pair in past_expiry}
+    to_check = [pair for pair in due if pair[0].integration_id not in expired_ids]
+
+    def check(pair: Pair) -> ValidationResult:
+        integration, credential = pair
+        spec = service.provider(integration.provider)
+        try:
+            secret = service.decrypt_credential(integration, credential)
+        except EncryptionFailed:
+            # Our KMS, not the provider: keep the last answer, try again next run.
+            return ValidationResult(
+                ok=False,
+                details={"connection": False, "permissions": False, "message": "Credential encryption failed"},
+                message="Credential encryption failed",
+                failure=Failure.UNREACHABLE,
+                failure_class=FailureClass.TRANSIENT,
+            )
+        return validate_credential(spec, secret, integration.config, settings.validation_context(spec))
+
+    checked, not_started = run_bounded(
+        to_check,
+        check,
+        concurrency=settings.revalidation_concurrency,
+        per_provider=settings.revalidation_per_provider,
+        deadline=deadline,
+    )
+    outcomes = [
+        (pair, expired_result(service.provider(pair[0].provider), pair[0].expires_at or run_at)) for pair in past_expiry
+    ]
+    outcomes += checked
+
+    now = utc_now()
+    results: list[tuple[Integration, AuditEvent, datetime]] = []
+    alerts: list[Alert] = []
+    for (integration, credential), result in outcomes:
+        spec = service.provider(integration.provider)
+        before, read_version = integration.status, integration.updated_at
+        apply_validation(integration, result, now, transient_tolerance=settings.revalidation_failures_before_error - 1)
+        for alert in (
+            _status_alert(before, integration, spec.display_name, now),
+            _expiry_alert(integration, spec.display_name, now, settings.expiry_alert_days),
+        ):
+            if alert is not None:
+                alerts.append(alert)
+        audit = AuditEvent(
+            org_slug=integration.org_slug,
+            provider=integration.provider,
+            action="revalidate",
+            outcome="success" if result.ok else "failure",
+            actor_key_id=caller.key_id,
+            request_id=caller.request_id,
+            credential_fingerprint=credential.fingerprint,
+            detail=result.message,
+        )
+        results.append((integration, audit, read_version))
+        summary.checked += 1
+        if integration.status in (Status.ACTIVE, Status.ERROR, Status.EXPIRED):
+            setattr(summary, str(integration.status), getattr(summary, str(integration.status)) + 1)
+
+    written, inserted = store.save_revalidation_results(results, alerts)
+    summary.written = written
+    summary.skipped = not_started + (len(results) - written)
+    inserted_ids = set(inserted)
+    new_alerts = [alert for alert in alerts if alert.alert_id in inserted_ids]
+    summary.alerts = len(new_alerts)
+    if new_alerts:
+        from shared.webhooks import deliver
+
+        webhooks = store.get_webhooks(sorted({alert.org_slug for alert in new_alerts}))
+        if webhooks:
+            deliver(
+                new_alerts,
+                webhooks,
+                service.adapters.api_key_pepper,
+                timeout_seconds=settings.webhook_timeout_seconds,
+                max_attempts=settings.webhook_max_attempts,
+            )
+        else:
+            for alert in new_alerts:
+                alert.delivery_status = "no_webhook"
+        store.record_alert_deliveries(new_alerts)
+        summary.alerts_delivered = sum(alert.delivery_status == "delivered" for alert in new_alerts)
+    summary.more = not_started > 0 or len(due) >= settings.revalidation_batch_limit
+    summary.duration_seconds = round(time.monotonic() - started, 3)
+    summary.store_jobs = store.counters["jobs"] - jobs_before
+    logger.info("revalidation run", extra=summary.as_dict())
+    return summary.as_dict()

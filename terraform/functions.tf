@@ -1,0 +1,188 @@
+# Cloud Functions (2nd gen): one function per entry point of main.py, all
+# built from one source archive.
+#
+# The archive is named by its content hash, so any change of code uploads a
+# new object and redeploys every function; an unchanged tree changes nothing.
+
+locals {
+  # main.py's ENTRY_POINTS; tests/test_terraform.py keeps the two equal.
+  entry_points = [
+    "integration_setup",
+    "integration_validate",
+    "integration_list",
+    "integration_get",
+    "integration_update",
+    "integration_delete",
+    "integration_rotate",
+    "integration_revalidate",
+  ]
+
+  # Reached only by Cloud Scheduler (scheduler.tf), never through the gateway.
+  revalidate_entry_point = "integration_revalidate"
+
+  # Served on the public base URL through API Gateway (gateway.tf).
+  gateway_entry_points = [for entry_point in local.entry_points : entry_point if entry_point != local.revalidate_entry_point]
+
+  function_source_dir = var.function_source_dir != null ? var.function_source_dir : abspath("${path.module}/..")
+
+  # Settings shared/config.py reads (see the README's table).
+  function_environment = {
+    INTEGRATIONS_BACKEND = "gcp"
+    GCP_PROJECT          = var.project_id
+    BIGQUERY_DATASET     = google_bigquery_dataset.organizations.dataset_id
+    BIGQUERY_LOCATION    = google_bigquery_dataset.organizations.location
+    KMS_KEY_NAME         = google_kms_crypto_key.credentials.id
+    LOG_LEVEL            = var.log_level
+    # Only Cloud Scheduler may invoke revalidation (iam.tf, scheduler.tf), so
+    # it trusts the OIDC token Cloud Run verified instead of an admin API key.
+    # Read only by the admin route (integration_revalidate).
+    REVALIDATE_AUTH = "platform"
+  }
+}
+
+data "archive_file" "function_source" {
+  type        = "zip"
+  source_dir  = local.function_source_dir
+  output_path = "${path.module}/.build/function-source.zip"
+
+  # Only what the functions import ships: no tests, infrastructure, local
+  # state, virtual environments or VCS metadata. .gcloudignore mirrors this
+  # list for a manual `gcloud functions deploy`.
+  excludes = [
+    ".git",
+    ".git/**",
+    ".ci",
+    ".ci/**",
+    ".data",
+    ".data/**",
+    ".venv",
+    ".venv/**",
+    ".venv*",
+    ".venv*/**",
+    ".mypy_cache/**",
+    ".pytest_cache/**",
+    ".ruff_cache/**",
+    "**/__pycache__/**",
+    "bench",
+    "bench/**",
+    "terraform",
+    "terraform/**",
+    "tests",
+    "tests/**",
+  ]
+}
+
+resource "google_storage_bucket" "function_source" {
+  name                        = "${var.project_id}-integrations-source"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = false
+
+  versioning {
+    enabled = true
+  }
+
+  # Archives are named by content hash and never overwritten; a deleted one
+  # is kept for a month in case a rollback needs it.
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 30
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.enabled]
+  #checkov:skip=CKV_GCP_62:Holds only build archives of this repository; object reads are in Cloud Audit Logs, and a separate access-log bucket would be a second bucket to secure for no extra signal.
+}
+
+resource "google_storage_bucket_object" "function_source" {
+  name   = "function-source-${data.archive_file.function_source.output_md5}.zip"
+  bucket = google_storage_bucket.function_source.name
+  source = data.archive_file.function_source.output_path
+}
+
+# Build images of the functions, with a dedicated repository so the build
+# identity can write here and nowhere else.
+resource "google_artifact_registry_repository" "functions" {
+  repository_id = "integrations-functions"
+  location      = var.region
+  format        = "DOCKER"
+  description   = "Container images Cloud Build makes from the integrations functions' source."
+
+  # Images older than a month go, except the ten newest (rollback targets).
+  cleanup_policy_dry_run = false
+  cleanup_policies {
+    id     = "delete-old"
+    action = "DELETE"
+    condition {
+      older_than = "2592000s"
+    }
+  }
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+    most_recent_versions {
+      keep_count = 10
+    }
+  }
+
+  depends_on = [google_project_service.enabled]
+  #checkov:skip=CKV_GCP_84:Images contain only this repository's public code and pip packages, no secret or customer data; Google-managed encryption is enough.
+}
+
+resource "google_cloudfunctions2_function" "functions" {
+  for_each = toset(local.entry_points)
+
+  # Function and Cloud Run service names allow hyphens, not underscores.
+  name        = replace(each.key, "_", "-")
+  location    = var.region
+  description = "Provider integrations: ${each.key}"
+
+  build_config {
+    runtime           = "python311"
+    entry_point       = each.key
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.function_source.name
+        object = google_storage_bucket_object.function_source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory                 = var.function_settings[each.key].memory
+    available_cpu                    = var.function_settings[each.key].cpu
+    timeout_seconds                  = var.function_settings[each.key].timeout_seconds
+    max_instance_request_concurrency = var.function_settings[each.key].max_instance_request_concurrency
+    max_instance_count               = var.function_settings[each.key].max_instance_count
+    min_instance_count               = 0
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.runtime.email
+    environment_variables            = local.function_environment
+
+    # API Gateway reaches its backends over the internet, not from a VPC, so
+    # the gateway's functions accept all network paths and rely on IAM: only
+    # the gateway's identity holds run.invoker (iam.tf). Revalidation is
+    # called only by Cloud Scheduler of this project, which counts as
+    # internal traffic on the run.app URL.
+    ingress_settings = each.key == local.revalidate_entry_point ? "ALLOW_INTERNAL_ONLY" : "ALLOW_ALL"
+  }
+
+  depends_on = [
+    google_project_iam_member.build_log_writer,
+    google_project_iam_member.build_source_reader,
+    google_artifact_registry_repository_iam_member.build_image_writer,
+    google_kms_crypto_key_iam_member.runtime_credentials,
+    google_bigquery_dataset_iam_member.runtime_data_editor,
+    google_project_iam_member.runtime_job_user,
+    google_secret_manager_secret_iam_member.runtime_pepper_accessor,
+    google_secret_manager_secret_version.api_key_pepper,
+  ]
+  #checkov:skip=CKV_GCP_124:API Gateway reaches backends from outside any VPC, so gateway-routed functions need ALLOW_ALL; invocation is IAM-only (run.invoker for the gateway SA alone) and revalidation is ALLOW_INTERNAL_ONLY.
+}

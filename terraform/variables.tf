@@ -1,0 +1,164 @@
+# Inputs. Only project_id has no default; everything else is a production
+# default that an environment may override in its *.tfvars.
+
+variable "project_id" {
+  type        = string
+  description = "Google Cloud project that hosts the whole stack (functions, dataset, KMS key, gateway, scheduler)."
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the Cloud Functions, the source bucket, the Artifact Registry repository and the Cloud Scheduler job."
+  default     = "us-central1"
+}
+
+variable "gateway_region" {
+  type        = string
+  description = "Region of the API Gateway gateway (API Gateway runs in a subset of regions, e.g. us-central1, us-east1, europe-west1, asia-northeast1)."
+  default     = "us-central1"
+}
+
+variable "function_source_dir" {
+  type        = string
+  description = "Directory zipped into the functions' source archive. null means the repository root (the parent of this terraform/ directory)."
+  default     = null
+}
+
+variable "bigquery_dataset_id" {
+  type        = string
+  description = "BigQuery dataset holding integrations, credentials, audit log and API keys (the service's BIGQUERY_DATASET)."
+  default     = "organizations"
+}
+
+variable "bigquery_location" {
+  type        = string
+  description = "Location of the BigQuery dataset (the service's BIGQUERY_LOCATION). The KMS key ring is created in the same location, as BigQuery CMEK requires."
+  default     = "US"
+}
+
+variable "kms_key_ring_name" {
+  type        = string
+  description = "Name of the Cloud KMS key ring. Key rings cannot be deleted, so a new name is needed to start over in the same project."
+  default     = "provider-integrations"
+}
+
+variable "kms_rotation_period" {
+  type        = string
+  description = "Automatic rotation period of the crypto keys, in seconds with an 's' suffix (7776000s = 90 days). Old versions keep decrypting."
+  default     = "7776000s"
+
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.kms_rotation_period)) && try(tonumber(trimsuffix(var.kms_rotation_period, "s")) >= 86400 && tonumber(trimsuffix(var.kms_rotation_period, "s")) <= 7776000, false)
+    error_message = "kms_rotation_period must be between 86400s (1 day) and 7776000s (90 days), written like \"7776000s\"."
+  }
+}
+
+variable "kms_protection_level" {
+  type        = string
+  description = "Protection level of new crypto key versions: SOFTWARE or HSM."
+  default     = "SOFTWARE"
+
+  validation {
+    condition     = contains(["SOFTWARE", "HSM"], var.kms_protection_level)
+    error_message = "kms_protection_level must be SOFTWARE or HSM."
+  }
+}
+
+variable "function_settings" {
+  type = map(object({
+    memory                           = string
+    cpu                              = string
+    timeout_seconds                  = number
+    max_instance_request_concurrency = number
+    max_instance_count               = number
+  }))
+  description = "Per-function runtime settings keyed by entry point. Every entry point of main.py needs an entry; concurrency above 1 needs cpu of at least \"1\"."
+  default = {
+    integration_setup = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 8
+      max_instance_count               = 10
+    }
+    integration_validate = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 8
+      max_instance_count               = 10
+    }
+    integration_list = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 16
+      max_instance_count               = 10
+    }
+    integration_get = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 16
+      max_instance_count               = 10
+    }
+    integration_update = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 8
+      max_instance_count               = 10
+    }
+    integration_delete = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 8
+      max_instance_count               = 10
+    }
+    integration_rotate = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 8
+      max_instance_count               = 10
+    }
+    # One run at a time: it reads and writes every integration in one batch.
+    integration_revalidate = {
+      memory                           = "1Gi"
+      cpu                              = "1"
+      timeout_seconds                  = 540
+      max_instance_request_concurrency = 1
+      max_instance_count               = 1
+    }
+  }
+}
+
+variable "revalidate_schedule" {
+  type        = string
+  description = "Cron schedule (Cloud Scheduler syntax) of the revalidation job; every 6 hours by default."
+  default     = "0 */6 * * *"
+}
+
+variable "revalidate_time_zone" {
+  type        = string
+  description = "Time zone the revalidation schedule is read in."
+  default     = "Etc/UTC"
+}
+
+variable "revalidate_path" {
+  type        = string
+  description = "Path the scheduler POSTs to on the revalidation function; must match the route of main.py's integration_revalidate."
+  default     = "/api/v1/admin/revalidate"
+}
+
+variable "log_level" {
+  type        = string
+  description = "LOG_LEVEL of every function (DEBUG, INFO, WARNING, ERROR)."
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
