@@ -8,7 +8,7 @@ converts only what its backend cannot hold natively (SQLite: timestamps).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,8 +17,14 @@ from shared.models import Alert, ApiKeyRecord, AuditEvent, Integration, StoredCr
 JSON_COLUMNS = ("config", "validation_details")
 
 
+def _fields(record: Any) -> dict[str, Any]:
+    """A record's fields, shallow (``asdict`` deep-copies nested dicts, which
+    dominated writing a large revalidation batch)."""
+    return {item.name: getattr(record, item.name) for item in fields(record)}
+
+
 def integration_to_row(integration: Integration) -> dict[str, Any]:
-    row = asdict(integration)
+    row = _fields(integration)
     for column in JSON_COLUMNS:
         row[column] = None if row[column] is None else json.dumps(row[column], sort_keys=True)
     return row
@@ -36,7 +42,7 @@ def integration_from_row(row: dict[str, Any]) -> Integration:
 
 
 def credential_to_row(credential: StoredCredential) -> dict[str, Any]:
-    return asdict(credential)
+    return _fields(credential)
 
 
 def credential_from_row(row: dict[str, Any]) -> StoredCredential:
@@ -46,7 +52,7 @@ def credential_from_row(row: dict[str, Any]) -> StoredCredential:
 
 
 def audit_to_row(audit: AuditEvent) -> dict[str, Any]:
-    return asdict(audit)
+    return _fields(audit)
 
 
 def audit_from_row(row: dict[str, Any]) -> AuditEvent:
@@ -54,7 +60,7 @@ def audit_from_row(row: dict[str, Any]) -> AuditEvent:
 
 
 def api_key_to_row(record: ApiKeyRecord) -> dict[str, Any]:
-    return asdict(record)
+    return _fields(record)
 
 
 def api_key_from_row(row: dict[str, Any]) -> ApiKeyRecord:
@@ -64,7 +70,7 @@ def api_key_from_row(row: dict[str, Any]) -> ApiKeyRecord:
 
 
 def alert_to_row(alert: Alert) -> dict[str, Any]:
-    return asdict(alert)
+    return _fields(alert)
 
 
 def alert_from_row(row: dict[str, Any]) -> Alert:
@@ -74,7 +80,7 @@ def alert_from_row(row: dict[str, Any]) -> Alert:
 
 
 def webhook_to_row(webhook: Webhook) -> dict[str, Any]:
-    return asdict(webhook)
+    return _fields(webhook)
 
 
 def webhook_from_row(row: dict[str, Any]) -> Webhook:
