@@ -28,6 +28,7 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev .venv-checkov/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy shared
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.dev
@@ -38,5 +39,9 @@ format: $(VENV)/.dev
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
+bench: $(VENV)/.dev
+	$(PY) -m bench.operations
+	$(PY) -m bench.revalidation
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .venv-checkov .pytest_cache .ruff_cache .mypy_cache

@@ -14,6 +14,7 @@ import os
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import cast
 
 import flask
 import yaml
@@ -37,10 +38,11 @@ def create_app(entry_points: Mapping[str, Handler] | None = None) -> flask.Flask
     if entry_points is None:
         from main import ENTRY_POINTS
 
-        entry_points = ENTRY_POINTS
+        entry_points = cast(Mapping[str, Handler], ENTRY_POINTS)
+    handlers: Mapping[str, Handler] = entry_points
     rules = []
-    for name, handler in entry_points.items():
-        method, rule = handler.route  # type: ignore[attr-defined]
+    for name, handler in handlers.items():
+        method, rule = getattr(handler, "route")  # noqa: B009 - set by shared.http.endpoint
         rules.append(Rule(rule, endpoint=name, methods=[method]))
     url_map = Map(rules, strict_slashes=False)
     app = flask.Flask("integrations-local")
@@ -67,7 +69,7 @@ def create_app(entry_points: Mapping[str, Handler] | None = None) -> flask.Flask
             )
         except RouteNotFound:
             return error_response(NotFound(f"No such path: {request.path[:200]}"), _id())
-        return entry_points[name](request)
+        return handlers[name](request)
 
     return app
 

@@ -21,6 +21,7 @@ integrations, and one decrypt per integration checked.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import threading
@@ -73,8 +74,8 @@ def run_bounded(
 ) -> tuple[list[tuple[Pair, ValidationResult]], int]:
     """Run ``work`` over ``pairs`` with both caps; returns (results, how many were not started)."""
     queues: dict[str, deque[Pair]] = defaultdict(deque)
-    for pair in pairs:
-        queues[pair[0].provider].append(pair)
+    for queued in pairs:
+        queues[queued[0].provider].append(queued)
     in_flight: Counter[str] = Counter()
     condition = threading.Condition()
     results: list[tuple[Pair, ValidationResult]] = []
@@ -98,7 +99,7 @@ def run_bounded(
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="revalidate") as pool:
         while any(queues.values()) and time.monotonic() < deadline:
             with condition:
-                pair = None
+                pair: Pair | None = None
                 while pair is None and time.monotonic() < deadline:
                     if sum(in_flight.values()) < concurrency:
                         pair = next_pair()
@@ -107,7 +108,7 @@ def run_bounded(
             if pair is None:
                 break
             future = pool.submit(work, pair)
-            future.add_done_callback(lambda f, p=pair: finished(p[0].provider, p, f))
+            future.add_done_callback(functools.partial(finished, pair[0].provider, pair))
     not_started = sum(len(queue) for queue in queues.values())
     return results, not_started
 

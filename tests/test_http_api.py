@@ -106,7 +106,7 @@ def test_key_that_logs_in_but_cannot_read_costs_is_not_active(client, org_key, p
     assert validation["capabilities"]["read_usage_costs"] == {
         "tested": False,
         "passed": False,
-        "reason": f"not available to a {validation['key_kind']} of this kind",
+        "reason": f"not available to {validation['key_kind']} keys",
         "failure_class": "config",
     }
     assert body["error"].startswith("Service account lacks required permissions: read_usage_costs is missing")

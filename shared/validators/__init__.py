@@ -130,7 +130,7 @@ def summarize(spec: ProviderSpec, checks: list[CheckResult], *, key_kind: str | 
                         passed=False,
                         failure=Failure.MISSING_CAPABILITY,
                         failure_class=FailureClass.CONFIG,
-                        reason=f"not available to a {key_kind or 'key'} of this kind",
+                        reason=f"not available to {key_kind} keys",
                     )
                 )
                 run.add(pipeline["requires"])
