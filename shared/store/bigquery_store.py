@@ -190,6 +190,27 @@ class BigQueryStore:
             f"WHERE integration_id = @{prefix}integration_id AND {condition}"
         )
 
+    def _conditional_integration_write(self, condition: str, statements: Sequence[str], parameters: list[Any]) -> bool:
+        """Run ``statements`` in one transaction if the integration row still meets ``condition``.
+
+        The check and the writes share the transaction's snapshot; a concurrent
+        writer makes one of the two transactions abort, and ``_run`` retries it.
+        """
+        body = "\n".join(f"  {statement};" for statement in statements)
+        sql = f"""
+DECLARE matched BOOL DEFAULT FALSE;
+BEGIN TRANSACTION;
+SET matched = EXISTS (
+  SELECT 1 FROM {self._table(INTEGRATIONS_TABLE)} WHERE integration_id = @i_integration_id AND {condition}
+);
+IF matched THEN
+{body}
+END IF;
+COMMIT TRANSACTION;
+SELECT matched;
+"""
+        return bool(self._run(sql, parameters)[0]["matched"])
+
     # --- bootstrap -------------------------------------------------------------------------------
 
     def bootstrap(self) -> dict[str, Any]:
@@ -267,26 +288,17 @@ SELECT outcome;
         return [self._integration(row) for row in found]
 
     def save_integration(self, integration: Integration, audit: AuditEvent, *, expected_updated_at: datetime) -> bool:
-        sql = f"""
-DECLARE matched BOOL DEFAULT FALSE;
-BEGIN TRANSACTION;
-SET matched = EXISTS (
-  SELECT 1 FROM {self._table(INTEGRATIONS_TABLE)}
-  WHERE integration_id = @i_integration_id AND updated_at = @expected_updated_at
-);
-IF matched THEN
-  {self._integration_update_sql("i_", "updated_at = @expected_updated_at")};
-  {self._insert_sql("a_", AUDIT_TABLE)};
-END IF;
-COMMIT TRANSACTION;
-SELECT matched;
-"""
         parameters = [
             *self._row_parameters("i_", INTEGRATIONS_TABLE, rows.integration_to_row(integration)),
             *self._row_parameters("a_", AUDIT_TABLE, rows.audit_to_row(audit)),
             self._scalar("expected_updated_at", expected_updated_at),
         ]
-        return bool(self._run(sql, parameters)[0]["matched"])
+        condition = "updated_at = @expected_updated_at"
+        return self._conditional_integration_write(
+            condition,
+            [self._integration_update_sql("i_", condition), self._insert_sql("a_", AUDIT_TABLE)],
+            parameters,
+        )
 
     def update_settings(
         self, org_slug: str, provider: str, change: SettingsChange, audit: AuditEvent
@@ -334,29 +346,23 @@ SELECT * FROM {self._table(INTEGRATIONS_TABLE)} WHERE org_slug = @org_slug AND p
         *,
         expected_credential_id: str,
     ) -> bool:
-        sql = f"""
-DECLARE matched BOOL DEFAULT FALSE;
-BEGIN TRANSACTION;
-SET matched = EXISTS (
-  SELECT 1 FROM {self._table(INTEGRATIONS_TABLE)}
-  WHERE integration_id = @i_integration_id AND credential_id = @expected_credential_id
-);
-IF matched THEN
-  {self._integration_update_sql("i_", "credential_id = @expected_credential_id")};
-  DELETE FROM {self._table(CREDENTIALS_TABLE)} WHERE credential_id = @expected_credential_id;
-  {self._insert_sql("c_", CREDENTIALS_TABLE)};
-  {self._insert_sql("a_", AUDIT_TABLE)};
-END IF;
-COMMIT TRANSACTION;
-SELECT matched;
-"""
         parameters = [
             *self._row_parameters("i_", INTEGRATIONS_TABLE, rows.integration_to_row(integration)),
             *self._row_parameters("c_", CREDENTIALS_TABLE, rows.credential_to_row(credential)),
             *self._row_parameters("a_", AUDIT_TABLE, rows.audit_to_row(audit)),
             self._scalar("expected_credential_id", expected_credential_id),
         ]
-        return bool(self._run(sql, parameters)[0]["matched"])
+        condition = "credential_id = @expected_credential_id"
+        return self._conditional_integration_write(
+            condition,
+            [
+                self._integration_update_sql("i_", condition),
+                f"DELETE FROM {self._table(CREDENTIALS_TABLE)} WHERE credential_id = @expected_credential_id",
+                self._insert_sql("c_", CREDENTIALS_TABLE),
+                self._insert_sql("a_", AUDIT_TABLE),
+            ],
+            parameters,
+        )
 
     def delete_integration(self, org_slug: str, provider: str, audit: AuditEvent) -> bool:
         audit_row = rows.audit_to_row(audit)

@@ -141,6 +141,33 @@ def _export_facts(
     return facts
 
 
+def _billing_export_check(
+    base: str, project: str, dataset: str, token: str, context: ValidationContext, deadline: float
+) -> CheckResult:
+    """The billing dataset holds a fresh standard or detailed export table."""
+    url = f"{base}/projects/{project}/datasets/{dataset}/tables?maxResults=1000"
+    tables = _call("GET", url, token, context, deadline)
+    if tables.response is None or tables.response.status_code != 200:
+        return _failed("read_billing_export", tables, f"billing dataset {project}.{dataset} not found")
+    names = [t["tableReference"]["tableId"] for t in tables.response.json().get("tables", [])]
+    exports = sorted(name for name in names if EXPORT_TABLE.match(name))
+    facts: dict[str, Any] = {}
+    if not exports:
+        reason = f"dataset {project}.{dataset} holds no gcp_billing_export_v1_* table"
+    else:
+        facts = _export_facts(base, project, dataset, exports, token, context, deadline)
+        age = facts.pop("_age_hours", None)
+        if age is None or age <= context.billing_export_max_age_hours:
+            return CheckResult("read_billing_export", True, True, http_status=200, facts=facts)
+        reason = (
+            f"billing export {facts['export_table']} has no data newer than {age:.1f} h "
+            f"(limit {context.billing_export_max_age_hours:g} h): check the export is still enabled"
+        )
+    return CheckResult(
+        "read_billing_export", True, False, Failure.MISSING_CAPABILITY, FailureClass.CONFIG, reason, 200, facts=facts
+    )
+
+
 def check_service_account(
     spec: ProviderSpec, secret: str, config: dict[str, Any], context: ValidationContext
 ) -> ValidationResult:
@@ -162,48 +189,7 @@ def check_service_account(
         checks.append(_failed("list_datasets", listed, f"project {project} not found"))
         return summarize(spec, checks)
 
-    tables = _call(
-        "GET", f"{base}/projects/{billing_project}/datasets/{dataset}/tables?maxResults=1000", token, context, deadline
-    )
-    if tables.response is not None and tables.response.status_code == 200:
-        names = [t["tableReference"]["tableId"] for t in tables.response.json().get("tables", [])]
-        exports = sorted(name for name in names if EXPORT_TABLE.match(name))
-        if exports:
-            facts = _export_facts(base, billing_project, dataset, exports, token, context, deadline)
-            age = facts.pop("_age_hours", None)
-            if age is not None and age > context.billing_export_max_age_hours:
-                reason = (
-                    f"billing export {facts['export_table']} has no data newer than {age:.1f} h "
-                    f"(limit {context.billing_export_max_age_hours:g} h): check the export is still enabled"
-                )
-                checks.append(
-                    CheckResult(
-                        "read_billing_export",
-                        True,
-                        False,
-                        Failure.MISSING_CAPABILITY,
-                        FailureClass.CONFIG,
-                        reason,
-                        200,
-                        facts=facts,
-                    )
-                )
-            else:
-                checks.append(CheckResult("read_billing_export", True, True, http_status=200, facts=facts))
-        else:
-            checks.append(
-                CheckResult(
-                    "read_billing_export",
-                    True,
-                    False,
-                    Failure.MISSING_CAPABILITY,
-                    FailureClass.CONFIG,
-                    f"dataset {billing_project}.{dataset} holds no gcp_billing_export_v1_* table",
-                    200,
-                )
-            )
-    else:
-        checks.append(_failed("read_billing_export", tables, f"billing dataset {billing_project}.{dataset} not found"))
+    checks.append(_billing_export_check(base, billing_project, dataset, token, context, deadline))
 
     dry_run = {"configuration": {"dryRun": True, "query": {"query": "SELECT 1", "useLegacySql": False}}}
     job = _call("POST", f"{base}/projects/{project}/jobs", token, context, deadline, body=dry_run)
