@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import threading
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -173,7 +174,14 @@ def endpoint(
                     logger.info("request rejected", extra={"status": error.status_code, "code": error.code})
                     return error_response(error, request_id)
                 except Exception as error:  # noqa: BLE001 - the one place that turns surprises into a 500
-                    logger.error("unhandled %s in %s", error.__class__.__name__, operation.__name__)
+                    # Where it happened, not what it said: exception text can quote request data.
+                    frames = [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(error.__traceback__)]
+                    logger.error(
+                        "unhandled %s in %s",
+                        error.__class__.__name__,
+                        operation.__name__,
+                        extra={"frames": frames[-8:]},
+                    )
                     return error_response(
                         ServiceError("Internal error; the request id identifies it in the logs"), request_id
                     )

@@ -166,3 +166,17 @@ def test_store_and_crypto_budget_per_operation(client, org_key, service, operati
     assert response.status_code in (200, 201), response.get_json()
     assert store.counters["jobs"] == jobs
     assert cipher.counters["encrypt"] == encrypts and cipher.counters["decrypt"] == decrypts
+
+
+def test_unexpected_failure_is_a_generic_json_500_without_trace(client, org_key, service, caplog):
+    _setup(client, org_key)
+    with sqlite3.connect(service.adapters.store.path) as connection:
+        connection.execute("UPDATE org_integrations SET config = '{broken sk-proj-LEAKY'")
+    caplog.set_level(logging.ERROR)
+    response = client.get(BASE + "/openai", headers={"X-API-Key": org_key})
+    body = response.get_json()
+    assert response.status_code == 500 and body["success"] is False
+    assert body["error"] == "Internal error; the request id identifies it in the logs"
+    assert "Traceback" not in response.get_data(as_text=True)
+    record = next(r for r in caplog.records if r.getMessage().startswith("unhandled"))
+    assert record.frames and "LEAKY" not in record.getMessage() + str(record.frames)
