@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import random
@@ -72,15 +73,36 @@ def verify_signature(
     return hmac.compare_digest(sign(secret, sent_at, body), signature)
 
 
+INTERNAL_HOSTNAMES = ("localhost", "metadata.google.internal", "metadata")
+
+
+def _is_internal(host: str) -> bool:
+    if host.lower().rstrip(".") in INTERNAL_HOSTNAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not address.is_global
+
+
 def check_webhook_url(url: str, insecure_hosts: tuple[str, ...]) -> str:
-    """HTTPS only (plain HTTP just for operator-listed hosts such as a local receiver)."""
+    """HTTPS to a public host only: the service posts there from inside the platform.
+
+    Operator-listed hosts (``WEBHOOK_INSECURE_HOSTS``, e.g. a local receiver in
+    tests) may use plain HTTP and internal addresses.
+    """
     parts = urlsplit(url)
     host = parts.hostname or ""
     if not host or len(url) > 2048:
         raise BadRequest("Webhook URL must be an absolute https:// URL")
-    if parts.scheme == "https" or (parts.scheme == "http" and host in insecure_hosts):
+    if host in insecure_hosts and parts.scheme in ("http", "https"):
         return url
-    raise BadRequest("Webhook URL must use https://")
+    if parts.scheme != "https":
+        raise BadRequest("Webhook URL must use https://")
+    if _is_internal(host):
+        raise BadRequest(f"Webhook URL host {host} is an internal address; use a public https:// endpoint")
+    return url
 
 
 def alert_payload(alert: Alert) -> dict[str, Any]:

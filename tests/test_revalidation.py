@@ -217,9 +217,19 @@ def test_failing_webhook_never_fails_the_run(service):
 def test_webhook_url_must_be_https(service):
     from shared.errors import BadRequest
 
-    for url in ("http://hooks.example/x", "ftp://hooks.example/x", "not a url"):
+    for url in (
+        "http://hooks.example/x",
+        "ftp://hooks.example/x",
+        "not a url",
+        "https://169.254.169.254/computeMetadata/v1/",
+        "https://10.0.0.7/hook",
+        "https://[::1]/hook",
+        "https://metadata.google.internal/x",
+        "https://localhost/x",
+    ):
         with pytest.raises(BadRequest):
             service.set_webhook("acme", url)
+    assert service.set_webhook("acme", "https://hooks.example/alerts")[0].url == "https://hooks.example/alerts"
 
 
 def test_per_provider_cap_holds_across_many_orgs(service, simulator):
