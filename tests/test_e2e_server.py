@@ -76,6 +76,7 @@ def server_env(tmp_path, simulator, settings, backend, request):
         "PORT": str(_free_port()),
         "INTEGRATIONS_DATA_DIR": str(tmp_path / "data"),
         "VALIDATION_RETRY_AFTER_CAP_SECONDS": "0.2",
+        "REVALIDATION_MIN_INTERVAL_MINUTES": "0",
         **{k: v for k, v in simulator.env().items() if k.startswith("PROVIDER_")},
         **gcp_env,
     }
@@ -140,10 +141,30 @@ def test_lifecycle_over_http_survives_restart_and_leaks_nothing(tmp_path, server
         after_restart = do("GET", "/openai")
         assert after_restart["integration"]["status"] == "active"
         assert do("POST", "/openai/validate")["status"] == "active"  # keyring and pepper survived too
+
+        # What Cloud Scheduler triggers, over HTTP with an admin key (REVALIDATION_MIN_INTERVAL_MINUTES=0).
+        admin = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "create-key", "--org", "ops", "--admin"],
+            cwd=REPO,
+            env=server_env,
+            capture_output=True,
+            check=True,
+            text=True,
+        )
+        admin_key = json.loads(admin.stdout)["api_key"]
+        response = requests.post(
+            server.url + "/api/v1/admin/revalidate", headers={"X-API-Key": admin_key}, json={}, timeout=60
+        )
+        transcript.append(response.text)
+        assert response.status_code == 200, response.text
+        summary = response.json()["summary"]
+        assert summary["checked"] == 1 and summary["active"] == 1 and summary["more"] is False
+        refused = requests.post(server.url + "/api/v1/admin/revalidate", headers={"X-API-Key": api_key}, timeout=10)
+        assert refused.status_code == 403
     finally:
         server.stop()
 
-    secrets_used = [OPENAI_KEY, rotated_key, rejected_key, key_with("bad", ANTHROPIC_KEY), api_key]
+    secrets_used = [OPENAI_KEY, rotated_key, rejected_key, key_with("bad", ANTHROPIC_KEY), api_key, admin_key]
     needles = [s.encode() for s in secrets_used] + [s[8:-4].encode() for s in secrets_used]
     needles.append(mask_openai_key(rejected_key).encode())  # what the provider's error body echoes
     haystacks = {"responses": "\n".join(transcript).encode(), "server log": server.log_path.read_bytes()}
