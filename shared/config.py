@@ -85,6 +85,7 @@ class Settings:
     retry_after_cap_seconds: float = 5.0
     allowed_token_hosts: tuple[str, ...] = ("oauth2.googleapis.com", "accounts.google.com")
     billing_export_max_age_hours: float = 72.0
+    gcp_iam_base_url: str = "https://iam.googleapis.com"
     # Revalidation (Cloud Scheduler -> integration_revalidate)
     revalidate_auth: str = "admin_key"  # or "platform": Cloud Run verified the scheduler's OIDC token
     revalidation_concurrency: int = 16
@@ -129,6 +130,7 @@ class Settings:
             retry_after_cap_seconds=_float(environ, "VALIDATION_RETRY_AFTER_CAP_SECONDS", 5.0),
             allowed_token_hosts=("oauth2.googleapis.com", "accounts.google.com", *extra_hosts),
             billing_export_max_age_hours=_float(environ, "BILLING_EXPORT_MAX_AGE_HOURS", 72.0),
+            gcp_iam_base_url=(environ.get("GCP_IAM_BASE_URL") or "https://iam.googleapis.com").rstrip("/"),
             revalidate_auth=_choice(environ, "REVALIDATE_AUTH", ("admin_key", "platform")),
             revalidation_concurrency=max(1, int(_float(environ, "REVALIDATION_CONCURRENCY", 16))),
             revalidation_per_provider=max(1, int(_float(environ, "REVALIDATION_PER_PROVIDER", 8))),
@@ -156,6 +158,7 @@ class Settings:
             retry_after_cap_seconds=self.retry_after_cap_seconds,
             allowed_token_hosts=self.allowed_token_hosts,
             billing_export_max_age_hours=self.billing_export_max_age_hours,
+            gcp_iam_base_url=self.gcp_iam_base_url,
         )
 
 

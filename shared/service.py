@@ -458,8 +458,9 @@ def apply_validation(
         integration.error_message = None
         integration.consecutive_failures = 0
         integration.validation_details = result.details
-        if result.expires_at is not None:
-            integration.expires_at = result.expires_at
+        if result.expires_at is not None and result.expires_at != integration.expires_at:
+            integration.expires_at = result.expires_at  # the provider knows when the key stops working
+            integration.expiry_alert_window = None
         return
     integration.consecutive_failures += 1
     if result.details.get("expired"):

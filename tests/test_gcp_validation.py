@@ -62,8 +62,14 @@ def billing_datasets(gcp_stack):
 
 
 @pytest.fixture
-def gcp_service(service, gcp_stack):
-    service.adapters.settings.provider_base_urls["gcp"] = gcp_stack.bigquery.endpoint
+def gcp_service(service, gcp_stack, simulator):
+    from dataclasses import replace
+
+    service.adapters.settings = replace(
+        service.adapters.settings,
+        provider_base_urls={**service.adapters.settings.provider_base_urls, "gcp": gcp_stack.bigquery.endpoint},
+        gcp_iam_base_url=simulator.base_url("google") + "/iam",
+    )
     return service
 
 
@@ -103,6 +109,30 @@ def test_stale_billing_export_is_not_active(gcp_service, caller, simulator, bill
     export = outcome.result.details["capabilities"]["read_billing_export"]
     assert export["export_kind"] == "standard" and "no data newer than" in export["reason"]
     assert outcome.result.details["pipelines"]["cloud_billing"]["ready"] is False
+
+
+@pytest.mark.parametrize(
+    ("email", "expires"),
+    [
+        ("expiring-key@p.iam.gserviceaccount.com", True),
+        ("reader@p.iam.gserviceaccount.com", False),
+        ("noiam-reader@p.iam.gserviceaccount.com", False),
+    ],
+)
+def test_key_expiry_comes_from_iam_when_it_says_so(gcp_service, caller, simulator, billing_datasets, email, expires):
+    from datetime import timedelta
+
+    from shared.models import utc_now
+
+    outcome = _validate(
+        gcp_service, caller, service_account(simulator.token_uri, email=email), billing_datasets["standard"]
+    )
+    assert outcome.integration.status == "active"
+    if expires:
+        assert utc_now() + timedelta(days=4) < outcome.integration.expires_at < utc_now() + timedelta(days=6)
+        assert "key_expires_at" in outcome.result.details
+    else:
+        assert outcome.integration.expires_at is None
 
 
 def test_revoked_key_is_invalid_or_expired(gcp_service, caller, simulator, billing_datasets):

@@ -105,6 +105,8 @@ class ValidationContext:
     allowed_token_hosts: tuple[str, ...] = ("oauth2.googleapis.com", "accounts.google.com")
     # A billing export whose newest data is older than this has stopped feeding the pipeline.
     billing_export_max_age_hours: float = 72.0
+    # Where a service-account key's expiry is read (IAM keys.get).
+    gcp_iam_base_url: str = "https://iam.googleapis.com"
 
 
 def summarize(spec: ProviderSpec, checks: list[CheckResult], *, key_kind: str | None = None) -> ValidationResult:

@@ -168,6 +168,28 @@ def _billing_export_check(
     )
 
 
+NO_EXPIRY_YEAR = 9999
+
+
+def _key_expiry(info: dict[str, Any], token: str, context: ValidationContext, deadline: float) -> datetime | None:
+    """When the uploaded key stops working, if IAM says (user-managed keys can expire).
+
+    Best effort: reading key metadata needs ``iam.serviceAccountKeys.get``,
+    which a billing reader often lacks; then the expiry stays unknown and
+    nothing fails.
+    """
+    email, key_id = info.get("client_email", ""), info.get("private_key_id", "")
+    url = f"{context.gcp_iam_base_url}/v1/projects/-/serviceAccounts/{email}/keys/{key_id}"
+    attempted = _call("GET", url, token, context, deadline)
+    if attempted.response is None or attempted.response.status_code != 200:
+        return None
+    try:
+        valid_before = datetime.fromisoformat(attempted.response.json()["validBeforeTime"].replace("Z", "+00:00"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return None if valid_before.year >= NO_EXPIRY_YEAR else valid_before
+
+
 def check_service_account(
     spec: ProviderSpec, secret: str, config: dict[str, Any], context: ValidationContext
 ) -> ValidationResult:
@@ -191,10 +213,16 @@ def check_service_account(
 
     checks.append(_billing_export_check(base, billing_project, dataset, token, context, deadline))
 
+    result_expiry = _key_expiry(info, token, context, deadline)
+
     dry_run = {"configuration": {"dryRun": True, "query": {"query": "SELECT 1", "useLegacySql": False}}}
     job = _call("POST", f"{base}/projects/{project}/jobs", token, context, deadline, body=dry_run)
     if job.response is not None and job.response.status_code == 200:
         checks.append(CheckResult("run_queries", True, True, http_status=200))
     else:
         checks.append(_failed("run_queries", job, f"project {project} not found"))
-    return summarize(spec, checks)
+    result = summarize(spec, checks)
+    if result_expiry is not None:
+        result.expires_at = result_expiry
+        result.details["key_expires_at"] = result_expiry.isoformat()
+    return result

@@ -95,6 +95,8 @@ MARKER_FLAKY = "flaky"
 MARKER_FLAP = "flap"
 MARKER_SLOW = "slow"
 MARKER_REVOKED = "revoked"
+MARKER_EXPIRING = "expiring"  # IAM: the service-account key expires in 5 days
+MARKER_NO_IAM = "noiam"  # IAM: the account may not read its own key's metadata
 
 # Fault kinds a provider renders in its own error format.
 FAULT_RATELIMIT = "ratelimit"
@@ -1031,7 +1033,43 @@ class GoogleTokenProvider:
             {"Cache-Control": "no-store"},
         )
 
+    def iam_key(self, request: Request, subpath: str) -> Response:
+        """``GET /google/iam/v1/projects/-/serviceAccounts/{email}/keys/{key_id}`` (IAM keys.get)."""
+        parts = subpath.split("/")
+        # ['', 'iam', 'v1', 'projects', '-', 'serviceAccounts', email, 'keys', key_id]
+        if len(parts) != 9 or parts[5] != "serviceAccounts" or parts[7] != "keys" or request.method != "GET":
+            return _json({"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}}, 404)
+        if not request.headers.get("Authorization", "").startswith("Bearer sim-token-"):
+            return _json({"error": {"code": 401, "message": "Unauthenticated", "status": "UNAUTHENTICATED"}}, 401)
+        email, key_id = parts[6], parts[8]
+        if MARKER_NO_IAM in email:
+            return _json(
+                {
+                    "error": {
+                        "code": 403,
+                        "message": f"Permission 'iam.serviceAccountKeys.get' denied on resource {email}",
+                        "status": "PERMISSION_DENIED",
+                    }
+                },
+                403,
+            )
+        valid_before = "9999-12-31T23:59:59Z"
+        if MARKER_EXPIRING in email:
+            valid_before = _utc_rfc3339(datetime.now(UTC) + timedelta(days=5))
+        return _json(
+            {
+                "name": f"projects/-/serviceAccounts/{email}/keys/{key_id}",
+                "validAfterTime": "2026-01-01T00:00:00Z",
+                "validBeforeTime": valid_before,
+                "keyAlgorithm": "KEY_ALG_RSA_2048",
+                "keyOrigin": "GOOGLE_PROVIDED",
+                "keyType": "USER_MANAGED",
+            }
+        )
+
     def handle(self, request: Request, subpath: str) -> Response:
+        if subpath.startswith("/iam/"):
+            return self.iam_key(request, subpath)
         if subpath != "/token":
             return _json(
                 {"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}},
