@@ -84,6 +84,19 @@ def server_env(tmp_path, simulator, settings, backend, request):
     return env
 
 
+def _create_key(env: dict[str, str], *arguments: str) -> str:
+    """An API key from the admin CLI, as an operator would create it."""
+    created = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "create-key", *arguments],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    return json.loads(created.stdout)["api_key"]
+
+
 def _stored_bytes(backend, settings, gcp_stack_or_none, data_dir: Path) -> dict[str, bytes]:
     """Everything the service stored: the data dir's files, or every BigQuery table's rows."""
     if backend == "local":
@@ -101,15 +114,7 @@ def test_lifecycle_over_http_survives_restart_and_leaks_nothing(tmp_path, server
     server.start()
     transcript: list[str] = []
     try:
-        created = subprocess.run(
-            [sys.executable, "-m", "shared.cli", "create-key", "--org", "acme"],
-            cwd=REPO,
-            env=server_env,
-            capture_output=True,
-            check=True,
-            text=True,
-        )
-        api_key = json.loads(created.stdout)["api_key"]
+        api_key = _create_key(server_env, "--org", "acme")
         base = server.url + "/api/v1/integrations/acme"
 
         def do(method: str, path: str, body: dict | None = None, expected: int = 200) -> dict:
@@ -143,15 +148,7 @@ def test_lifecycle_over_http_survives_restart_and_leaks_nothing(tmp_path, server
         assert do("POST", "/openai/validate")["status"] == "active"  # keyring and pepper survived too
 
         # What Cloud Scheduler triggers, over HTTP with an admin key (REVALIDATION_MIN_INTERVAL_MINUTES=0).
-        admin = subprocess.run(
-            [sys.executable, "-m", "shared.cli", "create-key", "--org", "ops", "--admin"],
-            cwd=REPO,
-            env=server_env,
-            capture_output=True,
-            check=True,
-            text=True,
-        )
-        admin_key = json.loads(admin.stdout)["api_key"]
+        admin_key = _create_key(server_env, "--org", "ops", "--admin")
         response = requests.post(
             server.url + "/api/v1/admin/revalidate", headers={"X-API-Key": admin_key}, json={}, timeout=60
         )
