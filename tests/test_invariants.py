@@ -180,3 +180,16 @@ def test_unexpected_failure_is_a_generic_json_500_without_trace(client, org_key,
     assert "Traceback" not in response.get_data(as_text=True)
     record = next(r for r in caplog.records if r.getMessage().startswith("unhandled"))
     assert record.frames and "LEAKY" not in record.getMessage() + str(record.frames)
+
+
+def test_sqlite_store_files_are_private(tmp_path):
+    import os
+    import stat
+
+    from shared.store.sqlite_store import SqliteStore
+
+    store = SqliteStore(tmp_path / "data" / "integrations.sqlite3")
+    store.list_integrations("acme")
+    assert stat.S_IMODE(os.stat(tmp_path / "data").st_mode) == 0o700
+    for path in (tmp_path / "data").iterdir():
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path.name

@@ -8,6 +8,7 @@ transactions so integration, credential and audit change together.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections import Counter
@@ -82,7 +83,10 @@ class SqliteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Ciphertexts and key hashes: readable by the service's user only
+            # (SQLite gives its -wal/-shm files the database file's mode).
+            Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         self.counters: Counter[str] = Counter()
         self._local = threading.local()
         self._timestamp_columns = {
