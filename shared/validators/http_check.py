@@ -75,8 +75,7 @@ def classify(spec: ProviderSpec, capability: str, response: requests.Response | 
         )
     status = response.status_code
     responses = spec.validation["responses"]
-    if 200 <= status < 300:
-        return CheckResult(capability, tested=True, passed=True, http_status=status)
+    # Matchers first: some APIs (Slack's auth.test) answer a bad token with 200 and "ok": false.
     if _matches(response, responses["invalid_key"]):
         failure, failure_class, reason = Failure.INVALID_KEY, FailureClass.CONFIG, "key rejected"
     elif _matches(response, responses["forbidden"]):
@@ -85,6 +84,8 @@ def classify(spec: ProviderSpec, capability: str, response: requests.Response | 
             FailureClass.CONFIG,
             "key lacks permission for this endpoint",
         )
+    elif 200 <= status < 300:
+        return CheckResult(capability, tested=True, passed=True, http_status=status)
     elif status == 429:
         failure, failure_class, reason = Failure.RATE_LIMITED, FailureClass.TRANSIENT, "rate limited"
     elif status >= 500:

@@ -1,0 +1,101 @@
+"""Adding a provider with a standard "who am I" check is a registry change:
+two SaaS providers declared in YAML only (one answers a bad token with 401,
+one with 200 and "ok": false, as Slack does) validate through the same code."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import yaml
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from shared.config import Adapters
+from shared.providers import REGISTRY_PATH, load_registry
+from shared.service import Caller, IntegrationService
+
+EXTRA_PROVIDERS = """
+github:
+  display_name: GitHub
+  category: saas
+  credential:
+    type: api_key
+    field: api_key
+    pattern: '^ghp_[A-Za-z0-9]{36}$'
+    example: ghp_000000000000000000000000000000000000
+  base_url: https://api.github.com
+  validation:
+    kind: http
+    headers: {Authorization: 'Bearer {secret}'}
+    key_kinds: [{name: token, prefix: ghp_, checks: [whoami]}]
+    checks: {whoami: {method: GET, path: /user}}
+    responses: {invalid_key: [{status: 401}], forbidden: [{status: 403}]}
+  pipelines:
+    seats: {description: Seat usage, requires: whoami, fix: Create a token with read:org}
+slack:
+  display_name: Slack
+  category: saas
+  credential: {type: api_key, field: api_key, pattern: '^xoxb-[A-Za-z0-9-]{10,200}$', example: xoxb-0000000000-abc}
+  base_url: https://slack.com
+  validation:
+    kind: http
+    headers: {Authorization: 'Bearer {secret}'}
+    key_kinds: [{name: bot, prefix: xoxb-, checks: [whoami]}]
+    checks: {whoami: {method: POST, path: /api/auth.test}}
+    responses:
+      invalid_key: [{status: 200, body_contains: '"ok": false'}, {status: 401}]
+      forbidden: [{status: 403}]
+  pipelines:
+    seats: {description: Seat usage, requires: whoami, fix: Reinstall the app with users:read}
+"""
+
+GOOD_GITHUB = "ghp_" + "a" * 36
+BAD_GITHUB = "ghp_" + "b" * 36
+GOOD_SLACK = "xoxb-1234567890-good"
+BAD_SLACK = "xoxb-1234567890-revoked"
+
+
+def who_am_i(environ, start_response):
+    request = Request(environ)
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if request.path == "/github/user":
+        response = Response('{"login": "octo"}', 200) if token == GOOD_GITHUB else Response("{}", 401)
+    elif request.path == "/slack/api/auth.test":
+        response = Response('{"ok": true}' if token == GOOD_SLACK else '{"ok": false, "error": "invalid_auth"}', 200)
+    else:
+        response = Response("{}", 404)
+    return response(environ, start_response)
+
+
+@pytest.fixture
+def extended_service(tmp_path, settings):
+    document = yaml.safe_load(REGISTRY_PATH.read_text())
+    document["providers"].update(yaml.safe_load(EXTRA_PROVIDERS))
+    path = tmp_path / "providers.yml"
+    path.write_text(yaml.safe_dump(document))
+    server = make_server("127.0.0.1", 0, who_am_i, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    settings.provider_base_urls.update(github=f"{base}/github", slack=f"{base}/slack")
+    try:
+        yield IntegrationService(Adapters(settings), load_registry(path))
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("provider", "token", "status", "message"),
+    [
+        ("github", GOOD_GITHUB, "active", None),
+        ("github", BAD_GITHUB, "error", "GitHub API key is invalid or expired"),
+        ("slack", GOOD_SLACK, "active", None),
+        ("slack", BAD_SLACK, "error", "Slack API key is invalid or expired"),
+    ],
+)
+def test_yaml_only_provider_validates(extended_service, provider, token, status, message):
+    caller = Caller(key_id="k", org_slug="acme", is_admin=False, request_id="r")
+    extended_service.setup(caller, provider, {"api_key": token}, None, None)
+    outcome = extended_service.validate(caller, provider)
+    assert outcome.integration.status == status
+    assert outcome.result.message == message
