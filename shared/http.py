@@ -118,11 +118,11 @@ def json_response(status: int, payload: dict[str, Any], request_id: str) -> flas
     return response
 
 
-def error_response(error: ServiceError, request_id: str) -> flask.Response:
+def error_response(error: ServiceError, request_id: str, *, status: int | None = None) -> flask.Response:
     payload: dict[str, Any] = {"success": False, "error": error.message, "code": error.code, "request_id": request_id}
     if error.details:
         payload["details"] = error.details
-    return json_response(error.status_code, payload, request_id)
+    return json_response(status or error.status_code, payload, request_id)
 
 
 def _request_id(request: flask.Request) -> str:

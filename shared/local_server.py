@@ -18,12 +18,13 @@ from typing import cast
 
 import flask
 import yaml
+from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as RouteMethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 
 from shared import logs
-from shared.errors import MethodNotAllowed, NotFound
+from shared.errors import MethodNotAllowed, NotFound, ServiceError
 from shared.http import error_response
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
@@ -47,6 +48,16 @@ def create_app(entry_points: Mapping[str, Handler] | None = None) -> flask.Flask
     url_map = Map(rules, strict_slashes=False)
     app = flask.Flask("integrations-local")
     openapi_document = yaml.safe_load(OPENAPI_PATH.read_text()) if OPENAPI_PATH.exists() else {}
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> flask.Response:
+        # Paths Flask's own router cannot take (e.g. a newline in a segment) still get JSON.
+        status = error.code or 500
+        if status == 404:
+            return error_response(NotFound("No such path"), _id())
+        if status == 405:
+            return error_response(MethodNotAllowed("Method not allowed on this path"), _id())
+        return error_response(ServiceError(error.name), _id(), status=status)
 
     @app.get("/openapi.json")
     def openapi() -> flask.Response:

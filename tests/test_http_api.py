@@ -227,6 +227,11 @@ def test_bad_org_slug_is_400(client, org_key):
     assert status == 400 and "Organization slug" in body["error"]
 
 
+def test_paths_the_router_cannot_parse_still_get_json(client, org_key):
+    response = client.get(BASE + "/acme%0A", headers={"X-API-Key": org_key})
+    assert response.status_code == 404 and response.get_json()["code"] == "not_found"
+
+
 def test_wrong_method_and_path(client, org_key):
     assert call(client, "PATCH", "/acme/openai", org_key)[0] == 405
     assert call(client, "GET", "/acme/openai/setup", org_key)[0] == 405
