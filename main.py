@@ -12,6 +12,7 @@ from functions.rotate import integration_rotate
 from functions.setup import integration_setup
 from functions.update import integration_update
 from functions.validate import integration_validate
+from functions.webhook import webhook_delete, webhook_get, webhook_set
 from shared import logs
 
 logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
@@ -25,6 +26,9 @@ ENTRY_POINTS = {
     "integration_delete": integration_delete,
     "integration_rotate": integration_rotate,
     "integration_revalidate": integration_revalidate,
+    "webhook_set": webhook_set,
+    "webhook_get": webhook_get,
+    "webhook_delete": webhook_delete,
 }
 
 __all__ = list(ENTRY_POINTS)

@@ -400,18 +400,47 @@ class IntegrationService:
 
     # --- webhooks + revalidation ---------------------------------------------------------
 
-    def set_webhook(self, org_slug: str, url: str) -> tuple[Webhook, str]:
-        """Point the org's alerts at ``url``; returns the signing secret, shown once."""
+    def set_webhook(self, org_slug: str, url: Any, caller: Caller | None = None) -> tuple[Webhook, str]:
+        """Point the org's alerts at ``url``; returns the signing secret, shown once.
+
+        A new webhook id (so a new secret) every time: setting the webhook again
+        is how an organization rotates its signing secret.
+        """
         from shared.webhooks import check_webhook_url, signing_secret
 
         check_org_slug(org_slug)
+        if not isinstance(url, str):
+            raise BadRequest("Field 'url' must be a string")
         webhook = Webhook(
             org_slug=org_slug,
             webhook_id=secrets.token_hex(8),
             url=check_webhook_url(url, self.adapters.settings.webhook_insecure_hosts),
         )
         self.adapters.store.set_webhook(webhook)
+        if caller is not None:
+            self.adapters.store.record_audit(self._webhook_audit(caller, "webhook_set"))
         return webhook, signing_secret(self.adapters.api_key_pepper, webhook)
+
+    def get_webhook(self, caller: Caller) -> Webhook:
+        webhook = self.adapters.store.get_webhooks([caller.org_slug]).get(caller.org_slug)
+        if webhook is None:
+            raise NotFound("No webhook is set for this organization")
+        return webhook
+
+    def delete_webhook(self, caller: Caller) -> None:
+        if not self.adapters.store.delete_webhook(caller.org_slug):
+            raise NotFound("No webhook is set for this organization")
+        self.adapters.store.record_audit(self._webhook_audit(caller, "webhook_delete"))
+
+    def _webhook_audit(self, caller: Caller, action: str) -> AuditEvent:
+        return AuditEvent(
+            org_slug=caller.org_slug,
+            provider="webhook",
+            action=action,
+            outcome="success",
+            actor_key_id=caller.key_id,
+            request_id=caller.request_id,
+        )
 
     def revalidate(self, caller: Caller, *, max_seconds: float | None = None) -> dict[str, Any]:
         from shared.revalidation import revalidate_all

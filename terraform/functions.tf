@@ -15,6 +15,9 @@ locals {
     "integration_delete",
     "integration_rotate",
     "integration_revalidate",
+    "webhook_set",
+    "webhook_get",
+    "webhook_delete",
   ]
 
   # Reached only by Cloud Scheduler (scheduler.tf), never through the gateway.

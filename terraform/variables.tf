@@ -123,6 +123,27 @@ variable "function_settings" {
       max_instance_request_concurrency = 8
       max_instance_count               = 10
     }
+    webhook_set = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 8
+      max_instance_count               = 5
+    }
+    webhook_get = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 8
+      max_instance_count               = 5
+    }
+    webhook_delete = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 8
+      max_instance_count               = 5
+    }
     # One run at a time: it reads and writes every integration in one batch.
     integration_revalidate = {
       memory                           = "1Gi"

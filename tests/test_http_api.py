@@ -358,3 +358,35 @@ def test_every_credential_operation_is_audited(client, org_key, service):
     assert all(a.request_id for a in audit)
     assert audit[0].credential_fingerprint is not None and len(audit[0].credential_fingerprint) == 8
     assert audit[-1].credential_fingerprint == audit[3].credential_fingerprint
+
+
+# --- alert webhook ---------------------------------------------------------------------------
+
+
+def test_webhook_lifecycle_over_http(client, org_key, other_org_key, service):
+    from tests.openapi_contract import check_response
+
+    path = "/api/v1/organizations/acme/webhook"
+
+    def do(method, body=None, key=org_key):
+        response = client.open(path, method=method, json=body, headers={"X-API-Key": key})
+        check_response(method, path, response.status_code, response.get_json())
+        return response.status_code, response.get_json()
+
+    assert do("GET")[0] == 404
+    status, body = do("PUT", {"url": "https://hooks.example/acme"})
+    assert status == 200 and body["signing_secret"].startswith("whsec_")
+    first_secret = body["signing_secret"]
+    status, body = do("GET")
+    assert body["webhook"]["url"] == "https://hooks.example/acme" and "signing_secret" not in body
+    assert do("PUT", {"url": "https://hooks.example/new"})[1]["signing_secret"] != first_secret  # re-set = new secret
+    assert do("PUT", {"url": "http://hooks.example/plain"})[0] == 400
+    assert do("PUT", {"url": "https://10.1.2.3/internal"})[0] == 400
+    assert do("PUT", {"url": 42})[0] == 400
+    assert do("PUT", {})[0] == 400
+    assert do("GET", key=other_org_key)[0] == 403
+    assert do("DELETE", key=other_org_key)[0] == 403
+    assert do("DELETE")[0] == 200
+    assert do("DELETE")[0] == 404
+    actions = [a.action for a in service.adapters.store.list_audit("acme", "webhook")]
+    assert actions == ["webhook_delete", "webhook_set", "webhook_set"]
