@@ -4,6 +4,7 @@ this one source archive, chosen by ``--entry-point`` / Terraform's
 
 import os
 
+from functions.alerts import alerts_list
 from functions.delete import integration_delete
 from functions.get import integration_get
 from functions.list_integrations import integration_list
@@ -29,6 +30,7 @@ ENTRY_POINTS = {
     "webhook_set": webhook_set,
     "webhook_get": webhook_get,
     "webhook_delete": webhook_delete,
+    "alerts_list": alerts_list,
 }
 
 __all__ = list(ENTRY_POINTS)

@@ -12,5 +12,5 @@ from shared.http import ApiCall, endpoint
 @functions_framework.http
 @endpoint("GET", "/api/v1/integrations/<org_slug>")
 def integration_list(call: ApiCall) -> tuple[int, dict[str, Any]]:
-    integrations = call.service.list(call.caller)
+    integrations = call.service.list_integrations(call.caller)
     return 200, {"integrations": [integration.to_info() for integration in integrations], "count": len(integrations)}

@@ -83,19 +83,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     if arguments.command == "remove-webhook":
         return {"removed": store.delete_webhook(arguments.org)}
     if arguments.command == "list-alerts":
-        return {
-            "alerts": [
-                {
-                    "kind": alert.kind,
-                    "provider": alert.provider,
-                    "message": alert.message,
-                    "created_at": iso(alert.created_at),
-                    "delivery_status": alert.delivery_status,
-                    "delivery_attempts": alert.delivery_attempts,
-                }
-                for alert in store.list_alerts(arguments.org)
-            ]
-        }
+        return {"alerts": [alert.to_info() for alert in store.list_alerts(arguments.org)]}
     if arguments.command == "revalidate":
         caller = Caller(key_id="cli", org_slug="*", is_admin=True, request_id=f"cli-{new_id()}")
         return service.revalidate(caller, max_seconds=arguments.max_seconds)

@@ -148,6 +148,19 @@ class Alert:
     delivery_attempts: int = 0
     delivered_at: datetime | None = None
 
+    def to_info(self) -> dict[str, Any]:
+        return {
+            "alert_id": self.alert_id,
+            "kind": self.kind,
+            "provider": self.provider,
+            "integration_id": self.integration_id,
+            "message": self.message,
+            "created_at": iso(self.created_at),
+            "delivery_status": self.delivery_status,
+            "delivery_attempts": self.delivery_attempts,
+            "delivered_at": iso(self.delivered_at),
+        }
+
 
 @dataclass
 class Webhook:

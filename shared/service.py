@@ -37,6 +37,7 @@ from shared.errors import (
     UnknownProvider,
 )
 from shared.models import (
+    Alert,
     ApiKeyRecord,
     AuditEvent,
     Integration,
@@ -326,7 +327,7 @@ class IntegrationService:
             raise Conflict(f"Integration for {spec.display_name} changed during validation; try again")
         return ValidationOutcome(integration, result)
 
-    def list(self, caller: Caller) -> list[Integration]:
+    def list_integrations(self, caller: Caller) -> list[Integration]:
         return self.adapters.store.list_integrations(caller.org_slug)
 
     def get(self, caller: Caller, provider_id: str) -> Integration:
@@ -431,6 +432,9 @@ class IntegrationService:
         if not self.adapters.store.delete_webhook(caller.org_slug):
             raise NotFound("No webhook is set for this organization")
         self.adapters.store.record_audit(self._webhook_audit(caller, "webhook_delete"))
+
+    def list_alerts(self, caller: Caller, limit: int = 100) -> list[Alert]:
+        return self.adapters.store.list_alerts(caller.org_slug, limit=limit)
 
     def _webhook_audit(self, caller: Caller, action: str) -> AuditEvent:
         return AuditEvent(

@@ -18,6 +18,7 @@ locals {
     "webhook_set",
     "webhook_get",
     "webhook_delete",
+    "alerts_list",
   ]
 
   # Reached only by Cloud Scheduler (scheduler.tf), never through the gateway.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -390,3 +391,23 @@ def test_webhook_lifecycle_over_http(client, org_key, other_org_key, service):
     assert do("DELETE")[0] == 404
     actions = [a.action for a in service.adapters.store.list_audit("acme", "webhook")]
     assert actions == ["webhook_delete", "webhook_set", "webhook_set"]
+
+
+def test_alerts_list_over_http(client, org_key, other_org_key, service):
+    from datetime import timedelta
+
+    from shared.models import utc_now
+    from tests.openapi_contract import check_response
+
+    setup(client, org_key, expires_at=(utc_now() + timedelta(days=3)).isoformat())
+    call(client, "POST", "/acme/openai/validate", org_key)
+    service.adapters.settings = replace(service.adapters.settings, revalidation_min_interval_seconds=0)
+    admin_key = service.create_api_key("ops", is_admin=True)[1]
+    assert client.post("/api/v1/admin/revalidate", headers={"X-API-Key": admin_key}).status_code == 200
+    path = "/api/v1/organizations/acme/alerts"
+    response = client.get(path, headers={"X-API-Key": org_key})
+    check_response("GET", path, response.status_code, response.get_json())
+    alerts = response.get_json()["alerts"]
+    assert [(a["kind"], a["delivery_status"]) for a in alerts] == [("expiring", "no_webhook")]
+    assert client.get(path + "?limit=0", headers={"X-API-Key": org_key}).status_code == 400
+    assert client.get(path, headers={"X-API-Key": other_org_key}).status_code == 403
