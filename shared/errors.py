@@ -123,13 +123,6 @@ class StoreUnavailable(ServiceError):
         super().__init__(message, **kwargs)
 
 
-class StoreConflict(Exception):
-    """A store transaction lost a race (BigQuery serialization abort).
-
-    Internal: the store retries it; it escapes only as ``StoreUnavailable``.
-    """
-
-
 class ConfigurationError(Exception):
     """The service itself is misconfigured (bad env, bad registry file).
 

@@ -7,7 +7,7 @@ adapter maps them one to one.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -116,9 +116,6 @@ class AuditEvent:
     detail: str | None = None
     audit_id: str = field(default_factory=new_id)
     created_at: datetime = field(default_factory=utc_now)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

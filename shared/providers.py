@@ -50,10 +50,6 @@ class ProviderSpec:
     validation: dict[str, Any]
     pipelines: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    @property
-    def base_url_env(self) -> str:
-        return f"PROVIDER_{self.provider_id.upper()}_BASE_URL"
-
 
 @dataclass(frozen=True)
 class Registry:

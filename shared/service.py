@@ -208,13 +208,13 @@ class IntegrationService:
     def _integration(self, org_slug: str, spec: ProviderSpec) -> Integration:
         integration = self.adapters.store.get_integration(org_slug, spec.provider_id)
         if integration is None:
-            raise NotFound(f"No integration for {spec.display_name} in this organization")
+            raise no_integration(spec)
         return integration
 
     def _with_credential(self, org_slug: str, spec: ProviderSpec) -> tuple[Integration, StoredCredential]:
         pair = self.adapters.store.get_integration_with_credential(org_slug, spec.provider_id)
         if pair is None:
-            raise NotFound(f"No integration for {spec.display_name} in this organization")
+            raise no_integration(spec)
         return pair
 
     def _audit(
@@ -347,7 +347,7 @@ class IntegrationService:
             caller.org_slug, spec.provider_id, change, self._audit(caller, spec, action, "success")
         )
         if updated is None:
-            raise NotFound(f"No integration for {spec.display_name} in this organization")
+            raise no_integration(spec)
         return updated
 
     def delete(self, caller: Caller, provider_id: str) -> None:
@@ -355,7 +355,7 @@ class IntegrationService:
         if not self.adapters.store.delete_integration(
             caller.org_slug, spec.provider_id, self._audit(caller, spec, "delete", "success")
         ):
-            raise NotFound(f"No integration for {spec.display_name} in this organization")
+            raise no_integration(spec)
 
     def rotate(
         self, caller: Caller, provider_id: str, new_credentials: Any, expires_at: datetime | None
@@ -450,6 +450,10 @@ class IntegrationService:
         from shared.revalidation import revalidate_all
 
         return revalidate_all(self, caller, max_seconds=max_seconds)
+
+
+def no_integration(spec: ProviderSpec) -> NotFound:
+    return NotFound(f"No integration for {spec.display_name} in this organization")
 
 
 def check_org_slug(org_slug: str) -> None:
