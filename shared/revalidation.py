@@ -84,7 +84,12 @@ def run_bounded(
     def finished(provider: str, pair: Pair, future: Future[ValidationResult]) -> None:
         with condition:
             in_flight[provider] -= 1
-            results.append((pair, future.result()))
+            error = future.exception()
+            if error is None:
+                results.append((pair, future.result()))
+            else:
+                # One integration's surprise must not end the run; it stays due for the next one.
+                logger.error("revalidation check failed", extra={"error": error.__class__.__name__})
             condition.notify_all()
 
     def next_pair() -> Pair | None:
@@ -181,7 +186,11 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
     )
     past_expiry = [pair for pair in due if pair[0].expires_at is not None and pair[0].expires_at <= run_at]
     expired_ids = {pair[0].integration_id for pair in past_expiry}
-    to_check = [pair for pair in due if pair[0].integration_id not in expired_ids]
+    # A provider dropped from the registry cannot be checked; its rows wait, counted as skipped.
+    retired = [pair for pair in due if service.registry.get(pair[0].provider) is None]
+    retired_ids = {pair[0].integration_id for pair in retired}
+    past_expiry = [pair for pair in past_expiry if pair[0].integration_id not in retired_ids]
+    to_check = [pair for pair in due if pair[0].integration_id not in expired_ids | retired_ids]
 
     def check(pair: Pair) -> ValidationResult:
         integration, credential = pair
@@ -241,7 +250,7 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
 
     written, inserted = store.save_revalidation_results(results, alerts)
     summary.written = written
-    summary.skipped = not_started + (len(results) - written)
+    summary.skipped = len(to_check) - len(checked) + len(retired) + (len(results) - written)
     inserted_ids = set(inserted)
     new_alerts = [alert for alert in alerts if alert.alert_id in inserted_ids]
     summary.alerts = len(new_alerts)

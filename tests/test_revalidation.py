@@ -298,3 +298,14 @@ def test_platform_mode_trusts_the_schedulers_oidc_token(client, service):
     assert client.post(path).status_code == 401
     response = client.post(path, headers={"Authorization": f"Bearer e30.{claims.rstrip('=')}.sig"})
     assert response.status_code == 200, response.get_json()
+
+
+def test_integration_of_a_retired_provider_is_skipped_not_fatal(service):
+    import sqlite3
+
+    connect(service, "acme")
+    connect(service, "globex")
+    with sqlite3.connect(service.adapters.store.path) as connection:
+        connection.execute("UPDATE org_integrations SET provider = 'retired' WHERE org_slug = 'globex'")
+    summary = revalidate(service)
+    assert summary["checked"] == 1 and summary["active"] == 1 and summary["skipped"] == 1
