@@ -29,11 +29,15 @@ test: $(VENV)/.dev .venv-checkov/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy shared
+	$(PY) -m shared.providers --check
 	$(PY) -m pytest -q
 
+# The provider registry's full check (JSON Schema + cross-field rules) runs here,
+# at build time; the functions load the checked file without jsonschema.
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
 	$(PY) -m mypy shared
+	$(PY) -m shared.providers --check
 
 format: $(VENV)/.dev
 	$(PY) -m ruff format .

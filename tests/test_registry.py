@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from shared.errors import ConfigurationError
-from shared.providers import REGISTRY_PATH, default_registry, load_registry
+from shared.providers import REGISTRY_PATH, check_registry, default_registry, load_registry
+from shared.providers import main as providers_main
 
 
 def test_registry_loads_the_four_first_providers():
@@ -54,5 +55,34 @@ def _broken(tmp_path: Path, mutate) -> Path:
     ],
 )
 def test_broken_registry_is_rejected(tmp_path, mutate, fragment):
+    path = _broken(tmp_path, mutate)
     with pytest.raises(ConfigurationError, match=fragment):
+        load_registry(path, check_schema=True)
+    assert any(fragment in problem for problem in check_registry(path))
+
+
+def test_the_shipped_registry_passes_the_build_time_check(capsys):
+    assert check_registry() == []
+    assert providers_main(["--check"]) == 0
+    assert "OK (4 providers" in capsys.readouterr().out
+
+
+def test_the_build_time_check_fails_on_a_broken_registry(tmp_path, capsys):
+    path = _broken(tmp_path, lambda d: d["providers"]["openai"].update(base_url="http://plain"))
+    assert providers_main(["--check", str(path)]) == 1
+    assert "base_url" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d["providers"]["openai"].pop("display_name"),
+        lambda d: d["providers"]["openai"]["credential"].update(pattern="(unclosed"),
+        lambda d: d["providers"]["openai"].update(validation="http"),
+        lambda d: d.update(providers=[]),
+    ],
+)
+def test_run_time_load_without_the_schema_still_refuses_a_malformed_registry(tmp_path, mutate):
+    """Run time skips the JSON Schema (the build checked the shipped file); a broken shape still fails cleanly."""
+    with pytest.raises(ConfigurationError, match=r"provider registry .* (is malformed|is invalid)"):
         load_registry(_broken(tmp_path, mutate))
