@@ -152,9 +152,7 @@ def timed_run(service: IntegrationService, simulator_url: str, latency_ms: float
     peak_kb = _proc_status_kb("VmHWM")
     stats = simulator_call(simulator_url, "/_sim/stats")
     requests = {provider: calls for provider, calls in stats["requests"].items() if calls}
-    ideal = ideal_seconds(
-        requests, latency_ms, settings.revalidation_concurrency, settings.revalidation_per_provider
-    )
+    ideal = ideal_seconds(requests, latency_ms, settings.revalidation_concurrency, settings.revalidation_per_provider)
     return {
         "wall_seconds": round(wall, 3),
         "ideal_seconds": round(ideal, 3),
@@ -258,7 +256,8 @@ def main() -> None:
     settings = Settings()
     print(
         f"revalidation bench (SQLite + keyring): latency {arguments.latency_ms:g} ms, "
-        f"concurrency {arguments.concurrency}, per-provider cap {settings.revalidation_per_provider}, medians of {arguments.runs} runs after a warm-up, "
+        f"concurrency {arguments.concurrency}, per-provider cap {settings.revalidation_per_provider}, "
+        f"medians of {arguments.runs} runs after a warm-up, "
         f"{os.cpu_count()}-core machine (wall times are noisy; read the ratios)"
     )
     print_rows([small, large])
