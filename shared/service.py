@@ -174,7 +174,10 @@ class IntegrationService:
         if len(value) > MAX_SECRET_CHARS:
             raise BadRequest(f"Field 'credentials.{field_name}' is longer than {MAX_SECRET_CHARS} characters")
         if spec.credential_type == "service_account_json":
-            document = parse_service_account(value, spec.display_name, self.adapters.settings.allowed_token_hosts)
+            settings = self.adapters.settings
+            document = parse_service_account(
+                value, spec.display_name, settings.allowed_token_hosts, settings.gcp_token_uri
+            )
             return json.dumps(document, sort_keys=True)
         value = value.strip()
         if spec.key_pattern is not None and not spec.key_pattern.fullmatch(value):
