@@ -368,6 +368,9 @@ class IntegrationService:
         integration, old_credential = self._with_credential(caller.org_slug, spec)
         if integration.status == Status.DISABLED:
             raise IntegrationDisabled(f"Integration for {spec.display_name} is disabled; enable it before rotating")
+        # The row version this rotation builds on: the provider check below can be
+        # slow, and a settings change meanwhile must win over what was read here.
+        read_version = integration.updated_at
         try:
             secret = self._secret_from(spec, new_credentials)
         except InvalidCredentialFormat as error:
@@ -397,8 +400,22 @@ class IntegrationService:
             detail=f"replaced credential {old_credential.fingerprint}",
         )
         if not self.adapters.store.replace_credential(
-            integration, credential, audit, expected_credential_id=old_credential.credential_id
+            integration,
+            credential,
+            audit,
+            expected_credential_id=old_credential.credential_id,
+            expected_updated_at=read_version,
         ):
+            self.adapters.store.record_audit(
+                self._audit(
+                    caller,
+                    spec,
+                    "rotate",
+                    "rejected",
+                    fingerprint=credential.fingerprint,
+                    detail="integration changed during rotation",
+                )
+            )
             raise Conflict(f"Integration for {spec.display_name} changed during rotation; try again")
         return ValidationOutcome(integration, result)
 
