@@ -16,6 +16,10 @@ import flask
 # What the frontend sends: the org key, a JSON body, the acting user, a correlation id.
 ALLOWED_REQUEST_HEADERS = ("X-API-Key", "Content-Type", "X-User-Id", "X-Request-Id")
 EXPOSED_HEADERS = ("X-Request-Id",)
+# Behind API Gateway a path's preflight reaches one of that path's functions,
+# whichever: a function therefore allows every API method in a preflight (the
+# real request still goes to the function that serves it, or gets a 405).
+API_METHODS = ("GET", "POST", "PUT", "DELETE")
 PREFLIGHT_MAX_AGE_SECONDS = 600
 
 

@@ -29,7 +29,7 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 
 from shared import logs
-from shared.cors import apply_cors
+from shared.cors import API_METHODS, apply_cors
 from shared.errors import (
     BadRequest,
     ConfigurationError,
@@ -215,7 +215,7 @@ def endpoint(
             request_id = _request_id(request)
             with logs.request_context(request_id):
                 response = _respond(request, request_id)
-            return apply_cors(response, request, cors_origins(), (method,))
+            return apply_cors(response, request, cors_origins(), API_METHODS)
 
         def _respond(request: flask.Request, request_id: str) -> flask.Response:
             if request.method == "OPTIONS":
