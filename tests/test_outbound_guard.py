@@ -27,6 +27,7 @@ from shared.outbound import OutboundRefused, canonical_host, parse_target
 from shared.providers import default_registry
 from shared.validators import validate_credential
 from shared.webhooks import deliver
+from shared.wiring import Adapters
 from tests.test_gcp_validation import service_account
 
 PEPPER = b"test-pepper"
@@ -303,8 +304,8 @@ def test_setup_refuses_a_token_uri_that_is_not_plainly_google(client, org_key, l
 def _gcp_check(settings, token_uri: str):
     spec = default_registry().get("gcp")
     # BigQuery calls go to a closed port: only the token request matters here.
-    context = replace(settings, provider_base_urls={"gcp": "http://127.0.0.1:9"}, validation_max_attempts=1)
-    context = context.validation_context(spec)
+    closed = replace(settings, provider_base_urls={"gcp": "http://127.0.0.1:9"}, validation_max_attempts=1)
+    context = Adapters(closed).validation_context(spec)
     secret = json.dumps(service_account(token_uri))
     return validate_credential(spec, secret, {"project_id": "integrations-test", "billing_dataset_id": "b"}, context)
 
