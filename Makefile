@@ -53,6 +53,7 @@ format: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) -m bench.operations
 	$(PY) -m bench.revalidation
+	$(PY) -m bench.local_writes
 
 clean:
 	rm -rf $(VENV) .venv-checkov .venv-fuzz .pytest_cache .ruff_cache .mypy_cache

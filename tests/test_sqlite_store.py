@@ -102,7 +102,8 @@ def test_a_store_from_before_the_indexes_gets_them_on_open(tmp_path):
 def test_concurrent_writers_all_succeed(settings, writers):
     """32 threads setting up at once (each its own org): no StoreUnavailable, every row there, one job each."""
     service = make_service(settings)
-    callers = [service.authenticate(service.create_api_key(f"org{i:02d}")[1], f"org{i:02d}", "r") for i in range(writers)]
+    orgs = [f"org{index:02d}" for index in range(writers)]
+    callers = [service.authenticate(service.create_api_key(org)[1], org, "r") for org in orgs]
     service.adapters.store.counters.clear()
     barrier = threading.Barrier(writers)
     errors: list[BaseException] = []
@@ -111,7 +112,7 @@ def test_concurrent_writers_all_succeed(settings, writers):
         barrier.wait()
         try:
             service.setup(caller, "openai", {"api_key": OPENAI_KEY}, None, None)
-        except BaseException as error:  # noqa: BLE001 - any failure is the finding
+        except BaseException as error:  # any failure is the finding
             errors.append(error)
 
     threads = [threading.Thread(target=set_up, args=(caller,)) for caller in callers]
