@@ -857,6 +857,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.system()} {platform.machine()}  {cpus} CPUs\n"
         f"Times are wall-clock and noisy ({cpus}-core machine, emulator and fakes share it); counters are exact."
     )
+    from shared.providers import check_registry
+
+    # As Cloud Build's lint step does before a deploy: cold starts then load the checked copy.
+    if problems := check_registry(write_copy=True):
+        raise SystemExit(f"provider registry fails its check: {problems}")
     with tempfile.TemporaryDirectory(prefix="bench-ops-") as temp, running_stack() as (simulator, gcp):
         temp_dir = Path(temp)
         progress(f"stand-ins up (BigQuery emulator started in {gcp.bigquery.startup_seconds:.1f} s)")

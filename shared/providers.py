@@ -8,26 +8,28 @@ required field is a declared config field).
 
 The full check (schema + cross-field rules) runs where the file can still
 change: in the tests and at build time (``python -m shared.providers --check``,
-part of ``make test`` and so of Cloud Build). The registry ships inside the
-function's source archive, so at run time it is the file that was checked;
-loading it there skips the JSON Schema (importing ``jsonschema`` alone cost a
-cold start 30-90 ms) and keeps the cheap cross-field rules. A registry that is
-broken anyway still fails at start-up with ``ConfigurationError``, never with a
-half-built spec.
+part of ``make lint``/``make test`` and so of Cloud Build). A passing check
+writes the parsed document beside the file (``providers.checked.json``, keyed
+by the YAML's SHA-256, git-ignored, shipped in the function archive). At run
+time the registry loads from that copy when its hash matches the YAML, so a
+cold start imports neither ``jsonschema`` nor ``yaml`` (together 40-100 ms of
+a first request on the dev machine); without a matching copy it parses the
+YAML with libyaml. Either way the cheap cross-field rules run again, and a
+registry broken anyway fails at start-up with ``ConfigurationError``, never
+with a half-built spec.
 """
 
 from __future__ import annotations
 
-import argparse
+import hashlib
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from shared.errors import ConfigurationError
 
@@ -135,13 +137,62 @@ def _check_cross_fields(document: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _read_document(path: Path) -> Any:
+def checked_copy_path(path: Path) -> Path:
+    """Where a passing check leaves the parsed registry: ``providers.yml`` -> ``providers.checked.json``."""
+    return path.with_name(f"{path.stem}.checked.json")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read provider registry {path}: {exc}") from exc
+
+
+def _parse_yaml(path: Path, raw: bytes) -> Any:
+    import yaml
+
     # libyaml's loader when PyYAML has it (the wheels do): a tenth of the pure-Python parse time.
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(path.read_text(), Loader=loader)  # noqa: S506 - a safe loader either way
-    except (OSError, yaml.YAMLError, ValueError) as exc:
+        return yaml.load(raw, Loader=loader)  # noqa: S506 - a safe loader either way
+    except (yaml.YAMLError, ValueError) as exc:
         raise ConfigurationError(f"cannot read provider registry {path}: {exc}") from exc
+
+
+def _checked_copy(path: Path, raw: bytes) -> Any | None:
+    """The document the build-time check wrote, if it was written for exactly these bytes."""
+    try:
+        copy = json.loads(checked_copy_path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(copy, dict) or copy.get("source_sha256") != hashlib.sha256(raw).hexdigest():
+        return None
+    return copy.get("document")
+
+
+def _read_document(path: Path) -> Any:
+    raw = _read_bytes(path)
+    checked = _checked_copy(path, raw)
+    return checked if checked is not None else _parse_yaml(path, raw)
+
+
+def write_checked_copy(path: Path, raw: bytes, document: Any) -> Path:
+    """Leave the checked document beside the registry (atomically: readers never see half a file)."""
+    import tempfile  # build time only, like argparse below: a cold start never writes the copy
+
+    target = checked_copy_path(path)
+    payload = {"source": path.name, "source_sha256": hashlib.sha256(raw).hexdigest(), "document": document}
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(payload, handle, separators=(",", ":"))
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
 
 
 def schema_problems(document: Any) -> list[str]:
@@ -157,15 +208,26 @@ def schema_problems(document: Any) -> list[str]:
     return [f"{'/'.join(map(str, error.path)) or '<root>'}: {error.message}" for error in errors]
 
 
-def check_registry(path: Path = REGISTRY_PATH) -> list[str]:
-    """Every problem of the registry file: the JSON Schema first, then the cross-field rules."""
-    document = _read_document(path)
-    return schema_problems(document) or _check_cross_fields(document)
+def check_registry(path: Path = REGISTRY_PATH, *, write_copy: bool = False) -> list[str]:
+    """Every problem of the registry file (from the YAML itself): the JSON Schema, then the cross-field
+    rules. With ``write_copy``, a registry without problems also gets its checked copy written."""
+    raw = _read_bytes(path)
+    document = _parse_yaml(path, raw)
+    problems = schema_problems(document)
+    if not problems:
+        try:
+            problems = _check_cross_fields(document)
+        except (KeyError, TypeError, AttributeError) as exc:
+            problems = [f"malformed ({exc.__class__.__name__}: {exc})"]
+    if not problems and write_copy:
+        write_checked_copy(path, raw, document)
+    return problems
 
 
 def load_registry(path: Path = REGISTRY_PATH, *, check_schema: bool = False) -> Registry:
-    """The registry as specs. ``check_schema`` adds the full JSON Schema check (tests, build time)."""
-    document = _read_document(path)
+    """The registry as specs. ``check_schema`` adds the full JSON Schema check on the YAML itself
+    (tests); otherwise the checked copy is used when it matches the YAML."""
+    document = _parse_yaml(path, _read_bytes(path)) if check_schema else _read_document(path)
     problems = schema_problems(document) if check_schema else []
     try:
         if not problems:
@@ -219,14 +281,18 @@ def default_registry() -> Registry:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     parser = argparse.ArgumentParser(description="Check the provider registry against its schema and rules.")
-    parser.add_argument("--check", action="store_true", help="check the registry (the only action)")
+    parser.add_argument(
+        "--check", action="store_true", help="check the registry and, if it passes, write its checked copy"
+    )
     parser.add_argument("path", nargs="?", type=Path, default=REGISTRY_PATH)
     arguments = parser.parse_args(argv)
     if not arguments.check:
         parser.error("nothing to do: pass --check")
     try:
-        problems = check_registry(arguments.path)
+        problems = check_registry(arguments.path, write_copy=True)
     except ConfigurationError as exc:
         problems = [str(exc)]
     if problems:
@@ -235,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  - {problem}", file=sys.stderr)
         return 1
     registry = load_registry(arguments.path)
-    print(f"{arguments.path}: OK ({len(registry.providers)} providers: {', '.join(registry.providers)})")
+    print(
+        f"{arguments.path}: OK ({len(registry.providers)} providers: {', '.join(registry.providers)}); "
+        f"checked copy in {checked_copy_path(arguments.path).name}"
+    )
     return 0
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from shared.errors import ConfigurationError
-from shared.providers import REGISTRY_PATH, check_registry, default_registry, load_registry
+from shared.providers import REGISTRY_PATH, check_registry, checked_copy_path, default_registry, load_registry
 from shared.providers import main as providers_main
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_registry_loads_the_four_first_providers():
@@ -86,3 +90,37 @@ def test_run_time_load_without_the_schema_still_refuses_a_malformed_registry(tmp
     """Run time skips the JSON Schema (the build checked the shipped file); a broken shape still fails cleanly."""
     with pytest.raises(ConfigurationError, match=r"provider registry .* (is malformed|is invalid)"):
         load_registry(_broken(tmp_path, mutate))
+
+
+def _copy_registry(tmp_path: Path) -> Path:
+    path = tmp_path / "providers.yml"
+    path.write_bytes(REGISTRY_PATH.read_bytes())
+    return path
+
+
+def test_a_checked_registry_loads_without_yaml_or_jsonschema(tmp_path):
+    """The build-time check leaves the parsed registry beside the file; a cold start reads that."""
+    path = _copy_registry(tmp_path)
+    assert providers_main(["--check", str(path)]) == 0
+    assert checked_copy_path(path).exists()
+    probe = (
+        "import sys; from pathlib import Path; from shared.providers import load_registry; "
+        f"registry = load_registry(Path({str(path)!r})); "
+        "print(sorted(registry.providers), 'yaml' in sys.modules, 'jsonschema' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.split("]")[1].split() == ["False", "False"]
+    assert load_registry(path) == load_registry(path, check_schema=True)  # the copy is the YAML, nothing else
+
+
+def test_a_stale_checked_copy_is_ignored(tmp_path):
+    path = _copy_registry(tmp_path)
+    assert providers_main(["--check", str(path)]) == 0
+    path.write_text(path.read_text().replace("display_name: OpenAI", "display_name: OpenAI Platform"))
+    assert load_registry(path).get("openai").display_name == "OpenAI Platform"
+
+
+def test_a_failing_check_writes_no_copy(tmp_path):
+    path = _broken(tmp_path, lambda d: d["providers"]["openai"].update(base_url="http://plain"))
+    assert providers_main(["--check", str(path)]) == 1
+    assert not checked_copy_path(path).exists()
