@@ -61,6 +61,17 @@ def _days(environ: Mapping[str, str], name: str, default: tuple[int, ...]) -> tu
     return days
 
 
+def _authority_host(environ: Mapping[str, str]) -> str:
+    """AZURE_AUTHORITY_HOST: https and no path, as msal requires (it appends the tenant)."""
+    from urllib.parse import urlsplit
+
+    value = (environ.get("AZURE_AUTHORITY_HOST") or "https://login.microsoftonline.com").rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or parts.path or parts.query:
+        raise ConfigurationError(f"AZURE_AUTHORITY_HOST must be https://host[:port] with no path, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     backend: str = "local"
@@ -86,6 +97,11 @@ class Settings:
     allowed_token_hosts: tuple[str, ...] = ("oauth2.googleapis.com", "accounts.google.com")
     billing_export_max_age_hours: float = 72.0
     gcp_iam_base_url: str = "https://iam.googleapis.com"
+    # Azure: Entra ID authority host (https://host[:port], no path: msal appends the tenant),
+    # Microsoft Graph, and a CA bundle for the Azure calls (the simulator's own CA).
+    azure_authority_host: str = "https://login.microsoftonline.com"
+    azure_graph_base_url: str = "https://graph.microsoft.com"
+    azure_ca_bundle: str | None = None
     # Revalidation (Cloud Scheduler -> integration_revalidate)
     revalidate_auth: str = "admin_key"  # or "platform": Cloud Run verified the scheduler's OIDC token
     revalidation_concurrency: int = 16
@@ -131,6 +147,9 @@ class Settings:
             allowed_token_hosts=("oauth2.googleapis.com", "accounts.google.com", *extra_hosts),
             billing_export_max_age_hours=_float(environ, "BILLING_EXPORT_MAX_AGE_HOURS", 72.0),
             gcp_iam_base_url=(environ.get("GCP_IAM_BASE_URL") or "https://iam.googleapis.com").rstrip("/"),
+            azure_authority_host=_authority_host(environ),
+            azure_graph_base_url=(environ.get("AZURE_GRAPH_BASE_URL") or "https://graph.microsoft.com").rstrip("/"),
+            azure_ca_bundle=environ.get("AZURE_CA_BUNDLE") or None,
             revalidate_auth=_choice(environ, "REVALIDATE_AUTH", ("admin_key", "platform")),
             revalidation_concurrency=max(1, int(_float(environ, "REVALIDATION_CONCURRENCY", 16))),
             revalidation_per_provider=max(1, int(_float(environ, "REVALIDATION_PER_PROVIDER", 8))),
@@ -159,6 +178,9 @@ class Settings:
             allowed_token_hosts=self.allowed_token_hosts,
             billing_export_max_age_hours=self.billing_export_max_age_hours,
             gcp_iam_base_url=self.gcp_iam_base_url,
+            azure_authority_host=self.azure_authority_host,
+            azure_graph_base_url=self.azure_graph_base_url,
+            azure_ca_bundle=self.azure_ca_bundle,
         )
 
 

@@ -26,7 +26,11 @@ SCHEMA_PATH = CONFIG_DIR / "providers.schema.json"
 # Capabilities that code validators report (declarative ones are their check names).
 CODE_VALIDATOR_CAPABILITIES = {
     "gcp_service_account": {"list_datasets", "read_billing_export", "run_queries"},
+    "azure_service_principal": {"authenticate", "list_exports", "read_cost_export"},
 }
+
+# Code validators that parse a credential of several request fields (shared.validators.credential_parsers).
+MULTI_FIELD_MODULES = {"azure_service_principal"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class ConfigField:
     pattern: re.Pattern[str]
     required: bool
     description: str
+    example: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class ProviderSpec:
     base_url: str
     validation: dict[str, Any]
     pipelines: dict[str, dict[str, str]] = field(default_factory=dict)
+    # The request fields of a credential made of several (empty: just credential_field).
+    credential_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,15 @@ def _check_cross_fields(document: dict[str, Any]) -> list[str]:
     problems = []
     for provider_id, entry in document["providers"].items():
         validation = entry["validation"]
-        if entry["credential"]["field"] != entry["credential"]["type"]:
+        credential = entry["credential"]
+        if "fields" in credential:
+            # A credential of several request fields (Azure): the secret field is one of them.
+            if credential["field"] not in credential["fields"] or validation.get("module") not in MULTI_FIELD_MODULES:
+                problems.append(
+                    f"{provider_id}: credential.fields needs a validator module with a credential parser"
+                    f" ({', '.join(sorted(MULTI_FIELD_MODULES))}) and must list credential.field"
+                )
+        elif credential["field"] != credential["type"]:
             problems.append(f"{provider_id}: credential.field must equal credential.type")
         if validation["kind"] == "http":
             capabilities = set(validation["checks"])
@@ -118,12 +133,14 @@ def load_registry(path: Path = REGISTRY_PATH) -> Registry:
                     pattern=re.compile(spec["pattern"]),
                     required=bool(spec.get("required", False)),
                     description=spec["description"],
+                    example=spec.get("example"),
                 )
                 for name, spec in entry.get("config_fields", {}).items()
             },
             base_url=entry["base_url"].rstrip("/"),
             validation=entry["validation"],
             pipelines=entry["pipelines"],
+            credential_fields=tuple(credential.get("fields", ())),
         )
     return Registry(providers)
 
