@@ -432,3 +432,42 @@ def test_certificate_without_its_private_key_is_rejected(azure_client, org_key):
         {"credentials": credentials, "config": {"scope": GOOD_SCOPE}},
     )
     assert status == 400 and "holds no private key" in json.dumps(body["details"])
+
+
+# --- the simulator's shapes ---------------------------------------------------------------------
+
+
+def test_simulator_answers_in_azure_shapes_and_records_costly_calls(azure_sim, directory):
+    import requests
+
+    principal, scope = connected(directory)
+    token_url = f"{azure_sim.url}/{principal.tenant_id}/oauth2/v2.0/token"
+    form = {
+        **principal.credentials(),
+        "grant_type": "client_credentials",
+        "scope": "https://management.azure.com/.default",
+    }
+    refused = requests.post(token_url, data={**form, "client_secret": "nope"}, verify=azure_sim.ca_bundle, timeout=5)
+    body = refused.json()
+    assert refused.status_code == 401 and body["error"] == "invalid_client" and body["error_codes"] == [7000215]
+    assert body["error_description"].startswith("AADSTS7000215:") and {"trace_id", "correlation_id"} <= set(body)
+
+    token = requests.post(token_url, data=form, verify=azure_sim.ca_bundle, timeout=5).json()["access_token"]
+    exports = f"{azure_sim.url}/arm{scope}/providers/Microsoft.CostManagement/exports"
+    headers = {"Authorization": f"Bearer {token}"}
+    missing_version = requests.get(exports, headers=headers, verify=azure_sim.ca_bundle, timeout=5)
+    assert missing_version.status_code == 400
+    assert missing_version.json()["error"]["code"] == "MissingApiVersionParameter"
+
+    before = len(directory.forbidden_calls)
+    run_now = requests.post(
+        f"{exports}/daily-actual-cost/run?api-version=2025-03-01",
+        headers=headers,
+        verify=azure_sim.ca_bundle,
+        timeout=5,
+    )
+    assert run_now.status_code == 405 and set(run_now.json()["error"]) == {"code", "message"}
+    assert directory.forbidden_calls[before:] == [
+        f"POST /arm{scope}/providers/Microsoft.CostManagement/exports/daily-actual-cost/run?api-version=2025-03-01"
+    ]
+    del directory.forbidden_calls[before:]  # this test made the call on purpose

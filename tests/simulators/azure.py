@@ -48,7 +48,7 @@ import string
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -709,9 +709,11 @@ class AzureSimulator:
         return principal, scope
 
 
-def iter_env_lines(simulator: AzureSimulator) -> Iterator[str]:
-    for name, value in simulator.env().items():
-        yield f"export {name}={value}"
+def env_file_text(simulator: AzureSimulator, setup_body: dict[str, Any]) -> str:
+    """Shell lines that point a service at ``simulator`` and hold the demo setup body."""
+    lines = [f"export {name}={value}" for name, value in simulator.env().items()]
+    lines.append(f"export AZURE_DEMO_SETUP='{json.dumps(setup_body)}'")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -723,15 +725,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.simulators.azure", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: free)")
     parser.add_argument("--secret-days", type=float, default=6, help="days until the demo secret expires")
+    parser.add_argument("--env-file", type=Path, help="also write the export lines to this file (for `source`)")
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with AzureSimulator(args.port, log_requests=True) as simulator:
         principal, scope = simulator.seed_demo(secret_days=args.secret_days)
-        print(f"# Azure simulator on {simulator.url} (Ctrl-C to stop); point the service at it with:")
-        print("\n".join(iter_env_lines(simulator)))
-        print("# demo service principal (credentials) and scope (config):")
-        print(json.dumps({"credentials": principal.credentials(), "config": {"scope": scope}}))
+        text = env_file_text(simulator, {"credentials": principal.credentials(), "config": {"scope": scope}})
+        if args.env_file:
+            args.env_file.write_text(text)
+        print(f"# Azure simulator on {simulator.url} (Ctrl-C to stop). Demo tenant, app and export:")
+        print(text, end="")
         sys.stdout.flush()
         try:
             while not stop.wait(0.5):
