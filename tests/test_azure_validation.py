@@ -15,6 +15,7 @@ from datetime import timedelta
 import pytest
 
 from shared.models import utc_now
+from shared.revalidation import revalidate_all
 from shared.service import Caller
 from shared.validators import Failure, FailureClass
 from tests.simulators.azure import AzureSimulator
@@ -186,9 +187,9 @@ def test_export_must_have_run_successfully_and_recently(azure_service, caller, d
     assert outcome.integration.status == "error"
     export = outcome.result.details["capabilities"]["read_cost_export"]
     assert export["passed"] is False and reason in export["reason"], export
-    assert outcome.result.message.startswith(LACKS + "read_cost_export is missing")
+    assert outcome.result.message.startswith(LACKS + "read_cost_export refused")
     assert "Create a daily Cost Management export" in outcome.result.message
-    assert outcome.result.details["pipelines"]["cost_export"]["ready"] is False
+    assert outcome.result.details["pipelines"]["cost/billing"]["ready"] is False
 
 
 def test_no_export_at_the_scope(azure_service, caller, directory):
@@ -294,12 +295,12 @@ def test_secret_expiring_in_six_days_raises_the_seven_day_alert_on_revalidation(
     azure_service.setup(caller, "azure", principal.credentials(), {"scope": scope}, None)
     admin = Caller(key_id="ops", org_slug="ops", is_admin=True, request_id="req-reval")
     azure_service.adapters.settings = replace(azure_service.adapters.settings, revalidation_min_interval_seconds=0)
-    summary = azure_service.revalidate(admin)
+    summary = revalidate_all(azure_service, admin)
     assert summary["active"] == 1 and summary["alerts"] == 1
     alerts = azure_service.adapters.store.list_alerts("acme")
     assert [(a.kind, a.provider) for a in alerts] == [("expiring", "azure")]
     assert "within 7 days" in alerts[0].message and "Microsoft Azure credential expires" in alerts[0].message
-    assert azure_service.revalidate(admin)["alerts"] == 0  # each window fires once
+    assert revalidate_all(azure_service, admin)["alerts"] == 0  # each window fires once
 
 
 def test_rotation_to_a_new_secret_takes_its_expiry(azure_service, caller, directory):

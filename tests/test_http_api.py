@@ -33,8 +33,12 @@ def call(client, method, path, key, body=None, raw=None, headers=None):
     return response.status_code, response.get_json()
 
 
-def setup(client, key, provider="openai", secret=OPENAI_KEY, **extra):
-    return call(client, "POST", f"/acme/{provider}/setup", key, {"credentials": {"api_key": secret}, **extra})
+PIPELINE = {"openai": "cost/usage_cost", "anthropic": "usage_cost"}
+
+
+def setup(client, key, provider="openai", secret=OPENAI_KEY, headers=None, **extra):
+    body = {"credentials": {"api_key": secret}, **extra}
+    return call(client, "POST", f"/acme/{provider}/setup", key, body, headers=headers)
 
 
 # --- lifecycle --------------------------------------------------------------------
@@ -43,13 +47,16 @@ def setup(client, key, provider="openai", secret=OPENAI_KEY, **extra):
 def test_full_lifecycle(client, org_key):
     status, body = setup(client, org_key, config={"organization_id": "org-abcdefgh12"})
     assert status == 201 and body["success"] is True
+    # The spec's setup answer: integration_id at the top (the frontend reads it there).
+    assert body["integration_id"] == body["integration"]["integration_id"]
     assert body["integration"]["status"] == "pending"
     assert body["integration"]["config"] == {"organization_id": "org-abcdefgh12"}
 
     status, body = call(client, "POST", "/acme/openai/validate", org_key)
     assert status == 200 and body["success"] is True and body["status"] == "active"
-    assert body["validation"]["connection"] is True and body["validation"]["permissions"] is True
-    assert body["validation"]["pipelines"]["llm_costs"]["ready"] is True
+    assert body["details"]["connection"] is True and body["details"]["permissions"] is True
+    assert body["details"]["pipelines"]["cost/usage_cost"]["ready"] is True
+    assert "validation" not in body and "validation" not in body["integration"]
     assert body["integration"]["validated_at"].endswith("Z")
 
     status, body = call(client, "GET", "/acme", org_key)
@@ -81,16 +88,32 @@ def test_gemini_key_lists_models(client, org_key):
     assert setup(client, org_key, "gemini", GEMINI_KEY)[0] == 201
     status, body = call(client, "POST", "/acme/gemini/validate", org_key)
     assert body["status"] == "active", body
-    assert any(name.startswith("models/gemini") for name in body["validation"]["models"])
+    assert any(name.startswith("models/gemini") for name in body["details"]["models"])
 
 
 @pytest.mark.parametrize(("provider", "secret"), [("openai", OPENAI_KEY), ("anthropic", ANTHROPIC_KEY)])
 def test_admin_keys_can_read_costs(client, org_key, provider, secret):
     setup(client, org_key, provider, secret)
     status, body = call(client, "POST", f"/acme/{provider}/validate", org_key)
+    details = body["details"]
     assert body["status"] == "active", body
-    assert body["validation"]["capabilities"]["read_usage_costs"]["passed"] is True
-    assert body["validation"]["key_kind"] == "admin"
+    assert details["connection"] is True and details["permissions"] is True
+    assert details["capabilities"]["read_usage_costs"]["passed"] is True
+    # Admin keys cannot list models: the answer says so instead of inventing a list.
+    assert "models" not in details and details["capabilities"]["list_models"]["passed"] is False
+    assert details["models_unavailable"]
+
+
+@pytest.mark.parametrize(("provider", "base"), [("openai", OPENAI_PROJECT_KEY), ("anthropic", ANTHROPIC_STANDARD_KEY)])
+def test_key_accepted_everywhere_is_active_whatever_its_prefix(client, org_key, provider, base):
+    """No admin prefix, but the provider serves it the cost endpoints: the calls decide, not the shape."""
+    setup(client, org_key, provider, key_with("orgread", base))
+    status, body = call(client, "POST", f"/acme/{provider}/validate", org_key)
+    details = body["details"]
+    assert status == 200 and body["success"] is True and body["status"] == "active", body
+    assert details["capabilities"]["read_usage_costs"]["passed"] is True
+    assert details["models"] and details["permissions"] is True
+    assert set(details) >= {"connection", "permissions", "models", "message", "capabilities", "pipelines"}
 
 
 @pytest.mark.parametrize(
@@ -101,19 +124,37 @@ def test_key_that_logs_in_but_cannot_read_costs_is_not_active(client, org_key, p
     setup(client, org_key, provider, secret)
     status, body = call(client, "POST", f"/acme/{provider}/validate", org_key)
     assert status == 200 and body["status"] == "error"
-    validation = body["validation"]
-    assert validation["connection"] is True and validation["permissions"] is False
-    assert validation["capabilities"]["list_models"]["passed"] is True and validation["models"]
-    assert validation["capabilities"]["read_usage_costs"] == {
-        "tested": False,
+    details = body["details"]
+    assert details["connection"] is True and details["permissions"] is False
+    assert details["capabilities"]["list_models"]["passed"] is True and details["models"]
+    # The cost endpoint was asked and refused the key: proven, not guessed from the prefix.
+    assert details["capabilities"]["read_usage_costs"] == {
+        "tested": True,
         "passed": False,
-        "reason": f"not available to {validation['key_kind']} keys",
+        "reason": "key lacks permission for this endpoint",
         "failure_class": "config",
     }
-    assert body["error"].startswith("Service account lacks required permissions: read_usage_costs is missing")
-    assert fix in body["error"] and validation["pipelines"]["llm_costs"]["ready"] is False
+    assert body["error"].startswith("Service account lacks required permissions: read_usage_costs refused")
+    assert fix in body["error"] and details["pipelines"][PIPELINE[provider]]["ready"] is False
     if provider == "openai":
-        assert "requests_per_minute=5000" in validation["tier"]
+        assert "requests_per_minute=5000" in details["tier"]
+
+
+@pytest.mark.parametrize(
+    ("provider", "base", "message"),
+    [
+        ("openai", OPENAI_KEY, "OpenAI rate limit exceeded during validation"),
+        ("anthropic", ANTHROPIC_KEY, "Anthropic rate limit exceeded during validation"),
+        ("openai", OPENAI_PROJECT_KEY, "OpenAI rate limit exceeded during validation"),
+    ],
+)
+def test_rate_limited_cost_check_is_reported_as_rate_limiting(client, org_key, provider, base, message):
+    """A check that never got an answer is not a permissions verdict."""
+    setup(client, org_key, provider, key_with("costlimit", base))
+    status, body = call(client, "POST", f"/acme/{provider}/validate", org_key)
+    assert status == 200 and body["status"] == "error"
+    assert body["error"] == message and body["details"]["message"] == message
+    assert body["details"]["capabilities"]["read_usage_costs"]["failure_class"] == "transient"
 
 
 # --- the spec's validation messages ----------------------------------------------------
@@ -154,19 +195,22 @@ def test_flaky_provider_is_retried_to_success(client, org_key, simulator):
     setup(client, org_key, secret=key_with("flaky"))
     status, body = call(client, "POST", "/acme/openai/validate", org_key)
     assert body["status"] == "active"
-    assert simulator.stats()["requests"]["openai"] == 2
+    # The cost check: 503 then 200 (one retry); then the models check, answered at once.
+    assert simulator.stats()["requests"]["openai"] == 3
 
 
 def test_rate_limit_is_retried_at_most_three_times(client, org_key, simulator):
     setup(client, org_key, secret=key_with("ratelimit"))
     call(client, "POST", "/acme/openai/validate", org_key)
+    # Three attempts at the first check, then no more calls to a provider that throttles us.
     assert simulator.stats()["requests"]["openai"] == 3
 
 
 def test_rejected_key_is_not_retried(client, org_key, simulator):
     setup(client, org_key, secret=key_with("bad"))
     call(client, "POST", "/acme/openai/validate", org_key)
-    assert simulator.stats()["requests"]["openai"] == 1
+    # One request per check (two checks), none retried: a 401 is an answer.
+    assert simulator.stats()["requests"]["openai"] == 2
 
 
 # --- bad input: 4xx JSON, nothing stored ------------------------------------------------
@@ -411,3 +455,59 @@ def test_alerts_list_over_http(client, org_key, other_org_key, service):
     assert [(a["kind"], a["delivery_status"]) for a in alerts] == [("expiring", "no_webhook")]
     assert client.get(path + "?limit=0", headers={"X-API-Key": org_key}).status_code == 400
     assert client.get(path, headers={"X-API-Key": other_org_key}).status_code == 403
+
+
+# --- who did it: created_by and the audit actor ------------------------------------------
+
+
+def test_created_by_is_the_frontend_user_when_sent(client, org_key, service):
+    status, body = setup(client, org_key, headers={"X-User-Id": "alice@acme.test"})
+    assert status == 201 and body["integration"]["created_by"] == "alice@acme.test"
+    _, credential = service.adapters.store.get_integration_with_credential("acme", "openai")
+    assert credential.created_by == "alice@acme.test"
+    assert service.adapters.store.list_audit("acme", "openai")[0].actor == "alice@acme.test"
+
+
+def test_created_by_is_the_key_id_without_a_user(client, org_key, service):
+    status, body = setup(client, org_key)
+    key_id = org_key.split("_")[1]
+    assert body["integration"]["created_by"] == key_id
+    audit = service.adapters.store.list_audit("acme", "openai")[0]
+    assert audit.actor == key_id == audit.actor_key_id
+
+
+@pytest.mark.parametrize("user", ["", "a" * 129, "bob smith", "<script>", "caf\u00e9"])
+def test_malformed_user_header_is_a_400_and_stores_nothing(client, org_key, service, user):
+    status, body = setup(client, org_key, headers={"X-User-Id": user.encode("utf-8").decode("latin-1")})
+    assert status == 400 and "X-User-Id" in body["error"]
+    assert service.adapters.store.list_integrations("acme") == []
+
+
+# --- validated_at and expires_at as the spec means them ------------------------------------
+
+
+def test_validated_at_is_the_last_successful_validation_only(client, org_key, service):
+    setup(client, org_key)
+    _, body = call(client, "POST", "/acme/openai/validate", org_key)
+    validated_at = body["integration"]["validated_at"]
+    service.adapters.settings.provider_base_urls["openai"] = "http://127.0.0.1:9"  # nothing listens there
+    _, body = call(client, "POST", "/acme/openai/validate", org_key)
+    assert body["status"] == "error" and body["error"] == "Unable to connect to OpenAI"
+    assert body["integration"]["validated_at"] == validated_at
+    assert body["integration"]["last_checked_at"] > validated_at
+
+
+def test_credential_row_carries_the_expiry(client, org_key, service):
+    setup(client, org_key, expires_at="2027-01-31T00:00:00Z")
+
+    def stored_expiry():
+        return service.adapters.store.get_integration_with_credential("acme", "openai")[1].expires_at
+
+    assert stored_expiry().isoformat() == "2027-01-31T00:00:00+00:00"
+    call(client, "PUT", "/acme/openai", org_key, {"expires_at": "2027-03-01T00:00:00Z"})
+    assert stored_expiry().isoformat() == "2027-03-01T00:00:00+00:00"
+    status, body = call(client, "POST", "/acme/openai/rotate", org_key, {"new_credentials": {"api_key": OPENAI_KEY}})
+    assert status == 200 and body["integration"]["expires_at"] == "2027-03-01T00:00:00.000Z"  # kept by rotation
+    assert stored_expiry().isoformat() == "2027-03-01T00:00:00+00:00"
+    call(client, "PUT", "/acme/openai", org_key, {"expires_at": None})
+    assert stored_expiry() is None

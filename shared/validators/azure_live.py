@@ -438,11 +438,16 @@ def _secret_expiry(
 
 
 def _with_fix(result: ValidationResult, checks: list[CheckResult]) -> ValidationResult:
-    """The spec's message, followed by what Entra or ARM said was wrong and how to fix it."""
-    if result.failure not in (Failure.INVALID_KEY, Failure.FORBIDDEN):
+    """The spec's message, followed by what Entra or ARM said was wrong and how to fix it.
+
+    ``summarize`` already names the refused capability and its reason for a
+    permission problem; a refused token gets the Entra reason (which code, which
+    fix) here.
+    """
+    if result.failure not in (Failure.INVALID_KEY, Failure.FORBIDDEN) or not result.message:
         return result
     check = next((c for c in checks if c.failure == result.failure and c.reason), None)
-    if check is not None and result.message:
+    if check is not None and check.reason and check.reason not in result.message:
         result.message = f"{result.message}: {check.reason}"
         result.details["message"] = result.message
     return result
