@@ -87,6 +87,11 @@ class Settings:
     allowed_token_hosts: tuple[str, ...] = ("oauth2.googleapis.com", "accounts.google.com")
     billing_export_max_age_hours: float = 72.0
     gcp_iam_base_url: str = "https://iam.googleapis.com"
+    # Service-account tokens come from here whatever the uploaded key's token_uri says
+    # (GCP_TOKEN_URI points it at a loopback stand-in in tests only).
+    gcp_token_uri: str = "https://oauth2.googleapis.com/token"
+    # Origins a browser frontend may call the API from (CORS); empty = no CORS headers.
+    cors_allowed_origins: tuple[str, ...] = ()
     # Azure: Entra ID authority host (https://host[:port], no path: msal appends the tenant),
     # Microsoft Graph, and a CA bundle for the Azure calls (the simulator's own CA).
     azure_authority_host: str = "https://login.microsoftonline.com"
@@ -137,6 +142,10 @@ class Settings:
             allowed_token_hosts=("oauth2.googleapis.com", "accounts.google.com", *extra_hosts),
             billing_export_max_age_hours=_float(environ, "BILLING_EXPORT_MAX_AGE_HOURS", 72.0),
             gcp_iam_base_url=(environ.get("GCP_IAM_BASE_URL") or "https://iam.googleapis.com").rstrip("/"),
+            gcp_token_uri=environ.get("GCP_TOKEN_URI") or "https://oauth2.googleapis.com/token",
+            cors_allowed_origins=tuple(
+                o.strip().rstrip("/") for o in environ.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()
+            ),
             azure_authority_host=_authority_host(environ),
             azure_graph_base_url=(environ.get("AZURE_GRAPH_BASE_URL") or "https://graph.microsoft.com").rstrip("/"),
             azure_ca_bundle=environ.get("AZURE_CA_BUNDLE") or None,

@@ -409,6 +409,7 @@ GOOD_SCOPE = f"/subscriptions/{uuid.uuid4()}"
             "'credentials.tenant_id' is required",
         ),
         (GOOD, {"scope": "/subscriptions/not-a-guid"}, "'scope' must look like /subscriptions/"),
+        (GOOD, {"scope": f"{GOOD_SCOPE}/resourceGroups/.."}, "'scope' must look like"),
         (GOOD, {}, "'scope' is required"),
         (GOOD, {"scope": GOOD_SCOPE, "export_name": "bad name!"}, "'export_name' must match"),
     ],
