@@ -237,3 +237,18 @@ def test_vercel_reads_one_day_of_charges_for_its_team(client, org_key, saas, con
     assert end - start == timedelta(days=1)
     # An unset config field drops its query parameter instead of sending it empty.
     assert query.get("teamId") == ([config["team_id"]] if config else None)
+
+
+def test_no_saas_token_in_logs_answers_or_store(client, org_key, saas, settings, caplog):
+    caplog.set_level("DEBUG")
+    tokens = []
+    for provider in sorted(TOOLS):
+        for marker in ("", "bad", "forbidden"):
+            call(client, "DELETE", f"{BASE}/{provider}", org_key)
+            body = connect(client, org_key, provider, marker)
+            tokens.append(TOOLS[provider][1](marker))
+            assert tokens[-1] not in json.dumps(body)
+    stored = b"".join(path.read_bytes() for path in settings.data_dir.glob("integrations.sqlite3*"))
+    assert len(stored) > 10_000  # the database and its WAL hold the encrypted rows
+    for token in tokens:
+        assert token not in caplog.text and token.encode() not in stored
