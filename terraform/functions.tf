@@ -19,6 +19,8 @@ locals {
     "webhook_get",
     "webhook_delete",
     "alerts_list",
+    "subscription_providers_list",
+    "subscription_provider_update",
   ]
 
   # Reached only by Cloud Scheduler (scheduler.tf), never through the gateway.
