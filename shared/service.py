@@ -477,6 +477,23 @@ def check_org_slug(org_slug: str) -> None:
         )
 
 
+def parse_timestamp(value: Any, field_name: str) -> datetime | None:
+    """ISO-8601 with a zone (``Z`` or an offset), or None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"Field '{field_name}' must be an ISO-8601 timestamp string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            f"Field '{field_name}' is not an ISO-8601 timestamp: expected e.g. 2027-01-31T00:00:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        raise BadRequest(f"Field '{field_name}' needs a time zone (e.g. a trailing Z)")
+    return parsed.astimezone(UTC)
+
+
 def expired_result(spec: ProviderSpec, expires_at: datetime) -> ValidationResult:
     from shared.validators import Failure
 
