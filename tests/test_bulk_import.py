@@ -291,7 +291,8 @@ def test_validation_runs_on_the_bounded_pool(fleet, who_am_i, settings):
     service, client, headers = fleet
     who_am_i.latency = 0.05
     service.adapters.settings = replace(settings, revalidation_concurrency=4, revalidation_per_provider=1)
-    items = [good(name) for name in SAAS[:20]] + [{"provider": SAAS[20], "credentials": {"api_key": "tok_revokedtoken"}}]
+    revoked = {"provider": SAAS[20], "credentials": {"api_key": "tok_revokedtoken"}}
+    items = [good(name) for name in SAAS[:20]] + [revoked]
     body = client.post(IMPORT, json={"items": items, "validate": True}, headers=headers).get_json()
     statuses = [r["status"] for r in body["results"]]
     assert statuses == ["active"] * 20 + ["error"]
