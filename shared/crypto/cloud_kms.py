@@ -217,7 +217,9 @@ class CloudKmsCipher:
                     raise _IntegrityError("the new key version is still being generated")
                 time.sleep(0.5)
                 state = self._call("get_crypto_key_version", {"name": created.name}).state
-            self._call("update_primary_version", {"name": self.key_name, "crypto_key_version_id": version_id})
+            self._call(
+                "update_crypto_key_primary_version", {"name": self.key_name, "crypto_key_version_id": version_id}
+            )
         except Exception as exc:
             raise self._failure("rotate_key", exc) from exc
         return version_id
