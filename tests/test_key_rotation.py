@@ -254,3 +254,42 @@ def test_rotate_key_makes_a_new_primary_and_audits_it(service):
     assert service.adapters.cipher.encrypt(b"x", b"aad").key_version == answer["primary_version"]
     (audit,) = service.adapters.store.list_audit("*")
     assert (audit.action, audit.provider, audit.actor) == ("rotate_key", "kms", "ops")
+
+
+def test_admin_key_routes_over_http(service):
+    from shared import http
+    from shared.local_server import create_app
+
+    seed(service, 12)
+    http.use_service(service)
+    try:
+        client = create_app().test_client()
+        admin = {"X-API-Key": service.create_api_key("ops", is_admin=True)[1]}
+        org = {"X-API-Key": service.create_api_key("acme")[1]}
+        assert client.get("/api/v1/admin/keys", headers=org).status_code == 403
+        assert client.post("/api/v1/admin/keys/rotate", headers=org).status_code == 403
+        assert client.post("/api/v1/admin/keys/rewrap", headers={}).status_code == 401
+
+        keys = client.get("/api/v1/admin/keys", headers=admin).get_json()["keys"]
+        assert (keys["primary_version"], keys["on_primary"], keys["total_credentials"]) == ("4", 0, 12)
+
+        rotated = client.post("/api/v1/admin/keys/rotate", headers=admin).get_json()
+        assert rotated["rotation"] == {"previous_version": "4", "primary_version": "5"}
+        assert rotated["keys"]["versions"][-1] == {
+            "version": "5",
+            "state": "enabled",
+            "primary": True,
+            "credentials": 0,
+            "share": 0.0,
+            "unused": True,
+        }
+
+        bad = client.post("/api/v1/admin/keys/rewrap", json={"batch_size": "all"}, headers=admin)
+        assert bad.status_code == 400 and "batch_size" in bad.get_json()["error"]
+        first = client.post("/api/v1/admin/keys/rewrap", json={"batch_size": 5, "max_seconds": 60}, headers=admin)
+        body = first.get_json()
+        assert first.status_code == 200 and body["summary"]["rewrapped"] == 12 and body["summary"]["batches"] == 3
+        assert body["keys"]["share_on_primary"] == 1.0
+        assert [v["unused"] for v in body["keys"]["versions"]] == [True, True, True, True, False]
+    finally:
+        http.use_service(None)
