@@ -181,7 +181,10 @@ class IntegrationService:
         if len(value) > MAX_SECRET_CHARS:
             raise BadRequest(f"Field 'credentials.{field_name}' is longer than {MAX_SECRET_CHARS} characters")
         if spec.credential_type == "service_account":
-            document = parse_service_account(value, spec.display_name, self.adapters.settings.allowed_token_hosts)
+            settings = self.adapters.settings
+            document = parse_service_account(
+                value, spec.display_name, settings.allowed_token_hosts, settings.gcp_token_uri
+            )
             return json.dumps(document, sort_keys=True)
         value = value.strip()
         if spec.key_pattern is not None and not spec.key_pattern.fullmatch(value):
@@ -376,6 +379,9 @@ class IntegrationService:
         integration, old_credential = self._with_credential(caller.org_slug, spec)
         if integration.status == Status.DISABLED:
             raise IntegrationDisabled(f"Integration for {spec.display_name} is disabled; enable it before rotating")
+        # The row version this rotation builds on: the provider check below can be
+        # slow, and a settings change meanwhile must win over what was read here.
+        read_version = integration.updated_at
         try:
             secret = self._secret_from(spec, new_credentials)
         except InvalidCredentialFormat as error:
@@ -411,8 +417,22 @@ class IntegrationService:
             detail=f"replaced credential {old_credential.fingerprint}",
         )
         if not self.adapters.store.replace_credential(
-            integration, credential, audit, expected_credential_id=old_credential.credential_id
+            integration,
+            credential,
+            audit,
+            expected_credential_id=old_credential.credential_id,
+            expected_updated_at=read_version,
         ):
+            self.adapters.store.record_audit(
+                self._audit(
+                    caller,
+                    spec,
+                    "rotate",
+                    "rejected",
+                    fingerprint=credential.fingerprint,
+                    detail="integration changed during rotation",
+                )
+            )
             raise Conflict(f"Integration for {spec.display_name} changed during rotation; try again")
         return ValidationOutcome(integration, result)
 
@@ -477,20 +497,30 @@ def check_org_slug(org_slug: str) -> None:
         )
 
 
+# Expiry dates outside this range are typos or probes; far ones also overflow UTC conversion.
+TIMESTAMP_YEARS = (2000, 2200)
+TIMESTAMP_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$", re.ASCII)
+
+
 def parse_timestamp(value: Any, field_name: str) -> datetime | None:
     """ISO-8601 with a zone (``Z`` or an offset), or None when absent."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise BadRequest(f"Field '{field_name}' must be an ISO-8601 timestamp string")
+    if not TIMESTAMP_SHAPE.fullmatch(value.upper()):
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?", value, re.ASCII):
+            raise BadRequest(f"Field '{field_name}' needs a time zone (e.g. a trailing Z)")
+        raise BadRequest(f"Field '{field_name}' is not an ISO-8601 timestamp: expected e.g. 2027-01-31T00:00:00Z")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         raise BadRequest(
             f"Field '{field_name}' is not an ISO-8601 timestamp: expected e.g. 2027-01-31T00:00:00Z"
         ) from None
-    if parsed.tzinfo is None:
-        raise BadRequest(f"Field '{field_name}' needs a time zone (e.g. a trailing Z)")
+    low, high = TIMESTAMP_YEARS
+    if not low <= parsed.year <= high:
+        raise BadRequest(f"Field '{field_name}' must be a date in the years {low} to {high}")
     return parsed.astimezone(UTC)
 
 

@@ -51,6 +51,8 @@ locals {
     # routes (iam.tf, scheduler.tf), so they trust the OIDC token Cloud Run
     # verified instead of an admin API key. Read only by the admin routes.
     REVALIDATE_AUTH = "platform"
+    # Browser origins allowed to call the API (CORS); empty = no CORS headers at all.
+    CORS_ALLOWED_ORIGINS = join(",", var.cors_allowed_origins)
   }
 }
 

@@ -93,10 +93,15 @@ def test_rewrap_writes_only_rows_still_as_read_and_audits_exactly_those(store):
     first, second, third = _stored(store, 3, versions=("1",))
     # Meanwhile: ``second`` is rotated away (new credential id), ``third`` re-encrypted by another run.
     integration = store.get_integration(second.org_slug, "openai")
+    read_version = integration.updated_at
     rotated = replace(second, credential_id="rotated-" + second.credential_id, key_version="1")
     integration.credential_id = rotated.credential_id
     assert store.replace_credential(
-        integration, rotated, audit("rotate", org=second.org_slug), expected_credential_id=second.credential_id
+        integration,
+        rotated,
+        audit("rotate", org=second.org_slug),
+        expected_credential_id=second.credential_id,
+        expected_updated_at=read_version,
     )
     assert store.save_rewrapped_credentials([_rewrapped(third)]) == {third.credential_id}
     store.counters.clear()
