@@ -324,7 +324,15 @@ def _validate_all(
         )
         writes.append((integration, audit, read_version))
     if write and writes:
-        service.adapters.store.save_revalidation_results(writes)
+        try:
+            service.adapters.store.save_revalidation_results(writes)
+        except ServiceError as error:
+            # The integrations are stored (pending); only their first check's result is lost.
+            logger.warning("import validation results not stored", extra={"error": error.code})
+            for integration, _, _ in writes:
+                item = by_id[integration.integration_id].result
+                item.status, item.details, item.code = str(Status.PENDING), None, error.code
+                item.error = "Created, but the validation result could not be stored; validate it again"
 
 
 def _placeholder(integration: Integration) -> StoredCredential:

@@ -325,3 +325,21 @@ def test_import_needs_the_orgs_key(fleet):
     other = service.create_api_key("globex")[1]
     response = client.post(IMPORT, json={"items": [good("saas00")]}, headers={"X-API-Key": other})
     assert response.status_code == 403 and service.adapters.store.list_integrations("acme") == []
+
+
+def test_a_lost_validation_write_keeps_the_created_items_pending(fleet, backend):
+    if backend != "local":
+        pytest.skip("the failure is injected with a SQLite trigger")
+    import sqlite3
+
+    service, client, headers = fleet
+    with sqlite3.connect(service.adapters.store.path) as connection:
+        connection.execute(
+            "CREATE TRIGGER lose_validation BEFORE INSERT ON integration_audit_log WHEN NEW.action = 'validate' "
+            "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+    body = client.post(IMPORT, json={"items": [good(SAAS[0])], "validate": True}, headers=headers).get_json()
+    (result,) = body["results"]
+    assert (result["result"], result["status"], result["code"]) == ("created", "pending", "store_unavailable")
+    assert "validate it again" in result["error"]
+    assert service.adapters.store.get_integration("acme", SAAS[0]).status == "pending"
