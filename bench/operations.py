@@ -57,6 +57,7 @@ API = "/api/v1/integrations"
 ORG = "bench"
 PROVIDER = "openai"
 OPENAI_KEY = "sk-admin-BenchKeyAbcdefghijklmnop0123456789"  # admin: can read costs, so validate -> active
+ANTHROPIC_KEY = "sk-ant-admin01-BenchKeyAbcdefghijklmnop0123456789"
 PROJECT = "integrations-bench"
 KMS_KEY = f"projects/{PROJECT}/locations/us/keyRings/integrations/cryptoKeys/credentials"
 
@@ -69,6 +70,9 @@ BUDGET: dict[str, tuple[int, int, int]] = {
     "update": (1, 0, 0),
     "rotate": (2, 1, 0),
     "delete": (1, 0, 0),
+    # SaaS subscriptions (issue 12): one job each, no KMS.
+    "subscriptions_list": (1, 0, 0),
+    "subscription_toggle": (1, 0, 0),
 }
 OPERATIONS = tuple(BUDGET)
 # Every function module in the tree (new ones join the import table by themselves).
@@ -203,6 +207,23 @@ COLD_CASES: dict[str, ColdCase] = {
     "webhook_get": ColdCase("webhook", ("GET", _HOOK, None, 200)),
     "webhook_delete": ColdCase("webhook", ("DELETE", _HOOK, None, 200), between=("webhook", WEBHOOK_URL)),
     "alerts_list": ColdCase("present", ("GET", f"/api/v1/organizations/{ORG}/alerts", None, 200)),
+    "subscription_providers_list": ColdCase("present", ("GET", f"/api/v1/subscriptions/{ORG}/providers", None, 200)),
+    "subscription_provider_update": ColdCase(
+        "present", ("PUT", f"/api/v1/subscriptions/{ORG}/providers/chatgpt_plus", {"enabled": True}, 200)
+    ),
+    # A dry run: checks (and prices) the item against the org's integrations without writing.
+    "integration_import": ColdCase(
+        "present",
+        (
+            "POST",
+            f"{API}/{ORG}/import",
+            {"items": [{"provider": "anthropic", "credentials": {"api_key": ANTHROPIC_KEY}}], "dry_run": True},
+            200,
+        ),
+    ),
+    "admin_keys": ColdCase("present", ("GET", "/api/v1/admin/keys", None, 200), admin=True),
+    "admin_key_rotate": ColdCase("present", ("POST", "/api/v1/admin/keys/rotate", None, 200), admin=True),
+    "admin_key_rewrap": ColdCase("present", ("POST", "/api/v1/admin/keys/rewrap", None, 200), admin=True),
 }
 HELLO_CASE = ColdCase("-", ("GET", "/", None, 200))
 # Cases that also get a -X importtime run, for the heaviest imports line.
@@ -210,7 +231,7 @@ BREAKDOWN = {("gcp", "integration_list"), ("gcp", "integration_validate")}
 # The issue's goals: first response as a ratio to the hello world, gcp (runtime deps) and local.
 GOALS = {
     "gcp": {"integration_list": 2.0, "integration_get": 2.0, "integration_validate": 2.5, "integration_setup": 2.5},
-    "local": dict.fromkeys(COLD_CASES, 1.3),
+    "local": dict.fromkeys(("integration_list", "integration_get", "integration_validate", "integration_setup"), 1.3),
 }
 
 
@@ -396,6 +417,8 @@ def measure_operations(mode: str, settings: Settings, reps: int, kms_server: Any
         every = f"{API}/{ORG}"
         one = f"{every}/{PROVIDER}"
         rotation = itertools.count()
+        toggles = itertools.count()
+        subscriptions = f"/api/v1/subscriptions/{ORG}/providers"
         requests: dict[str, Callable[[], Any]] = {
             "setup": lambda: client.post(
                 f"{one}/setup", json={"credentials": {"api_key": OPENAI_KEY}}, headers=headers
@@ -410,6 +433,11 @@ def measure_operations(mode: str, settings: Settings, reps: int, kms_server: Any
                 headers=headers,
             ),
             "delete": lambda: client.delete(one, headers=headers),
+            "subscriptions_list": lambda: client.get(subscriptions, headers=headers),
+            # Alternating on/off: every measured toggle is a real change.
+            "subscription_toggle": lambda: client.put(
+                f"{subscriptions}/slack", json={"enabled": next(toggles) % 2 == 0}, headers=headers
+            ),
         }
         present, enabled = False, False
         store, cipher = service.adapters.store, service.adapters.cipher

@@ -51,6 +51,17 @@ def _days(environ: Mapping[str, str], name: str, default: tuple[int, ...]) -> tu
     return days
 
 
+def _authority_host(environ: Mapping[str, str]) -> str:
+    """AZURE_AUTHORITY_HOST: https and no path, as msal requires (it appends the tenant)."""
+    from urllib.parse import urlsplit
+
+    value = (environ.get("AZURE_AUTHORITY_HOST") or "https://login.microsoftonline.com").rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or parts.path or parts.query:
+        raise ConfigurationError(f"AZURE_AUTHORITY_HOST must be https://host[:port] with no path, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     backend: str = "local"
@@ -81,6 +92,11 @@ class Settings:
     gcp_token_uri: str = "https://oauth2.googleapis.com/token"
     # Origins a browser frontend may call the API from (CORS); empty = no CORS headers.
     cors_allowed_origins: tuple[str, ...] = ()
+    # Azure: Entra ID authority host (https://host[:port], no path: msal appends the tenant),
+    # Microsoft Graph, and a CA bundle for the Azure calls (the simulator's own CA).
+    azure_authority_host: str = "https://login.microsoftonline.com"
+    azure_graph_base_url: str = "https://graph.microsoft.com"
+    azure_ca_bundle: str | None = None
     # Revalidation (Cloud Scheduler -> integration_revalidate)
     revalidate_auth: str = "admin_key"  # or "platform": Cloud Run verified the scheduler's OIDC token
     revalidation_concurrency: int = 16
@@ -93,6 +109,11 @@ class Settings:
     webhook_timeout_seconds: float = 5.0
     webhook_max_attempts: int = 3
     webhook_insecure_hosts: tuple[str, ...] = ()
+    # Fleet operations: bulk import (its body holds up to 100 credentials) and re-encryption.
+    import_max_body_bytes: int = 2 * 1024 * 1024
+    rewrap_batch_size: int = 500
+    rewrap_concurrency: int = 16
+    rewrap_max_seconds: float = 240.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +151,9 @@ class Settings:
             cors_allowed_origins=tuple(
                 o.strip().rstrip("/") for o in environ.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()
             ),
+            azure_authority_host=_authority_host(environ),
+            azure_graph_base_url=(environ.get("AZURE_GRAPH_BASE_URL") or "https://graph.microsoft.com").rstrip("/"),
+            azure_ca_bundle=environ.get("AZURE_CA_BUNDLE") or None,
             revalidate_auth=_choice(environ, "REVALIDATE_AUTH", ("admin_key", "platform")),
             revalidation_concurrency=max(1, int(_float(environ, "REVALIDATION_CONCURRENCY", 16))),
             revalidation_per_provider=max(1, int(_float(environ, "REVALIDATION_PER_PROVIDER", 8))),
@@ -143,6 +167,10 @@ class Settings:
             webhook_insecure_hosts=tuple(
                 h.strip() for h in environ.get("WEBHOOK_INSECURE_HOSTS", "").split(",") if h.strip()
             ),
+            import_max_body_bytes=int(_float(environ, "IMPORT_MAX_BODY_BYTES", 2 * 1024 * 1024)),
+            rewrap_batch_size=max(1, int(_float(environ, "REWRAP_BATCH_SIZE", 500))),
+            rewrap_concurrency=max(1, int(_float(environ, "REWRAP_CONCURRENCY", 16))),
+            rewrap_max_seconds=_float(environ, "REWRAP_MAX_SECONDS", 240.0),
         )
         if backend == "gcp" and not (settings.gcp_project and settings.kms_key_name):
             raise ConfigurationError("INTEGRATIONS_BACKEND=gcp needs GCP_PROJECT and KMS_KEY_NAME")

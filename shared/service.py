@@ -32,6 +32,7 @@ from shared.errors import (
     IntegrationDisabled,
     InvalidCredentialFormat,
     NotFound,
+    ProviderNotConnectable,
     ProviderUnavailable,
     Unauthenticated,
     UnknownProvider,
@@ -167,6 +168,8 @@ class IntegrationService:
         """The plaintext secret of ``credentials`` after the provider's format check."""
         if not isinstance(credentials, dict):
             raise BadRequest("Field 'credentials' must be an object")
+        if spec.credential_fields:
+            return self._multi_field_secret(spec, credentials)
         field_name = spec.credential_field
         unknown = sorted(set(credentials) - {field_name})
         if unknown:
@@ -191,6 +194,21 @@ class IntegrationService:
             raise InvalidCredentialFormat(f"Invalid API key format for {spec.display_name}")
         return value
 
+    def _multi_field_secret(self, spec: ProviderSpec, credentials: dict[str, Any]) -> str:
+        """A credential of several named fields (an Azure service principal), as canonical JSON."""
+        from shared.validators import credential_parsers
+
+        unknown = sorted(set(credentials) - set(spec.credential_fields))
+        if unknown:
+            allowed = ", ".join(spec.credential_fields)
+            raise BadRequest(f"Field 'credentials' for {spec.display_name} takes {allowed}; got {', '.join(unknown)}")
+        too_long = [
+            name for name, value in credentials.items() if isinstance(value, str) and len(value) > MAX_SECRET_CHARS
+        ]
+        if too_long:
+            raise BadRequest(f"Field 'credentials.{too_long[0]}' is longer than {MAX_SECRET_CHARS} characters")
+        return credential_parsers()[spec.validation["module"]](credentials, spec.display_name)
+
     def _config_from(self, spec: ProviderSpec, config: Any) -> dict[str, str]:
         if config is None:
             config = {}
@@ -210,7 +228,10 @@ class IntegrationService:
                     problems.append(f"'{name}' is required ({field_spec.description})")
                 continue
             if not isinstance(value, str) or not field_spec.pattern.fullmatch(value):
-                problems.append(f"'{name}' must match {field_spec.pattern.pattern}")
+                shape = (
+                    f"look like {field_spec.example}" if field_spec.example else f"match {field_spec.pattern.pattern}"
+                )
+                problems.append(f"'{name}' must {shape}")
         if problems:
             raise BadRequest(f"Invalid config for {spec.display_name}: " + "; ".join(problems))
         return {name: value for name, value in config.items() if value is not None}
@@ -287,6 +308,12 @@ class IntegrationService:
         self, caller: Caller, provider_id: str, credentials: Any, config: Any, expires_at: datetime | None
     ) -> Integration:
         spec = self.provider(provider_id)
+        if not spec.connectable:
+            raise ProviderNotConnectable(
+                f"{spec.display_name} has no API connection: it is a subscription toggle only;"
+                f" use PUT /api/v1/subscriptions/{caller.org_slug}/providers/{spec.provider_id}"
+                ' with {"enabled": true}'
+            )
         try:
             secret = self._secret_from(spec, credentials)
         except InvalidCredentialFormat as error:
@@ -495,6 +522,33 @@ def check_org_slug(org_slug: str) -> None:
             "Organization slug must be 2-63 characters of lowercase letters, digits, '-' or '_',"
             " starting with a letter or digit"
         )
+
+
+# Expiry dates outside this range are typos or probes; far ones also overflow UTC conversion.
+TIMESTAMP_YEARS = (2000, 2200)
+TIMESTAMP_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$", re.ASCII)
+
+
+def parse_timestamp(value: Any, field_name: str) -> datetime | None:
+    """ISO-8601 with a zone (``Z`` or an offset), or None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"Field '{field_name}' must be an ISO-8601 timestamp string")
+    if not TIMESTAMP_SHAPE.fullmatch(value.upper()):
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?", value, re.ASCII):
+            raise BadRequest(f"Field '{field_name}' needs a time zone (e.g. a trailing Z)")
+        raise BadRequest(f"Field '{field_name}' is not an ISO-8601 timestamp: expected e.g. 2027-01-31T00:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            f"Field '{field_name}' is not an ISO-8601 timestamp: expected e.g. 2027-01-31T00:00:00Z"
+        ) from None
+    low, high = TIMESTAMP_YEARS
+    if not low <= parsed.year <= high:
+        raise BadRequest(f"Field '{field_name}' must be a date in the years {low} to {high}")
+    return parsed.astimezone(UTC)
 
 
 def expired_result(spec: ProviderSpec, expires_at: datetime) -> ValidationResult:

@@ -16,8 +16,9 @@ def test_the_import_table_covers_every_function_module():
 
 
 def test_every_cold_case_calls_its_own_entry_points_route():
+    from werkzeug.routing import Map, Rule
+
     for name, case in operations.COLD_CASES.items():
         method, rule = main.ENTRY_POINTS[name].route
-        assert case.cold[0] == method, name
-        pattern = rule.replace("<org_slug>", operations.ORG).replace("<provider>", operations.PROVIDER)
-        assert case.cold[1] == pattern, name
+        routes = Map([Rule(rule, endpoint=name, methods=[method])]).bind("")
+        assert routes.match(case.cold[1], method=case.cold[0])[0] == name

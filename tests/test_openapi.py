@@ -19,7 +19,8 @@ def test_every_entry_point_is_documented_once():
         for key, operation in item.items()
         if key in ("get", "post", "put", "delete")
     ]
-    assert sorted(operation_ids) == sorted(name for name in main.ENTRY_POINTS if name != "integration_revalidate")
+    public = [name for name, handler in main.ENTRY_POINTS.items() if not handler.route[1].startswith("/api/v1/admin/")]
+    assert sorted(operation_ids) == sorted(public)
 
 
 def test_served_at_openapi_json(client):
@@ -46,7 +47,25 @@ def test_responses_match_the_document(client, org_key):
     do("POST", base + "/openai/rotate", {"new_credentials": {"api_key": "sk-proj-bad-" + "b" * 30}})  # 422
     do("POST", base + "/openai/rotate", {"new_credentials": {"api_key": "sk-proj-" + "b" * 30}})
     do("DELETE", base + "/openai")
+    items = [
+        {"provider": "openai", "credentials": {"api_key": "sk-proj-" + "c" * 30}},
+        {"provider": "openai", "credentials": {"api_key": "sk-proj-" + "d" * 30}},
+        {"provider": "anthropic", "credentials": {"api_key": "nope"}},
+        {"provider": "nosuch", "credentials": {"api_key": "x"}},
+    ]
+    do("POST", base + "/import", {"items": items, "validate": True})
+    do("POST", base + "/import", {"items": items, "dry_run": True})
+    do("POST", base + "/import", {"items": []})  # 400
     do("GET", "/api/v1/integrations/globex")  # 403
+    # SaaS: an API-token tool with its config, a toggle-only tool (400), the subscription toggles
+    do("POST", base + "/github/setup", {"credentials": {"api_key": "ghp_" + "a" * 36}, "config": {"organization": "x"}})
+    do("POST", base + "/canva/setup", {"credentials": {"api_key": "x" * 30}})  # 400
+    subscriptions = "/api/v1/subscriptions/acme/providers"
+    do("PUT", subscriptions + "/github", {"enabled": True})
+    do("PUT", subscriptions + "/github", {"enabled": "yes"})  # 400
+    do("PUT", subscriptions + "/openai", {"enabled": True})  # 404
+    do("GET", subscriptions)
+    do("GET", "/api/v1/subscriptions/globex/providers")  # 403
 
 
 def test_provider_parameter_and_config_schemas_are_the_registry():
@@ -56,9 +75,11 @@ def test_provider_parameter_and_config_schemas_are_the_registry():
     registry = default_registry()
     components = document()["components"]
     assert components["parameters"]["Provider"]["schema"]["enum"] == sorted(registry.providers)
+    # Toggle-only SaaS tools are providers (the subscriptions path takes them) but take no setup, so no config.
+    connectable = {provider_id: spec for provider_id, spec in registry.providers.items() if spec.connectable}
     referenced = [ref["$ref"].rsplit("/", 1)[1] for ref in components["schemas"]["ProviderConfig"]["anyOf"]]
-    assert referenced == [f"{provider.capitalize()}Config" for provider in sorted(registry.providers)]
-    for provider_id, spec in registry.providers.items():
+    assert referenced == [f"{provider.capitalize()}Config" for provider in sorted(connectable)]
+    for provider_id, spec in connectable.items():
         schema = components["schemas"][f"{provider_id.capitalize()}Config"]
         assert schema["additionalProperties"] is False
         documented = {name: field["pattern"] for name, field in schema["properties"].items()}
