@@ -8,6 +8,8 @@ from functions.alerts import alerts_list
 from functions.delete import integration_delete
 from functions.get import integration_get
 from functions.list_integrations import integration_list
+from functions.oauth_callback import oauth_callback
+from functions.oauth_start import oauth_start
 from functions.revalidate import integration_revalidate
 from functions.rotate import integration_rotate
 from functions.setup import integration_setup
@@ -31,6 +33,8 @@ ENTRY_POINTS = {
     "webhook_get": webhook_get,
     "webhook_delete": webhook_delete,
     "alerts_list": alerts_list,
+    "oauth_start": oauth_start,
+    "oauth_callback": oauth_callback,
 }
 
 __all__ = list(ENTRY_POINTS)

@@ -53,6 +53,19 @@ class Requirement:
 
 
 @dataclass(frozen=True)
+class OAuthSpec:
+    """The registry's ``oauth:`` block: how the authorization-code flow runs for a provider."""
+
+    authorize_url: str
+    token_url: str
+    scopes: tuple[str, ...]
+    pkce: bool  # S256 code challenge
+    client_auth: str  # basic (HTTP Basic) | body (client_id/client_secret form fields)
+    rotating_refresh_tokens: bool  # each refresh token works once
+    token_lifetime_seconds: int  # documented access-token lifetime (used when the answer has no expires_in)
+
+
+@dataclass(frozen=True)
 class ProviderSpec:
     provider_id: str
     display_name: str
@@ -66,6 +79,7 @@ class ProviderSpec:
     pipelines: tuple[str, ...] = ()
     requirements: dict[str, Requirement] = field(default_factory=dict)
     key_prefix: str | None = None
+    oauth: OAuthSpec | None = None
 
     @property
     def needed_capabilities(self) -> tuple[str, ...]:
@@ -103,15 +117,17 @@ def _check_cross_fields(document: dict[str, Any]) -> list[str]:
                 for check in hint["order"]:
                     if check not in capabilities:
                         problems.append(f"{provider_id}: key hint {hint['prefix']} names unknown check {check}")
-            if credential_type != "api_key":
-                problems.append(f"{provider_id}: declarative validation needs an api_key credential")
-            if "pattern" not in entry["credential"] or not example:
+            if credential_type not in ("api_key", "oauth"):
+                problems.append(f"{provider_id}: declarative validation needs an api_key or oauth credential")
+            if credential_type == "api_key" and ("pattern" not in entry["credential"] or not example):
                 problems.append(f"{provider_id}: an api_key credential needs a pattern and an example")
         else:
             module = validation["module"]
             if module not in CODE_VALIDATOR_CAPABILITIES:
                 problems.append(f"{provider_id}: unknown validator module {module}")
             capabilities = CODE_VALIDATOR_CAPABILITIES.get(module, set())
+        if (credential_type == "oauth") != ("oauth" in entry):
+            problems.append(f"{provider_id}: an oauth block goes with credential_type oauth, and only with it")
         requirements = validation["requirements"]
         for pipeline in entry["pipelines"]:
             if pipeline not in requirements:
@@ -168,8 +184,23 @@ def load_registry(path: Path = REGISTRY_PATH) -> Registry:
                 for name, item in entry["validation"]["requirements"].items()
             },
             key_prefix=entry.get("key_prefix"),
+            oauth=_oauth_spec(entry.get("oauth")),
         )
     return Registry(providers)
+
+
+def _oauth_spec(block: dict[str, Any] | None) -> OAuthSpec | None:
+    if block is None:
+        return None
+    return OAuthSpec(
+        authorize_url=block["authorize_url"],
+        token_url=block["token_url"],
+        scopes=tuple(block["scopes"]),
+        pkce=block["pkce"] == "S256",
+        client_auth=block["client_auth"],
+        rotating_refresh_tokens=bool(block["rotating_refresh_tokens"]),
+        token_lifetime_seconds=int(block["token_lifetime_seconds"]),
+    )
 
 
 @cache

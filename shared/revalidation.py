@@ -118,7 +118,7 @@ def run_bounded(
     return results, not_started
 
 
-def _status_alert(before: str, integration: Integration, display_name: str, now: datetime) -> Alert | None:
+def status_alert(before: str, integration: Integration, display_name: str, now: datetime) -> Alert | None:
     after = integration.status
     if after == before:
         return None
@@ -166,6 +166,26 @@ def _expiry_alert(integration: Integration, display_name: str, now: datetime, wi
     )
 
 
+def deliver_alerts(service: IntegrationService, alerts: list[Alert]) -> None:
+    """Send newly stored alerts to their orgs' webhooks and record the outcome (two store jobs)."""
+    from shared.webhooks import deliver
+
+    settings, store = service.adapters.settings, service.adapters.store
+    webhooks = store.get_webhooks(sorted({alert.org_slug for alert in alerts}))
+    if webhooks:
+        deliver(
+            alerts,
+            webhooks,
+            service.adapters.api_key_pepper,
+            timeout_seconds=settings.webhook_timeout_seconds,
+            max_attempts=settings.webhook_max_attempts,
+        )
+    else:
+        for alert in alerts:
+            alert.delivery_status = "no_webhook"
+    store.record_alert_deliveries(alerts)
+
+
 def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: float | None = None) -> dict[str, Any]:
     settings = service.adapters.settings
     store = service.adapters.store
@@ -195,6 +215,11 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
     def check(pair: Pair) -> ValidationResult:
         integration, credential = pair
         spec = service.provider(integration.provider)
+        if spec.credential_type == "oauth":
+            from shared.oauth.refresh import oauth_validation
+
+            # Refreshes first (once, whatever else is refreshing it), then checks the new access token.
+            return oauth_validation(service, integration, credential)
         try:
             secret = service.decrypt_credential(integration, credential)
         except EncryptionFailed:
@@ -228,7 +253,7 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
         before, read_version = integration.status, integration.updated_at
         apply_validation(integration, result, now, transient_tolerance=settings.revalidation_failures_before_error - 1)
         for alert in (
-            _status_alert(before, integration, spec.display_name, now),
+            status_alert(before, integration, spec.display_name, now),
             _expiry_alert(integration, spec.display_name, now, settings.expiry_alert_days),
         ):
             if alert is not None:
@@ -256,21 +281,7 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
     new_alerts = [alert for alert in alerts if alert.alert_id in inserted_ids]
     summary.alerts = len(new_alerts)
     if new_alerts:
-        from shared.webhooks import deliver
-
-        webhooks = store.get_webhooks(sorted({alert.org_slug for alert in new_alerts}))
-        if webhooks:
-            deliver(
-                new_alerts,
-                webhooks,
-                service.adapters.api_key_pepper,
-                timeout_seconds=settings.webhook_timeout_seconds,
-                max_attempts=settings.webhook_max_attempts,
-            )
-        else:
-            for alert in new_alerts:
-                alert.delivery_status = "no_webhook"
-        store.record_alert_deliveries(new_alerts)
+        deliver_alerts(service, new_alerts)
         summary.alerts_delivered = sum(alert.delivery_status == "delivered" for alert in new_alerts)
     summary.more = not_started > 0 or len(due) >= settings.revalidation_batch_limit
     summary.duration_seconds = round(time.monotonic() - started, 3)
