@@ -19,6 +19,8 @@ locals {
     "webhook_get",
     "webhook_delete",
     "alerts_list",
+    "oauth_start",
+    "oauth_callback",
   ]
 
   # Reached only by Cloud Scheduler (scheduler.tf), never through the gateway.
@@ -41,6 +43,10 @@ locals {
     # it trusts the OIDC token Cloud Run verified instead of an admin API key.
     # Read only by the admin route (integration_revalidate).
     REVALIDATE_AUTH = "platform"
+    # OAuth: the callback URL registered with each provider, and where the
+    # callback sends the browser afterwards (both empty until configured).
+    OAUTH_REDIRECT_URI = var.oauth_redirect_uri
+    OAUTH_FRONTEND_URL = var.oauth_frontend_url
   }
 }
 
