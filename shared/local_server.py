@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as RouteMethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
+from werkzeug.serving import WSGIRequestHandler
 
 from shared import logs
 from shared.errors import MethodNotAllowed, NotFound, ServiceError
@@ -89,6 +90,15 @@ def _id() -> str:
     return uuid.uuid4().hex
 
 
+class _PathOnlyRequestLog(WSGIRequestHandler):
+    """Logs each request's method, path and status, never its query string: the OAuth
+    callback's query carries the authorization code and state."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = self.path.split("?", 1)[0]
+        self.log("info", '"%s %s" %s %s', self.command, path, code, size)
+
+
 def main() -> None:
     from werkzeug.serving import make_server
 
@@ -101,7 +111,7 @@ def main() -> None:
     service.adapters.cipher  # noqa: B018
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8001"))
-    server = make_server(host, port, create_app(), threaded=True)
+    server = make_server(host, port, create_app(), threaded=True, request_handler=_PathOnlyRequestLog)
     logger.info("serving", extra={"url": f"http://{host}:{port}", "data_dir": str(service.adapters.settings.data_dir)})
     print(
         f"integrations service listening on http://{host}:{port} (data: {service.adapters.settings.data_dir})",

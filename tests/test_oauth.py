@@ -6,6 +6,7 @@ invalid_grant -> error + alert, and no token in any response, URL, log or stored
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import replace
@@ -177,7 +178,8 @@ def test_rotating_provider_connects_and_revalidation_keeps_it_alive(browser, ser
     unused = [t for t in oauth_sim.app.state.refresh_tokens.values() if not t.used]
     assert len(unused) == 1
     _assert_no_token_in(
-        oauth_sim, {"responses": "\n".join(browser.seen).encode(), "logs": caplog.text.encode(), **_data_dir_bytes(service)}
+        oauth_sim,
+        {"responses": "\n".join(browser.seen).encode(), "logs": caplog.text.encode(), **_data_dir_bytes(service)},
     )
 
 
@@ -282,6 +284,8 @@ def test_twenty_concurrent_refreshes_make_one_token_call(browser, service, oauth
     oauth_sim.configure(access_token_seconds=60)  # inside the 10-minute refresh window
     browser.connect(provider)
     oauth_sim.configure(access_token_seconds=None, token_delay_seconds=0.3)  # a slow token endpoint widens the race
+    cipher = service.adapters.cipher
+    encrypts_before = cipher.counters["encrypt"]
     barrier = threading.Barrier(20)
     tokens: list[str] = []
     errors: list[BaseException] = []
@@ -290,7 +294,7 @@ def test_twenty_concurrent_refreshes_make_one_token_call(browser, service, oauth
         barrier.wait()
         try:
             tokens.append(service.oauth_access_token(_caller(service), provider))
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:  # reported below
             errors.append(error)
 
     threads = [threading.Thread(target=use) for _ in range(20)]
@@ -301,7 +305,7 @@ def test_twenty_concurrent_refreshes_make_one_token_call(browser, service, oauth
     assert errors == [] and len(tokens) == 20
     assert oauth_sim.refresh_calls(provider) == 1
     assert len(set(tokens)) == 1  # every caller ends with the winner's token
-    base = browser.client.application  # noqa: F841 - the service under test; the token is checked at the provider
+    assert cipher.counters["encrypt"] - encrypts_before == 1  # one new credential version written
     api = {"canva": "/canva/rest/v1/users/me", "github_app": "/github_app/user"}[provider]
     assert requests.get(oauth_sim.url + api, headers={"Authorization": f"Bearer {tokens[0]}"}, timeout=5).ok
     _, credential = service.adapters.store.get_integration_with_credential("acme", provider)
@@ -337,7 +341,9 @@ def test_transient_token_endpoint_failure_does_not_break_the_integration(browser
     summary = revalidate_all(service, admin)
     assert summary["active"] == 1 and summary["error"] == 0 and summary["alerts"] == 0
     integration, credential = service.adapters.store.get_integration_with_credential("acme", "canva")
-    assert integration.status == "active" and integration.details["last_transient_failure"] == "Unable to connect to Canva"
+    assert (
+        integration.status == "active" and integration.details["last_transient_failure"] == "Unable to connect to Canva"
+    )
     assert credential.refresh_error == "transient" and credential.refresh_lease_id is None
     oauth_sim.configure(token_status=None, access_token_seconds=None)
     assert revalidate_all(service, admin)["active"] == 1  # the next run refreshes
@@ -350,3 +356,80 @@ def test_a_near_expiry_token_is_still_used_while_the_token_endpoint_is_down(brow
     oauth_sim.configure(token_status=503)
     token = service.oauth_access_token(_caller(service), "canva")
     assert token in oauth_sim.app.state.access_tokens and oauth_sim.refresh_calls("canva") == 1
+
+
+@pytest.mark.parametrize("backend", ["gcp"])
+def test_flow_replay_and_single_flight_refresh_on_bigquery(browser, service, oauth_sim, gcp_stack, settings):
+    """The same flow on BigQuery (emulator), KMS and Secret Manager stand-ins: client secrets from Secret Manager."""
+    for name, value in oauth_sim.env().items():
+        if name.startswith("INTEGRATIONS_SECRET_OAUTH_"):
+            secret_id = name.removeprefix("INTEGRATIONS_SECRET_").lower().replace("_", "-")
+            secret_id = secret_id.replace("github-app", "github_app")
+            gcp_stack.secret_manager.put_secret(settings.gcp_project, secret_id, value)
+            os.environ.pop(name, None)  # so only Secret Manager can have answered
+    oauth_sim.configure(access_token_seconds=60)
+    callback = browser.consent(browser.start("github_app")["authorize_url"])
+    assert browser.callback(callback)["status"] == ["active"]
+    assert browser.callback(callback)["oauth"] == ["failed"]  # replay
+    oauth_sim.configure(access_token_seconds=None, token_delay_seconds=0.5)
+    barrier = threading.Barrier(20)
+    tokens: list[str] = []
+
+    def use() -> None:
+        barrier.wait()
+        tokens.append(service.oauth_access_token(_caller(service), "github_app"))
+
+    threads = [threading.Thread(target=use) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(tokens) == 20 and len(set(tokens)) == 1
+    assert oauth_sim.refresh_calls("github_app") == 1
+
+
+def test_readme_walkthrough_against_a_real_server_leaks_nothing(tmp_path, oauth_sim, simulator):
+    """`make run` as a process, driven like the README: connect, expire, revalidate; then grep everything."""
+    from tests.test_e2e_server import RunningServer, _create_key, _free_port
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "INTEGRATIONS_DATA_DIR": str(tmp_path / "data"),
+        "OAUTH_FRONTEND_URL": FRONTEND,
+        "REVALIDATION_MIN_INTERVAL_MINUTES": "0",
+        **oauth_sim.env(),
+    }
+    env.pop("INTEGRATIONS_SECRET_API_KEY_PEPPER", None)
+    server = RunningServer(env, tmp_path / "server.log")
+    server.start()
+    transcript: list[str] = []
+    try:
+        key = _create_key(env, "--org", "acme")
+        admin = _create_key(env, "--org", "ops", "--admin")
+        oauth_sim.configure(access_token_seconds=1)
+        started = requests.post(
+            f"{server.url}/api/v1/integrations/acme/canva/oauth/start", headers={"X-API-Key": key}, timeout=10
+        )
+        transcript.append(started.text)
+        consent = requests.get(started.json()["authorize_url"], allow_redirects=False, timeout=10)
+        callback = consent.headers["Location"]
+        assert callback.startswith(f"http://127.0.0.1:{port}/api/v1/oauth/callback?")  # the default redirect URI
+        landed = requests.get(callback, allow_redirects=False, timeout=30)
+        transcript += [landed.headers["Location"], landed.text]
+        assert parse_qs(urlsplit(landed.headers["Location"]).query)["status"] == ["active"]
+        time.sleep(1.05)  # the access token has expired
+        oauth_sim.configure(access_token_seconds=None)
+        run = requests.post(f"{server.url}/api/v1/admin/revalidate", headers={"X-API-Key": admin}, json={}, timeout=60)
+        transcript.append(run.text)
+        assert run.json()["summary"]["active"] == 1 and oauth_sim.refresh_calls("canva") == 1
+        got = requests.get(f"{server.url}/api/v1/integrations/acme/canva", headers={"X-API-Key": key}, timeout=10)
+        transcript.append(got.text)
+        assert got.json()["integration"]["status"] == "active"
+    finally:
+        server.stop()
+    stored = {str(p): p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()}
+    log = server.log_path.read_bytes()
+    assert b"/api/v1/oauth/callback" in log  # the request was logged, without its query
+    _assert_no_token_in(oauth_sim, {"responses": "\n".join(transcript).encode(), "server log": log, **stored})
