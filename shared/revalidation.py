@@ -179,6 +179,7 @@ def deliver_alerts(service: IntegrationService, alerts: list[Alert]) -> None:
             service.adapters.api_key_pepper,
             timeout_seconds=settings.webhook_timeout_seconds,
             max_attempts=settings.webhook_max_attempts,
+            insecure_hosts=settings.webhook_insecure_hosts,
         )
     else:
         for alert in alerts:

@@ -47,6 +47,8 @@ locals {
     # callback sends the browser afterwards (both empty until configured).
     OAUTH_REDIRECT_URI = var.oauth_redirect_uri
     OAUTH_FRONTEND_URL = var.oauth_frontend_url
+    # Browser origins allowed to call the API (CORS); empty = no CORS headers at all.
+    CORS_ALLOWED_ORIGINS = join(",", var.cors_allowed_origins)
   }
 }
 

@@ -227,3 +227,14 @@ variable "oauth_frontend_url" {
     error_message = "oauth_frontend_url must be an https URL, or empty."
   }
 }
+
+variable "cors_allowed_origins" {
+  type        = list(string)
+  description = "Browser origins (scheme://host[:port]) allowed to call the API from a web frontend (CORS). Empty: no CORS headers."
+  default     = []
+
+  validation {
+    condition     = alltrue([for origin in var.cors_allowed_origins : can(regex("^https?://[^/,*]+$", origin))])
+    error_message = "cors_allowed_origins entries must be origins like https://app.example.com (no path, no wildcard)."
+  }
+}

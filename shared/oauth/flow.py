@@ -256,6 +256,7 @@ def _store(
             raise Conflict(f"{spec.display_name} was connected by another request at the same time; nothing was stored")
         return integration
     integration, old_credential = existing
+    read_version = integration.updated_at
     integration.credential_id = credential.credential_id
     integration.expires_at = tokens.refresh_token_expires_at
     integration.expiry_alert_window = None
@@ -265,7 +266,11 @@ def _store(
         integration.status = Status.PENDING  # a new consent is an explicit wish to use it
     apply_validation(integration, result, now, transient_tolerance=0)
     if not store.replace_credential(
-        integration, credential, audit, expected_credential_id=old_credential.credential_id
+        integration,
+        credential,
+        audit,
+        expected_credential_id=old_credential.credential_id,
+        expected_updated_at=read_version,
     ):
         raise Conflict(f"{spec.display_name} changed during the connection; nothing was stored; try again")
     return integration
