@@ -13,6 +13,7 @@ from functions.oauth_start import oauth_start
 from functions.revalidate import integration_revalidate
 from functions.rotate import integration_rotate
 from functions.setup import integration_setup
+from functions.subscriptions import subscription_provider_update, subscription_providers_list
 from functions.update import integration_update
 from functions.validate import integration_validate
 from functions.webhook import webhook_delete, webhook_get, webhook_set
@@ -35,6 +36,8 @@ ENTRY_POINTS = {
     "alerts_list": alerts_list,
     "oauth_start": oauth_start,
     "oauth_callback": oauth_callback,
+    "subscription_providers_list": subscription_providers_list,
+    "subscription_provider_update": subscription_provider_update,
 }
 
 __all__ = list(ENTRY_POINTS)

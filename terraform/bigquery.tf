@@ -14,6 +14,7 @@ locals {
     "integration_alerts",
     "org_webhooks",
     "oauth_states",
+    "saas_subscription_providers_meta",
   ]
 }
 

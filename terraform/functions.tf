@@ -21,6 +21,8 @@ locals {
     "alerts_list",
     "oauth_start",
     "oauth_callback",
+    "subscription_providers_list",
+    "subscription_provider_update",
   ]
 
   # Reached only by Cloud Scheduler (scheduler.tf), never through the gateway.

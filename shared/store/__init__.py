@@ -33,6 +33,7 @@ from shared.models import (
     OAuthState,
     SettingsChange,
     StoredCredential,
+    SubscriptionToggle,
     Webhook,
 )
 
@@ -165,6 +166,23 @@ class IntegrationStore(Protocol):
 
     def get_webhooks(self, org_slugs: Sequence[str]) -> dict[str, Webhook]:
         """The webhooks of these organizations (one job)."""
+        ...
+
+    # --- SaaS subscription toggles ------------------------------------------------------
+
+    def list_subscription_toggles(self, org_slug: str) -> tuple[list[SubscriptionToggle], dict[str, str]]:
+        """The org's toggles, and the status of each of its integrations by provider (one job)."""
+        ...
+
+    def set_subscription_toggle(
+        self, toggle: SubscriptionToggle, audit: AuditEvent
+    ) -> tuple[SubscriptionToggle, bool, str | None]:
+        """Create or change the org's toggle for ``toggle.provider`` with its audit row (one job).
+
+        Setting the value it has writes only the audit row (detail ``unchanged``)
+        and keeps created/updated fields. Returns the stored toggle, whether it
+        changed, and the status of the org's integration for that provider.
+        """
         ...
 
     # --- org API keys ---------------------------------------------------------------

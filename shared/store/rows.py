@@ -12,7 +12,16 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.models import Alert, ApiKeyRecord, AuditEvent, Integration, OAuthState, StoredCredential, Webhook
+from shared.models import (
+    Alert,
+    ApiKeyRecord,
+    AuditEvent,
+    Integration,
+    OAuthState,
+    StoredCredential,
+    SubscriptionToggle,
+    Webhook,
+)
 
 JSON_COLUMNS = ("config", "details")
 
@@ -98,6 +107,16 @@ def oauth_state_from_row(row: dict[str, Any]) -> OAuthState:
     if values.get("encrypted_verifier") is not None:
         values["encrypted_verifier"] = bytes(values["encrypted_verifier"])
     return OAuthState(**_aware_timestamps(values))
+
+
+def toggle_to_row(toggle: SubscriptionToggle) -> dict[str, Any]:
+    return _fields(toggle)
+
+
+def toggle_from_row(row: dict[str, Any]) -> SubscriptionToggle:
+    values = dict(row)
+    values["enabled"] = bool(values["enabled"])
+    return SubscriptionToggle(**_aware_timestamps(values))
 
 
 def _json_value(value: Any) -> Any:
