@@ -117,8 +117,9 @@ class JsonErrorRequestHandler(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Method, path and status, never the query string: the OAuth callback's carries the code and state."""
-        path = self.path.split("?", 1)[0]
-        self.log("info", '"%s %s" %s %s', self.command, path, code, size)
+        # An unparsable request line (414, 400) has no path or command yet.
+        path = str(getattr(self, "path", "-")).split("?", 1)[0]
+        self.log("info", '"%s %s" %s %s', getattr(self, "command", "-"), path, code, size)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         request_id = _id()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from shared.alerts import deliver_alerts, status_alert
 from shared.crypto import credential_aad
 from shared.errors import (
     BadRequest,
@@ -377,14 +378,12 @@ class IntegrationService:
         self, integration: Integration, audit: AuditEvent, read_version: datetime, before: str, spec: ProviderSpec
     ) -> bool:
         """Save a validation that needs the org's attention (re-authorize) with its alert, and deliver it."""
-        from shared.revalidation import deliver_alerts, status_alert
-
         alert = status_alert(before, integration, spec.display_name, integration.updated_at)
         written, inserted = self.adapters.store.save_revalidation_results(
             [(integration, audit, read_version)], [alert] if alert else []
         )
         if alert is not None and alert.alert_id in inserted:
-            deliver_alerts(self, [alert])
+            deliver_alerts(self.adapters, [alert])
         return written == 1
 
     def oauth_access_token(self, caller: Caller, provider_id: str) -> str:
