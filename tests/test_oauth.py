@@ -126,14 +126,23 @@ def _data_dir_bytes(service) -> dict[str, bytes]:
 
 def test_pkce_provider_connects_end_to_end(browser, client, org_key, service, oauth_sim, caplog):
     caplog.set_level(logging.DEBUG)
+    store, cipher = service.adapters.store, service.adapters.cipher
+    jobs, encrypts = store.counters["jobs"], cipher.counters["encrypt"]
     started = browser.start("canva")
+    # start: one store job (the state) and one encrypt (the PKCE verifier), plus the key lookup
+    assert store.counters["jobs"] - jobs == 2 and cipher.counters["encrypt"] - encrypts == 1
     query = parse_qs(urlsplit(started["authorize_url"]).query)
     assert query["response_type"] == ["code"] and query["client_id"] == ["sim-canva-client"]
     assert query["redirect_uri"] == [REDIRECT] and query["scope"] == ["profile:read"]
     assert query["code_challenge_method"] == ["S256"] and len(query["code_challenge"][0]) == 43
     assert query["state"] == [started["state"]] and started["code_challenge_method"] == "S256"
 
-    outcome = browser.callback(browser.consent(started["authorize_url"]))
+    callback_url = browser.consent(started["authorize_url"])
+    jobs, encrypts, decrypts = store.counters["jobs"], cipher.counters["encrypt"], cipher.counters["decrypt"]
+    outcome = browser.callback(callback_url)
+    # callback: consume the state, read the integration, write it with the credential and audit row
+    assert store.counters["jobs"] - jobs == 3
+    assert (cipher.counters["encrypt"] - encrypts, cipher.counters["decrypt"] - decrypts) == (1, 1)
     assert outcome == {"oauth": ["connected"], "org": ["acme"], "provider": ["canva"], "status": ["active"]}
     got = client.get("/api/v1/integrations/acme/canva", headers={"X-API-Key": org_key}).get_json()
     assert got["integration"]["status"] == "active" and got["integration"]["details"]["connection"] is True

@@ -445,3 +445,37 @@ class OAuthSimulator:
 
     def refresh_calls(self, provider_id: str) -> int:
         return self.stats()["token_calls"][provider_id]["refresh_token"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.simulators.oauth --port 9997``: serve in the foreground, print the exports."""
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m tests.simulators.oauth", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: free)")
+    parser.add_argument(
+        "--access-token-seconds", type=int, help="expires_in of new access tokens (default: provider's)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with OAuthSimulator(args.port, log_requests=not args.quiet) as simulator:
+        if args.access_token_seconds:
+            simulator.configure(access_token_seconds=args.access_token_seconds)
+        print(f"# OAuth simulator on {simulator.url} (Ctrl-C to stop)")
+        for name, value in simulator.env().items():
+            print(f"export {name}={value}")
+        sys.stdout.flush()
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
