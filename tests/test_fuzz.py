@@ -115,6 +115,12 @@ def test_fuzz_openapi_against_a_real_server(tmp_path, simulator):
         "VALIDATION_MAX_ATTEMPTS": "1",
         "VALIDATION_DEADLINE_SECONDS": "3",
         "CORS_ALLOWED_ORIGINS": "https://app.example",
+        # OAuth clients set, so oauth/start answers its URL (unset, it is 503 oauth_not_configured by design).
+        **{
+            f"INTEGRATIONS_SECRET_OAUTH_{provider}_CLIENT_{part}": f"fuzz-{provider.lower()}-{part.lower()}"
+            for provider in ("CANVA", "GITHUB_APP")
+            for part in ("ID", "SECRET")
+        },
     }
     env.pop("INTEGRATIONS_SECRET_API_KEY_PEPPER", None)
     log = tmp_path / "server.log"
