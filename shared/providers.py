@@ -43,7 +43,11 @@ PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 # Capabilities that code validators report (declarative ones are their check names).
 CODE_VALIDATOR_CAPABILITIES = {
     "gcp_service_account": {"list_datasets", "read_billing_export", "run_queries"},
+    "azure_service_principal": {"authenticate", "list_exports", "read_cost_export"},
 }
+
+# Code validators that parse a credential of several request fields (shared.validators.credential_parsers).
+MULTI_FIELD_MODULES = {"azure_service_principal"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class ConfigField:
     pattern: re.Pattern[str]
     required: bool
     description: str
+    example: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,9 @@ class ProviderSpec:
         """Whether an org can store a credential for it (a toggle-only SaaS tool cannot)."""
         return self.connection != "toggle"
 
+    # The request fields of a credential made of several (empty: just credential_field).
+    credential_fields: tuple[str, ...] = ()
+
     @property
     def needed_capabilities(self) -> tuple[str, ...]:
         """Every capability some requirement needs, in declaration order, once."""
@@ -127,7 +135,15 @@ def _check_cross_fields(document: dict[str, Any]) -> list[str]:
             problems.append(
                 f"{provider_id}: a SaaS tool has connection oauth exactly when its credential_type is oauth"
             )
-        if entry["credential"]["field"] != CREDENTIAL_FIELDS[credential_type]:
+        credential = entry["credential"]
+        if "fields" in credential:
+            # A credential of several request fields (Azure): the secret field is one of them.
+            if credential["field"] not in credential["fields"] or validation.get("module") not in MULTI_FIELD_MODULES:
+                problems.append(
+                    f"{provider_id}: credential.fields needs a validator module with a credential parser"
+                    f" ({', '.join(sorted(MULTI_FIELD_MODULES))}) and must list credential.field"
+                )
+        elif credential["field"] != CREDENTIAL_FIELDS[credential_type]:
             problems.append(
                 f"{provider_id}: credential.field must be {CREDENTIAL_FIELDS[credential_type]} for {credential_type}"
             )
@@ -225,6 +241,7 @@ def load_registry(path: Path = REGISTRY_PATH) -> Registry:
                     pattern=re.compile(spec["pattern"]),
                     required=name in entry["required_fields"],
                     description=spec["description"],
+                    example=spec.get("example"),
                 )
                 for name, spec in entry.get("config_fields", {}).items()
             },
@@ -239,6 +256,7 @@ def load_registry(path: Path = REGISTRY_PATH) -> Registry:
             oauth=_oauth_spec(entry.get("oauth")),
             saas_category=entry.get("saas_category"),
             connection=entry.get("connection"),
+            credential_fields=tuple(credential.get("fields", ())),
         )
     return Registry(providers)
 

@@ -21,9 +21,9 @@ SPEC_SAAS_TOOLS = {
 API_TOKEN_TOOLS = {"github", "slack", "cursor", "vercel", "figma", "notion", "asana"}
 
 
-def test_registry_loads_the_four_first_providers():
+def test_registry_loads_the_providers():
     registry = default_registry()
-    assert {"gcp", "openai", "anthropic", "gemini"} <= set(registry.providers)
+    assert {"gcp", "openai", "anthropic", "gemini", "azure"} <= set(registry.providers)
     assert registry.get("gcp").display_name == "Google Cloud Platform"
     assert registry.get("openai").key_pattern.fullmatch("sk-proj-" + "a" * 24)
 
@@ -114,6 +114,8 @@ def _broken(tmp_path: Path, mutate) -> Path:
             lambda d: d["providers"]["slack"]["validation"]["responses"].update(success=[{"status": 200, "json": {}}]),
             "success",
         ),
+        (lambda d: d["providers"]["azure"]["credential"].update(field="api_key"), "must list credential.field"),
+        (lambda d: d["providers"]["gcp"]["credential"].update(fields=["a_b", "c_d"]), "credential parser"),
     ],
 )
 def test_broken_registry_is_rejected(tmp_path, mutate, fragment):
