@@ -65,9 +65,11 @@ def test_provider_parameter_and_config_schemas_are_the_registry():
     registry = default_registry()
     components = document()["components"]
     assert components["parameters"]["Provider"]["schema"]["enum"] == sorted(registry.providers)
+    # Toggle-only SaaS tools are providers (the subscriptions path takes them) but take no setup, so no config.
+    connectable = {provider_id: spec for provider_id, spec in registry.providers.items() if spec.connectable}
     referenced = [ref["$ref"].rsplit("/", 1)[1] for ref in components["schemas"]["ProviderConfig"]["anyOf"]]
-    assert referenced == [f"{provider.capitalize()}Config" for provider in sorted(registry.providers)]
-    for provider_id, spec in registry.providers.items():
+    assert referenced == [f"{provider.capitalize()}Config" for provider in sorted(connectable)]
+    for provider_id, spec in connectable.items():
         schema = components["schemas"][f"{provider_id.capitalize()}Config"]
         assert schema["additionalProperties"] is False
         documented = {name: field["pattern"] for name, field in schema["properties"].items()}

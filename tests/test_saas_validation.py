@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -197,3 +199,56 @@ def test_rotate_a_saas_token(client, org_key, saas):
         client, "POST", f"{BASE}/figma/rotate", org_key, {"new_credentials": {"api_key": TOOLS["figma"][1]("new")}}
     )
     assert status == 200 and body["integration"]["status"] == "active"
+
+
+# The exact requests one validation sends: each tool's declared free reads, once each.
+EXPECTED_CALLS = {
+    "github": ["GET /github/user", "GET /github/orgs/acme-corp/copilot/billing"],
+    "slack": ["POST /slack/api/auth.test", "GET /slack/api/team.billing.info", "GET /slack/api/users.list?limit=1"],
+    "cursor": ["GET /cursor/teams/members"],
+    "figma": ["GET /figma/v1/me"],
+    "notion": ["GET /notion/v1/users/me", "GET /notion/v1/users?page_size=1"],
+    "asana": ["GET /asana/api/1.0/users/me", "GET /asana/api/1.0/users?workspace=1200000000000001&limit=1"],
+}
+
+
+@pytest.mark.parametrize("provider", sorted(EXPECTED_CALLS))
+def test_validation_sends_only_the_declared_reads(client, org_key, saas, provider):
+    connect(client, org_key, provider, "")
+    assert saas.served_calls == EXPECTED_CALLS[provider]
+
+
+@pytest.mark.parametrize("config", [{"team_id": "team_AbCdEfGh12"}, {}])
+def test_vercel_reads_one_day_of_charges_for_its_team(client, org_key, saas, config):
+    status, _, _ = call(
+        client,
+        "POST",
+        f"{BASE}/vercel/setup",
+        org_key,
+        {"credentials": {"api_key": TOOLS["vercel"][1]("")}, "config": config},
+    )
+    assert status == 201
+    _, body, _ = call(client, "POST", f"{BASE}/vercel/validate", org_key)
+    assert body["status"] == "active"
+    user, charges = saas.served_calls
+    assert user == "GET /vercel/v2/user"
+    query = parse_qs(urlsplit(charges.split(" ", 1)[1]).query)
+    start, end = (datetime.fromisoformat(query[name][0]) for name in ("from", "to"))
+    assert end - start == timedelta(days=1)
+    # An unset config field drops its query parameter instead of sending it empty.
+    assert query.get("teamId") == ([config["team_id"]] if config else None)
+
+
+def test_no_saas_token_in_logs_answers_or_store(client, org_key, saas, settings, caplog):
+    caplog.set_level("DEBUG")
+    tokens = []
+    for provider in sorted(TOOLS):
+        for marker in ("", "bad", "forbidden"):
+            call(client, "DELETE", f"{BASE}/{provider}", org_key)
+            body = connect(client, org_key, provider, marker)
+            tokens.append(TOOLS[provider][1](marker))
+            assert tokens[-1] not in json.dumps(body)
+    stored = b"".join(path.read_bytes() for path in settings.data_dir.glob("integrations.sqlite3*"))
+    assert len(stored) > 10_000  # the database and its WAL hold the encrypted rows
+    for token in tokens:
+        assert token not in caplog.text and token.encode() not in stored

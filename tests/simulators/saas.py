@@ -377,6 +377,7 @@ class SaasSimulatorApp:
         }
         self._lock = threading.Lock()
         self.forbidden_calls: list[str] = []
+        self.served_calls: list[str] = []  # "METHOD /prefix/path?query" of every call served
         self.requests: dict[str, int] = dict.fromkeys(self.tools, 0)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -395,6 +396,9 @@ class SaasSimulatorApp:
             for method, pattern, handler in tool.routes():
                 match = re.fullmatch(pattern, subpath.rstrip("/") or "/")
                 if match and request.method == method:
+                    with self._lock:
+                        query = request.query_string.decode()
+                        self.served_calls.append(f"{request.method} {request.path}" + (f"?{query}" if query else ""))
                     return tool.handle(request, handler, match)
         # Not a free read this simulator serves: possibly paid or mutating. Refuse and remember.
         with self._lock:
@@ -414,6 +418,7 @@ class SaasSimulatorApp:
     def reset(self) -> None:
         with self._lock:
             self.forbidden_calls.clear()
+            self.served_calls.clear()
             self.requests = dict.fromkeys(self.tools, 0)
 
 
@@ -462,6 +467,10 @@ class SaasSimulator:
     @property
     def forbidden_calls(self) -> list[str]:
         return list(self.app.forbidden_calls)
+
+    @property
+    def served_calls(self) -> list[str]:
+        return list(self.app.served_calls)
 
     def reset(self) -> None:
         self.app.reset()
