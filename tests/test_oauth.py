@@ -19,16 +19,9 @@ import requests
 from shared.revalidation import revalidate_all
 from shared.service import Caller
 from tests.openapi_contract import check_response
-from tests.simulators.oauth import OAuthSimulator
 
 FRONTEND = "https://app.example/settings/integrations"
 REDIRECT = "http://127.0.0.1:8001/api/v1/oauth/callback"
-
-
-@pytest.fixture(scope="session")
-def oauth_sim():
-    with OAuthSimulator() as running:
-        yield running
 
 
 @pytest.fixture
