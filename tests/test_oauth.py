@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -286,8 +287,8 @@ def test_twenty_concurrent_refreshes_make_one_token_call(browser, service, oauth
     oauth_sim.configure(access_token_seconds=60)  # inside the 10-minute refresh window
     browser.connect(provider)
     oauth_sim.configure(access_token_seconds=None, token_delay_seconds=0.3)  # a slow token endpoint widens the race
-    cipher = service.adapters.cipher
-    encrypts_before = cipher.counters["encrypt"]
+    cipher, store = service.adapters.cipher, service.adapters.store
+    encrypts_before, jobs_before = cipher.counters["encrypt"], store.counters["jobs"]
     barrier = threading.Barrier(20)
     tokens: list[str] = []
     errors: list[BaseException] = []
@@ -308,6 +309,8 @@ def test_twenty_concurrent_refreshes_make_one_token_call(browser, service, oauth
     assert oauth_sim.refresh_calls(provider) == 1
     assert len(set(tokens)) == 1  # every caller ends with the winner's token
     assert cipher.counters["encrypt"] - encrypts_before == 1  # one new credential version written
+    # 20 initial reads + one claim (the rest lose theirs) + one write + the losers' re-reads while they wait
+    print(f"\n{provider}: 20 concurrent uses took {store.counters['jobs'] - jobs_before} store jobs")
     api = {"canva": "/canva/rest/v1/users/me", "github_app": "/github_app/user"}[provider]
     assert requests.get(oauth_sim.url + api, headers={"Authorization": f"Bearer {tokens[0]}"}, timeout=5).ok
     _, credential = service.adapters.store.get_integration_with_credential("acme", provider)
@@ -435,3 +438,25 @@ def test_readme_walkthrough_against_a_real_server_leaks_nothing(tmp_path, oauth_
     log = server.log_path.read_bytes()
     assert b"/api/v1/oauth/callback" in log  # the request was logged, without its query
     _assert_no_token_in(oauth_sim, {"responses": "\n".join(transcript).encode(), "server log": log, **stored})
+
+
+def test_a_lease_left_by_a_dead_worker_is_taken_over_once(browser, service, oauth_sim):
+    oauth_sim.configure(access_token_seconds=60)
+    browser.connect("github_app")
+    oauth_sim.configure(access_token_seconds=None)
+    store = service.adapters.store
+    _, credential = store.get_integration_with_credential("acme", "github_app")
+    past = credential.updated_at - timedelta(minutes=1)
+    # A worker claimed the refresh and died before calling the token endpoint: its lease has lapsed.
+    assert store.claim_credential_refresh(
+        credential.credential_id,
+        expected_updated_at=credential.updated_at,
+        lease_id="dead-worker",
+        lease_expires_at=past,
+        version=credential.updated_at + timedelta(microseconds=1),
+    )
+    token = service.oauth_access_token(_caller(service), "github_app")
+    assert oauth_sim.refresh_calls("github_app") == 1
+    assert requests.get(oauth_sim.url + "/github_app/user", headers={"Authorization": f"Bearer {token}"}, timeout=5).ok
+    _, after = store.get_integration_with_credential("acme", "github_app")
+    assert after.refresh_lease_id is None
