@@ -7,6 +7,8 @@ import os
 from functions.alerts import alerts_list
 from functions.delete import integration_delete
 from functions.get import integration_get
+from functions.import_integrations import integration_import
+from functions.keys import admin_key_rewrap, admin_key_rotate, admin_keys
 from functions.list_integrations import integration_list
 from functions.oauth_callback import oauth_callback
 from functions.oauth_start import oauth_start
@@ -38,6 +40,10 @@ ENTRY_POINTS = {
     "oauth_callback": oauth_callback,
     "subscription_providers_list": subscription_providers_list,
     "subscription_provider_update": subscription_provider_update,
+    "integration_import": integration_import,
+    "admin_keys": admin_keys,
+    "admin_key_rotate": admin_key_rotate,
+    "admin_key_rewrap": admin_key_rewrap,
 }
 
 __all__ = list(ENTRY_POINTS)

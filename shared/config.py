@@ -117,6 +117,11 @@ class Settings:
     oauth_refresh_lease_seconds: float = 30.0
     # PROVIDER_<ID>_AUTHORIZE_URL / PROVIDER_<ID>_TOKEN_URL: {"<id>.authorize": url, "<id>.token": url}
     oauth_endpoint_urls: dict[str, str] = field(default_factory=dict)
+    # Fleet operations: bulk import (its body holds up to 100 credentials) and re-encryption.
+    import_max_body_bytes: int = 2 * 1024 * 1024
+    rewrap_batch_size: int = 500
+    rewrap_concurrency: int = 16
+    rewrap_max_seconds: float = 240.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -190,6 +195,10 @@ class Settings:
             oauth_refresh_window_seconds=60 * _float(environ, "OAUTH_REFRESH_WINDOW_MINUTES", 10.0),
             oauth_refresh_lease_seconds=max(1.0, _float(environ, "OAUTH_REFRESH_LEASE_SECONDS", 30.0)),
             oauth_endpoint_urls=oauth_urls,
+            import_max_body_bytes=int(_float(environ, "IMPORT_MAX_BODY_BYTES", 2 * 1024 * 1024)),
+            rewrap_batch_size=max(1, int(_float(environ, "REWRAP_BATCH_SIZE", 500))),
+            rewrap_concurrency=max(1, int(_float(environ, "REWRAP_CONCURRENCY", 16))),
+            rewrap_max_seconds=_float(environ, "REWRAP_MAX_SECONDS", 240.0),
         )
         if backend == "gcp" and not (settings.gcp_project and settings.kms_key_name):
             raise ConfigurationError("INTEGRATIONS_BACKEND=gcp needs GCP_PROJECT and KMS_KEY_NAME")

@@ -97,6 +97,8 @@ class ProviderSpec:
     requirements: dict[str, Requirement] = field(default_factory=dict)
     key_prefix: str | None = None
     oauth: OAuthSpec | None = None
+    # The request fields of a credential made of several (empty: just credential_field).
+    credential_fields: tuple[str, ...] = ()
     saas_category: str | None = None  # ai | design | productivity | development (category saas only)
     connection: str | None = None  # toggle | api_token | oauth (category saas; None elsewhere)
 
@@ -104,9 +106,6 @@ class ProviderSpec:
     def connectable(self) -> bool:
         """Whether an org can store a credential for it (a toggle-only SaaS tool cannot)."""
         return self.connection != "toggle"
-
-    # The request fields of a credential made of several (empty: just credential_field).
-    credential_fields: tuple[str, ...] = ()
 
     @property
     def needed_capabilities(self) -> tuple[str, ...]:

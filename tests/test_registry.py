@@ -89,6 +89,8 @@ def _broken(tmp_path: Path, mutate) -> Path:
         (lambda d: d["providers"]["canva"]["oauth"].update(token_url="http://plain"), "token_url"),
         (lambda d: d["providers"]["canva"]["oauth"].update(client_secret="x"), "client_secret"),
         (lambda d: d["providers"]["canva"]["credential"].update(field="api_key"), "credential.field must be"),
+        (lambda d: d["providers"]["azure"]["credential"].update(field="api_key"), "must list credential.field"),
+        (lambda d: d["providers"]["gcp"]["credential"].update(fields=["a_b", "c_d"]), "credential parser"),
         # SaaS catalog rules
         (lambda d: d["providers"]["canva"].pop("saas_category"), "saas_category"),
         (lambda d: d["providers"]["canva"].update(saas_category="games"), "saas_category"),
@@ -114,8 +116,6 @@ def _broken(tmp_path: Path, mutate) -> Path:
             lambda d: d["providers"]["slack"]["validation"]["responses"].update(success=[{"status": 200, "json": {}}]),
             "success",
         ),
-        (lambda d: d["providers"]["azure"]["credential"].update(field="api_key"), "must list credential.field"),
-        (lambda d: d["providers"]["gcp"]["credential"].update(fields=["a_b", "c_d"]), "credential parser"),
     ],
 )
 def test_broken_registry_is_rejected(tmp_path, mutate, fragment):
