@@ -58,6 +58,9 @@ ORG = "bench"
 PROVIDER = "openai"
 OPENAI_KEY = "sk-admin-BenchKeyAbcdefghijklmnop0123456789"  # admin: can read costs, so validate -> active
 ANTHROPIC_KEY = "sk-ant-admin01-BenchKeyAbcdefghijklmnop0123456789"
+OAUTH_PROVIDER = "canva"
+# The OAuth client of OAUTH_PROVIDER (shared.oauth.client_secret_names): Secret Manager in gcp, env locally.
+OAUTH_CLIENT = {"oauth-canva-client-id": "bench-client-id", "oauth-canva-client-secret": "bench-client-secret"}
 PROJECT = "integrations-bench"
 KMS_KEY = f"projects/{PROJECT}/locations/us/keyRings/integrations/cryptoKeys/credentials"
 
@@ -207,6 +210,9 @@ COLD_CASES: dict[str, ColdCase] = {
     "webhook_get": ColdCase("webhook", ("GET", _HOOK, None, 200)),
     "webhook_delete": ColdCase("webhook", ("DELETE", _HOOK, None, 200), between=("webhook", WEBHOOK_URL)),
     "alerts_list": ColdCase("present", ("GET", f"/api/v1/organizations/{ORG}/alerts", None, 200)),
+    "oauth_start": ColdCase("present", ("POST", f"{API}/{ORG}/{OAUTH_PROVIDER}/oauth/start", None, 200)),
+    # Without a started flow the callback's answer is the 400 page: the function's load and first answer.
+    "oauth_callback": ColdCase("-", ("GET", "/api/v1/oauth/callback", None, 400)),
     "subscription_providers_list": ColdCase("present", ("GET", f"/api/v1/subscriptions/{ORG}/providers", None, 200)),
     "subscription_provider_update": ColdCase(
         "present", ("PUT", f"/api/v1/subscriptions/{ORG}/providers/chatgpt_plus", {"enabled": True}, 200)
@@ -362,6 +368,8 @@ def running_stack() -> Iterator[tuple[ProviderSimulator, GcpStack]]:
         kms.create_key(KMS_KEY)
         secret_manager = stack.enter_context(FakeSecretManagerServer())
         secret_manager.put_secret(PROJECT, API_KEY_PEPPER_SECRET, "bench-pepper-" + uuid.uuid4().hex)
+        for name, value in OAUTH_CLIENT.items():
+            secret_manager.put_secret(PROJECT, name, value)
         yield simulator, GcpStack(bigquery, kms, secret_manager, KMS_KEY)
 
 
@@ -909,6 +917,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = replace(
                 mode_settings(mode, simulator, gcp, temp_dir / f"cold-{mode}"), webhook_insecure_hosts=("127.0.0.1",)
             )
+            from shared.service_secrets import env_var_name
             from shared.wiring import build_service
 
             service = build_service(settings)
@@ -917,7 +926,10 @@ def main(argv: list[str] | None = None) -> int:
                 **mode_env(mode, settings, gcp),
                 "WEBHOOK_INSECURE_HOSTS": "127.0.0.1",
                 "REVALIDATION_MIN_INTERVAL_MINUTES": "0",
+                "OAUTH_REDIRECT_URI": "https://integrations.example.com/api/v1/oauth/callback",
             }
+            if mode == "local":
+                env |= {env_var_name(name): value for name, value in OAUTH_CLIENT.items()}
             if mode == "gcp":
                 env[BLOCK_ENV] = ",".join(blocked)
                 env[PEPPER_ENV] = service.adapters.api_key_pepper.decode()  # as Terraform mounts it
