@@ -161,6 +161,16 @@ def test_lifecycle_over_http_survives_restart_and_leaks_nothing(tmp_path, server
     finally:
         server.stop()
 
+    # One log format: every line the service wrote (service and access log alike) is a JSON record,
+    # and the access log carries the request id the response did. ("make: ..." is make reporting the stop.)
+    lines = server.log_path.read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip() and not line.startswith("make: ")]
+    assert all({"time", "severity", "message"} <= set(record) for record in records)
+    access = [record for record in records if record["logger"] == "integrations.access"]
+    refused_line = [r for r in access if r.get("request_id") == refused.headers["X-Request-Id"]]
+    assert [r["httpRequest"]["status"] for r in refused_line] == [403]
+    assert refused_line[0]["httpRequest"]["requestUrl"] == "/api/v1/admin/revalidate"
+
     secrets_used = [OPENAI_KEY, rotated_key, rejected_key, key_with("bad", ANTHROPIC_KEY), api_key, admin_key]
     needles = [s.encode() for s in secrets_used] + [s[8:-4].encode() for s in secrets_used]
     needles.append(mask_openai_key(rejected_key).encode())  # what the provider's error body echoes
