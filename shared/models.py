@@ -75,6 +75,7 @@ class Integration:
             "last_success_at": iso(self.last_success_at),
         }
         info.update({key: value for key, value in optional.items() if value is not None})
+        info["consecutive_failures"] = self.consecutive_failures
         if self.validation_details is not None:
             info["validation"] = self.validation_details
         return info

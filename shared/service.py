@@ -358,9 +358,21 @@ class IntegrationService:
             raise no_integration(spec)
 
     def rotate(
-        self, caller: Caller, provider_id: str, new_credentials: Any, expires_at: datetime | None
+        self,
+        caller: Caller,
+        provider_id: str,
+        new_credentials: Any,
+        expires_at: datetime | None,
+        *,
+        keep_expires_at: bool = False,
     ) -> ValidationOutcome:
-        """Validate the new credential first; only a good one replaces the old."""
+        """Validate the new credential first; only a good one replaces the old.
+
+        ``keep_expires_at`` (the body did not name ``expires_at``) leaves the
+        integration's expiry as it was; otherwise ``expires_at`` replaces it
+        (None clears it). Either way a provider that reports the new key's
+        expiry (GCP) has the last word.
+        """
         spec = self.provider(provider_id)
         integration, old_credential = self._with_credential(caller.org_slug, spec)
         if integration.status == Status.DISABLED:
@@ -383,7 +395,9 @@ class IntegrationService:
         credential = self._encrypt(caller, spec, secret, "rotate")
         now = utc_now()
         integration.credential_id = credential.credential_id
-        integration.expires_at = expires_at
+        if not keep_expires_at and expires_at != integration.expires_at:
+            integration.expires_at = expires_at
+            integration.expiry_alert_window = None  # a new expiry gets its warnings afresh
         apply_validation(integration, result, now, transient_tolerance=0)
         audit = self._audit(
             caller,
