@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -136,7 +137,7 @@ class JsonLoggingRequestHandler(WSGIRequestHandler):
         )
 
 
-def main() -> None:
+def main() -> int:
     from werkzeug.serving import make_server
 
     logs.configure(os.environ.get("LOG_LEVEL", "INFO"), "werkzeug", FLASK_APP_NAME)
@@ -148,14 +149,19 @@ def main() -> None:
     service.adapters.cipher  # noqa: B018
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8001"))
-    server = make_server(host, port, create_app(), threaded=True, request_handler=JsonLoggingRequestHandler)
+    try:
+        server = make_server(host, port, create_app(), threaded=True, request_handler=JsonLoggingRequestHandler)
+    except OSError as error:
+        logger.error(f"cannot listen on {host}:{port}: {error.strerror}; is another server running? Set PORT.")
+        return 1
     url, data_dir = f"http://{host}:{port}", str(service.adapters.settings.data_dir)
     logger.info(f"integrations service listening on {url} (data: {data_dir})", extra={"url": url, "data_dir": data_dir})
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1178,7 +1178,7 @@ class SimulatorApp:
             self.state.reset()
             return _json({"ok": True})
         if subpath == "/revoke" and request.method == "POST":
-            body = request.get_json(silent=True)
+            body = request.get_json(silent=True, force=True)  # `curl -d` sends no JSON content type
             api_key = body.get("api_key") if isinstance(body, dict) else None
             if not isinstance(api_key, str) or not api_key:
                 return _json({"error": 'expected {"api_key": "<the key to revoke>"}'}, 400)
