@@ -158,6 +158,10 @@ def test_lifecycle_over_http_survives_restart_and_leaks_nothing(tmp_path, server
         assert summary["checked"] == 1 and summary["active"] == 1 and summary["more"] is False
         refused = requests.post(server.url + "/api/v1/admin/revalidate", headers={"X-API-Key": api_key}, timeout=10)
         assert refused.status_code == 403
+        # A request line werkzeug itself rejects: its complaint must come out as JSON too.
+        with socket.create_connection(("127.0.0.1", int(server_env["PORT"])), timeout=10) as raw:
+            raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            assert raw.recv(1024)  # werkzeug answers 400 (HTTP/0.9 style: the line named no version)
     finally:
         server.stop()
 
@@ -170,6 +174,7 @@ def test_lifecycle_over_http_survives_restart_and_leaks_nothing(tmp_path, server
     refused_line = [r for r in access if r.get("request_id") == refused.headers["X-Request-Id"]]
     assert [r["httpRequest"]["status"] for r in refused_line] == [403]
     assert refused_line[0]["httpRequest"]["requestUrl"] == "/api/v1/admin/revalidate"
+    assert any(record["logger"] == "integrations.server" for record in records)  # the garbage request line
 
     secrets_used = [OPENAI_KEY, rotated_key, rejected_key, key_with("bad", ANTHROPIC_KEY), api_key, admin_key]
     needles = [s.encode() for s in secrets_used] + [s[8:-4].encode() for s in secrets_used]
