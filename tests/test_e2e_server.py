@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -166,9 +167,9 @@ def test_lifecycle_over_http_survives_restart_and_leaks_nothing(tmp_path, server
         server.stop()
 
     # One log format: every line the service wrote (service and access log alike) is a JSON record,
-    # and the access log carries the request id the response did. ("make: ..." is make reporting the stop.)
+    # and the access log carries the request id the response did. ("make[1]: ..." is make reporting the stop.)
     lines = server.log_path.read_text().splitlines()
-    records = [json.loads(line) for line in lines if line.strip() and not line.startswith("make: ")]
+    records = [json.loads(line) for line in lines if line.strip() and not re.match(r"make(\[\d+\])?: ", line)]
     assert all({"time", "severity", "message"} <= set(record) for record in records)
     access = [record for record in records if record["logger"] == "integrations.access"]
     refused_line = [r for r in access if r.get("request_id") == refused.headers["X-Request-Id"]]
