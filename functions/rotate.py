@@ -14,23 +14,18 @@ from shared.models import iso
 @endpoint("POST", "/api/v1/integrations/<org_slug>/<provider>/rotate")
 def integration_rotate(call: ApiCall) -> tuple[int, dict[str, Any]]:
     body = call.json_body(required=("new_credentials",), optional=("expires_at",))
-    keep = "expires_at" not in body  # absent keeps the expiry; null clears it; a timestamp replaces it
     outcome = call.service.rotate(
-        call.caller,
-        call.provider or "",
-        body["new_credentials"],
-        parse_timestamp(body.get("expires_at"), "expires_at"),
-        keep_expires_at=keep,
+        call.caller, call.provider or "", body["new_credentials"], parse_timestamp(body.get("expires_at"), "expires_at")
     )
     expires_at = iso(outcome.integration.expires_at)
     if expires_at is None:
         expiry = "no expires_at"
-    elif keep:
-        expiry = f"expires_at kept: {expires_at} (send expires_at to change it, null to clear it)"
+    elif body.get("expires_at") is None:
+        expiry = f"expires_at kept from the previous credential: {expires_at} (send expires_at to change it)"
     else:
         expiry = f"expires_at now {expires_at}"
     return 200, {
         "integration": outcome.integration.to_info(),
-        "validation": outcome.result.details,
-        "message": f"Credential rotated; {expiry}",
+        "details": outcome.result.details,
+        "message": f"Credential replaced and validated; {expiry}",
     }

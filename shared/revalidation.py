@@ -213,7 +213,7 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
                 failure=Failure.UNREACHABLE,
                 failure_class=FailureClass.TRANSIENT,
             )
-        return validate_credential(spec, secret, integration.config, settings.validation_context(spec))
+        return validate_credential(spec, secret, integration.config, service.adapters.validation_context(spec))
 
     checked, not_started = run_bounded(
         to_check,
@@ -231,7 +231,7 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
         summary.transient_failures += not result.ok and result.failure_class != FailureClass.CONFIG
         summary.unreachable += not result.ok and result.failure == Failure.UNREACHABLE
     summary.sent_to = {
-        provider: settings.validation_context(service.provider(provider)).base_url
+        provider: service.adapters.validation_context(service.provider(provider)).base_url
         for provider in sorted({integration.provider for (integration, _), _ in checked})
     }
 
@@ -257,6 +257,7 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
             request_id=caller.request_id,
             credential_fingerprint=credential.fingerprint,
             detail=result.message,
+            actor=caller.actor,
         )
         results.append((integration, audit, read_version))
         summary.checked += 1

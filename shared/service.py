@@ -1,6 +1,6 @@
 """The use cases: setup, validate, list, get, update, delete, rotate.
 
-The service sees ports only (``Adapters`` builds them lazily), checks every
+The service sees ports only (``shared.ports.ServicePorts``; ``shared.wiring`` builds them lazily), checks every
 input against the provider registry, and keeps the invariants: the plaintext
 secret lives only in local variables between the request and the cipher or
 the provider call; every credential operation writes one audit row; a failed
@@ -53,7 +53,7 @@ from shared.validators import FailureClass, ValidationResult, validate_credentia
 from shared.validators.gcp import parse_service_account
 
 if TYPE_CHECKING:
-    from shared.config import Adapters
+    from shared.ports import ServicePorts
 
 logger = logging.getLogger("integrations.service")
 
@@ -73,6 +73,13 @@ class Caller:
     org_slug: str
     is_admin: bool
     request_id: str
+    # The person behind the frontend's call (optional X-User-Id header); the key
+    # proves the organization, this only says who to credit in created_by/audit.
+    user_id: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return self.user_id or self.key_id
 
 
 @dataclass
@@ -89,7 +96,7 @@ class ValidationOutcome:
 
 @dataclass
 class IntegrationService:
-    adapters: Adapters
+    adapters: ServicePorts
     registry: Registry
     _key_cache: dict[str, _CachedKey] = field(default_factory=dict)
     _key_cache_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -167,13 +174,13 @@ class IntegrationService:
                 f"Field 'credentials' for {spec.display_name} takes only '{field_name}', got {', '.join(unknown)}"
             )
         value = credentials.get(field_name)
-        if spec.credential_type == "service_account_json" and isinstance(value, dict):
+        if spec.credential_type == "service_account" and isinstance(value, dict):
             value = json.dumps(value, sort_keys=True)
         if not isinstance(value, str) or not value:
             raise BadRequest(f"Field 'credentials.{field_name}' is required and must be a non-empty string")
         if len(value) > MAX_SECRET_CHARS:
             raise BadRequest(f"Field 'credentials.{field_name}' is longer than {MAX_SECRET_CHARS} characters")
-        if spec.credential_type == "service_account_json":
+        if spec.credential_type == "service_account":
             document = parse_service_account(value, spec.display_name, self.adapters.settings.allowed_token_hosts)
             return json.dumps(document, sort_keys=True)
         value = value.strip()
@@ -236,9 +243,12 @@ class IntegrationService:
             request_id=caller.request_id,
             credential_fingerprint=fingerprint,
             detail=detail,
+            actor=caller.actor,
         )
 
-    def _encrypt(self, caller: Caller, spec: ProviderSpec, secret: str, action: str) -> StoredCredential:
+    def _encrypt(
+        self, caller: Caller, spec: ProviderSpec, secret: str, action: str, expires_at: datetime | None
+    ) -> StoredCredential:
         credential_id = new_id()
         fingerprint = credential_fingerprint(secret)
         try:
@@ -257,14 +267,16 @@ class IntegrationService:
             org_slug=caller.org_slug,
             provider=spec.provider_id,
             credential_type=spec.credential_type,
-            encrypted_credential=encrypted.ciphertext,
+            encrypted_value=encrypted.ciphertext,
             key_version=encrypted.key_version,
             fingerprint=fingerprint,
+            expires_at=expires_at,
+            created_by=caller.actor,
         )
 
     def decrypt_credential(self, integration: Integration, credential: StoredCredential) -> str:
         aad = credential_aad(integration.org_slug, integration.provider, credential.credential_id)
-        return self.adapters.cipher.decrypt(credential.encrypted_credential, aad).decode()
+        return self.adapters.cipher.decrypt(credential.encrypted_value, aad).decode()
 
     # --- use cases -----------------------------------------------------------------------
 
@@ -278,8 +290,8 @@ class IntegrationService:
             self.adapters.store.record_audit(self._audit(caller, spec, "setup", "rejected", detail=error.message))
             raise
         clean_config = self._config_from(spec, config)
-        credential = self._encrypt(caller, spec, secret, "setup")
-        now = utc_now()
+        credential = self._encrypt(caller, spec, secret, "setup", expires_at)
+        now = credential.created_at
         integration = Integration(
             integration_id=new_id(),
             org_slug=caller.org_slug,
@@ -290,6 +302,7 @@ class IntegrationService:
             expires_at=expires_at,
             created_at=now,
             updated_at=now,
+            created_by=caller.actor,
         )
         audit = self._audit(caller, spec, "setup", "success", fingerprint=credential.fingerprint)
         if not self.adapters.store.create_integration(integration, credential, audit):
@@ -311,9 +324,7 @@ class IntegrationService:
             result = expired_result(spec, integration.expires_at)
         else:
             secret = self.decrypt_credential(integration, credential)
-            result = validate_credential(
-                spec, secret, integration.config, self.adapters.settings.validation_context(spec)
-            )
+            result = validate_credential(spec, secret, integration.config, self.adapters.validation_context(spec))
         apply_validation(integration, result, now, transient_tolerance=0)
         audit = self._audit(
             caller,
@@ -358,21 +369,9 @@ class IntegrationService:
             raise no_integration(spec)
 
     def rotate(
-        self,
-        caller: Caller,
-        provider_id: str,
-        new_credentials: Any,
-        expires_at: datetime | None,
-        *,
-        keep_expires_at: bool = False,
+        self, caller: Caller, provider_id: str, new_credentials: Any, expires_at: datetime | None
     ) -> ValidationOutcome:
-        """Validate the new credential first; only a good one replaces the old.
-
-        ``keep_expires_at`` (the body did not name ``expires_at``) leaves the
-        integration's expiry as it was; otherwise ``expires_at`` replaces it
-        (None clears it). Either way a provider that reports the new key's
-        expiry (GCP) has the last word.
-        """
+        """Validate the new credential first; only a good one replaces the old."""
         spec = self.provider(provider_id)
         integration, old_credential = self._with_credential(caller.org_slug, spec)
         if integration.status == Status.DISABLED:
@@ -382,7 +381,7 @@ class IntegrationService:
         except InvalidCredentialFormat as error:
             self.adapters.store.record_audit(self._audit(caller, spec, "rotate", "rejected", detail=error.message))
             raise
-        result = validate_credential(spec, secret, integration.config, self.adapters.settings.validation_context(spec))
+        result = validate_credential(spec, secret, integration.config, self.adapters.validation_context(spec))
         if not result.ok:
             message = result.message or f"{spec.display_name} API key is invalid or expired"
             self.adapters.store.record_audit(
@@ -391,13 +390,17 @@ class IntegrationService:
                 )
             )
             error_type = CredentialRejected if result.failure_class == FailureClass.CONFIG else ProviderUnavailable
-            raise error_type(message, details={"validation": result.details})
-        credential = self._encrypt(caller, spec, secret, "rotate")
-        now = utc_now()
+            raise error_type(message, details=result.details)
+        if expires_at is None:
+            # A rotation without a new expiry keeps the one the integration had;
+            # the answer's integration.expires_at shows which applies.
+            expires_at = integration.expires_at
+        elif expires_at != integration.expires_at:
+            integration.expiry_alert_window = None  # a new expiry gets its warnings anew
+        credential = self._encrypt(caller, spec, secret, "rotate", expires_at)
+        now = credential.created_at
         integration.credential_id = credential.credential_id
-        if not keep_expires_at and expires_at != integration.expires_at:
-            integration.expires_at = expires_at
-            integration.expiry_alert_window = None  # a new expiry gets its warnings afresh
+        integration.expires_at = expires_at
         apply_validation(integration, result, now, transient_tolerance=0)
         audit = self._audit(
             caller,
@@ -458,12 +461,8 @@ class IntegrationService:
             outcome="success",
             actor_key_id=caller.key_id,
             request_id=caller.request_id,
+            actor=caller.actor,
         )
-
-    def revalidate(self, caller: Caller, *, max_seconds: float | None = None) -> dict[str, Any]:
-        from shared.revalidation import revalidate_all
-
-        return revalidate_all(self, caller, max_seconds=max_seconds)
 
 
 def no_integration(spec: ProviderSpec) -> NotFound:
@@ -508,7 +507,7 @@ def apply_validation(
         integration.last_success_at = now
         integration.error_message = None
         integration.consecutive_failures = 0
-        integration.validation_details = result.details
+        integration.details = result.details
         if result.expires_at is not None and result.expires_at != integration.expires_at:
             integration.expires_at = result.expires_at  # the provider knows when the key stops working
             integration.expiry_alert_window = None
@@ -522,13 +521,13 @@ def apply_validation(
         and integration.consecutive_failures <= transient_tolerance
     ):
         # Keep the last good result; record that this run could not confirm it.
-        integration.validation_details = {
-            **(integration.validation_details or {}),
+        integration.details = {
+            **(integration.details or {}),
             "last_transient_failure": result.message,
         }
         return
     else:
         integration.status = Status.ERROR
-    integration.validated_at = now
+    # validated_at keeps the last *successful* validation (the spec's meaning).
     integration.error_message = result.message
-    integration.validation_details = result.details
+    integration.details = result.details

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import Settings, build_service
+from shared.config import Settings
 from shared.service import Caller
+from shared.wiring import build_service
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY
 
 REPO = Path(__file__).resolve().parent.parent

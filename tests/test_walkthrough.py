@@ -64,7 +64,7 @@ def _json(check: Callable[[dict[str, Any]], Any]) -> Callable[[str], None]:
 
 
 def _pipelines_ready(body: dict[str, Any]) -> bool:
-    pipelines = body["validation"]["pipelines"]
+    pipelines = body["details"]["pipelines"]
     return bool(pipelines) and all(pipeline["ready"] for pipeline in pipelines.values())
 
 
