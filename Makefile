@@ -53,10 +53,18 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	@$(call PIP_INSTALL,.venv-checkov/bin/python) checkov==3.3.30
 	@touch $@
 
+# schemathesis gets its own environment too (its pins are its own); tests/test_fuzz.py
+# runs .venv-fuzz/bin/schemathesis against a real server process.
+.venv-fuzz/.installed:
+	@test -x .venv-fuzz/bin/python || $(PYTHON) -m venv .venv-fuzz
+	@echo "installing schemathesis into .venv-fuzz"
+	@$(call PIP_INSTALL,.venv-fuzz/bin/python) schemathesis==4.32.5
+	@touch $@
+
 run: $(VENV)/.runtime
 	$(PY) -m shared.local_server
 
-test: $(VENV)/.dev .venv-checkov/.installed
+test: $(VENV)/.dev .venv-checkov/.installed .venv-fuzz/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy shared
@@ -92,5 +100,5 @@ bench: $(VENV)/.dev
 	$(PY) -m bench.revalidation
 
 clean:
-	rm -rf $(VENV) .venv-checkov .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .venv-checkov .venv-fuzz .pytest_cache .ruff_cache .mypy_cache
 	@echo "kept $(DATA_DIR); make reset deletes it"

@@ -76,6 +76,11 @@ class Settings:
     allowed_token_hosts: tuple[str, ...] = ("oauth2.googleapis.com", "accounts.google.com")
     billing_export_max_age_hours: float = 72.0
     gcp_iam_base_url: str = "https://iam.googleapis.com"
+    # Service-account tokens come from here whatever the uploaded key's token_uri says
+    # (GCP_TOKEN_URI points it at a loopback stand-in in tests only).
+    gcp_token_uri: str = "https://oauth2.googleapis.com/token"
+    # Origins a browser frontend may call the API from (CORS); empty = no CORS headers.
+    cors_allowed_origins: tuple[str, ...] = ()
     # Revalidation (Cloud Scheduler -> integration_revalidate)
     revalidate_auth: str = "admin_key"  # or "platform": Cloud Run verified the scheduler's OIDC token
     revalidation_concurrency: int = 16
@@ -121,6 +126,10 @@ class Settings:
             allowed_token_hosts=("oauth2.googleapis.com", "accounts.google.com", *extra_hosts),
             billing_export_max_age_hours=_float(environ, "BILLING_EXPORT_MAX_AGE_HOURS", 72.0),
             gcp_iam_base_url=(environ.get("GCP_IAM_BASE_URL") or "https://iam.googleapis.com").rstrip("/"),
+            gcp_token_uri=environ.get("GCP_TOKEN_URI") or "https://oauth2.googleapis.com/token",
+            cors_allowed_origins=tuple(
+                o.strip().rstrip("/") for o in environ.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()
+            ),
             revalidate_auth=_choice(environ, "REVALIDATE_AUTH", ("admin_key", "platform")),
             revalidation_concurrency=max(1, int(_float(environ, "REVALIDATION_CONCURRENCY", 16))),
             revalidation_per_provider=max(1, int(_float(environ, "REVALIDATION_PER_PROVIDER", 8))),

@@ -27,10 +27,13 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler
 
 from shared import logs
+from shared.cors import apply_cors
 from shared.errors import MethodNotAllowed, NotFound, ServiceError
-from shared.http import REQUEST_ID_HEADER, error_response
+from shared.http import REQUEST_ID_HEADER, cors_origins, error_response, options_response
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+LOCAL_PATHS = ("/openapi.json", "/healthz")
+DISPATCH_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 logger = logging.getLogger("integrations.local_server")
 access_logger = logging.getLogger("integrations.access")
@@ -84,6 +87,11 @@ def create_app(entry_points: Mapping[str, Handler] | None = None) -> flask.Flask
             )
         return response
 
+    def allowed_methods(path: str) -> tuple[str, ...]:
+        if path in LOCAL_PATHS:
+            return ("GET", "HEAD")
+        return tuple(sorted(set(url_map.bind("").allowed_methods(path)) - {"OPTIONS"}))
+
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> flask.Response:
         # Paths Flask's own router cannot take (e.g. a newline in a segment) still get JSON.
@@ -91,27 +99,41 @@ def create_app(entry_points: Mapping[str, Handler] | None = None) -> flask.Flask
         if status == 404:
             return error_response(NotFound("No such path"), _id())
         if status == 405:
-            return error_response(MethodNotAllowed("Method not allowed on this path"), _id())
+            allow = tuple(sorted(getattr(error, "valid_methods", None) or ()))
+            return error_response(MethodNotAllowed("Method not allowed on this path", allow=allow), _id())
         return error_response(ServiceError(error.name), _id(), status=status)
 
-    @app.get("/openapi.json")
+    @app.after_request
+    def cors(response: flask.Response) -> flask.Response:
+        request = flask.request
+        return apply_cors(response, request, cors_origins(), allowed_methods(request.path))
+
+    @app.get("/openapi.json", provide_automatic_options=False)
     def openapi() -> flask.Response:
         return flask.Response(json.dumps(openapi_document), mimetype="application/json")
 
-    @app.get("/healthz")
+    @app.get("/healthz", provide_automatic_options=False)
     def healthz() -> flask.Response:
         return flask.jsonify({"success": True, "status": "ok"})
 
-    @app.route("/<path:rest>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-    @app.route("/", defaults={"rest": ""}, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    @app.route("/<path:rest>", methods=DISPATCH_METHODS, provide_automatic_options=False)
+    @app.route("/", defaults={"rest": ""}, methods=DISPATCH_METHODS, provide_automatic_options=False)
     def dispatch(rest: str) -> flask.Response:
         request = flask.request
+        if request.method == "OPTIONS":
+            methods = allowed_methods(request.path)
+            if not methods:
+                return error_response(NotFound(f"No such path: {request.path[:200]}"), _id())
+            return options_response(methods, _id())
         try:
             name, _ = url_map.bind("").match(request.path, method=request.method)
         except RouteMethodNotAllowed as exc:
-            allowed = ", ".join(sorted(exc.valid_methods or []))
+            allowed = tuple(sorted({*(exc.valid_methods or []), "OPTIONS"}))
             return error_response(
-                MethodNotAllowed(f"{request.method} is not allowed on this path; use {allowed}"), _id()
+                MethodNotAllowed(
+                    f"{request.method[:16]} is not allowed on this path; use {', '.join(allowed)}", allow=allowed
+                ),
+                _id(),
             )
         except RouteNotFound:
             return error_response(NotFound(f"No such path: {request.path[:200]}"), _id())
@@ -120,15 +142,51 @@ def create_app(entry_points: Mapping[str, Handler] | None = None) -> flask.Flask
     return app
 
 
+class JsonErrorRequestHandler(WSGIRequestHandler):
+    """The development server's own errors (request line too long: 414, headers
+    too large: 431, a malformed request line: 400) as JSON like every other answer,
+    not http.server's HTML page."""
+
+    CODES = {400: "bad_request", 414: "uri_too_long", 431: "headers_too_large", 501: "not_implemented"}
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        request_id = _id()
+        reason = self.responses.get(code, ("Error", ""))[0]
+        payload = {
+            "success": False,
+            "error": reason,
+            "code": self.CODES.get(code, "http_error"),
+            "request_id": request_id,
+        }
+        body = json.dumps(payload).encode()
+        self.close_connection = True
+        if self.request_version in ("", "HTTP/0.9"):
+            self.request_version = "HTTP/1.0"  # an unparsable request line still gets a status line
+        self.send_response(code, reason)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Request-Id", request_id)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
 def _id() -> str:
     return uuid.uuid4().hex
 
 
-class JsonLoggingRequestHandler(WSGIRequestHandler):
-    """werkzeug's handler minus its own coloured access log (the app writes one, as JSON)."""
+class JsonLoggingRequestHandler(JsonErrorRequestHandler):
+    """...and without werkzeug's own coloured access log (the app writes one, as JSON)."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # The status and its reason only: the rejected line itself could carry anything.
+        reason = self.responses.get(code, ("Error", ""))[0]
+        logging.getLogger("integrations.server").warning(f"rejected a malformed request: {code} {reason}")
+        super().send_error(code, message, explain)
 
     def log(self, type: str, message: str, *args: object) -> None:
         # Malformed request lines, handler errors: werkzeug's own complaints, in our format.

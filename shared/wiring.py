@@ -41,6 +41,7 @@ class Adapters:
             allowed_token_hosts=settings.allowed_token_hosts,
             billing_export_max_age_hours=settings.billing_export_max_age_hours,
             gcp_iam_base_url=settings.gcp_iam_base_url,
+            gcp_token_uri=settings.gcp_token_uri,
         )
 
     @cached_property

@@ -41,6 +41,8 @@ locals {
     # it trusts the OIDC token Cloud Run verified instead of an admin API key.
     # Read only by the admin route (integration_revalidate).
     REVALIDATE_AUTH = "platform"
+    # Browser origins allowed to call the API (CORS); empty = no CORS headers at all.
+    CORS_ALLOWED_ORIGINS = join(",", var.cors_allowed_origins)
   }
 }
 

@@ -190,3 +190,14 @@ variable "log_level" {
     error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
   }
 }
+
+variable "cors_allowed_origins" {
+  type        = list(string)
+  description = "Browser origins (scheme://host[:port]) allowed to call the API from a web frontend (CORS). Empty: no CORS headers."
+  default     = []
+
+  validation {
+    condition     = alltrue([for origin in var.cors_allowed_origins : can(regex("^https?://[^/,*]+$", origin))])
+    error_message = "cors_allowed_origins entries must be origins like https://app.example.com (no path, no wildcard)."
+  }
+}

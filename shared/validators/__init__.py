@@ -108,6 +108,8 @@ class ValidationContext:
     billing_export_max_age_hours: float = 72.0
     # Where a service-account key's expiry is read (IAM keys.get).
     gcp_iam_base_url: str = "https://iam.googleapis.com"
+    # Where service-account tokens are fetched: the operator's choice, never the key's token_uri.
+    gcp_token_uri: str = "https://oauth2.googleapis.com/token"
 
 
 def summarize(spec: ProviderSpec, checks: list[CheckResult]) -> ValidationResult:

@@ -42,10 +42,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# provider simulator on {simulator.url} (Ctrl-C to stop)")
         for name, value in simulator.env().items():
             print(f"export {name}={value}")
-        print(
-            f"# GCP: a service-account key whose token_uri is {simulator.token_uri} is accepted "
-            "once GCP_ALLOWED_TOKEN_HOSTS=127.0.0.1 (tests only)"
-        )
         sys.stdout.flush()
         try:
             while not stop.wait(0.5):

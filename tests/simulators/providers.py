@@ -1340,15 +1340,12 @@ class ProviderSimulator:
         return f"{self.base_url('google')}/token"
 
     def env(self) -> dict[str, str]:
-        """Settings (names the service reads) that point the service at this simulator.
-
-        The Google token endpoint is no setting: a service-account key names it
-        in its own ``token_uri`` (see ``token_uri``).
-        """
+        """Settings (only names the service reads) that point the service at this simulator."""
         return {
             "PROVIDER_OPENAI_BASE_URL": self.base_url("openai"),
             "PROVIDER_ANTHROPIC_BASE_URL": self.base_url("anthropic"),
             "PROVIDER_GEMINI_BASE_URL": self.base_url("gemini"),
+            "GCP_TOKEN_URI": self.token_uri,
         }
 
     # Control -------------------------------------------------------------------------
