@@ -42,6 +42,9 @@ class Adapters:
             billing_export_max_age_hours=settings.billing_export_max_age_hours,
             gcp_iam_base_url=settings.gcp_iam_base_url,
             gcp_token_uri=settings.gcp_token_uri,
+            azure_authority_host=settings.azure_authority_host,
+            azure_graph_base_url=settings.azure_graph_base_url,
+            azure_ca_bundle=settings.azure_ca_bundle,
         )
 
     @cached_property
