@@ -21,7 +21,7 @@ help:
 	@echo "  make run     serve the API on http://127.0.0.1:8001 (SQLite + local keyring under ./.data)"
 	@echo "  make test    lint, type-check and run the whole test suite"
 	@echo "More:"
-	@echo "  make demo    the README walkthrough: provider simulator + webhook receiver + the service"
+	@echo "  make demo    the README walkthrough: provider simulators + webhook receiver + the service"
 	@echo "  make reset   delete ./.data (keys, integrations, keyring, alerts); asks first, FORCE=1 does not"
 	@echo "  make bench   store jobs and KMS calls per operation, revalidation of 1,000 integrations"
 	@echo "  make lint    ruff + mypy;  make format  ruff format + fixes"

@@ -3,14 +3,17 @@
 Starts, on loopback:
 
 - the provider simulator (``tests.simulators``; port ``SIMULATOR_PORT``, default 9999),
+- the Azure simulator (``tests.simulators.azure``, HTTPS with a throwaway CA;
+  ``AZURE_SIMULATOR_PORT``, default 9997) with a demo tenant, app and export,
 - a webhook receiver that prints every alert delivered to it (``RECEIVER_PORT``, default 9998),
 - the service itself, exactly as ``make run`` serves it (``PORT``, default 8001),
-  pointed at the simulator.
+  pointed at both simulators.
 
 and writes ``$INTEGRATIONS_DATA_DIR/demo.env`` (default ``.data/demo.env``): the
 addresses a second terminal needs, plus the settings the admin CLI must share
 with the service (the provider URLs, so ``shared.cli revalidate`` checks against
-the simulator too). ``. .data/demo.env`` there, then follow the README.
+the simulators too), and ``AZURE_DEMO_SETUP``, the demo Azure setup body.
+``. .data/demo.env`` there, then follow the README.
 
 DEMO AND TESTS ONLY: the service here accepts a plain-http webhook on 127.0.0.1
 (``WEBHOOK_INSECURE_HOSTS``), so the receiver can run locally without TLS. In
@@ -30,9 +33,10 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.simulators.azure import AzureSimulator
 from tests.simulators.providers import ProviderSimulator
 
-DEFAULT_PORTS = {"PORT": 8001, "SIMULATOR_PORT": 9999, "RECEIVER_PORT": 9998}
+DEFAULT_PORTS = {"PORT": 8001, "SIMULATOR_PORT": 9999, "RECEIVER_PORT": 9998, "AZURE_SIMULATOR_PORT": 9997}
 RECEIVED_PREFIX = "==> webhook received"
 
 
@@ -78,7 +82,14 @@ class WebhookReceiver:
         threading.Thread(target=self.server.serve_forever, name="webhook-receiver", daemon=True).start()
 
 
-def demo_env(service_url: str, simulator: ProviderSimulator, receiver: WebhookReceiver, data_dir: Path) -> str:
+def demo_env(
+    service_url: str,
+    simulator: ProviderSimulator,
+    azure: AzureSimulator,
+    azure_setup: dict[str, Any],
+    receiver: WebhookReceiver,
+    data_dir: Path,
+) -> str:
     lines = [
         f"# Written by `make demo` for the README walkthrough. In a second terminal: . {data_dir / 'demo.env'}",
         f"export BASE={service_url}                # the service",
@@ -87,6 +98,9 @@ def demo_env(service_url: str, simulator: ProviderSimulator, receiver: WebhookRe
         "# The CLI reads the same settings as the service: same data, same provider URLs.",
         f"export INTEGRATIONS_DATA_DIR={shlex.quote(str(data_dir.resolve()))}",
         *(f"export {name}={value}" for name, value in simulator.env().items()),
+        *(f"export {name}={shlex.quote(value)}" for name, value in azure.env().items()),
+        "# The Azure walkthrough's setup body: the demo tenant's app, its secret and the subscription scope.",
+        f"export AZURE_DEMO_SETUP={shlex.quote(json.dumps(azure_setup))}",
         "# DEMO/TESTS ONLY: plain http:// webhooks on loopback (production: https:// to a public host).",
         "export WEBHOOK_INSECURE_HOSTS=127.0.0.1",
     ]
@@ -98,24 +112,29 @@ def main() -> int:
     data_dir = Path(os.environ.get("INTEGRATIONS_DATA_DIR", ".data"))
     try:
         simulator = ProviderSimulator(ports["SIMULATOR_PORT"]).start()
+        azure = AzureSimulator(ports["AZURE_SIMULATOR_PORT"]).start()
         receiver = WebhookReceiver(ports["RECEIVER_PORT"])
     except OSError as error:
         say(f"demo: cannot listen: {error.strerror}. Another demo running? Choose ports, e.g.:")
-        say("  make demo PORT=8011 SIMULATOR_PORT=9011 RECEIVER_PORT=9012")
+        say("  make demo PORT=8011 SIMULATOR_PORT=9011 RECEIVER_PORT=9012 AZURE_SIMULATOR_PORT=9013")
         return 1
     receiver.start()
-    # What the service process needs: the simulator's URLs and (demo only) the local receiver.
+    principal, scope = azure.seed_demo()
+    azure_setup = {"credentials": principal.credentials(), "config": {"scope": scope}}
+    # What the service process needs: the simulators' URLs and (demo only) the local receiver.
     os.environ.update(simulator.env())
+    os.environ.update(azure.env())
     os.environ["WEBHOOK_INSECURE_HOSTS"] = "127.0.0.1"
     os.environ["PORT"] = str(ports["PORT"])
     service_url = f"http://127.0.0.1:{ports['PORT']}"
     data_dir.mkdir(parents=True, exist_ok=True)
     env_file = data_dir / "demo.env"
-    env_file.write_text(demo_env(service_url, simulator, receiver, data_dir))
+    env_file.write_text(demo_env(service_url, simulator, azure, azure_setup, receiver, data_dir))
     say(f"demo: provider simulator on {simulator.url} (OpenAI, Anthropic, Gemini; markers in the README)")
+    say(f"demo: Azure simulator on {azure.url} (a demo tenant whose app secret expires in 6 days)")
     say(f"demo: webhook receiver on {receiver.url}: every alert it receives is printed here ({RECEIVED_PREFIX} ...)")
     say(f"demo: the service on {service_url}, data in {data_dir}; its JSON logs follow")
-    say(f"demo: in a second terminal: . {env_file}   then the README walkthrough. Ctrl-C stops all three.")
+    say(f"demo: in a second terminal: . {env_file}   then the README walkthrough. Ctrl-C stops them all.")
     from shared import local_server
 
     return local_server.main()

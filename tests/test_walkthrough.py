@@ -31,12 +31,15 @@ README = REPO / "README.md"
 STEP_MARK = re.compile(r"\n@@step (\d+) rc=(\d+)@@\n")
 
 
-def walkthrough_blocks() -> list[list[str]]:
-    """The walkthrough section's ```sh blocks, each as a list of commands."""
+def walkthrough_blocks(heading: str = "## Walkthrough: from an org key") -> list[list[str]]:
+    """The ```sh blocks of the README section under ``heading``, each as a list of commands."""
     text = README.read_text()
-    start = text.index("## Walkthrough")
+    start = text.index(heading)
     end = text.index("\n## ", start + 1)
     return [commands(block) for block in re.findall(r"```sh\n(.*?)```", text[start:end], re.S)]
+
+
+AZURE_HEADING = "## Walkthrough: an `active` Azure integration"
 
 
 def commands(block: str) -> list[str]:
@@ -122,6 +125,28 @@ EXPECTED: list[tuple[str, Callable[[str], None]]] = [
 ]
 
 
+# The Azure walkthrough, run next in the same terminal 2 (KEY, API, BASE and the webhook still set).
+AZURE_EXPECTED: list[tuple[str, Callable[[str], None]]] = [
+    ('echo "$AZURE_DEMO_SETUP"', _json(lambda a: set(a["credentials"]) >= {"tenant_id", "client_id", "client_secret"})),
+    ("/acme/azure/setup", _json(lambda a: a["integration"]["status"] == "pending")),
+    (
+        "/acme/azure/validate",
+        _json(lambda a: a["status"] == "active" and a["integration"]["expires_at"] and "secret_expiry" in a["details"]),
+    ),
+    ("shared.cli revalidate", _json(lambda a: "azure" in a["sent_to"] and a["alerts_delivered"] >= 1)),
+    (
+        "/organizations/acme/alerts",
+        _json(
+            lambda a: (
+                ("expiring", "azure", "delivered")
+                in [(x["kind"], x["provider"], x["delivery_status"]) for x in a["alerts"]]
+            )
+        ),
+    ),
+    ('"tenant_id": "contoso"', _json(lambda a: a["success"] is False and a["details"]["problems"])),
+]
+
+
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
     """This repository seen through links, minus its state: a fresh clone without the install time."""
@@ -139,10 +164,15 @@ def demo(checkout: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[byte
     assert terminal_1 == "make demo", "terminal 1 of the walkthrough is `make demo`"
     port = _free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("INTEGRATIONS_", "PROVIDER_", "WEBHOOK_"))},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("INTEGRATIONS_", "PROVIDER_", "WEBHOOK_", "AZURE_", "GCP_"))
+        },
         "PORT": str(port),
         "SIMULATOR_PORT": str(_free_port()),
         "RECEIVER_PORT": str(_free_port()),
+        "AZURE_SIMULATOR_PORT": str(_free_port()),
     }
     log_path = tmp_path / "terminal-1.log"
     with log_path.open("wb") as log:
@@ -177,16 +207,22 @@ def test_the_readme_walkthrough_works_verbatim(checkout, demo):
     if shutil.which("curl") is None:
         pytest.fail("the walkthrough uses curl; install it")
     _, terminal_1_log, _ = demo
-    terminal_2 = walkthrough_blocks()[1]
-    assert len(terminal_2) == len(EXPECTED), "the README's walkthrough changed: update EXPECTED to match"
-    for command, (piece, _) in zip(terminal_2, EXPECTED, strict=True):
+    (azure,) = walkthrough_blocks(AZURE_HEADING)
+    terminal_2 = walkthrough_blocks()[1] + azure
+    expected = EXPECTED + AZURE_EXPECTED
+    assert len(terminal_2) == len(expected), "the README's walkthrough changed: update EXPECTED to match"
+    for command, (piece, _) in zip(terminal_2, expected, strict=True):
         assert piece in command, f"expected a command with {piece!r}, the README has: {command}"
 
     script = "".join(
         f"{command}\n__rc=$?; printf '\\n@@step {number} rc=%s@@\\n' \"$__rc\"\n"
         for number, command in enumerate(terminal_2)
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INTEGRATIONS_", "PROVIDER_", "WEBHOOK_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("INTEGRATIONS_", "PROVIDER_", "WEBHOOK_", "AZURE_", "GCP_"))
+    }
     done = subprocess.run(["bash"], input=script, cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
 
     parts = STEP_MARK.split("\n" + done.stdout)
@@ -195,8 +231,9 @@ def test_the_readme_walkthrough_works_verbatim(checkout, demo):
     assert len(codes) == len(terminal_2), f"not every command ran:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     for number, (command, answer, code) in enumerate(zip(terminal_2, answers, codes, strict=True)):
         assert code == "0", f"step {number} `{command}` exited {code}:\n{done.stderr[-3000:]}"
-        EXPECTED[number][1](answer.strip())
+        expected[number][1](answer.strip())
 
-    # Step 6's alert arrived where the reader can see it: the receiver's lines in terminal 1.
+    # The alerts arrived where the reader can see them: the receiver's lines in terminal 1.
     terminal_1 = terminal_1_log.read_text()
     assert "==> webhook received at /acme: integration.error for acme/openai" in terminal_1, terminal_1[-3000:]
+    assert "==> webhook received at /acme: integration.expiring for acme/azure" in terminal_1, terminal_1[-3000:]
