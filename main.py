@@ -7,10 +7,13 @@ import os
 from functions.alerts import alerts_list
 from functions.delete import integration_delete
 from functions.get import integration_get
+from functions.import_integrations import integration_import
+from functions.keys import admin_key_rewrap, admin_key_rotate, admin_keys
 from functions.list_integrations import integration_list
 from functions.revalidate import integration_revalidate
 from functions.rotate import integration_rotate
 from functions.setup import integration_setup
+from functions.subscriptions import subscription_provider_update, subscription_providers_list
 from functions.update import integration_update
 from functions.validate import integration_validate
 from functions.webhook import webhook_delete, webhook_get, webhook_set
@@ -31,6 +34,12 @@ ENTRY_POINTS = {
     "webhook_get": webhook_get,
     "webhook_delete": webhook_delete,
     "alerts_list": alerts_list,
+    "subscription_providers_list": subscription_providers_list,
+    "subscription_provider_update": subscription_provider_update,
+    "integration_import": integration_import,
+    "admin_keys": admin_keys,
+    "admin_key_rotate": admin_key_rotate,
+    "admin_key_rewrap": admin_key_rewrap,
 }
 
 __all__ = list(ENTRY_POINTS)

@@ -6,8 +6,9 @@ from typing import Any
 
 import functions_framework
 
-from shared.http import ApiCall, endpoint, parse_timestamp
+from shared.http import ApiCall, endpoint
 from shared.models import iso
+from shared.service import parse_timestamp
 
 
 @functions_framework.http

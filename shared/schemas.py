@@ -19,8 +19,18 @@ AUDIT_TABLE = "integration_audit_log"
 API_KEYS_TABLE = "org_api_keys"
 ALERTS_TABLE = "integration_alerts"
 WEBHOOKS_TABLE = "org_webhooks"
+# The spec keeps SaaS toggles in Supabase; this service owns them in its own store.
+SAAS_TOGGLES_TABLE = "saas_subscription_providers_meta"
 
-TABLES = (INTEGRATIONS_TABLE, CREDENTIALS_TABLE, AUDIT_TABLE, API_KEYS_TABLE, ALERTS_TABLE, WEBHOOKS_TABLE)
+TABLES = (
+    INTEGRATIONS_TABLE,
+    CREDENTIALS_TABLE,
+    AUDIT_TABLE,
+    API_KEYS_TABLE,
+    ALERTS_TABLE,
+    WEBHOOKS_TABLE,
+    SAAS_TOGGLES_TABLE,
+)
 
 
 @cache

@@ -5,9 +5,11 @@ Starts, on loopback:
 - the provider simulator (``tests.simulators``; port ``SIMULATOR_PORT``, default 9999),
 - the Azure simulator (``tests.simulators.azure``, HTTPS with a throwaway CA;
   ``AZURE_SIMULATOR_PORT``, default 9997) with a demo tenant, app and export,
+- the SaaS simulator (``tests.simulators.saas``: GitHub, Slack, Cursor, Vercel,
+  Figma, Notion, Asana; ``SAAS_SIMULATOR_PORT``, default 9996),
 - a webhook receiver that prints every alert delivered to it (``RECEIVER_PORT``, default 9998),
 - the service itself, exactly as ``make run`` serves it (``PORT``, default 8001),
-  pointed at both simulators.
+  pointed at the simulators.
 
 and writes ``$INTEGRATIONS_DATA_DIR/demo.env`` (default ``.data/demo.env``): the
 addresses a second terminal needs, plus the settings the admin CLI must share
@@ -35,8 +37,15 @@ from werkzeug.wrappers import Request, Response
 
 from tests.simulators.azure import AzureSimulator
 from tests.simulators.providers import ProviderSimulator
+from tests.simulators.saas import SaasSimulator
 
-DEFAULT_PORTS = {"PORT": 8001, "SIMULATOR_PORT": 9999, "RECEIVER_PORT": 9998, "AZURE_SIMULATOR_PORT": 9997}
+DEFAULT_PORTS = {
+    "PORT": 8001,
+    "SIMULATOR_PORT": 9999,
+    "RECEIVER_PORT": 9998,
+    "AZURE_SIMULATOR_PORT": 9997,
+    "SAAS_SIMULATOR_PORT": 9996,
+}
 RECEIVED_PREFIX = "==> webhook received"
 
 
@@ -87,6 +96,7 @@ def demo_env(
     simulator: ProviderSimulator,
     azure: AzureSimulator,
     azure_setup: dict[str, Any],
+    saas: SaasSimulator,
     receiver: WebhookReceiver,
     data_dir: Path,
 ) -> str:
@@ -99,6 +109,7 @@ def demo_env(
         f"export INTEGRATIONS_DATA_DIR={shlex.quote(str(data_dir.resolve()))}",
         *(f"export {name}={value}" for name, value in simulator.env().items()),
         *(f"export {name}={shlex.quote(value)}" for name, value in azure.env().items()),
+        *(f"export {name}={value}" for name, value in saas.env().items()),
         "# The Azure walkthrough's setup body: the demo tenant's app, its secret and the subscription scope.",
         f"export AZURE_DEMO_SETUP={shlex.quote(json.dumps(azure_setup))}",
         "# DEMO/TESTS ONLY: plain http:// webhooks on loopback (production: https:// to a public host).",
@@ -113,10 +124,12 @@ def main() -> int:
     try:
         simulator = ProviderSimulator(ports["SIMULATOR_PORT"]).start()
         azure = AzureSimulator(ports["AZURE_SIMULATOR_PORT"]).start()
+        saas = SaasSimulator(ports["SAAS_SIMULATOR_PORT"]).start()
         receiver = WebhookReceiver(ports["RECEIVER_PORT"])
     except OSError as error:
         say(f"demo: cannot listen: {error.strerror}. Another demo running? Choose ports, e.g.:")
-        say("  make demo PORT=8011 SIMULATOR_PORT=9011 RECEIVER_PORT=9012 AZURE_SIMULATOR_PORT=9013")
+        say("  make demo PORT=8011 SIMULATOR_PORT=9011 RECEIVER_PORT=9012 AZURE_SIMULATOR_PORT=9013 \\")
+        say("            SAAS_SIMULATOR_PORT=9014")
         return 1
     receiver.start()
     principal, scope = azure.seed_demo()
@@ -124,14 +137,16 @@ def main() -> int:
     # What the service process needs: the simulators' URLs and (demo only) the local receiver.
     os.environ.update(simulator.env())
     os.environ.update(azure.env())
+    os.environ.update(saas.env())
     os.environ["WEBHOOK_INSECURE_HOSTS"] = "127.0.0.1"
     os.environ["PORT"] = str(ports["PORT"])
     service_url = f"http://127.0.0.1:{ports['PORT']}"
     data_dir.mkdir(parents=True, exist_ok=True)
     env_file = data_dir / "demo.env"
-    env_file.write_text(demo_env(service_url, simulator, azure, azure_setup, receiver, data_dir))
+    env_file.write_text(demo_env(service_url, simulator, azure, azure_setup, saas, receiver, data_dir))
     say(f"demo: provider simulator on {simulator.url} (OpenAI, Anthropic, Gemini; markers in the README)")
     say(f"demo: Azure simulator on {azure.url} (a demo tenant whose app secret expires in 6 days)")
+    say(f"demo: SaaS simulator on {saas.url} (GitHub, Slack, Cursor, Vercel, Figma, Notion, Asana)")
     say(f"demo: webhook receiver on {receiver.url}: every alert it receives is printed here ({RECEIVED_PREFIX} ...)")
     say(f"demo: the service on {service_url}, data in {data_dir}; its JSON logs follow")
     say(f"demo: in a second terminal: . {env_file}   then the README walkthrough. Ctrl-C stops them all.")

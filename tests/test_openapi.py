@@ -89,12 +89,36 @@ def test_responses_match_the_document(client, org_key, service):
     do("POST", base + "/openai/rotate", {"new_credentials": {"api_key": "sk-proj-" + "b" * 30}})
     do("POST", base + "/openai/rotate", {"new_credentials": {"api_key": "sk-proj-" + "c" * 30}, "expires_at": None})
     do("DELETE", base + "/openai")
+    items = [
+        {"provider": "openai", "credentials": {"api_key": "sk-proj-" + "c" * 30}},
+        {"provider": "openai", "credentials": {"api_key": "sk-proj-" + "d" * 30}},
+        {"provider": "anthropic", "credentials": {"api_key": "nope"}},
+        {"provider": "nosuch", "credentials": {"api_key": "x"}},
+    ]
+    do("POST", base + "/import", {"items": items, "validate": True})
+    do("POST", base + "/import", {"items": items, "dry_run": True})
+    do("POST", base + "/import", {"items": []})  # 400
     do("GET", "/api/v1/integrations/globex")  # 403
+    # SaaS: an API-token tool with its config, a toggle-only tool (400), the subscription toggles
+    do("POST", base + "/github/setup", {"credentials": {"api_key": "ghp_" + "a" * 36}, "config": {"organization": "x"}})
+    do("POST", base + "/canva/setup", {"credentials": {"api_key": "x" * 30}})  # 400
+    subscriptions = "/api/v1/subscriptions/acme/providers"
+    do("PUT", subscriptions + "/github", {"enabled": True})
+    do("PUT", subscriptions + "/github", {"enabled": "yes"})  # 400
+    do("PUT", subscriptions + "/openai", {"enabled": True})  # 404
+    do("GET", subscriptions)
+    do("GET", "/api/v1/subscriptions/globex/providers")  # 403
     do("POST", "/api/v1/admin/revalidate")  # 403: an org key on the admin route
     admin_key = service.create_api_key("ops", is_admin=True)[1]
     revalidated = client.post("/api/v1/admin/revalidate", json={}, headers={"X-API-Key": admin_key})
     check_response("POST", "/api/v1/admin/revalidate", revalidated.status_code, revalidated.get_json())
     assert revalidated.status_code == 200
+    for method, path in (("GET", "/api/v1/admin/keys"), ("POST", "/api/v1/admin/keys/rewrap")):
+        answer = client.open(
+            path, method=method, json={} if method == "POST" else None, headers={"X-API-Key": admin_key}
+        )
+        check_response(method, path, answer.status_code, answer.get_json())
+        assert answer.status_code == 200, answer.get_json()
     health = client.get("/healthz")
     check_response("GET", "/healthz", health.status_code, health.get_json())
 
@@ -106,9 +130,11 @@ def test_provider_parameter_and_config_schemas_are_the_registry():
     registry = default_registry()
     components = document()["components"]
     assert components["parameters"]["Provider"]["schema"]["enum"] == sorted(registry.providers)
+    # Toggle-only SaaS tools are providers (the subscriptions path takes them) but take no setup, so no config.
+    connectable = {provider_id: spec for provider_id, spec in registry.providers.items() if spec.connectable}
     referenced = [ref["$ref"].rsplit("/", 1)[1] for ref in components["schemas"]["ProviderConfig"]["anyOf"]]
-    assert referenced == [f"{provider.capitalize()}Config" for provider in sorted(registry.providers)]
-    for provider_id, spec in registry.providers.items():
+    assert referenced == [f"{provider.capitalize()}Config" for provider in sorted(connectable)]
+    for provider_id, spec in connectable.items():
         schema = components["schemas"][f"{provider_id.capitalize()}Config"]
         assert schema["additionalProperties"] is False
         documented = {name: field["pattern"] for name, field in schema["properties"].items()}

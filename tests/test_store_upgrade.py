@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from shared.crypto import credential_aad
-from shared.schemas import TABLES
 from shared.service import Caller
 from shared.store.sqlite_store import SqliteStore
 from tests.conftest import GEMINI_KEY, OPENAI_KEY, make_service
 
 V1_SCHEMAS = Path(__file__).parent / "fixtures" / "schema_v1"
+# The tables the first schema had; tables added since (SaaS toggles) are created by the upgrade.
+V1_TABLES = sorted(path.stem for path in V1_SCHEMAS.glob("*.json"))
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 EXPIRES = datetime(2027, 6, 1, tzinfo=UTC)
 
@@ -108,7 +109,7 @@ def write_v1_sqlite(path: Path, rows: list[tuple[dict, dict, dict]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     types = {"STRING": "TEXT", "BYTES": "BLOB", "TIMESTAMP": "TEXT", "INT64": "INTEGER", "BOOL": "INTEGER"}
     connection = sqlite3.connect(path)
-    for table in TABLES:
+    for table in V1_TABLES:
         columns = ", ".join(
             f"{c['name']} {types[c['type']]}{' NOT NULL' if c.get('mode') == 'REQUIRED' else ''}"
             for c in v1_schema(table)
@@ -130,7 +131,7 @@ def write_v1_bigquery(client, dataset: str, rows: list[tuple[dict, dict, dict]])
     from google.cloud import bigquery
 
     client.create_dataset(f"{client.project}.{dataset}", exists_ok=True)
-    for table in TABLES:
+    for table in V1_TABLES:
         schema = [bigquery.SchemaField.from_api_repr(field) for field in v1_schema(table)]
         client.create_table(bigquery.Table(f"{client.project}.{dataset}.{table}", schema=schema))
     for row_set in rows:
@@ -191,6 +192,8 @@ def test_v1_store_upgrades_in_place_and_every_credential_decrypts(backend, v1_se
         expected_type = "service_account" if row.provider == "gcp" else "api_key"
         assert credential.credential_type == expected_type
     assert {audit.actor for audit in store.list_audit("acme")} == {"key-of-alice"}
+    # A table the first schema did not have (SaaS toggles) exists and is empty.
+    assert store.list_subscription_toggles("acme") == ([], {"openai": "error", "gemini": "error", "gcp": "error"})
 
 
 def test_upgraded_store_serves_the_spec_shapes(backend, v1_settings, request):

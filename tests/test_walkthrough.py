@@ -40,12 +40,26 @@ def walkthrough_blocks(heading: str = "## Walkthrough: from an org key") -> list
 
 
 AZURE_HEADING = "## Walkthrough: an `active` Azure integration"
+SAAS_HEADING = "## SaaS subscriptions"
 
 
 def commands(block: str) -> list[str]:
-    """One entry per command: continuation lines joined, comment-only and blank lines dropped."""
+    """One entry per command: continuation lines joined, a ``for ... done`` loop kept whole,
+    comment-only and blank lines dropped."""
     joined = re.sub(r"\\\n", " ", block)
-    return [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    found: list[str] = []
+    loop: list[str] = []
+    for line in lines:
+        if loop or line.startswith(("for ", "while ")):
+            loop.append(line)
+            if line == "done":
+                found.append("\n".join(loop))
+                loop = []
+        else:
+            found.append(line)
+    assert not loop, f"a loop without done: {loop}"
+    return found
 
 
 def _free_port() -> int:
@@ -147,6 +161,41 @@ AZURE_EXPECTED: list[tuple[str, Callable[[str], None]]] = [
 ]
 
 
+def _catalog(check: Callable[[dict[str, dict[str, Any]]], Any]) -> Callable[[str], None]:
+    return _json(lambda a: check({item["provider"]: item for item in a["providers"]}))
+
+
+def _each_line_active(answer: str) -> None:
+    answers = [json.loads(line) for line in answer.splitlines() if line.strip()]
+    assert [a["status"] for a in answers] == ["active"] * 7, answer[:3000]
+
+
+# The SaaS section's block, next in the same terminal 2.
+SAAS_EXPECTED: list[tuple[str, Callable[[str], None]]] = [
+    ("SUBS=$BASE", silent),
+    ("API=$BASE", silent),
+    ("curl -s $SUBS -H", _catalog(lambda c: c and not any(item["enabled"] for item in c.values()))),
+    ("$SUBS/chatgpt_plus", _json(lambda a: a["provider"]["enabled"] is True)),
+    ("$SUBS/slack", _json(lambda a: a["provider"]["enabled"] is True)),
+    ("$SUBS/canva", _json(lambda a: a["provider"]["enabled"] is False)),
+    *[
+        (f"$API/{tool}/setup", _json(lambda a: a["integration"]["status"] == "pending"))
+        for tool in ("github", "slack", "cursor", "vercel", "figma", "notion", "asana")
+    ],
+    ("for tool in", _each_line_active),
+    ("-X DELETE $API/slack", _json(lambda a: a["success"] is True)),
+    ("forbidden-DemoToken", _json(lambda a: a["integration"]["status"] == "pending")),
+    ("$API/slack/validate", _json(lambda a: a["status"] == "error" and "scope" in json.dumps(a["details"]).lower())),
+    ("$SUBS/slack -H", _json(lambda a: a["provider"]["enabled"] is False)),
+    (
+        "curl -s $SUBS -H",
+        _catalog(
+            lambda c: c["slack"].get("integration_status") == "error" and c["github"]["integration_status"] == "active"
+        ),
+    ),
+]
+
+
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
     """This repository seen through links, minus its state: a fresh clone without the install time."""
@@ -173,6 +222,7 @@ def demo(checkout: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[byte
         "SIMULATOR_PORT": str(_free_port()),
         "RECEIVER_PORT": str(_free_port()),
         "AZURE_SIMULATOR_PORT": str(_free_port()),
+        "SAAS_SIMULATOR_PORT": str(_free_port()),
     }
     log_path = tmp_path / "terminal-1.log"
     with log_path.open("wb") as log:
@@ -208,8 +258,9 @@ def test_the_readme_walkthrough_works_verbatim(checkout, demo):
         pytest.fail("the walkthrough uses curl; install it")
     _, terminal_1_log, _ = demo
     (azure,) = walkthrough_blocks(AZURE_HEADING)
-    terminal_2 = walkthrough_blocks()[1] + azure
-    expected = EXPECTED + AZURE_EXPECTED
+    (saas,) = walkthrough_blocks(SAAS_HEADING)
+    terminal_2 = walkthrough_blocks()[1] + azure + saas
+    expected = EXPECTED + AZURE_EXPECTED + SAAS_EXPECTED
     assert len(terminal_2) == len(expected), "the README's walkthrough changed: update EXPECTED to match"
     for command, (piece, _) in zip(terminal_2, expected, strict=True):
         assert piece in command, f"expected a command with {piece!r}, the README has: {command}"

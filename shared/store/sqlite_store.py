@@ -27,6 +27,7 @@ from shared.models import (
     Integration,
     SettingsChange,
     StoredCredential,
+    SubscriptionToggle,
     Webhook,
     utc_now,
 )
@@ -36,6 +37,7 @@ from shared.schemas import (
     AUDIT_TABLE,
     CREDENTIALS_TABLE,
     INTEGRATIONS_TABLE,
+    SAAS_TOGGLES_TABLE,
     TABLES,
     WEBHOOKS_TABLE,
     column_names,
@@ -87,6 +89,7 @@ INDEXES = (
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_api_key_id ON {API_KEYS_TABLE} (key_id)",
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_alert_dedupe ON {ALERTS_TABLE} (dedupe_key)",
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_webhook_org ON {WEBHOOKS_TABLE} (org_slug)",
+    f"CREATE UNIQUE INDEX IF NOT EXISTS uq_saas_toggle_org_provider ON {SAAS_TOGGLES_TABLE} (org_slug, provider)",
 )
 
 MUTABLE_INTEGRATION_COLUMNS = [
@@ -214,6 +217,15 @@ class SqliteStore:
         values = self._to_sql(table, row)
         placeholders = ", ".join(f":{name}" for name in names)
         connection.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})", values)
+
+    def _insert_if_absent(self, connection: sqlite3.Connection, table: str, row: dict[str, Any]) -> bool:
+        """INSERT unless a unique index already holds the key; True if the row went in."""
+        names = column_names(table)
+        placeholders = ", ".join(f":{name}" for name in names)
+        cursor = connection.execute(
+            f"INSERT OR IGNORE INTO {table} ({', '.join(names)}) VALUES ({placeholders})", self._to_sql(table, row)
+        )
+        return cursor.rowcount == 1
 
     def _update_integration(
         self, connection: sqlite3.Connection, integration: Integration, condition: str, parameters: dict[str, Any]
@@ -376,6 +388,69 @@ class SqliteStore:
         parameters.append(limit)
         return [rows.audit_from_row(self._from_sql(AUDIT_TABLE, row)) for row in self._query(sql, parameters)]
 
+    # --- bulk import -----------------------------------------------------------------------
+
+    def import_integrations(
+        self,
+        entries: Sequence[tuple[Integration, StoredCredential, AuditEvent]],
+        audits: Sequence[AuditEvent] = (),
+    ) -> set[str]:
+        if not entries and not audits:
+            return set()
+        created: set[str] = set()
+        with self._transaction() as connection:
+            for integration, credential, audit in entries:
+                # The unique (org_slug, provider) index decides, as for one setup.
+                if not self._insert_if_absent(connection, INTEGRATIONS_TABLE, rows.integration_to_row(integration)):
+                    continue
+                self._insert(connection, CREDENTIALS_TABLE, rows.credential_to_row(credential))
+                self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
+                created.add(integration.integration_id)
+            for refused in audits:
+                self._insert(connection, AUDIT_TABLE, rows.audit_to_row(refused))
+        return created
+
+    # --- key rotation ----------------------------------------------------------------------
+
+    def count_credentials_by_key_version(self) -> dict[str, int]:
+        found = self._query(f"SELECT key_version, COUNT(*) AS n FROM {CREDENTIALS_TABLE} GROUP BY key_version")
+        return {str(row["key_version"]): int(row["n"]) for row in found}
+
+    def list_credentials_for_rewrap(
+        self, *, primary_version: str, after_credential_id: str | None, limit: int
+    ) -> list[StoredCredential]:
+        found = self._query(
+            f"SELECT * FROM {CREDENTIALS_TABLE} WHERE key_version IS NOT ? AND (? IS NULL OR credential_id > ?) "
+            "ORDER BY credential_id LIMIT ?",
+            (primary_version, after_credential_id, after_credential_id, limit),
+        )
+        return [rows.credential_from_row(self._from_sql(CREDENTIALS_TABLE, row)) for row in found]
+
+    def save_rewrapped_credentials(
+        self, rewrapped: Sequence[tuple[StoredCredential, StoredCredential, AuditEvent]]
+    ) -> set[str]:
+        if not rewrapped:
+            return set()
+        written: set[str] = set()
+        with self._transaction() as connection:
+            for old, new, audit in rewrapped:
+                cursor = connection.execute(
+                    f"UPDATE {CREDENTIALS_TABLE} SET encrypted_value = ?, key_version = ?, updated_at = ? "
+                    "WHERE credential_id = ? AND key_version = ? AND updated_at = ?",
+                    (
+                        new.encrypted_value,
+                        new.key_version,
+                        _timestamp_text(new.updated_at),
+                        old.credential_id,
+                        old.key_version,
+                        _timestamp_text(old.updated_at),
+                    ),
+                )
+                if cursor.rowcount == 1:
+                    self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
+                    written.add(old.credential_id)
+        return written
+
     # --- revalidation ----------------------------------------------------------------------
 
     def list_integrations_for_revalidation(
@@ -463,6 +538,54 @@ class SqliteStore:
         found = self._query(f"SELECT * FROM {WEBHOOKS_TABLE} WHERE org_slug IN ({placeholders})", list(org_slugs))
         webhooks = [rows.webhook_from_row(self._from_sql(WEBHOOKS_TABLE, row)) for row in found]
         return {webhook.org_slug: webhook for webhook in webhooks}
+
+    # --- SaaS subscription toggles --------------------------------------------------------------
+
+    def list_subscription_toggles(self, org_slug: str) -> tuple[list[SubscriptionToggle], dict[str, str]]:
+        toggle_columns = column_names(SAAS_TOGGLES_TABLE)
+        # Same columns in the same order: integration rows carry only provider and status.
+        blanks = ", ".join(name if name == "provider" else f"NULL AS {name}" for name in toggle_columns)
+        found = self._query(
+            f"SELECT 'toggle' AS kind, {', '.join(toggle_columns)}, NULL AS status "
+            f"FROM {SAAS_TOGGLES_TABLE} WHERE org_slug = ? "
+            f"UNION ALL SELECT 'integration' AS kind, {blanks}, status "
+            f"FROM {INTEGRATIONS_TABLE} WHERE org_slug = ?",
+            (org_slug, org_slug),
+        )
+        toggles = [
+            rows.toggle_from_row(self._from_sql(SAAS_TOGGLES_TABLE, row)) for row in found if row["kind"] == "toggle"
+        ]
+        statuses = {row["provider"]: row["status"] for row in found if row["kind"] == "integration"}
+        return toggles, statuses
+
+    def set_subscription_toggle(
+        self, toggle: SubscriptionToggle, audit: AuditEvent
+    ) -> tuple[SubscriptionToggle, bool, str | None]:
+        key = (toggle.org_slug, toggle.provider)
+        with self._transaction() as connection:
+            found = connection.execute(
+                f"SELECT * FROM {SAAS_TOGGLES_TABLE} WHERE org_slug = ? AND provider = ?", key
+            ).fetchall()
+            current = rows.toggle_from_row(self._from_sql(SAAS_TOGGLES_TABLE, found[0])) if found else None
+            changed = current is None or current.enabled != toggle.enabled
+            if current is None:
+                self._insert(connection, SAAS_TOGGLES_TABLE, rows.toggle_to_row(toggle))
+            elif changed:
+                connection.execute(
+                    f"UPDATE {SAAS_TOGGLES_TABLE} SET enabled = :enabled, updated_at = :updated_at, "
+                    "updated_by = :updated_by, updated_by_key_id = :updated_by_key_id "
+                    "WHERE org_slug = :org_slug AND provider = :provider",
+                    self._to_sql(SAAS_TOGGLES_TABLE, rows.toggle_to_row(toggle)),
+                )
+                toggle.created_at, toggle.created_by = current.created_at, current.created_by
+            else:
+                toggle = current
+                audit.detail = "unchanged"
+            self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
+            status = connection.execute(
+                f"SELECT status FROM {INTEGRATIONS_TABLE} WHERE org_slug = ? AND provider = ?", key
+            ).fetchall()
+        return toggle, changed, status[0]["status"] if status else None
 
     # --- org API keys ------------------------------------------------------------------------------
 
