@@ -19,6 +19,8 @@ locals {
     "webhook_get",
     "webhook_delete",
     "alerts_list",
+    "oauth_start",
+    "oauth_callback",
     "subscription_providers_list",
     "subscription_provider_update",
     "integration_import",
@@ -53,6 +55,10 @@ locals {
     # routes (iam.tf, scheduler.tf), so they trust the OIDC token Cloud Run
     # verified instead of an admin API key. Read only by the admin routes.
     REVALIDATE_AUTH = "platform"
+    # OAuth: the callback URL registered with each provider, and where the
+    # callback sends the browser afterwards (both empty until configured).
+    OAUTH_REDIRECT_URI = var.oauth_redirect_uri
+    OAUTH_FRONTEND_URL = var.oauth_frontend_url
     # Browser origins allowed to call the API (CORS); empty = no CORS headers at all.
     CORS_ALLOWED_ORIGINS = join(",", var.cors_allowed_origins)
   }
