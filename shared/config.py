@@ -9,6 +9,7 @@ operation first needs to encrypt or decrypt.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from shared.errors import ConfigurationError
 from shared.providers import ProviderSpec
-from shared.validators import ValidationContext
+from shared.validators import METADATA_IDENTITY_URL, ValidationContext
 
 if TYPE_CHECKING:
     from shared.crypto import CredentialCipher
@@ -61,6 +62,13 @@ def _days(environ: Mapping[str, str], name: str, default: tuple[int, ...]) -> tu
     return days
 
 
+def _platform_role_arn(environ: Mapping[str, str]) -> str | None:
+    value = environ.get("AWS_PLATFORM_ROLE_ARN") or None
+    if value is not None and not re.fullmatch(r"arn:(aws|aws-cn|aws-us-gov):iam::[0-9]{12}:role/[\x21-\x7e]{1,576}", value):
+        raise ConfigurationError(f"AWS_PLATFORM_ROLE_ARN must be an IAM role ARN, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     backend: str = "local"
@@ -86,6 +94,11 @@ class Settings:
     allowed_token_hosts: tuple[str, ...] = ("oauth2.googleapis.com", "accounts.google.com")
     billing_export_max_age_hours: float = 72.0
     gcp_iam_base_url: str = "https://iam.googleapis.com"
+    # AWS: no static key anywhere. The function's Google ID token (for this
+    # audience) is exchanged for the platform role, which assumes customers' roles.
+    aws_platform_role_arn: str | None = None
+    aws_web_identity_audience: str = "provider-integrations-aws"
+    aws_id_token_url: str = METADATA_IDENTITY_URL
     # Revalidation (Cloud Scheduler -> integration_revalidate)
     revalidate_auth: str = "admin_key"  # or "platform": Cloud Run verified the scheduler's OIDC token
     revalidation_concurrency: int = 16
@@ -131,6 +144,9 @@ class Settings:
             allowed_token_hosts=("oauth2.googleapis.com", "accounts.google.com", *extra_hosts),
             billing_export_max_age_hours=_float(environ, "BILLING_EXPORT_MAX_AGE_HOURS", 72.0),
             gcp_iam_base_url=(environ.get("GCP_IAM_BASE_URL") or "https://iam.googleapis.com").rstrip("/"),
+            aws_platform_role_arn=_platform_role_arn(environ),
+            aws_web_identity_audience=environ.get("AWS_WEB_IDENTITY_AUDIENCE") or "provider-integrations-aws",
+            aws_id_token_url=environ.get("AWS_ID_TOKEN_URL") or METADATA_IDENTITY_URL,
             revalidate_auth=_choice(environ, "REVALIDATE_AUTH", ("admin_key", "platform")),
             revalidation_concurrency=max(1, int(_float(environ, "REVALIDATION_CONCURRENCY", 16))),
             revalidation_per_provider=max(1, int(_float(environ, "REVALIDATION_PER_PROVIDER", 8))),
@@ -159,6 +175,9 @@ class Settings:
             allowed_token_hosts=self.allowed_token_hosts,
             billing_export_max_age_hours=self.billing_export_max_age_hours,
             gcp_iam_base_url=self.gcp_iam_base_url,
+            aws_platform_role_arn=self.aws_platform_role_arn,
+            aws_web_identity_audience=self.aws_web_identity_audience,
+            aws_id_token_url=self.aws_id_token_url,
         )
 
 

@@ -26,6 +26,7 @@ SCHEMA_PATH = CONFIG_DIR / "providers.schema.json"
 # Capabilities that code validators report (declarative ones are their check names).
 CODE_VALIDATOR_CAPABILITIES = {
     "gcp_service_account": {"list_datasets", "read_billing_export", "run_queries"},
+    "aws_role": {"assume_role", "caller_identity", "external_id_required", "list_export", "read_cost_export"},
 }
 
 

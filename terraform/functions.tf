@@ -19,6 +19,7 @@ locals {
     "webhook_get",
     "webhook_delete",
     "alerts_list",
+    "aws_setup_instructions",
   ]
 
   # Reached only by Cloud Scheduler (scheduler.tf), never through the gateway.
@@ -41,6 +42,10 @@ locals {
     # it trusts the OIDC token Cloud Run verified instead of an admin API key.
     # Read only by the admin route (integration_revalidate).
     REVALIDATE_AUTH = "platform"
+    # AWS: the platform's AWS role, assumed with this function's Google ID
+    # token (no AWS key exists anywhere); empty = AWS integrations disabled.
+    AWS_PLATFORM_ROLE_ARN     = var.aws_platform_role_arn
+    AWS_WEB_IDENTITY_AUDIENCE = var.aws_web_identity_audience
   }
 }
 

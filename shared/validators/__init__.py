@@ -18,6 +18,10 @@ from typing import Any
 from shared.providers import ProviderSpec
 
 
+# Where a Cloud Function gets a Google-signed ID token for its service account.
+METADATA_IDENTITY_URL = "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/identity"
+
+
 class Failure(StrEnum):
     INVALID_KEY = "invalid_key"
     FORBIDDEN = "forbidden"
@@ -107,6 +111,10 @@ class ValidationContext:
     billing_export_max_age_hours: float = 72.0
     # Where a service-account key's expiry is read (IAM keys.get).
     gcp_iam_base_url: str = "https://iam.googleapis.com"
+    # AWS: the platform's own role (assumed with a Google-signed ID token), chained into the customer's.
+    aws_platform_role_arn: str | None = None
+    aws_web_identity_audience: str = "provider-integrations-aws"
+    aws_id_token_url: str = METADATA_IDENTITY_URL
 
 
 def summarize(spec: ProviderSpec, checks: list[CheckResult], *, key_kind: str | None = None) -> ValidationResult:
@@ -202,6 +210,6 @@ def validate_credential(
 
 
 def code_validators() -> dict[str, CodeValidator]:
-    from shared.validators import gcp
+    from shared.validators import aws, gcp
 
-    return {"gcp_service_account": gcp.validate_service_account}
+    return {"gcp_service_account": gcp.validate_service_account, "aws_role": aws.validate_role}
