@@ -22,6 +22,7 @@ is validated, so no other function's cold start pays for it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -61,6 +62,11 @@ WRONG_REGION_CODES = frozenset({"PermanentRedirect", "AuthorizationHeaderMalform
 MAX_EXPORTS_SCANNED = 10
 PLATFORM_CREDENTIALS_MARGIN_SECONDS = 300
 
+# botocore logs whole requests and responses at DEBUG - signed headers and the
+# session credentials STS returns. Whatever LOG_LEVEL says, it never logs below WARNING.
+for _library in ("botocore", "boto3"):
+    logging.getLogger(_library).setLevel(logging.WARNING)
+
 _platform_cache: dict[tuple[str, str, str | None], tuple[dict[str, str], float]] = {}
 _platform_lock = threading.Lock()
 _sessions = threading.local()
@@ -85,7 +91,7 @@ class _Aws:
         config = Config(
             connect_timeout=self.context.request_timeout_seconds,
             read_timeout=self.context.request_timeout_seconds,
-            retries={"mode": "standard", "max_attempts": self.context.max_attempts},
+            retries={"mode": "standard", "total_max_attempts": self.context.max_attempts},
             s3={"addressing_style": "path"} if self.endpoint_url else None,
             signature_version=UNSIGNED if credentials is None else None,
         )
