@@ -64,7 +64,9 @@ def _days(environ: Mapping[str, str], name: str, default: tuple[int, ...]) -> tu
 
 def _platform_role_arn(environ: Mapping[str, str]) -> str | None:
     value = environ.get("AWS_PLATFORM_ROLE_ARN") or None
-    if value is not None and not re.fullmatch(r"arn:(aws|aws-cn|aws-us-gov):iam::[0-9]{12}:role/[\x21-\x7e]{1,576}", value):
+    if value is not None and not re.fullmatch(
+        r"arn:(aws|aws-cn|aws-us-gov):iam::[0-9]{12}:role/[\x21-\x7e]{1,576}", value
+    ):
         raise ConfigurationError(f"AWS_PLATFORM_ROLE_ARN must be an IAM role ARN, got {value!r}")
     return value
 

@@ -94,7 +94,9 @@ def test_setup_instructions_answer_one_external_id_per_org_in_one_store_job(clie
     assert trust["Principal"] == {"AWS": PLATFORM_ROLE_ARN} and trust["Action"] == "sts:AssumeRole"
     assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": first["external_id"]}}
     statements = first["permissions_policy"]["Statement"]
-    granted = {action for s in statements for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    granted = {
+        action for s in statements for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
     # Least privilege, and nothing billed per request (Cost Explorer is ce:*).
     assert granted == {"s3:ListBucket", "s3:GetObject", "bcm-data-exports:ListExports", "bcm-data-exports:GetExport"}
     resources = {s["Resource"] for s in first["permissions_policy"]["Statement"]}
@@ -132,7 +134,13 @@ def test_valid_role_becomes_active_with_only_free_calls(client, org_key, aws, se
     assert result["success"] is True and result["status"] == "active", result
     capabilities = result["validation"]["capabilities"]
     assert all(c["passed"] for c in capabilities.values()), capabilities
-    assert set(capabilities) == {"assume_role", "caller_identity", "external_id_required", "list_export", "read_cost_export"}
+    assert set(capabilities) == {
+        "assume_role",
+        "caller_identity",
+        "external_id_required",
+        "list_export",
+        "read_cost_export",
+    }
     assert capabilities["caller_identity"]["account_id"] == "222222222222"
     assert capabilities["read_cost_export"]["newest_data_age_hours"] == pytest.approx(2.0, abs=0.1)
     assert result["validation"]["pipelines"]["cloud_billing"]["ready"] is True
@@ -218,7 +226,9 @@ def test_stale_export_is_an_error_with_its_age(client, org_key, aws):
     result = connect(client, org_key, customer)
     assert result["status"] == "error"
     assert "100.0 h old (limit 72 h)" in result["error"]
-    assert result["validation"]["capabilities"]["read_cost_export"]["newest_data_age_hours"] == pytest.approx(100, abs=0.1)
+    assert result["validation"]["capabilities"]["read_cost_export"]["newest_data_age_hours"] == pytest.approx(
+        100, abs=0.1
+    )
 
 
 def test_throttling_is_retried(client, org_key, aws):
@@ -375,6 +385,6 @@ def test_no_aws_access_key_in_the_repository_or_the_settings_defaults():
     offenders = [str(path) for path in tracked if key_shape.search(path.read_text(errors="ignore"))]
     assert offenders == []
     defaults = Settings()
-    assert not any(
-        isinstance(value, str) and key_shape.search(value) for value in vars(defaults).values()
-    ), "a settings default holds an AWS key"
+    assert not any(isinstance(value, str) and key_shape.search(value) for value in vars(defaults).values()), (
+        "a settings default holds an AWS key"
+    )

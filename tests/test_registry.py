@@ -11,9 +11,10 @@ from shared.errors import ConfigurationError
 from shared.providers import REGISTRY_PATH, default_registry, load_registry
 
 
-def test_registry_loads_the_four_first_providers():
+def test_registry_loads_every_provider():
     registry = default_registry()
-    assert set(registry.providers) == {"gcp", "openai", "anthropic", "gemini"}
+    assert set(registry.providers) == {"gcp", "openai", "anthropic", "gemini", "aws"}
+    assert registry.get("aws").category == "cloud" and registry.get("aws").credential_field == "role_arn"
     assert registry.get("gcp").display_name == "Google Cloud Platform"
     assert registry.get("openai").key_pattern.fullmatch("sk-proj-" + "a" * 24)
 

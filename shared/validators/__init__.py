@@ -17,7 +17,6 @@ from typing import Any
 
 from shared.providers import ProviderSpec
 
-
 # Where a Cloud Function gets a Google-signed ID token for its service account.
 METADATA_IDENTITY_URL = "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/identity"
 

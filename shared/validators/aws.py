@@ -51,7 +51,9 @@ def parse_role_arn(value: str, display_name: str, field_name: str = f"credential
         problems.append(f"{field_name} must be an IAM role ARN such as {expected}")
     else:
         if match["partition"] not in PARTITIONS:
-            problems.append(f"{field_name} partition must be one of {', '.join(PARTITIONS)}, got {match['partition']!r}")
+            problems.append(
+                f"{field_name} partition must be one of {', '.join(PARTITIONS)}, got {match['partition']!r}"
+            )
         if not re.fullmatch(r"[0-9]{12}", match["account"]):
             problems.append(f"{field_name} account must be 12 digits")
         if not ROLE_NAME.fullmatch(match["name"]):
@@ -187,7 +189,9 @@ def setup_instructions(
     }
 
 
-def validate_role(spec: ProviderSpec, secret: str, config: dict[str, Any], context: ValidationContext) -> ValidationResult:
+def validate_role(
+    spec: ProviderSpec, secret: str, config: dict[str, Any], context: ValidationContext
+) -> ValidationResult:
     from shared.validators.aws_live import check_role
 
     return check_role(spec, secret, config, context)

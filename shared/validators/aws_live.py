@@ -27,7 +27,15 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+# This module is the AWS adapter: it is imported only when an AWS credential
+# is validated, so these imports cost no other function's cold start.
+import boto3
+from botocore import UNSIGNED
+from botocore.client import BaseClient
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.providers import ProviderSpec
 from shared.validators import (
@@ -40,9 +48,6 @@ from shared.validators import (
 )
 from shared.validators.aws import PLATFORM_SESSION_NAME, parse_role_arn, read_stored_credential
 from shared.validators.retry import session
-
-if TYPE_CHECKING:
-    from botocore.client import BaseClient
 
 THROTTLING_CODES = frozenset(
     {
@@ -58,7 +63,9 @@ THROTTLING_CODES = frozenset(
     }
 )
 DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "Forbidden", "403"})
-WRONG_REGION_CODES = frozenset({"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"})
+WRONG_REGION_CODES = frozenset(
+    {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
+)
 MAX_EXPORTS_SCANNED = 10
 PLATFORM_CREDENTIALS_MARGIN_SECONDS = 300
 
@@ -81,10 +88,6 @@ class _Aws:
     endpoint_url: str | None
 
     def client(self, service: str, credentials: dict[str, str] | None = None) -> BaseClient:
-        import boto3
-        from botocore import UNSIGNED
-        from botocore.config import Config
-
         boto_session = getattr(_sessions, "session", None)
         if boto_session is None:
             boto_session = _sessions.session = boto3.session.Session()
@@ -102,13 +105,13 @@ class _Aws:
                 "aws_secret_access_key": credentials["SecretAccessKey"],
                 "aws_session_token": credentials["SessionToken"],
             }
-        return boto_session.client(service, region_name=self.region, endpoint_url=self.endpoint_url, config=config, **keys)
+        return boto_session.client(
+            service, region_name=self.region, endpoint_url=self.endpoint_url, config=config, **keys
+        )
 
 
 def _classify(capability: str, error: Exception, fix: str, denied_failure: Failure = Failure.FORBIDDEN) -> CheckResult:
     """A boto3/botocore error as a check result; the fix goes into the details, provider text never does."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     if isinstance(error, ClientError):
         code = str(error.response.get("Error", {}).get("Code", ""))
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
@@ -133,7 +136,9 @@ def _classify(capability: str, error: Exception, fix: str, denied_failure: Failu
                 status,
             )
         if code in DENIED_CODES or status == 403:
-            return CheckResult(capability, True, False, denied_failure, FailureClass.CONFIG, code, status, facts={"fix": fix})
+            return CheckResult(
+                capability, True, False, denied_failure, FailureClass.CONFIG, code, status, facts={"fix": fix}
+            )
         return CheckResult(
             capability, True, False, Failure.MISSING_CAPABILITY, FailureClass.CONFIG, code, status, facts={"fix": fix}
         )
@@ -414,7 +419,9 @@ def _read_cost_export(
 
 
 def _out_of_time(capability: str) -> CheckResult:
-    return CheckResult(capability, True, False, Failure.UNREACHABLE, FailureClass.TRANSIENT, "validation deadline reached")
+    return CheckResult(
+        capability, True, False, Failure.UNREACHABLE, FailureClass.TRANSIENT, "validation deadline reached"
+    )
 
 
 def _finish(spec: ProviderSpec, checks: list[CheckResult]) -> ValidationResult:
@@ -464,5 +471,9 @@ def check_role(spec: ProviderSpec, secret: str, config: dict[str, Any], context:
     checks.append(listed or _out_of_time("list_export"))
     if listed is not None and listed.passed:
         in_time = time.monotonic() < deadline
-        checks.append(_read_cost_export(s3, bucket, prefix, role.partition, context) if in_time else _out_of_time("read_cost_export"))
+        checks.append(
+            _read_cost_export(s3, bucket, prefix, role.partition, context)
+            if in_time
+            else _out_of_time("read_cost_export")
+        )
     return _finish(spec, checks)
