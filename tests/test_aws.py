@@ -388,3 +388,22 @@ def test_no_aws_access_key_in_the_repository_or_the_settings_defaults():
     assert not any(isinstance(value, str) and key_shape.search(value) for value in vars(defaults).values()), (
         "a settings default holds an AWS key"
     )
+
+
+def test_revalidation_rechecks_aws_with_the_stored_external_id(client, org_key, aws, service, settings):
+    from shared.service import Caller
+
+    external_id = instructions(client, org_key)["external_id"]
+    customer = aws.create_customer(external_id=external_id)
+    assert connect(client, org_key, customer)["status"] == "active"
+    # The customer drops the external-ID condition later: the next run catches it.
+    aws.create_customer(external_id=None)
+    service.adapters.settings = replace(settings, revalidation_min_interval_seconds=0)  # type: ignore[misc]
+    aws.reset()
+    summary = service.revalidate(Caller(key_id="scheduler", org_slug="*", is_admin=True, request_id="run-1"))
+    assert summary["checked"] == 1, summary
+    integration = service.adapters.store.get_integration("acme", "aws")
+    assert integration.status == "error" and "does not require the external ID" in integration.error_message
+    # The platform's own credentials were reused from the instance cache: no new web-identity call.
+    assert aws.state.calls["sts:AssumeRoleWithWebIdentity"] == 0
+    assert_only_free_calls(aws)

@@ -278,9 +278,10 @@ def _caller_identity(aws: _Aws, customer: dict[str, str], role_arn: str) -> Chec
 
 
 def _external_id_required(aws: _Aws, platform: dict[str, str], role_arn: str, external_id: str) -> CheckResult:
+    condition = f'{{"StringEquals": {{"sts:ExternalId": "{external_id}"}}}}'
     fix = (
-        f'Add the condition {{"StringEquals": {{"sts:ExternalId": "{external_id}"}}}} to the trust policy of '
-        f"{role_arn}: without it, anyone who learns the role ARN could have the platform read this account."
+        f"Add the condition {condition} to the trust policy of {role_arn}: without it, anyone who learns "
+        "the role ARN could have the platform read this account (the confused deputy)."
     )
     try:
         aws.client("sts", platform).assume_role(RoleArn=role_arn, RoleSessionName=PLATFORM_SESSION_NAME)
@@ -296,7 +297,7 @@ def _external_id_required(aws: _Aws, platform: dict[str, str], role_arn: str, ex
         FailureClass.CONFIG,
         "the role can be assumed without the external ID",
         200,
-        facts={"fix": fix},
+        facts={"fix": fix, "condition": condition},
     )
 
 
@@ -432,7 +433,10 @@ def _finish(spec: ProviderSpec, checks: list[CheckResult]) -> ValidationResult:
     deputy = next((c for c in checks if c.capability == "external_id_required" and c.failure), None)
     if deputy is not None and deputy.failure_class == FailureClass.CONFIG:
         # A role anyone can have us assume is a security hole: it outranks every other finding.
-        result.message = f"{spec.display_name} role does not require the external ID. {deputy.facts['fix']}"
+        result.message = (
+            f"{spec.display_name} role does not require the external ID: "
+            f"add the condition {deputy.facts['condition']} to its trust policy"
+        )
         result.failure = Failure.MISSING_CAPABILITY
         result.failure_class = FailureClass.CONFIG
         result.details["message"] = result.message
