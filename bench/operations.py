@@ -286,8 +286,8 @@ def mode_env(mode: str, settings: Settings, gcp: GcpStack) -> dict[str, str]:
 def wsgi_client(settings: Settings) -> Iterator[tuple[Any, Any, str]]:
     """(test client over the local server's app, the service behind it, an API key of ORG)."""
     from shared import http
-    from shared.config import build_service
     from shared.local_server import create_app
+    from shared.wiring import build_service
 
     service = build_service(settings)
     http.use_service(service)

@@ -31,9 +31,10 @@ import tracemalloc
 import urllib.request
 from pathlib import Path
 
-from shared.config import Adapters, Settings
+from shared.config import Settings
 from shared.providers import default_registry
 from shared.service import Caller, IntegrationService
+from shared.wiring import Adapters
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = {

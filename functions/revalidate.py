@@ -13,6 +13,7 @@ import functions_framework
 
 from shared.errors import BadRequest
 from shared.http import ApiCall, endpoint
+from shared.revalidation import revalidate_all
 
 
 @functions_framework.http
@@ -24,4 +25,4 @@ def integration_revalidate(call: ApiCall) -> tuple[int, dict[str, Any]]:
         raise BadRequest("Field 'max_seconds' must be a number")
     if max_seconds is not None and max_seconds <= 0:
         raise BadRequest("Field 'max_seconds' must be positive")
-    return 200, {"summary": call.service.revalidate(call.caller, max_seconds=max_seconds)}
+    return 200, {"summary": revalidate_all(call.service, call.caller, max_seconds=max_seconds)}

@@ -16,4 +16,9 @@ def integration_rotate(call: ApiCall) -> tuple[int, dict[str, Any]]:
     outcome = call.service.rotate(
         call.caller, call.provider or "", body["new_credentials"], parse_timestamp(body.get("expires_at"), "expires_at")
     )
-    return 200, {"integration": outcome.integration.to_info(), "validation": outcome.result.details}
+    return 200, {
+        "integration": outcome.integration.to_info(),
+        "details": outcome.result.details,
+        "message": "Credential replaced and validated"
+        + ("" if body.get("expires_at") is not None else "; expires_at kept from the previous credential"),
+    }

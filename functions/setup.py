@@ -20,4 +20,8 @@ def integration_setup(call: ApiCall) -> tuple[int, dict[str, Any]]:
         body.get("config"),
         parse_timestamp(body.get("expires_at"), "expires_at"),
     )
-    return 201, {"integration": integration.to_info(), "message": "Integration created; validate it to activate"}
+    return 201, {
+        "integration_id": integration.integration_id,
+        "integration": integration.to_info(),
+        "message": "Integration created; validate it to activate",
+    }

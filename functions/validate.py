@@ -18,7 +18,7 @@ def integration_validate(call: ApiCall) -> tuple[int, dict[str, Any]]:
         # The spec answers a rejected credential with 200 and status "error".
         "success": outcome.result.ok,
         "status": outcome.integration.status,
-        "validation": outcome.result.details,
+        "details": outcome.result.details,
         "integration": outcome.integration.to_info(),
     }
     if not outcome.result.ok:

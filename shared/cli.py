@@ -21,10 +21,12 @@ import json
 import sys
 from typing import Any
 
-from shared.config import Settings, build_service
+from shared.config import Settings
 from shared.errors import ConfigurationError, ServiceError
 from shared.models import ApiKeyRecord, iso, new_id
+from shared.revalidation import revalidate_all
 from shared.service import Caller
+from shared.wiring import build_service
 
 
 def _key_summary(record: ApiKeyRecord) -> dict[str, Any]:
@@ -86,7 +88,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         return {"alerts": [alert.to_info() for alert in store.list_alerts(arguments.org)]}
     if arguments.command == "revalidate":
         caller = Caller(key_id="cli", org_slug="*", is_admin=True, request_id=f"cli-{new_id()}")
-        return service.revalidate(caller, max_seconds=arguments.max_seconds)
+        return revalidate_all(service, caller, max_seconds=arguments.max_seconds)
     if arguments.command == "rotate-keyring":
         if settings.backend != "local":
             raise ConfigurationError("rotate-keyring is for the local keyring; Cloud KMS rotates on its schedule")

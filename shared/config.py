@@ -1,32 +1,24 @@
-"""Settings from the environment (read once) and the adapter factory.
+"""Settings from the environment, read once.
 
 Every setting has one environment variable; the README's table lists them.
-``build_service`` picks the adapters for ``INTEGRATIONS_BACKEND`` and imports
-Google client libraries only in ``gcp`` mode, and the KMS client only when an
-operation first needs to encrypt or decrypt.
+This module is a leaf: it imports nothing from the service, the stores or the
+adapters (``shared.wiring`` builds those from these settings), so anything
+may read settings without pulling the rest of the package in.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from shared.errors import ConfigurationError
-from shared.providers import ProviderSpec
-from shared.validators import METADATA_IDENTITY_URL, ValidationContext
-
-if TYPE_CHECKING:
-    from shared.crypto import CredentialCipher
-    from shared.service import IntegrationService
-    from shared.store import IntegrationStore
 
 API_KEY_PEPPER_SECRET = "api-key-pepper"
+# Where a Cloud Function gets a Google-signed ID token for its service account.
+METADATA_IDENTITY_URL = "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/identity"
 
 
 def _float(environ: Mapping[str, str], name: str, default: float) -> float:
@@ -166,96 +158,3 @@ class Settings:
         if backend == "gcp" and not (settings.gcp_project and settings.kms_key_name):
             raise ConfigurationError("INTEGRATIONS_BACKEND=gcp needs GCP_PROJECT and KMS_KEY_NAME")
         return settings
-
-    def validation_context(self, spec: ProviderSpec) -> ValidationContext:
-        return ValidationContext(
-            base_url=self.provider_base_urls.get(spec.provider_id, spec.base_url),
-            request_timeout_seconds=self.request_timeout_seconds,
-            deadline_seconds=self.validation_deadline_seconds,
-            max_attempts=self.validation_max_attempts,
-            retry_after_cap_seconds=self.retry_after_cap_seconds,
-            allowed_token_hosts=self.allowed_token_hosts,
-            billing_export_max_age_hours=self.billing_export_max_age_hours,
-            gcp_iam_base_url=self.gcp_iam_base_url,
-            aws_platform_role_arn=self.aws_platform_role_arn,
-            aws_web_identity_audience=self.aws_web_identity_audience,
-            aws_id_token_url=self.aws_id_token_url,
-        )
-
-
-class Adapters:
-    """Builds each adapter on first use and keeps it for the instance's life."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    @cached_property
-    def store(self) -> IntegrationStore:
-        if self.settings.backend == "gcp":
-            from shared.store.bigquery_store import BigQueryStore
-
-            return BigQueryStore.from_settings(self.settings)
-        from shared.store.sqlite_store import SqliteStore
-
-        return SqliteStore(self.settings.data_dir / "integrations.sqlite3")
-
-    @cached_property
-    def cipher(self) -> CredentialCipher:
-        if self.settings.backend == "gcp":
-            from shared.crypto.cloud_kms import CloudKmsCipher
-
-            assert self.settings.kms_key_name is not None
-            endpoint = self.settings.kms_api_endpoint
-            return CloudKmsCipher(
-                self.settings.kms_key_name, api_endpoint=endpoint, credentials=_stand_in_credentials(endpoint)
-            )
-        from shared.crypto.local_keyring import LocalKeyring
-
-        return LocalKeyring.open(self.settings.data_dir / "keyring.json")
-
-    @cached_property
-    def api_key_pepper(self) -> bytes:
-        """Secret mixed into API-key hashes, so a copy of the table alone cannot be brute-forced offline."""
-        if self.settings.backend == "gcp":
-            from shared.service_secrets import SecretManagerSource
-
-            assert self.settings.gcp_project is not None
-            endpoint = self.settings.secret_manager_api_endpoint
-            source = SecretManagerSource(
-                self.settings.gcp_project, api_endpoint=endpoint, credentials=_stand_in_credentials(endpoint)
-            )
-            return source.get(API_KEY_PEPPER_SECRET).encode()
-        from shared.service_secrets import EnvSecretSource, env_var_name
-
-        if os.environ.get(env_var_name(API_KEY_PEPPER_SECRET)):
-            return EnvSecretSource().get(API_KEY_PEPPER_SECRET).encode()
-        return _local_pepper(self.settings.data_dir / "api_key_pepper")
-
-
-def _stand_in_credentials(endpoint: str | None) -> object | None:
-    """Anonymous credentials for a loopback stand-in; None = Google's default credentials."""
-    if not endpoint:
-        return None
-    from google.auth.credentials import AnonymousCredentials
-
-    return AnonymousCredentials()
-
-
-def _local_pepper(path: Path) -> bytes:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_bytes().strip()
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32))
-    return path.read_bytes().strip()
-
-
-def build_service(settings: Settings | None = None) -> IntegrationService:
-    from shared.providers import default_registry
-    from shared.service import IntegrationService
-
-    settings = settings or Settings.from_env()
-    return IntegrationService(Adapters(settings), default_registry())

@@ -11,9 +11,11 @@ generic 500.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import json
 import logging
+import re
 import threading
 import traceback
 import uuid
@@ -34,6 +36,10 @@ from shared.service import Caller, IntegrationService, check_org_slug
 logger = logging.getLogger("integrations.http")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+USER_ID_HEADER = "X-User-Id"
+# The frontend's user id (an auth provider's uid or an email): short and plain,
+# because it lands in created_by columns, audit rows and logs.
+USER_ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+|-]{0,127}$")
 
 Operation = Callable[["ApiCall"], tuple[int, dict[str, Any]]]
 
@@ -47,7 +53,7 @@ def get_service() -> IntegrationService:
     if _service is None:
         with _service_lock:
             if _service is None:
-                from shared.config import build_service
+                from shared.wiring import build_service
 
                 _service = build_service()
     return _service
@@ -133,6 +139,19 @@ def _request_id(request: flask.Request) -> str:
     return uuid.uuid4().hex
 
 
+def acting_user(request: flask.Request) -> str | None:
+    """The optional ``X-User-Id`` header, checked; None when absent."""
+    supplied = request.headers.get(USER_ID_HEADER)
+    if supplied is None:
+        return None
+    if not USER_ID_SHAPE.fullmatch(supplied):
+        raise BadRequest(
+            f"Header {USER_ID_HEADER} must be 1-128 characters of letters, digits and . _ @ : + | -,"
+            " starting with a letter or digit"
+        )
+    return supplied
+
+
 def platform_caller(request: flask.Request, request_id: str) -> Caller:
     """The caller of a function that only Cloud Scheduler may invoke.
 
@@ -203,6 +222,9 @@ def endpoint(
                 caller = platform_caller(request, request_id)
             else:
                 caller = service.authenticate(request.headers.get("X-API-Key"), org_slug, request_id, admin=admin)
+            user_id = acting_user(request)
+            if user_id is not None:
+                caller = dataclasses.replace(caller, user_id=user_id)
             # An operation may answer success: false with a 200 (a validation
             # that found the credential bad): its payload's "success" wins.
             return operation(ApiCall(request, service, caller, arguments.get("provider")))

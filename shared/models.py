@@ -45,9 +45,9 @@ class Integration:
     status: str
     credential_id: str
     config: dict[str, Any] = field(default_factory=dict)
-    validated_at: datetime | None = None
+    validated_at: datetime | None = None  # the last *successful* validation only
     error_message: str | None = None
-    validation_details: dict[str, Any] | None = None
+    details: dict[str, Any] | None = None  # the last ValidationDetails
     expires_at: datetime | None = None
     consecutive_failures: int = 0
     last_checked_at: datetime | None = None
@@ -55,9 +55,10 @@ class Integration:
     expiry_alert_window: int | None = None
     created_at: datetime = field(default_factory=utc_now)
     updated_at: datetime = field(default_factory=utc_now)
+    created_by: str | None = None
 
     def to_info(self) -> dict[str, Any]:
-        """The frontend's ``IntegrationInfo`` shape."""
+        """The frontend's ``IntegrationInfo`` shape, plus this service's lifecycle fields."""
         info: dict[str, Any] = {
             "integration_id": self.integration_id,
             "org_slug": self.org_slug,
@@ -66,6 +67,7 @@ class Integration:
             "config": self.config,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
+            "consecutive_failures": self.consecutive_failures,
         }
         optional = {
             "validated_at": iso(self.validated_at),
@@ -73,10 +75,11 @@ class Integration:
             "expires_at": iso(self.expires_at),
             "last_checked_at": iso(self.last_checked_at),
             "last_success_at": iso(self.last_success_at),
+            "created_by": self.created_by,
         }
         info.update({key: value for key, value in optional.items() if value is not None})
-        if self.validation_details is not None:
-            info["validation"] = self.validation_details
+        if self.details is not None:
+            info["details"] = self.details
         return info
 
 
@@ -97,11 +100,14 @@ class StoredCredential:
     credential_id: str
     org_slug: str
     provider: str
-    credential_type: str
-    encrypted_credential: bytes
+    credential_type: str  # api_key | service_account | oauth
+    encrypted_value: bytes
     key_version: str
     fingerprint: str
+    expires_at: datetime | None = None
     created_at: datetime = field(default_factory=utc_now)
+    updated_at: datetime = field(default_factory=utc_now)
+    created_by: str | None = None
 
 
 @dataclass
@@ -116,6 +122,7 @@ class AuditEvent:
     detail: str | None = None
     audit_id: str = field(default_factory=new_id)
     created_at: datetime = field(default_factory=utc_now)
+    actor: str | None = None  # X-User-Id when the frontend sent one, else the key id
 
 
 @dataclass

@@ -1,9 +1,11 @@
-"""Loads and checks the provider registry, ``configs/providers.yml``.
+"""Loads and checks the provider registry, ``configs/system/providers.yml``.
 
-The JSON Schema (``configs/providers.schema.json``) checks shapes; the
-cross-field rules below check what a schema cannot (every key kind names a
-declared check, every pipeline needs a capability some check provides).
-A broken registry fails at start-up with ``ConfigurationError``.
+The file sits where the spec (and the cost pipelines, which read it by the
+spec's keys) expect it. The JSON Schema (``providers.schema.json`` beside it)
+checks shapes; the cross-field rules below check what a schema cannot (every
+requirement names a declared check, every pipeline has a requirement, every
+required field is a declared config field). A broken registry fails at
+start-up with ``ConfigurationError``.
 """
 
 from __future__ import annotations
@@ -19,9 +21,17 @@ import yaml
 
 from shared.errors import ConfigurationError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "system"
 REGISTRY_PATH = CONFIG_DIR / "providers.yml"
 SCHEMA_PATH = CONFIG_DIR / "providers.schema.json"
+
+# The request field that carries each credential type (the spec's CredentialInput).
+# A cross-account IAM role is a service account in the spec's terms, carried as role_arn.
+CREDENTIAL_FIELDS = {
+    "api_key": ("api_key",),
+    "service_account": ("service_account_json", "role_arn"),
+    "oauth": ("oauth_token",),
+}
 
 # Capabilities that code validators report (declarative ones are their check names).
 CODE_VALIDATOR_CAPABILITIES = {
@@ -39,17 +49,34 @@ class ConfigField:
 
 
 @dataclass(frozen=True)
+class Requirement:
+    """What one pipeline (or, for a provider without pipelines, the connection) needs."""
+
+    name: str
+    requires: tuple[str, ...]
+    description: str
+    fix: str
+
+
+@dataclass(frozen=True)
 class ProviderSpec:
     provider_id: str
     display_name: str
     category: str
-    credential_type: str
-    credential_field: str
+    credential_type: str  # api_key | service_account | oauth (the spec's values)
+    credential_field: str  # the CredentialInput field that carries it
     key_pattern: re.Pattern[str] | None
     config_fields: dict[str, ConfigField]
     base_url: str
     validation: dict[str, Any]
-    pipelines: dict[str, dict[str, str]] = field(default_factory=dict)
+    pipelines: tuple[str, ...] = ()
+    requirements: dict[str, Requirement] = field(default_factory=dict)
+    key_prefix: str | None = None
+
+    @property
+    def needed_capabilities(self) -> tuple[str, ...]:
+        """Every capability some requirement needs, in declaration order, once."""
+        return tuple(dict.fromkeys(c for r in self.requirements.values() for c in r.requires))
 
 
 @dataclass(frozen=True)
@@ -64,26 +91,44 @@ def _check_cross_fields(document: dict[str, Any]) -> list[str]:
     problems = []
     for provider_id, entry in document["providers"].items():
         validation = entry["validation"]
-        if entry["credential"]["field"] != entry["credential"]["type"]:
-            problems.append(f"{provider_id}: credential.field must equal credential.type")
+        credential_type = entry["credential_type"]
+        if entry["credential"]["field"] not in CREDENTIAL_FIELDS[credential_type]:
+            problems.append(
+                f"{provider_id}: credential.field must be one of {', '.join(CREDENTIAL_FIELDS[credential_type])}"
+                f" for {credential_type}"
+            )
+        config_fields = entry.get("config_fields", {})
+        for name in entry["required_fields"]:
+            if name not in config_fields:
+                problems.append(f"{provider_id}: required field {name} is not a config field")
+        prefix, example = entry.get("key_prefix"), entry["credential"].get("example")
+        if prefix and example and not example.startswith(prefix):
+            problems.append(f"{provider_id}: credential.example must start with key_prefix {prefix}")
         if validation["kind"] == "http":
             capabilities = set(validation["checks"])
-            for kind in validation["key_kinds"]:
-                for check in kind["checks"]:
+            for hint in validation.get("key_hints", []):
+                for check in hint["order"]:
                     if check not in capabilities:
-                        problems.append(f"{provider_id}: key kind {kind['name']} names unknown check {check}")
-            if entry["credential"]["type"] != "api_key":
+                        problems.append(f"{provider_id}: key hint {hint['prefix']} names unknown check {check}")
+            if credential_type != "api_key":
                 problems.append(f"{provider_id}: declarative validation needs an api_key credential")
+            if "pattern" not in entry["credential"] or not example:
+                problems.append(f"{provider_id}: an api_key credential needs a pattern and an example")
         else:
             module = validation["module"]
             if module not in CODE_VALIDATOR_CAPABILITIES:
                 problems.append(f"{provider_id}: unknown validator module {module}")
             capabilities = CODE_VALIDATOR_CAPABILITIES.get(module, set())
-        for pipeline_id, pipeline in entry["pipelines"].items():
-            if pipeline["requires"] not in capabilities:
-                problems.append(
-                    f"{provider_id}: pipeline {pipeline_id} requires unknown capability {pipeline['requires']}"
-                )
+        requirements = validation["requirements"]
+        for pipeline in entry["pipelines"]:
+            if pipeline not in requirements:
+                problems.append(f"{provider_id}: pipeline {pipeline} has no requirement in validation.requirements")
+        for name, requirement in requirements.items():
+            if name not in entry["pipelines"] and name != "connection":
+                problems.append(f"{provider_id}: requirement {name} is neither a listed pipeline nor 'connection'")
+            for capability in requirement["requires"]:
+                if capability not in capabilities:
+                    problems.append(f"{provider_id}: requirement {name} requires unknown capability {capability}")
     return problems
 
 
@@ -110,21 +155,26 @@ def load_registry(path: Path = REGISTRY_PATH) -> Registry:
             provider_id=provider_id,
             display_name=entry["display_name"],
             category=entry["category"],
-            credential_type=credential["type"],
+            credential_type=entry["credential_type"],
             credential_field=credential["field"],
             key_pattern=re.compile(credential["pattern"]) if "pattern" in credential else None,
             config_fields={
                 name: ConfigField(
                     name=name,
                     pattern=re.compile(spec["pattern"]),
-                    required=bool(spec.get("required", False)),
+                    required=name in entry["required_fields"],
                     description=spec["description"],
                 )
                 for name, spec in entry.get("config_fields", {}).items()
             },
             base_url=entry["base_url"].rstrip("/"),
             validation=entry["validation"],
-            pipelines=entry["pipelines"],
+            pipelines=tuple(entry["pipelines"]),
+            requirements={
+                name: Requirement(name, tuple(item["requires"]), item["description"], item["fix"])
+                for name, item in entry["validation"]["requirements"].items()
+            },
+            key_prefix=entry.get("key_prefix"),
         )
     return Registry(providers)
 

@@ -206,7 +206,7 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
                 failure=Failure.UNREACHABLE,
                 failure_class=FailureClass.TRANSIENT,
             )
-        return validate_credential(spec, secret, integration.config, settings.validation_context(spec))
+        return validate_credential(spec, secret, integration.config, service.adapters.validation_context(spec))
 
     checked, not_started = run_bounded(
         to_check,
@@ -242,6 +242,7 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
             request_id=caller.request_id,
             credential_fingerprint=credential.fingerprint,
             detail=result.message,
+            actor=caller.actor,
         )
         results.append((integration, audit, read_version))
         summary.checked += 1

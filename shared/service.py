@@ -1,6 +1,6 @@
 """The use cases: setup, validate, list, get, update, delete, rotate.
 
-The service sees ports only (``Adapters`` builds them lazily), checks every
+The service sees ports only (``shared.ports.ServicePorts``; ``shared.wiring`` builds them lazily), checks every
 input against the provider registry, and keeps the invariants: the plaintext
 secret lives only in local variables between the request and the cipher or
 the provider call; every credential operation writes one audit row; a failed
@@ -60,7 +60,7 @@ from shared.validators.aws import (
 from shared.validators.gcp import parse_service_account
 
 if TYPE_CHECKING:
-    from shared.config import Adapters
+    from shared.ports import ServicePorts
 
 logger = logging.getLogger("integrations.service")
 
@@ -80,6 +80,13 @@ class Caller:
     org_slug: str
     is_admin: bool
     request_id: str
+    # The person behind the frontend's call (optional X-User-Id header); the key
+    # proves the organization, this only says who to credit in created_by/audit.
+    user_id: str | None = None
+
+    @property
+    def actor(self) -> str:
+        return self.user_id or self.key_id
 
 
 @dataclass
@@ -96,7 +103,7 @@ class ValidationOutcome:
 
 @dataclass
 class IntegrationService:
-    adapters: Adapters
+    adapters: ServicePorts
     registry: Registry
     _key_cache: dict[str, _CachedKey] = field(default_factory=dict)
     _key_cache_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -174,16 +181,17 @@ class IntegrationService:
                 f"Field 'credentials' for {spec.display_name} takes only '{field_name}', got {', '.join(unknown)}"
             )
         value = credentials.get(field_name)
-        if spec.credential_type == "service_account_json" and isinstance(value, dict):
+        # Both GCP keys and AWS roles are the spec's service_account; the request field tells them apart.
+        if field_name == "service_account_json" and isinstance(value, dict):
             value = json.dumps(value, sort_keys=True)
         if not isinstance(value, str) or not value:
             raise BadRequest(f"Field 'credentials.{field_name}' is required and must be a non-empty string")
         if len(value) > MAX_SECRET_CHARS:
             raise BadRequest(f"Field 'credentials.{field_name}' is longer than {MAX_SECRET_CHARS} characters")
-        if spec.credential_type == "service_account_json":
+        if field_name == "service_account_json":
             document = parse_service_account(value, spec.display_name, self.adapters.settings.allowed_token_hosts)
             return json.dumps(document, sort_keys=True)
-        if spec.credential_field == ROLE_ARN_FIELD:
+        if field_name == ROLE_ARN_FIELD:
             return parse_role_arn(value, spec.display_name).arn
         value = value.strip()
         if spec.key_pattern is not None and not spec.key_pattern.fullmatch(value):
@@ -245,9 +253,12 @@ class IntegrationService:
             request_id=caller.request_id,
             credential_fingerprint=fingerprint,
             detail=detail,
+            actor=caller.actor,
         )
 
-    def _encrypt(self, caller: Caller, spec: ProviderSpec, secret: str, action: str) -> StoredCredential:
+    def _encrypt(
+        self, caller: Caller, spec: ProviderSpec, secret: str, action: str, expires_at: datetime | None
+    ) -> StoredCredential:
         credential_id = new_id()
         fingerprint = credential_fingerprint(secret)
         try:
@@ -266,9 +277,11 @@ class IntegrationService:
             org_slug=caller.org_slug,
             provider=spec.provider_id,
             credential_type=spec.credential_type,
-            encrypted_credential=encrypted.ciphertext,
+            encrypted_value=encrypted.ciphertext,
             key_version=encrypted.key_version,
             fingerprint=fingerprint,
+            expires_at=expires_at,
+            created_by=caller.actor,
         )
 
     def _with_external_id(self, caller: Caller, spec: ProviderSpec, secret: str) -> str:
@@ -280,7 +293,7 @@ class IntegrationService:
 
     def decrypt_credential(self, integration: Integration, credential: StoredCredential) -> str:
         aad = credential_aad(integration.org_slug, integration.provider, credential.credential_id)
-        return self.adapters.cipher.decrypt(credential.encrypted_credential, aad).decode()
+        return self.adapters.cipher.decrypt(credential.encrypted_value, aad).decode()
 
     # --- use cases -----------------------------------------------------------------------
 
@@ -295,8 +308,8 @@ class IntegrationService:
             raise
         clean_config = self._config_from(spec, config)
         secret = self._with_external_id(caller, spec, secret)
-        credential = self._encrypt(caller, spec, secret, "setup")
-        now = utc_now()
+        credential = self._encrypt(caller, spec, secret, "setup", expires_at)
+        now = credential.created_at
         integration = Integration(
             integration_id=new_id(),
             org_slug=caller.org_slug,
@@ -307,6 +320,7 @@ class IntegrationService:
             expires_at=expires_at,
             created_at=now,
             updated_at=now,
+            created_by=caller.actor,
         )
         audit = self._audit(caller, spec, "setup", "success", fingerprint=credential.fingerprint)
         if not self.adapters.store.create_integration(integration, credential, audit):
@@ -328,9 +342,7 @@ class IntegrationService:
             result = expired_result(spec, integration.expires_at)
         else:
             secret = self.decrypt_credential(integration, credential)
-            result = validate_credential(
-                spec, secret, integration.config, self.adapters.settings.validation_context(spec)
-            )
+            result = validate_credential(spec, secret, integration.config, self.adapters.validation_context(spec))
         apply_validation(integration, result, now, transient_tolerance=0)
         audit = self._audit(
             caller,
@@ -388,7 +400,7 @@ class IntegrationService:
             self.adapters.store.record_audit(self._audit(caller, spec, "rotate", "rejected", detail=error.message))
             raise
         secret = self._with_external_id(caller, spec, secret)
-        result = validate_credential(spec, secret, integration.config, self.adapters.settings.validation_context(spec))
+        result = validate_credential(spec, secret, integration.config, self.adapters.validation_context(spec))
         if not result.ok:
             message = result.message or f"{spec.display_name} API key is invalid or expired"
             self.adapters.store.record_audit(
@@ -397,9 +409,15 @@ class IntegrationService:
                 )
             )
             error_type = CredentialRejected if result.failure_class == FailureClass.CONFIG else ProviderUnavailable
-            raise error_type(message, details={"validation": result.details})
-        credential = self._encrypt(caller, spec, secret, "rotate")
-        now = utc_now()
+            raise error_type(message, details=result.details)
+        if expires_at is None:
+            # A rotation without a new expiry keeps the one the integration had;
+            # the answer's integration.expires_at shows which applies.
+            expires_at = integration.expires_at
+        elif expires_at != integration.expires_at:
+            integration.expiry_alert_window = None  # a new expiry gets its warnings anew
+        credential = self._encrypt(caller, spec, secret, "rotate", expires_at)
+        now = credential.created_at
         integration.credential_id = credential.credential_id
         integration.expires_at = expires_at
         apply_validation(integration, result, now, transient_tolerance=0)
@@ -481,12 +499,8 @@ class IntegrationService:
             outcome="success",
             actor_key_id=caller.key_id,
             request_id=caller.request_id,
+            actor=caller.actor,
         )
-
-    def revalidate(self, caller: Caller, *, max_seconds: float | None = None) -> dict[str, Any]:
-        from shared.revalidation import revalidate_all
-
-        return revalidate_all(self, caller, max_seconds=max_seconds)
 
 
 def no_integration(spec: ProviderSpec) -> NotFound:
@@ -531,7 +545,7 @@ def apply_validation(
         integration.last_success_at = now
         integration.error_message = None
         integration.consecutive_failures = 0
-        integration.validation_details = result.details
+        integration.details = result.details
         if result.expires_at is not None and result.expires_at != integration.expires_at:
             integration.expires_at = result.expires_at  # the provider knows when the key stops working
             integration.expiry_alert_window = None
@@ -545,13 +559,13 @@ def apply_validation(
         and integration.consecutive_failures <= transient_tolerance
     ):
         # Keep the last good result; record that this run could not confirm it.
-        integration.validation_details = {
-            **(integration.validation_details or {}),
+        integration.details = {
+            **(integration.details or {}),
             "last_transient_failure": result.message,
         }
         return
     else:
         integration.status = Status.ERROR
-    integration.validated_at = now
+    # validated_at keeps the last *successful* validation (the spec's meaning).
     integration.error_message = result.message
-    integration.validation_details = result.details
+    integration.details = result.details

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from shared import http
-from shared.config import Adapters, Settings
+from shared.config import Settings
 from shared.providers import default_registry
 from shared.service import IntegrationService
+from shared.wiring import Adapters
 from tests.emulators.bigquery_emulator import EmulatorProcess
 from tests.fakes.kms_server import FakeKmsServer
 from tests.fakes.secret_manager_server import FakeSecretManagerServer

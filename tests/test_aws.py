@@ -132,7 +132,7 @@ def test_valid_role_becomes_active_with_only_free_calls(client, org_key, aws, se
     aws.reset()
     result = connect(client, org_key, customer)
     assert result["success"] is True and result["status"] == "active", result
-    capabilities = result["validation"]["capabilities"]
+    capabilities = result["details"]["capabilities"]
     assert all(c["passed"] for c in capabilities.values()), capabilities
     assert set(capabilities) == {
         "assume_role",
@@ -143,7 +143,7 @@ def test_valid_role_becomes_active_with_only_free_calls(client, org_key, aws, se
     }
     assert capabilities["caller_identity"]["account_id"] == "222222222222"
     assert capabilities["read_cost_export"]["newest_data_age_hours"] == pytest.approx(2.0, abs=0.1)
-    assert result["validation"]["pipelines"]["cloud_billing"]["ready"] is True
+    assert result["details"]["pipelines"]["cost/billing"]["ready"] is True
     assert_only_free_calls(aws)
     assert aws.state.calls["sts:AssumeRole"] == 2  # with the external ID, and the confused-deputy probe without
 
@@ -172,8 +172,8 @@ def test_wrong_external_id_is_a_permission_error_with_the_trust_policy_fix(clien
     result = connect(client, org_key, customer)
     assert result["status"] == "error"
     assert result["error"] == "Service account lacks required permissions"
-    assert external_id in result["validation"]["fix"] and "sts:ExternalId" in result["validation"]["fix"]
-    assert result["validation"]["capabilities"]["assume_role"]["failure_class"] == "config"
+    assert external_id in result["details"]["fix"] and "sts:ExternalId" in result["details"]["fix"]
+    assert result["details"]["capabilities"]["assume_role"]["failure_class"] == "config"
     assert_only_free_calls(aws)
 
 
@@ -182,7 +182,7 @@ def test_role_that_does_not_trust_the_platform_is_refused(client, org_key, aws):
     customer = aws.create_customer(external_id=external_id, trust_platform=False)
     result = connect(client, org_key, customer)
     assert result["status"] == "error" and result["error"] == "Service account lacks required permissions"
-    assert PLATFORM_ROLE_ARN in result["validation"]["fix"]
+    assert PLATFORM_ROLE_ARN in result["details"]["fix"]
 
 
 def test_role_without_the_external_id_condition_is_a_confused_deputy_error(client, org_key, aws):
@@ -192,9 +192,9 @@ def test_role_without_the_external_id_condition_is_a_confused_deputy_error(clien
     assert result["status"] == "error"
     assert result["error"].startswith("Amazon Web Services role does not require the external ID")
     assert f'"sts:ExternalId": "{external_id}"' in result["error"]
-    assert result["validation"]["capabilities"]["external_id_required"]["passed"] is False
+    assert result["details"]["capabilities"]["external_id_required"]["passed"] is False
     # The export itself was readable: the verdict is about the trust policy alone.
-    assert result["validation"]["capabilities"]["read_cost_export"]["passed"] is True
+    assert result["details"]["capabilities"]["read_cost_export"]["passed"] is True
 
 
 @pytest.mark.parametrize(
@@ -205,10 +205,13 @@ def test_missing_s3_permission_says_which_action_to_allow(client, org_key, aws, 
     external_id = instructions(client, org_key)["external_id"]
     customer = aws.create_customer(external_id=external_id, **{permission: False})
     result = connect(client, org_key, customer)
-    assert result["status"] == "error" and result["error"] == "Service account lacks required permissions"
-    assert missing_action in result["validation"]["fix"]
-    assert result["validation"]["capabilities"][capability]["passed"] is False
-    assert result["validation"]["pipelines"]["cloud_billing"]["ready"] is False
+    assert result["status"] == "error"
+    assert result["error"].startswith(
+        f"Service account lacks required permissions: {capability} refused ({missing_action} denied"
+    )
+    assert missing_action in result["details"]["fix"]
+    assert result["details"]["capabilities"][capability]["passed"] is False
+    assert result["details"]["pipelines"]["cost/billing"]["ready"] is False
 
 
 def test_empty_export_says_nothing_was_delivered(client, org_key, aws):
@@ -217,7 +220,7 @@ def test_empty_export_says_nothing_was_delivered(client, org_key, aws):
     result = connect(client, org_key, customer)
     assert result["status"] == "error"
     assert "no files under s3://acme-cost-exports/cur/" in result["error"]
-    assert "24 hours" in result["validation"]["fix"]
+    assert "24 hours" in result["details"]["fix"]
 
 
 def test_stale_export_is_an_error_with_its_age(client, org_key, aws):
@@ -226,9 +229,7 @@ def test_stale_export_is_an_error_with_its_age(client, org_key, aws):
     result = connect(client, org_key, customer)
     assert result["status"] == "error"
     assert "100.0 h old (limit 72 h)" in result["error"]
-    assert result["validation"]["capabilities"]["read_cost_export"]["newest_data_age_hours"] == pytest.approx(
-        100, abs=0.1
-    )
+    assert result["details"]["capabilities"]["read_cost_export"]["newest_data_age_hours"] == pytest.approx(100, abs=0.1)
 
 
 def test_throttling_is_retried(client, org_key, aws):
@@ -250,7 +251,7 @@ def test_persistent_throttling_is_a_transient_rate_limit_error(client, org_key, 
     result = connect(client, org_key, customer)
     assert result["status"] == "error"
     assert result["error"] == "Amazon Web Services rate limit exceeded during validation"
-    assert result["validation"]["capabilities"]["assume_role"]["failure_class"] == "transient"
+    assert result["details"]["capabilities"]["assume_role"]["failure_class"] == "transient"
     assert aws.state.calls["sts:AssumeRole"] == 3  # VALIDATION_MAX_ATTEMPTS
 
 
@@ -267,7 +268,7 @@ def test_unreachable_sts_is_unable_to_connect(settings, client, org_key, aws, se
     service.adapters.settings = replace(settings, provider_base_urls=urls, request_timeout_seconds=0.5)  # type: ignore[misc]
     result = connect(client, org_key, customer)
     assert result["status"] == "error" and result["error"] == "Unable to connect to Amazon Web Services"
-    assert result["validation"]["capabilities"]["assume_role"]["failure_class"] == "transient"
+    assert result["details"]["capabilities"]["assume_role"]["failure_class"] == "transient"
 
 
 def test_broken_platform_identity_is_the_operators_problem_not_the_customers(settings, client, org_key, aws, service):
@@ -277,9 +278,9 @@ def test_broken_platform_identity_is_the_operators_problem_not_the_customers(set
     service.adapters.settings = replace(settings, aws_web_identity_audience="someone-elses-audience")  # type: ignore[misc]
     result = connect(client, org_key, customer)
     assert result["status"] == "error" and result["error"] == "Unable to connect to Amazon Web Services"
-    check = result["validation"]["capabilities"]["assume_role"]
+    check = result["details"]["capabilities"]["assume_role"]
     assert check["failure_class"] == "provider_outage" and check["reason"].startswith("platform identity")
-    assert "AWS_PLATFORM_ROLE_ARN" in result["validation"]["fix"]
+    assert "AWS_PLATFORM_ROLE_ARN" in result["details"]["fix"]
 
 
 # --- format checks, rotation ----------------------------------------------------------------
@@ -391,6 +392,7 @@ def test_no_aws_access_key_in_the_repository_or_the_settings_defaults():
 
 
 def test_revalidation_rechecks_aws_with_the_stored_external_id(client, org_key, aws, service, settings):
+    from shared.revalidation import revalidate_all
     from shared.service import Caller
 
     external_id = instructions(client, org_key)["external_id"]
@@ -400,7 +402,7 @@ def test_revalidation_rechecks_aws_with_the_stored_external_id(client, org_key, 
     aws.create_customer(external_id=None)
     service.adapters.settings = replace(settings, revalidation_min_interval_seconds=0)  # type: ignore[misc]
     aws.reset()
-    summary = service.revalidate(Caller(key_id="scheduler", org_slug="*", is_admin=True, request_id="run-1"))
+    summary = revalidate_all(service, Caller(key_id="scheduler", org_slug="*", is_admin=True, request_id="run-1"))
     assert summary["checked"] == 1, summary
     integration = service.adapters.store.get_integration("acme", "aws")
     assert integration.status == "error" and "does not require the external ID" in integration.error_message

@@ -43,12 +43,10 @@ SERIALIZE = exceptions.BadRequest("Could not serialize access to table org_integ
 
 
 def _store(gcp_stack, conflicts, error, max_attempts=6):
+    dataset = f"retry_{uuid.uuid4().hex[:10]}"
+    BigQueryStore(gcp_stack.bigquery.client(), dataset).bootstrap()  # tables first, without injected faults
     client = ConflictingClient(gcp_stack.bigquery.client(), conflicts, error)
-    store = BigQueryStore(
-        client, f"retry_{uuid.uuid4().hex[:10]}", max_attempts=max_attempts, backoff_base_seconds=0.01
-    )
-    store.bootstrap()
-    return store
+    return BigQueryStore(client, dataset, max_attempts=max_attempts, backoff_base_seconds=0.01)
 
 
 @pytest.mark.parametrize("error", [ABORTED, SERIALIZE, exceptions.ServiceUnavailable("backend error")])

@@ -108,7 +108,7 @@ def test_stale_billing_export_is_not_active(gcp_service, caller, simulator, bill
     assert outcome.integration.status == "error"
     export = outcome.result.details["capabilities"]["read_billing_export"]
     assert export["export_kind"] == "standard" and "no data newer than" in export["reason"]
-    assert outcome.result.details["pipelines"]["cloud_billing"]["ready"] is False
+    assert outcome.result.details["pipelines"]["cost/billing"]["ready"] is False
 
 
 @pytest.mark.parametrize(

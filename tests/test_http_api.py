@@ -33,6 +33,9 @@ def call(client, method, path, key, body=None, raw=None, headers=None):
     return response.status_code, response.get_json()
 
 
+PIPELINE = {"openai": "cost/usage_cost", "anthropic": "usage_cost"}
+
+
 def setup(client, key, provider="openai", secret=OPENAI_KEY, **extra):
     return call(client, "POST", f"/acme/{provider}/setup", key, {"credentials": {"api_key": secret}, **extra})
 
@@ -43,13 +46,16 @@ def setup(client, key, provider="openai", secret=OPENAI_KEY, **extra):
 def test_full_lifecycle(client, org_key):
     status, body = setup(client, org_key, config={"organization_id": "org-abcdefgh12"})
     assert status == 201 and body["success"] is True
+    # The spec's setup answer: integration_id at the top (the frontend reads it there).
+    assert body["integration_id"] == body["integration"]["integration_id"]
     assert body["integration"]["status"] == "pending"
     assert body["integration"]["config"] == {"organization_id": "org-abcdefgh12"}
 
     status, body = call(client, "POST", "/acme/openai/validate", org_key)
     assert status == 200 and body["success"] is True and body["status"] == "active"
-    assert body["validation"]["connection"] is True and body["validation"]["permissions"] is True
-    assert body["validation"]["pipelines"]["llm_costs"]["ready"] is True
+    assert body["details"]["connection"] is True and body["details"]["permissions"] is True
+    assert body["details"]["pipelines"]["cost/usage_cost"]["ready"] is True
+    assert "validation" not in body and "validation" not in body["integration"]
     assert body["integration"]["validated_at"].endswith("Z")
 
     status, body = call(client, "GET", "/acme", org_key)
@@ -81,16 +87,32 @@ def test_gemini_key_lists_models(client, org_key):
     assert setup(client, org_key, "gemini", GEMINI_KEY)[0] == 201
     status, body = call(client, "POST", "/acme/gemini/validate", org_key)
     assert body["status"] == "active", body
-    assert any(name.startswith("models/gemini") for name in body["validation"]["models"])
+    assert any(name.startswith("models/gemini") for name in body["details"]["models"])
 
 
 @pytest.mark.parametrize(("provider", "secret"), [("openai", OPENAI_KEY), ("anthropic", ANTHROPIC_KEY)])
 def test_admin_keys_can_read_costs(client, org_key, provider, secret):
     setup(client, org_key, provider, secret)
     status, body = call(client, "POST", f"/acme/{provider}/validate", org_key)
+    details = body["details"]
     assert body["status"] == "active", body
-    assert body["validation"]["capabilities"]["read_usage_costs"]["passed"] is True
-    assert body["validation"]["key_kind"] == "admin"
+    assert details["connection"] is True and details["permissions"] is True
+    assert details["capabilities"]["read_usage_costs"]["passed"] is True
+    # Admin keys cannot list models: the answer says so instead of inventing a list.
+    assert "models" not in details and details["capabilities"]["list_models"]["passed"] is False
+    assert details["models_unavailable"]
+
+
+@pytest.mark.parametrize(("provider", "base"), [("openai", OPENAI_PROJECT_KEY), ("anthropic", ANTHROPIC_STANDARD_KEY)])
+def test_key_accepted_everywhere_is_active_whatever_its_prefix(client, org_key, provider, base):
+    """No admin prefix, but the provider serves it the cost endpoints: the calls decide, not the shape."""
+    setup(client, org_key, provider, key_with("orgread", base))
+    status, body = call(client, "POST", f"/acme/{provider}/validate", org_key)
+    details = body["details"]
+    assert status == 200 and body["success"] is True and body["status"] == "active", body
+    assert details["capabilities"]["read_usage_costs"]["passed"] is True
+    assert details["models"] and details["permissions"] is True
+    assert set(details) >= {"connection", "permissions", "models", "message", "capabilities", "pipelines"}
 
 
 @pytest.mark.parametrize(
@@ -101,19 +123,37 @@ def test_key_that_logs_in_but_cannot_read_costs_is_not_active(client, org_key, p
     setup(client, org_key, provider, secret)
     status, body = call(client, "POST", f"/acme/{provider}/validate", org_key)
     assert status == 200 and body["status"] == "error"
-    validation = body["validation"]
-    assert validation["connection"] is True and validation["permissions"] is False
-    assert validation["capabilities"]["list_models"]["passed"] is True and validation["models"]
-    assert validation["capabilities"]["read_usage_costs"] == {
-        "tested": False,
+    details = body["details"]
+    assert details["connection"] is True and details["permissions"] is False
+    assert details["capabilities"]["list_models"]["passed"] is True and details["models"]
+    # The cost endpoint was asked and refused the key: proven, not guessed from the prefix.
+    assert details["capabilities"]["read_usage_costs"] == {
+        "tested": True,
         "passed": False,
-        "reason": f"not available to {validation['key_kind']} keys",
+        "reason": "key lacks permission for this endpoint",
         "failure_class": "config",
     }
-    assert body["error"].startswith("Service account lacks required permissions: read_usage_costs is missing")
-    assert fix in body["error"] and validation["pipelines"]["llm_costs"]["ready"] is False
+    assert body["error"].startswith("Service account lacks required permissions: read_usage_costs refused")
+    assert fix in body["error"] and details["pipelines"][PIPELINE[provider]]["ready"] is False
     if provider == "openai":
-        assert "requests_per_minute=5000" in validation["tier"]
+        assert "requests_per_minute=5000" in details["tier"]
+
+
+@pytest.mark.parametrize(
+    ("provider", "base", "message"),
+    [
+        ("openai", OPENAI_KEY, "OpenAI rate limit exceeded during validation"),
+        ("anthropic", ANTHROPIC_KEY, "Anthropic rate limit exceeded during validation"),
+        ("openai", OPENAI_PROJECT_KEY, "OpenAI rate limit exceeded during validation"),
+    ],
+)
+def test_rate_limited_cost_check_is_reported_as_rate_limiting(client, org_key, provider, base, message):
+    """A check that never got an answer is not a permissions verdict."""
+    setup(client, org_key, provider, key_with("costlimit", base))
+    status, body = call(client, "POST", f"/acme/{provider}/validate", org_key)
+    assert status == 200 and body["status"] == "error"
+    assert body["error"] == message and body["details"]["message"] == message
+    assert body["details"]["capabilities"]["read_usage_costs"]["failure_class"] == "transient"
 
 
 # --- the spec's validation messages ----------------------------------------------------
@@ -154,19 +194,22 @@ def test_flaky_provider_is_retried_to_success(client, org_key, simulator):
     setup(client, org_key, secret=key_with("flaky"))
     status, body = call(client, "POST", "/acme/openai/validate", org_key)
     assert body["status"] == "active"
-    assert simulator.stats()["requests"]["openai"] == 2
+    # The cost check: 503 then 200 (one retry); then the models check, answered at once.
+    assert simulator.stats()["requests"]["openai"] == 3
 
 
 def test_rate_limit_is_retried_at_most_three_times(client, org_key, simulator):
     setup(client, org_key, secret=key_with("ratelimit"))
     call(client, "POST", "/acme/openai/validate", org_key)
+    # Three attempts at the first check, then no more calls to a provider that throttles us.
     assert simulator.stats()["requests"]["openai"] == 3
 
 
 def test_rejected_key_is_not_retried(client, org_key, simulator):
     setup(client, org_key, secret=key_with("bad"))
     call(client, "POST", "/acme/openai/validate", org_key)
-    assert simulator.stats()["requests"]["openai"] == 1
+    # One request per check (two checks), none retried: a 401 is an answer.
+    assert simulator.stats()["requests"]["openai"] == 2
 
 
 # --- bad input: 4xx JSON, nothing stored ------------------------------------------------

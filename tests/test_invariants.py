@@ -83,8 +83,8 @@ def test_ciphertext_moved_to_another_row_does_not_decrypt(client, org_key, other
     )
     with sqlite3.connect(service.adapters.store.path) as connection:
         connection.execute(
-            "UPDATE org_credentials SET encrypted_credential = "
-            "(SELECT encrypted_credential FROM org_credentials WHERE org_slug = 'acme') WHERE org_slug = 'globex'"
+            "UPDATE org_credentials SET encrypted_value = "
+            "(SELECT encrypted_value FROM org_credentials WHERE org_slug = 'acme') WHERE org_slug = 'globex'"
         )
     response = client.post("/api/v1/integrations/globex/openai/validate", headers={"X-API-Key": other_org_key})
     assert response.status_code == 503 and response.get_json()["error"] == "Credential encryption failed"

@@ -17,7 +17,8 @@ PROBE = """
 import json, sys
 import main
 from shared.local_server import create_app
-from shared.config import Settings, build_service
+from shared.config import Settings
+from shared.wiring import build_service
 from shared import http
 service = build_service(Settings.from_env())
 http.use_service(service)

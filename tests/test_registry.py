@@ -41,9 +41,16 @@ def _broken(tmp_path: Path, mutate) -> Path:
         (lambda d: d["providers"]["openai"].pop("display_name"), "display_name"),
         (lambda d: d["providers"]["openai"].update(base_url="http://plain"), "base_url"),
         (lambda d: d["providers"]["openai"]["credential"].pop("pattern"), "pattern"),
-        (lambda d: d["providers"]["openai"]["validation"]["key_kinds"][0].update(checks=["nope"]), "unknown check"),
+        (lambda d: d["providers"]["openai"]["validation"]["key_hints"][0].update(order=["nope"]), "unknown check"),
         (lambda d: d["providers"]["gcp"]["validation"].update(module="nope"), "unknown validator"),
-        (lambda d: d["providers"]["openai"]["pipelines"]["llm_costs"].update(requires="x"), "unknown capability"),
+        (
+            lambda d: d["providers"]["openai"]["validation"]["requirements"]["cost/usage_cost"].update(requires=["x"]),
+            "unknown capability",
+        ),
+        (lambda d: d["providers"]["openai"].update(pipelines=["cost/other"]), "has no requirement"),
+        (lambda d: d["providers"]["gcp"].update(required_fields=["nope"]), "not a config field"),
+        (lambda d: d["providers"]["gcp"].update(credential_type="service_account_json"), "credential_type"),
+        (lambda d: d["providers"]["openai"].update(key_prefix="xx-"), "key_prefix"),
         (lambda d: d["providers"]["gcp"]["validation"].update(headers={}), "validation"),
     ],
 )

@@ -11,16 +11,18 @@ import yaml
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from shared.config import Adapters
 from shared.providers import REGISTRY_PATH, load_registry
 from shared.service import Caller, IntegrationService
+from shared.wiring import Adapters
 
 EXTRA_PROVIDERS = """
 github:
   display_name: GitHub
   category: saas
+  credential_type: api_key
+  required_fields: []
+  pipelines: [saas/seats]
   credential:
-    type: api_key
     field: api_key
     pattern: '^ghp_[A-Za-z0-9]{36}$'
     example: ghp_000000000000000000000000000000000000
@@ -28,26 +30,27 @@ github:
   validation:
     kind: http
     headers: {Authorization: 'Bearer {secret}'}
-    key_kinds: [{name: token, prefix: ghp_, checks: [whoami]}]
     checks: {whoami: {method: GET, path: /user}}
     responses: {invalid_key: [{status: 401}], forbidden: [{status: 403}]}
-  pipelines:
-    seats: {description: Seat usage, requires: whoami, fix: Create a token with read:org}
+    requirements:
+      saas/seats: {description: Seat usage, requires: [whoami], fix: Create a token with read:org}
 slack:
   display_name: Slack
   category: saas
-  credential: {type: api_key, field: api_key, pattern: '^xoxb-[A-Za-z0-9-]{10,200}$', example: xoxb-0000000000-abc}
+  credential_type: api_key
+  required_fields: []
+  pipelines: [saas/seats]
+  credential: {field: api_key, pattern: '^xoxb-[A-Za-z0-9-]{10,200}$', example: xoxb-0000000000-abc}
   base_url: https://slack.com
   validation:
     kind: http
     headers: {Authorization: 'Bearer {secret}'}
-    key_kinds: [{name: bot, prefix: xoxb-, checks: [whoami]}]
     checks: {whoami: {method: POST, path: /api/auth.test}}
     responses:
       invalid_key: [{status: 200, body_contains: '"ok": false'}, {status: 401}]
       forbidden: [{status: 403}]
-  pipelines:
-    seats: {description: Seat usage, requires: whoami, fix: Reinstall the app with users:read}
+    requirements:
+      saas/seats: {description: Seat usage, requires: [whoami], fix: Reinstall the app with users:read}
 """
 
 GOOD_GITHUB = "ghp_" + "a" * 36

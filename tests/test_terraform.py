@@ -287,7 +287,7 @@ def test_archive_ships_the_code_and_leaves_out_the_rest() -> None:
     def excluded(relative: str) -> bool:
         return any(fnmatch.fnmatchcase(relative, pattern) for pattern in excludes)
 
-    shipped = ["main.py", "requirements.txt", "shared/config.py", "functions/setup.py", "configs/providers.yml"]
+    shipped = ["main.py", "requirements.txt", "shared/config.py", "functions/setup.py", "configs/system/providers.yml"]
     shipped += [f"configs/schemas/{table}.json" for table in schemas.TABLES]
     assert [path for path in shipped if excluded(path)] == [], "runtime files would be left out of the archive"
     left_out = ["tests/conftest.py", "terraform/functions.tf", ".venv/bin/python", ".venv-checkov/bin/checkov"]

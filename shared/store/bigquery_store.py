@@ -74,6 +74,12 @@ RETRYABLE_MESSAGES = (
     "exceeded rate limits",
 )
 
+# Columns renamed since the first schema, per table: (old name, new name).
+MIGRATED_RENAMES = {
+    CREDENTIALS_TABLE: (("encrypted_credential", "encrypted_value"),),
+    INTEGRATIONS_TABLE: (("validation_details", "details"),),
+}
+
 MUTABLE_INTEGRATION_COLUMNS = [
     name
     for name in column_names(INTEGRATIONS_TABLE)
@@ -128,16 +134,25 @@ class BigQueryStore:
             return self._bq.ScalarQueryParameter(
                 name, "STRING", None if value is None else base64.b64encode(value).decode()
             )
+        if kind == "JSON":
+            # JSON travels as text and becomes JSON with PARSE_JSON in the statement.
+            return self._bq.ScalarQueryParameter(name, "STRING", value)
         return self._bq.ScalarQueryParameter(name, kind, value)
+
+    @staticmethod
+    def _value(kind: str, reference: str) -> str:
+        """SQL for a value passed as a parameter or struct field, converted to its column type."""
+        if kind == "BYTES":
+            return f"FROM_BASE64({reference})"
+        if kind == "JSON":
+            return f"PARSE_JSON({reference})"
+        return reference
 
     def _row_parameters(self, prefix: str, table: str, row: dict[str, Any]) -> list[Any]:
         return [self._parameter(prefix + name, kind, row[name]) for name, kind in self._types[table].items()]
 
     def _values(self, prefix: str, table: str) -> str:
-        return ", ".join(
-            f"FROM_BASE64(@{prefix}{name})" if kind == "BYTES" else f"@{prefix}{name}"
-            for name, kind in self._types[table].items()
-        )
+        return ", ".join(self._value(kind, f"@{prefix}{name}") for name, kind in self._types[table].items())
 
     def _columns(self, table: str) -> str:
         return ", ".join(column_names(table))
@@ -149,15 +164,18 @@ class BigQueryStore:
         return ", ".join(f"{alias}.{name} AS {prefix}{name}" for name in column_names(table))
 
     def _run(self, sql: str, parameters: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """One job, retried on transaction conflicts and transient errors."""
+        """One job, retried on transaction conflicts and transient errors; its rows."""
+        return [dict(row.items()) for row in self._job(sql, parameters)]
+
+    def _job(self, sql: str, parameters: Sequence[Any] = ()) -> Any:
+        """One job, retried on transaction conflicts and transient errors; its row iterator."""
         from google.api_core import exceptions as api_exceptions
 
         config = self._bq.QueryJobConfig(query_parameters=list(parameters))
         for attempt in range(1, self.max_attempts + 1):
             self.counters["jobs"] += 1
             try:
-                result = self.client.query_and_wait(sql, job_config=config, location=self.location)
-                return [dict(row.items()) for row in result]
+                return self.client.query_and_wait(sql, job_config=config, location=self.location)
             except (api_exceptions.BadRequest, api_exceptions.Forbidden) as exc:
                 retryable = any(message in str(exc).lower() for message in RETRYABLE_MESSAGES)
                 if not retryable or attempt == self.max_attempts:
@@ -185,10 +203,21 @@ class BigQueryStore:
         return self._bq.ScalarQueryParameter(name, kind, value)
 
     def _integration_update_sql(self, prefix: str, condition: str) -> str:
-        assignments = ", ".join(f"{name} = @{prefix}{name}" for name in MUTABLE_INTEGRATION_COLUMNS)
+        kinds = self._types[INTEGRATIONS_TABLE]
+        assignments = ", ".join(
+            f"{name} = {self._value(kinds[name], f'@{prefix}{name}')}" for name in MUTABLE_INTEGRATION_COLUMNS
+        )
         return (
             f"UPDATE {self._table(INTEGRATIONS_TABLE)} SET {assignments} "
             f"WHERE integration_id = @{prefix}integration_id AND {condition}"
+        )
+
+    def _credential_expiry_sql(self, prefix: str) -> str:
+        """Keep org_credentials.expires_at (the spec's copy of the expiry) equal to the integration's."""
+        return (
+            f"UPDATE {self._table(CREDENTIALS_TABLE)} SET expires_at = @{prefix}expires_at, "
+            f"updated_at = @{prefix}updated_at WHERE credential_id = @{prefix}credential_id "
+            f"AND expires_at IS DISTINCT FROM @{prefix}expires_at"
         )
 
     def _conditional_integration_write(self, condition: str, statements: Sequence[str], parameters: list[Any]) -> bool:
@@ -215,7 +244,14 @@ SELECT matched;
     # --- bootstrap -------------------------------------------------------------------------------
 
     def bootstrap(self) -> dict[str, Any]:
-        """Create the dataset and every table from configs/schemas (idempotent)."""
+        """Create the dataset and every table from configs/schemas, and upgrade older tables (idempotent).
+
+        A table created by an earlier schema is brought to the current one in
+        place: renamed columns (``encrypted_credential`` -> ``encrypted_value``,
+        ``validation_details`` -> ``details``), ``config`` from STRING to JSON,
+        the spec's new columns added and backfilled. Nothing is dropped but the
+        STRING ``config`` once its JSON copy is written.
+        """
         dataset = self._bq.Dataset(f"{self.project}.{self.dataset}")
         if self.location:
             dataset.location = self.location
@@ -225,7 +261,68 @@ SELECT matched;
             self.client.create_table(
                 self._bq.Table(f"{self.project}.{self.dataset}.{table}", schema=schema), exists_ok=True
             )
-        return {"dataset": f"{self.project}.{self.dataset}", "tables": list(TABLES)}
+        changes = self._upgrade()
+        return {"dataset": f"{self.project}.{self.dataset}", "tables": list(TABLES), "schema_changes": changes}
+
+    def _live_columns(self, table: str) -> dict[str, str]:
+        """Column -> type as the table is now (a zero-row query: what the engine sees, free)."""
+        result = self._job(f"SELECT * FROM {self._table(table)} LIMIT 0")
+        return {field.name: field.field_type for field in result.schema or []}
+
+    def _upgrade(self) -> list[str]:
+        statements: list[str] = []
+        for table in TABLES:
+            live = self._live_columns(table)
+            wanted = self._types[table]
+            for old, new in MIGRATED_RENAMES.get(table, ()):
+                if old in live and new not in live:
+                    statements.append(f"ALTER TABLE {self._table(table)} RENAME COLUMN {old} TO {new}")
+                    live[new] = live.pop(old)
+            for name, kind in wanted.items():
+                if kind == "JSON" and live.get(name) == "STRING":
+                    # BigQuery cannot change STRING to JSON in place: copy, drop, rename.
+                    statements += [
+                        f"ALTER TABLE {self._table(table)} ADD COLUMN {name}_json JSON",
+                        f"UPDATE {self._table(table)} SET {name}_json = PARSE_JSON({name}) WHERE TRUE",
+                        f"ALTER TABLE {self._table(table)} DROP COLUMN {name}",
+                        f"ALTER TABLE {self._table(table)} RENAME COLUMN {name}_json TO {name}",
+                    ]
+                    live[name] = "JSON"
+                elif name not in live:
+                    statements.append(f"ALTER TABLE {self._table(table)} ADD COLUMN {name} {kind}")
+                    live[name] = kind
+        for statement in statements:
+            self._run(statement)
+        if statements:
+            for backfill in self._backfills():
+                self._run(backfill)
+        return statements
+
+    def _backfills(self) -> list[str]:
+        """Values for the columns the upgrade added, from what the dataset already holds."""
+        integrations, credentials, audit = (
+            self._table(INTEGRATIONS_TABLE),
+            self._table(CREDENTIALS_TABLE),
+            self._table(AUDIT_TABLE),
+        )
+        return [
+            f"UPDATE {credentials} SET credential_type = 'service_account' "
+            "WHERE credential_type = 'service_account_json'",
+            f"UPDATE {credentials} SET updated_at = created_at WHERE updated_at IS NULL",
+            f"UPDATE {credentials} AS c SET expires_at = i.expires_at FROM {integrations} AS i "
+            "WHERE i.credential_id = c.credential_id AND c.expires_at IS NULL AND i.expires_at IS NOT NULL",
+            f"UPDATE {integrations} AS i SET created_by = s.actor_key_id FROM ("
+            f"SELECT org_slug, provider, actor_key_id FROM {audit} WHERE action = 'setup' AND outcome = 'success' "
+            "QUALIFY ROW_NUMBER() OVER (PARTITION BY org_slug, provider ORDER BY created_at DESC) = 1) AS s "
+            "WHERE i.org_slug = s.org_slug AND i.provider = s.provider AND i.created_by IS NULL",
+            f"UPDATE {integrations} SET created_by = 'unknown' WHERE created_by IS NULL",
+            f"UPDATE {credentials} AS c SET created_by = i.created_by FROM {integrations} AS i "
+            "WHERE i.credential_id = c.credential_id AND c.created_by IS NULL",
+            f"UPDATE {credentials} SET created_by = 'unknown' WHERE created_by IS NULL",
+            f"UPDATE {audit} SET actor = actor_key_id WHERE actor IS NULL",
+            f"UPDATE {integrations} SET validated_at = last_success_at "
+            "WHERE validated_at IS DISTINCT FROM last_success_at",
+        ]
 
     # --- integrations + credentials ----------------------------------------------------------------
 
@@ -297,7 +394,11 @@ SELECT outcome;
         condition = "updated_at = @expected_updated_at"
         return self._conditional_integration_write(
             condition,
-            [self._integration_update_sql("i_", condition), self._insert_sql("a_", AUDIT_TABLE)],
+            [
+                self._integration_update_sql("i_", condition),
+                self._credential_expiry_sql("i_"),
+                self._insert_sql("a_", AUDIT_TABLE),
+            ],
             parameters,
         )
 
@@ -313,14 +414,21 @@ UPDATE {self._table(INTEGRATIONS_TABLE)} SET
   status = CASE
     WHEN @enabled IS NOT NULL AND NOT @enabled THEN 'disabled'
     WHEN status = 'disabled' THEN IF(@enabled IS NOT NULL AND @enabled, 'pending', 'disabled')
-    WHEN @config IS NOT NULL AND @config != config AND status IN ('active', 'error', 'expired') THEN 'pending'
+    WHEN @config IS NOT NULL AND TO_JSON_STRING(PARSE_JSON(@config)) != TO_JSON_STRING(config)
+      AND status IN ('active', 'error', 'expired') THEN 'pending'
     ELSE status
   END,
-  config = COALESCE(@config, config),
+  config = COALESCE(PARSE_JSON(@config), config),
   expires_at = IF(@clear_expires_at, NULL, COALESCE(@expires_at, expires_at)),
   expiry_alert_window = IF(@clear_expires_at OR @expires_at IS NOT NULL, NULL, expiry_alert_window),
   updated_at = @a_created_at
 WHERE org_slug = @org_slug AND provider = @provider;
+UPDATE {self._table(CREDENTIALS_TABLE)} SET
+  expires_at = IF(@clear_expires_at, NULL, COALESCE(@expires_at, expires_at)),
+  updated_at = @a_created_at
+WHERE (@clear_expires_at OR @expires_at IS NOT NULL) AND credential_id IN (
+  SELECT credential_id FROM {self._table(INTEGRATIONS_TABLE)} WHERE org_slug = @org_slug AND provider = @provider
+);
 INSERT INTO {self._table(AUDIT_TABLE)} ({self._columns(AUDIT_TABLE)})
 SELECT {self._values("a_", AUDIT_TABLE)} FROM {self._table(INTEGRATIONS_TABLE)}
 WHERE org_slug = @org_slug AND provider = @provider;
@@ -497,7 +605,10 @@ SELECT {self._columns(ALERTS_TABLE)} FROM {new_alerts};
 """
             alert_outcome = f"UNION ALL SELECT 'alert' AS kind, alert_id AS value FROM {new_alerts}"
             drop_alerts = f"DROP TABLE {new_alerts};"
-        assignments = ", ".join(f"{name} = batch.{name}" for name in MUTABLE_INTEGRATION_COLUMNS)
+        kinds = self._types[INTEGRATIONS_TABLE]
+        assignments = ", ".join(
+            f"{name} = {self._value(kinds[name], f'batch.{name}')}" for name in MUTABLE_INTEGRATION_COLUMNS
+        )
         sql = f"""
 BEGIN TRANSACTION;
 CREATE TEMP TABLE {batch} AS
@@ -509,6 +620,9 @@ WHERE EXISTS (
 UPDATE {self._table(INTEGRATIONS_TABLE)} AS target SET {assignments}
 FROM {batch} AS batch
 WHERE target.integration_id = batch.integration_id AND target.updated_at = batch.expected_updated_at;
+UPDATE {self._table(CREDENTIALS_TABLE)} AS credential SET expires_at = batch.expires_at, updated_at = batch.updated_at
+FROM {batch} AS batch
+WHERE credential.credential_id = batch.credential_id AND credential.expires_at IS DISTINCT FROM batch.expires_at;
 INSERT INTO {self._table(AUDIT_TABLE)} ({self._columns(AUDIT_TABLE)})
 SELECT {", ".join("audit." + c for c in column_names(AUDIT_TABLE))} FROM UNNEST(@audit_rows) AS audit
 JOIN {batch} AS batch ON batch.org_slug = audit.org_slug AND batch.provider = audit.provider;

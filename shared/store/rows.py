@@ -14,7 +14,7 @@ from typing import Any
 
 from shared.models import Alert, ApiKeyRecord, AuditEvent, Integration, StoredCredential, Webhook
 
-JSON_COLUMNS = ("config", "validation_details")
+JSON_COLUMNS = ("config", "details")
 
 
 def _fields(record: Any) -> dict[str, Any]:
@@ -32,9 +32,8 @@ def integration_to_row(integration: Integration) -> dict[str, Any]:
 
 def integration_from_row(row: dict[str, Any]) -> Integration:
     values = dict(row)
-    values["config"] = json.loads(values["config"]) if values.get("config") else {}
-    details = values.get("validation_details")
-    values["validation_details"] = json.loads(details) if details else None
+    values["config"] = _json_value(values.get("config")) or {}
+    values["details"] = _json_value(values.get("details"))
     values["consecutive_failures"] = int(values.get("consecutive_failures") or 0)
     if values.get("expiry_alert_window") is not None:
         values["expiry_alert_window"] = int(values["expiry_alert_window"])
@@ -47,7 +46,7 @@ def credential_to_row(credential: StoredCredential) -> dict[str, Any]:
 
 def credential_from_row(row: dict[str, Any]) -> StoredCredential:
     values = dict(row)
-    values["encrypted_credential"] = bytes(values["encrypted_credential"])
+    values["encrypted_value"] = bytes(values["encrypted_value"])
     return StoredCredential(**_aware_timestamps(values))
 
 
@@ -85,6 +84,13 @@ def webhook_to_row(webhook: Webhook) -> dict[str, Any]:
 
 def webhook_from_row(row: dict[str, Any]) -> Webhook:
     return Webhook(**_aware_timestamps(dict(row)))
+
+
+def _json_value(value: Any) -> Any:
+    """A JSON column's value: text from SQLite and TO_JSON_STRING, or already parsed."""
+    if value is None or value == "":
+        return None
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _aware_timestamps(values: dict[str, Any]) -> dict[str, Any]:

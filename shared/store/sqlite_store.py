@@ -45,7 +45,41 @@ from shared.schemas import (
 )
 from shared.store import rows
 
-SQLITE_TYPES = {"STRING": "TEXT", "BYTES": "BLOB", "TIMESTAMP": "TEXT", "INT64": "INTEGER", "BOOL": "INTEGER"}
+SQLITE_TYPES = {
+    "STRING": "TEXT",
+    "JSON": "TEXT",
+    "BYTES": "BLOB",
+    "TIMESTAMP": "TEXT",
+    "INT64": "INTEGER",
+    "BOOL": "INTEGER",
+}
+
+# Columns renamed since the first schema: (table, old name, new name). A store
+# created before the rename is upgraded in place on open.
+RENAMED_COLUMNS = (
+    (CREDENTIALS_TABLE, "encrypted_credential", "encrypted_value"),
+    (INTEGRATIONS_TABLE, "validation_details", "details"),
+)
+
+# Values for columns added by the spec alignment, derived from what the store
+# already holds; each statement is a no-op once applied (idempotent).
+BACKFILLS = (
+    f"UPDATE {CREDENTIALS_TABLE} SET credential_type = 'service_account' "
+    "WHERE credential_type = 'service_account_json'",
+    f"UPDATE {CREDENTIALS_TABLE} SET updated_at = created_at WHERE updated_at IS NULL",
+    f"UPDATE {CREDENTIALS_TABLE} SET expires_at = (SELECT i.expires_at FROM {INTEGRATIONS_TABLE} i "
+    f"WHERE i.credential_id = {CREDENTIALS_TABLE}.credential_id) WHERE expires_at IS NULL",
+    # Who created it: the key that ran the successful setup, as the audit log says.
+    f"UPDATE {INTEGRATIONS_TABLE} SET created_by = COALESCE((SELECT a.actor_key_id FROM {AUDIT_TABLE} a "
+    f"WHERE a.org_slug = {INTEGRATIONS_TABLE}.org_slug AND a.provider = {INTEGRATIONS_TABLE}.provider "
+    "AND a.action = 'setup' AND a.outcome = 'success' ORDER BY a.created_at DESC LIMIT 1), 'unknown') "
+    "WHERE created_by IS NULL",
+    f"UPDATE {CREDENTIALS_TABLE} SET created_by = COALESCE((SELECT i.created_by FROM {INTEGRATIONS_TABLE} i "
+    f"WHERE i.credential_id = {CREDENTIALS_TABLE}.credential_id), 'unknown') WHERE created_by IS NULL",
+    f"UPDATE {AUDIT_TABLE} SET actor = actor_key_id WHERE actor IS NULL",
+    # validated_at used to move on failed validations too; last_success_at never did.
+    f"UPDATE {INTEGRATIONS_TABLE} SET validated_at = last_success_at WHERE validated_at IS NOT last_success_at",
+)
 
 INDEXES = (
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_integration_org_provider ON {INTEGRATIONS_TABLE} (org_slug, provider)",
@@ -81,6 +115,30 @@ def _create_table_sql(table: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(columns)})"
 
 
+def _upgrade(connection: sqlite3.Connection) -> int:
+    """Bring tables created by an older schema to ``configs/schemas`` (idempotent).
+
+    Renames columns, adds the missing ones (nullable: SQLite cannot add a NOT
+    NULL column without a default; the service always writes them) and
+    backfills them. Returns how many columns it renamed or added.
+    """
+    changes = 0
+    existing = {table: {row[1] for row in connection.execute(f"PRAGMA table_info({table})")} for table in TABLES}
+    for table, old, new in RENAMED_COLUMNS:
+        if old in existing[table] and new not in existing[table]:
+            connection.execute(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
+            existing[table] = (existing[table] - {old}) | {new}
+            changes += 1
+    for table in TABLES:
+        for column in table_schema(table):
+            if column["name"] not in existing[table]:
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {column['name']} {SQLITE_TYPES[column['type']]}")
+                changes += 1
+    for statement in BACKFILLS:
+        connection.execute(statement)
+    return changes
+
+
 class SqliteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
@@ -97,6 +155,7 @@ class SqliteStore:
         with self._transaction() as connection:
             for table in TABLES:
                 connection.execute(_create_table_sql(table))
+            self.counters["schema_changes"] += _upgrade(connection)
             for statement in INDEXES:
                 connection.execute(statement)
 
@@ -167,7 +226,15 @@ class SqliteStore:
             f"UPDATE {INTEGRATIONS_TABLE} SET {assignments} WHERE integration_id = :integration_id AND {condition}",
             {**values, **parameters},
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        # org_credentials.expires_at is the spec's copy of the expiry; keep it equal.
+        connection.execute(
+            f"UPDATE {CREDENTIALS_TABLE} SET expires_at = :expires_at, updated_at = :updated_at "
+            "WHERE credential_id = :credential_id AND expires_at IS NOT :expires_at",
+            values,
+        )
+        return True
 
     def _integration_columns(self, alias: str) -> str:
         return ", ".join(f"{alias}.{name} AS i_{name}" for name in column_names(INTEGRATIONS_TABLE))

@@ -15,10 +15,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from shared.config import METADATA_IDENTITY_URL
 from shared.providers import ProviderSpec
-
-# Where a Cloud Function gets a Google-signed ID token for its service account.
-METADATA_IDENTITY_URL = "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/identity"
 
 
 class Failure(StrEnum):
@@ -68,6 +66,7 @@ class CheckResult:
     reason: str | None = None
     http_status: int | None = None
     models: list[str] | None = None
+    lists_models: bool = False  # this check is the one that would list the key's models
     headers: dict[str, str] = field(default_factory=dict)
     # Extra facts a check learned (e.g. billing export kind and freshness).
     facts: dict[str, Any] = field(default_factory=dict)
@@ -116,71 +115,85 @@ class ValidationContext:
     aws_id_token_url: str = METADATA_IDENTITY_URL
 
 
-def summarize(spec: ProviderSpec, checks: list[CheckResult], *, key_kind: str | None = None) -> ValidationResult:
+def summarize(spec: ProviderSpec, checks: list[CheckResult]) -> ValidationResult:
     """Fold capability results into the ValidationDetails the frontend shows.
 
-    The registry's pipelines decide what "working" means: a key that logs in
-    but cannot provide a capability a pipeline needs (an OpenAI project key
-    cannot read organization costs) is not valid, and the message says which
-    capability is missing and how to fix it.
+    Only the capabilities the registry's requirements need decide the verdict:
+    a key that every needed check accepted is valid whatever its shape, and
+    the other checks (listing models, say) only add facts. A needed check that
+    got a definite refusal (401/403, a missing export) makes the credential
+    invalid, with the fix of the pipeline that needs it; a needed check that
+    never got an answer (429, 5xx, timeout) is reported as rate limiting or an
+    unreachable provider, never as a missing permission.
     """
     checks = list(checks)
-    key_rejected = any(check.failure == Failure.INVALID_KEY for check in checks)
-    run = {check.capability for check in checks}
-    if key_kind is not None and not key_rejected:
-        # The key's kind decided which checks ran; a pipeline capability it
-        # cannot have is a config problem, not something left unchecked.
-        for pipeline in spec.pipelines.values():
-            if pipeline["requires"] not in run:
-                checks.append(
-                    CheckResult(
-                        pipeline["requires"],
-                        tested=False,
-                        passed=False,
-                        failure=Failure.MISSING_CAPABILITY,
-                        failure_class=FailureClass.CONFIG,
-                        reason=f"not available to {key_kind} keys",
-                    )
-                )
-                run.add(pipeline["requires"])
-    failures = [check for check in checks if not check.passed and check.failure is not None]
-    answered = any(check.passed or check.http_status is not None for check in checks)
     by_capability = {check.capability: check for check in checks}
+    needed = spec.needed_capabilities
+    anything_passed = any(check.passed for check in checks)
+    answered = [check for check in checks if check.http_status is not None or check.passed]
+    # A 401 from every endpoint that answered is a dead key; a 401 from one
+    # endpoint while another accepted the key is that endpoint refusing it.
+    key_rejected = bool(answered) and not anything_passed and any(c.failure == Failure.INVALID_KEY for c in checks)
+    for check in checks:
+        if check.failure == Failure.INVALID_KEY and anything_passed:
+            check.failure = Failure.FORBIDDEN
+            check.reason = "key refused by this endpoint"
+    for capability in needed:
+        if capability not in by_capability:
+            # A code validator stopped before it could run this check (its token was refused, say).
+            missing = CheckResult(capability, tested=False, passed=False, reason="not checked: an earlier step failed")
+            checks.append(missing)
+            by_capability[capability] = missing
+    needed_failures = [by_capability[c] for c in needed if not by_capability[c].passed]
+    failures = [check for check in needed_failures if check.failure is not None]
+
     pipelines = {}
-    for pipeline_id, pipeline in spec.pipelines.items():
-        check = by_capability.get(pipeline["requires"])
-        ready = check is not None and check.passed
-        pipelines[pipeline_id] = {
-            "ready": ready,
-            "requires": pipeline["requires"],
-            "description": pipeline["description"],
+    for name, requirement in spec.requirements.items():
+        blocking = [c for c in requirement.requires if not by_capability[c].passed]
+        pipelines[name] = {
+            "ready": not blocking,
+            "requires": list(requirement.requires),
+            "description": requirement.description,
         }
-        if not ready:
-            pipelines[pipeline_id]["fix"] = pipeline["fix"]
+        if blocking:
+            pipelines[name]["fix"] = requirement.fix
     details: dict[str, Any] = {
-        "connection": answered and not key_rejected,
-        "permissions": bool(checks) and not failures,
+        "connection": bool(answered) and not key_rejected,
+        "permissions": not needed_failures,
         "capabilities": {check.capability: check.as_details() for check in checks},
         "pipelines": pipelines,
     }
-    if key_kind:
-        details["key_kind"] = key_kind
-    models = next((check.models for check in checks if check.models is not None), None)
-    if models is not None:
-        details["models"] = models
+    models_check = next((check for check in checks if check.models is not None), None)
+    if models_check is not None:
+        details["models"] = models_check.models
+    else:
+        unavailable = next((check for check in checks if check.lists_models and not check.passed), None)
+        if unavailable is not None:
+            details["models_unavailable"] = unavailable.reason or "the key cannot list models"
     tier = _tier_hint(checks)
     if tier:
         details["tier"] = tier
-    if not failures:
+    if not needed_failures:
         details["message"] = f"{spec.display_name} credential is valid"
         return ValidationResult(ok=True, details=details)
-    worst = min(failures, key=lambda check: FAILURE_PRECEDENCE.index(check.failure or Failure.UNREACHABLE))
-    failure = worst.failure or Failure.UNREACHABLE
+    if not failures:
+        # Needed checks were skipped without an answer of their own: report the step that failed.
+        failures = [check for check in checks if check.failure is not None] or needed_failures
+    if key_rejected:
+        failure = Failure.INVALID_KEY
+        worst = next(c for c in checks if c.failure == Failure.INVALID_KEY)
+    else:
+        worst = min(failures, key=lambda check: FAILURE_PRECEDENCE.index(check.failure or Failure.UNREACHABLE))
+        failure = worst.failure or Failure.UNREACHABLE
     message = failure_message(failure, spec.display_name)
-    if failure == Failure.MISSING_CAPABILITY:
-        missing = [p for p in spec.pipelines.values() if p["requires"] == worst.capability]
-        fix = f" {missing[0]['fix']}" if missing else ""
-        message = f"{message}: {worst.capability} is missing ({worst.reason}).{fix}"
+    fixes = [r.fix for r in spec.requirements.values() if worst.capability in r.requires]
+    if failure in (Failure.FORBIDDEN, Failure.MISSING_CAPABILITY):
+        if fixes:
+            details["fix"] = fixes[0]
+        if anything_passed or failure == Failure.MISSING_CAPABILITY:
+            # The key works but not for this capability: say which, and how to get it.
+            fix = f" {fixes[0]}" if fixes else ""
+            message = f"{message}: {worst.capability} refused ({worst.reason}).{fix}"
     details["message"] = message
     return ValidationResult(
         ok=False, details=details, message=message, failure=failure, failure_class=worst.failure_class
@@ -200,10 +213,9 @@ def validate_credential(
     """Check ``secret`` against the provider; never raises for provider faults."""
     validation = spec.validation
     if validation["kind"] == "http":
-        from shared.validators.http_check import key_kind, run_http_checks
+        from shared.validators.http_check import run_http_checks
 
-        kind = key_kind(spec, secret)["name"]
-        return summarize(spec, run_http_checks(spec, secret, config, context), key_kind=kind)
+        return summarize(spec, run_http_checks(spec, secret, config, context))
     validator = code_validators()[validation["module"]]
     return validator(spec, secret, config, context)
 

@@ -110,7 +110,13 @@ class _Aws:
         )
 
 
-def _classify(capability: str, error: Exception, fix: str, denied_failure: Failure = Failure.FORBIDDEN) -> CheckResult:
+def _classify(
+    capability: str,
+    error: Exception,
+    fix: str,
+    denied_failure: Failure = Failure.FORBIDDEN,
+    denied_reason: str | None = None,
+) -> CheckResult:
     """A boto3/botocore error as a check result; the fix goes into the details, provider text never does."""
     if isinstance(error, ClientError):
         code = str(error.response.get("Error", {}).get("Code", ""))
@@ -136,8 +142,9 @@ def _classify(capability: str, error: Exception, fix: str, denied_failure: Failu
                 status,
             )
         if code in DENIED_CODES or status == 403:
+            reason = denied_reason or code or str(status)
             return CheckResult(
-                capability, True, False, denied_failure, FailureClass.CONFIG, code, status, facts={"fix": fix}
+                capability, True, False, denied_failure, FailureClass.CONFIG, reason, status, facts={"fix": fix}
             )
         return CheckResult(
             capability, True, False, Failure.MISSING_CAPABILITY, FailureClass.CONFIG, code, status, facts={"fix": fix}
@@ -268,7 +275,7 @@ def _caller_identity(aws: _Aws, customer: dict[str, str], role_arn: str) -> Chec
             "caller_identity",
             True,
             False,
-            Failure.INVALID_KEY,
+            Failure.MISSING_CAPABILITY,
             FailureClass.CONFIG,
             f"the session belongs to account {account}, not {expected_account}",
             200,
@@ -332,7 +339,8 @@ def _list_export(s3: BaseClient, bucket: str, prefix: str, partition: str, regio
         return _classify(
             "list_export",
             error,
-            f"Allow s3:ListBucket on arn:{partition}:s3:::{bucket} for the prefix {prefix}/ in the role's "
+            denied_reason=f"s3:ListBucket denied on arn:{partition}:s3:::{bucket} for the prefix {prefix}/",
+            fix=f"Allow s3:ListBucket on arn:{partition}:s3:::{bucket} for the prefix {prefix}/ in the role's "
             "permissions policy, and check that no bucket policy denies the role.",
         )
     if not listed.get("KeyCount"):
@@ -373,6 +381,7 @@ def _newest_manifest(s3: BaseClient, bucket: str, prefix: str) -> tuple[str, dat
 def _read_cost_export(
     s3: BaseClient, bucket: str, prefix: str, partition: str, context: ValidationContext
 ) -> CheckResult:
+    read_denied = f"s3:GetObject denied on arn:{partition}:s3:::{bucket}/{prefix}/*"
     read_fix = (
         f"Allow s3:GetObject on arn:{partition}:s3:::{bucket}/{prefix}/* in the role's permissions policy, "
         "and check that no bucket policy or KMS key policy denies the role."
@@ -380,7 +389,7 @@ def _read_cost_export(
     try:
         manifest = _newest_manifest(s3, bucket, prefix)
     except Exception as error:  # noqa: BLE001
-        return _classify("read_cost_export", error, read_fix)
+        return _classify("read_cost_export", error, read_fix, denied_reason=read_denied)
     if manifest is None:
         return CheckResult(
             "read_cost_export",
@@ -396,7 +405,7 @@ def _read_cost_export(
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
     except Exception as error:  # noqa: BLE001
-        return _classify("read_cost_export", error, read_fix)
+        return _classify("read_cost_export", error, read_fix, denied_reason=read_denied)
     modified: datetime = head["LastModified"]
     age_hours = max((datetime.now(UTC) - modified).total_seconds(), 0) / 3600
     facts: dict[str, Any] = {

@@ -8,7 +8,8 @@ pipeline needs.
    project_id`` holds a ``gcp_billing_export_v1_*`` (standard) or
    ``gcp_billing_export_resource_v1_*`` (detailed) table; reports which and
    how old its newest data is;
-4. ``run_queries``: a dry-run query proves ``bigquery.jobs.create`` (free).
+4. ``run_queries``: a dry-run query that selects from the export table proves
+   ``bigquery.jobs.create`` and read access to the table itself (free).
 
 Plain REST calls through the shared retrying session, so the base URL can
 point at the BigQuery emulator in tests.
@@ -211,11 +212,18 @@ def check_service_account(
         checks.append(_failed("list_datasets", listed, f"project {project} not found"))
         return summarize(spec, checks)
 
-    checks.append(_billing_export_check(base, billing_project, dataset, token, context, deadline))
+    export_check = _billing_export_check(base, billing_project, dataset, token, context, deadline)
+    checks.append(export_check)
 
     result_expiry = _key_expiry(info, token, context, deadline)
 
-    dry_run = {"configuration": {"dryRun": True, "query": {"query": "SELECT 1", "useLegacySql": False}}}
+    # A dry run is free; selecting from the export table proves the account may
+    # read it (bigquery.tables.getData) and run jobs, which is what the pipeline does.
+    export_table = export_check.facts.get("export_table")
+    # Identifiers only: project and dataset matched the registry's patterns, the table EXPORT_TABLE.
+    table = f"`{billing_project}.{dataset}.{export_table}`"
+    query = f"SELECT 1 FROM {table} LIMIT 1" if export_table else "SELECT 1"  # noqa: S608
+    dry_run = {"configuration": {"dryRun": True, "query": {"query": query, "useLegacySql": False}}}
     job = _call("POST", f"{base}/projects/{project}/jobs", token, context, deadline, body=dry_run)
     if job.response is not None and job.response.status_code == 200:
         checks.append(CheckResult("run_queries", True, True, http_status=200))

@@ -1,8 +1,8 @@
 """Declarative provider checks: the registry's ``validation.kind: http``.
 
-The key's prefix picks a key kind, the key kind names the checks, and each
-check is one free GET whose response is classified by the registry's
-``responses`` matchers. Adding a provider with a standard "who am I" request
+Every declared check runs, each one free GET whose response is classified by
+the registry's ``responses`` matchers; the key's prefix (``key_hints``) only
+decides the order, never which checks run or what they mean. Adding a provider with a standard "who am I" request
 is a YAML change.
 """
 
@@ -45,11 +45,13 @@ def _render(template: str, values: dict[str, str]) -> str | None:
     return rendered
 
 
-def key_kind(spec: ProviderSpec, secret: str) -> dict[str, Any]:
-    for kind in spec.validation["key_kinds"]:
-        if secret.startswith(kind["prefix"]):
-            return kind
-    return spec.validation["key_kinds"][-1]
+def check_order(spec: ProviderSpec, secret: str) -> list[str]:
+    """Every check, those a matching key hint names first (likely needed ones answer first)."""
+    checks = list(spec.validation["checks"])
+    for hint in spec.validation.get("key_hints", []):
+        if secret.startswith(hint["prefix"]):
+            return list(dict.fromkeys([*hint["order"], *checks]))
+    return checks
 
 
 def _matches(response: requests.Response, matchers: list[dict[str, Any]]) -> bool:
@@ -114,7 +116,7 @@ def _models(response: requests.Response, models_spec: dict[str, str]) -> list[st
 def run_http_checks(
     spec: ProviderSpec, secret: str, config: dict[str, Any], context: ValidationContext
 ) -> list[CheckResult]:
-    """Run the checks of the key's kind in order; stop at the first hard answer."""
+    """Run every check (until the provider throttles or fails); ``summarize`` weighs them."""
     validation = spec.validation
     values = _placeholders(secret, config)
     headers = {
@@ -124,7 +126,7 @@ def run_http_checks(
     }
     deadline = time.monotonic() + context.deadline_seconds
     results = []
-    for capability in key_kind(spec, secret)["checks"]:
+    for capability in check_order(spec, secret):
         check = validation["checks"][capability]
         params = {name: _render(value, values) or "" for name, value in check.get("query", {}).items()}
         attempted = request_with_retries(
@@ -139,6 +141,7 @@ def run_http_checks(
             backoff_base_seconds=context.backoff_base_seconds,
         )
         result = classify(spec, capability, attempted.response)
+        result.lists_models = "models" in check
         if attempted.response is not None:
             if result.passed and "models" in check:
                 result.models = _models(attempted.response, check["models"])
@@ -148,6 +151,9 @@ def run_http_checks(
                 if header in attempted.response.headers
             }
         results.append(result)
-        if result.failure == Failure.INVALID_KEY:
-            break  # a rejected key answers every other check too
+        if result.failure_class in (FailureClass.TRANSIENT, FailureClass.PROVIDER_OUTAGE):
+            # The provider is throttling us or down: asking it again now would only
+            # add load; the checks left are reported as not run, and summarize
+            # reports this one (rate limit / unreachable), not a permission.
+            break
     return results

@@ -40,7 +40,7 @@ def make(org="acme", provider="openai", status=Status.PENDING):
         org_slug=org,
         provider=provider,
         credential_type="api_key",
-        encrypted_credential=BINARY,
+        encrypted_value=BINARY,
         key_version="1",
         fingerprint="abcd1234",
     )
@@ -65,7 +65,7 @@ def test_create_get_list_roundtrip(store):
     got = store.get_integration("acme", "openai")
     assert got == integration
     pair = store.get_integration_with_credential("acme", "openai")
-    assert pair == (integration, credential) and pair[1].encrypted_credential == BINARY
+    assert pair == (integration, credential) and pair[1].encrypted_value == BINARY
     assert store.list_integrations("acme") == [integration]
     assert store.list_integrations("globex") == []
     assert store.get_integration("acme", "anthropic") is None
@@ -104,7 +104,7 @@ def test_save_integration_is_conditional_on_updated_at(store):
     read_version = integration.updated_at
     integration.status = Status.ACTIVE
     integration.validated_at = utc_now()
-    integration.validation_details = {"connection": True, "models": ["a"]}
+    integration.details = {"connection": True, "models": ["a"]}
     integration.updated_at = utc_now() + timedelta(seconds=1)
     assert store.save_integration(integration, audit("validate"), expected_updated_at=read_version)
     assert store.get_integration("acme", "openai") == integration
@@ -206,7 +206,7 @@ def test_revalidation_batch_reads_and_writes_in_one_job_each(store):
     due = store.list_integrations_for_revalidation(checked_before=run_at, limit=100)
     assert store.counters["jobs"] == 1
     assert {i.integration_id for i, _ in due} == {i.integration_id for i, _ in pairs}
-    assert all(credential.encrypted_credential == BINARY for _, credential in due)
+    assert all(credential.encrypted_value == BINARY for _, credential in due)
 
     results, alerts = [], []
     for integration, _ in due:

@@ -42,6 +42,9 @@ marker         answer
 ``flap``       503 / normal / 503 / normal ... per request for that key
 ``slow``       sleeps ``slow_seconds`` (default 3) before answering
 ``revoked``    token endpoint only: 400 ``invalid_grant``
+``orgread``    OpenAI/Anthropic: the organization (cost) endpoints accept the key
+               although it has no admin prefix (models work too)
+``costlimit``  OpenAI/Anthropic: only the organization (cost) endpoints answer 429
 ============== ================================================================
 
 The token endpoint reads ``revoked``, ``down``, ``flaky`` and ``slow`` from the
@@ -97,6 +100,11 @@ MARKER_SLOW = "slow"
 MARKER_REVOKED = "revoked"
 MARKER_EXPIRING = "expiring"  # IAM: the service-account key expires in 5 days
 MARKER_NO_IAM = "noiam"  # IAM: the account may not read its own key's metadata
+# A key the provider lets read the organization endpoints although it is not an
+# admin key (and so can also list models): validation must not judge by prefix.
+MARKER_ORG_READ = "orgread"
+# Only the organization (cost) endpoints answer 429: one check rate-limited.
+MARKER_COSTS_RATELIMIT = "costlimit"
 
 # Fault kinds a provider renders in its own error format.
 FAULT_RATELIMIT = "ratelimit"
@@ -512,7 +520,9 @@ class OpenAIProvider(_Provider):
         self, request: Request, credential: str, limits: Mapping[str, tuple[int, int]]
     ) -> tuple[int, int] | Response:
         """(bucket start, bucket width) of the one bucket answered, or a 403 for a non-admin key."""
-        if not self.is_admin(credential):
+        if MARKER_COSTS_RATELIMIT in credential:
+            return self.fault(FAULT_RATELIMIT)
+        if not self.is_admin(credential) and MARKER_ORG_READ not in credential:
             return self.forbidden(
                 "You have insufficient permissions for this operation. Missing scopes: "
                 "api.usage.read. The organization API requires an admin key (sk-admin-...) "
@@ -735,7 +745,9 @@ class AnthropicProvider(_Provider):
     def _report_window(
         self, request: Request, credential: str, limits: Mapping[str, tuple[int, int]]
     ) -> tuple[datetime, timedelta] | Response:
-        if not self.is_admin(credential):
+        if MARKER_COSTS_RATELIMIT in credential:
+            return self.fault(FAULT_RATELIMIT)
+        if not self.is_admin(credential) and MARKER_ORG_READ not in credential:
             return self.forbidden(
                 "This endpoint requires an Admin API key (sk-ant-admin01-...); standard API "
                 "keys cannot read organization reports."

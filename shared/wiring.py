@@ -1,0 +1,118 @@
+"""The composition root: builds the adapters and the service from ``Settings``.
+
+``build_service`` picks the adapters for ``INTEGRATIONS_BACKEND`` and imports
+Google client libraries only in ``gcp`` mode, and the KMS client only when an
+operation first needs to encrypt or decrypt. Nothing below this module (the
+service, the stores, the validators) imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from shared.config import API_KEY_PEPPER_SECRET, Settings
+from shared.providers import ProviderSpec
+from shared.validators import ValidationContext
+
+if TYPE_CHECKING:
+    from shared.crypto import CredentialCipher
+    from shared.service import IntegrationService
+    from shared.store import IntegrationStore
+
+
+class Adapters:
+    """Builds each adapter on first use and keeps it for the instance's life."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def validation_context(self, spec: ProviderSpec) -> ValidationContext:
+        settings = self.settings
+        return ValidationContext(
+            base_url=settings.provider_base_urls.get(spec.provider_id, spec.base_url),
+            request_timeout_seconds=settings.request_timeout_seconds,
+            deadline_seconds=settings.validation_deadline_seconds,
+            max_attempts=settings.validation_max_attempts,
+            retry_after_cap_seconds=settings.retry_after_cap_seconds,
+            allowed_token_hosts=settings.allowed_token_hosts,
+            billing_export_max_age_hours=settings.billing_export_max_age_hours,
+            gcp_iam_base_url=settings.gcp_iam_base_url,
+            aws_platform_role_arn=settings.aws_platform_role_arn,
+            aws_web_identity_audience=settings.aws_web_identity_audience,
+            aws_id_token_url=settings.aws_id_token_url,
+        )
+
+    @cached_property
+    def store(self) -> IntegrationStore:
+        if self.settings.backend == "gcp":
+            from shared.store.bigquery_store import BigQueryStore
+
+            return BigQueryStore.from_settings(self.settings)
+        from shared.store.sqlite_store import SqliteStore
+
+        return SqliteStore(self.settings.data_dir / "integrations.sqlite3")
+
+    @cached_property
+    def cipher(self) -> CredentialCipher:
+        if self.settings.backend == "gcp":
+            from shared.crypto.cloud_kms import CloudKmsCipher
+
+            assert self.settings.kms_key_name is not None
+            endpoint = self.settings.kms_api_endpoint
+            return CloudKmsCipher(
+                self.settings.kms_key_name, api_endpoint=endpoint, credentials=_stand_in_credentials(endpoint)
+            )
+        from shared.crypto.local_keyring import LocalKeyring
+
+        return LocalKeyring.open(self.settings.data_dir / "keyring.json")
+
+    @cached_property
+    def api_key_pepper(self) -> bytes:
+        """Secret mixed into API-key hashes, so a copy of the table alone cannot be brute-forced offline."""
+        if self.settings.backend == "gcp":
+            from shared.service_secrets import SecretManagerSource
+
+            assert self.settings.gcp_project is not None
+            endpoint = self.settings.secret_manager_api_endpoint
+            source = SecretManagerSource(
+                self.settings.gcp_project, api_endpoint=endpoint, credentials=_stand_in_credentials(endpoint)
+            )
+            return source.get(API_KEY_PEPPER_SECRET).encode()
+        from shared.service_secrets import EnvSecretSource, env_var_name
+
+        if os.environ.get(env_var_name(API_KEY_PEPPER_SECRET)):
+            return EnvSecretSource().get(API_KEY_PEPPER_SECRET).encode()
+        return _local_pepper(self.settings.data_dir / "api_key_pepper")
+
+
+def _stand_in_credentials(endpoint: str | None) -> object | None:
+    """Anonymous credentials for a loopback stand-in; None = Google's default credentials."""
+    if not endpoint:
+        return None
+    from google.auth.credentials import AnonymousCredentials
+
+    return AnonymousCredentials()
+
+
+def _local_pepper(path: Path) -> bytes:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path.read_bytes().strip()
+
+
+def build_service(settings: Settings | None = None) -> IntegrationService:
+    from shared.providers import default_registry
+    from shared.service import IntegrationService
+
+    settings = settings or Settings.from_env()
+    return IntegrationService(Adapters(settings), default_registry())
