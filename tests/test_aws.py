@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import Settings
+from tests.openapi_contract import check_response
 from tests.simulators.aws import AUDIENCE, METADATA_PATH, PLATFORM_ROLE_ARN, AwsStandIn
 
 BASE = "/api/v1/integrations/acme"
@@ -121,6 +122,42 @@ def test_setup_instructions_without_a_platform_role_say_the_deployment_lacks_one
     service.adapters.settings = replace(settings, aws_platform_role_arn=None)  # type: ignore[misc]
     response = client.get(BASE + "/aws/setup-instructions", headers={"X-API-Key": org_key})
     assert response.status_code == 503 and "AWS_PLATFORM_ROLE_ARN" in response.get_json()["error"]
+
+
+def test_setup_instructions_answers_match_openapi(settings, client, org_key, service):
+    path = BASE + "/aws/setup-instructions"
+    for query, headers in [
+        ("?export_bucket=acme-cost-exports&export_prefix=cur", {"X-API-Key": org_key}),
+        ("?export_bucket=Bad_Bucket", {"X-API-Key": org_key}),
+        ("", {}),
+    ]:
+        response = client.get(path + query, headers=headers)
+        check_response("GET", path, response.status_code, response.get_json())
+    foreign = client.get("/api/v1/integrations/globex/aws/setup-instructions", headers={"X-API-Key": org_key})
+    check_response("GET", path, foreign.status_code, foreign.get_json())
+    service.adapters.settings = replace(settings, aws_platform_role_arn=None)  # type: ignore[misc]
+    unconfigured = client.get(path, headers={"X-API-Key": org_key})
+    assert unconfigured.status_code == 503
+    check_response("GET", path, 503, unconfigured.get_json())
+
+
+def test_the_stand_in_would_see_a_paid_call(aws):
+    """The zero-paid-calls assertions can fail: a Cost Explorer request is counted."""
+    import boto3
+
+    aws.reset()
+    cost_explorer = boto3.client(
+        "ce",
+        endpoint_url=aws.url,
+        region_name="us-east-1",
+        aws_access_key_id="stand-in",
+        aws_secret_access_key="stand-in",
+    )
+    with pytest.raises(Exception, match="UnrecognizedClientException"):
+        cost_explorer.get_cost_and_usage(
+            TimePeriod={"Start": "2026-11-01", "End": "2026-11-02"}, Granularity="DAILY", Metrics=["UnblendedCost"]
+        )
+    assert aws.state.paid_calls >= 1
 
 
 # --- setup + validate -------------------------------------------------------------------
