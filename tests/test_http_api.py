@@ -36,8 +36,9 @@ def call(client, method, path, key, body=None, raw=None, headers=None):
 PIPELINE = {"openai": "cost/usage_cost", "anthropic": "usage_cost"}
 
 
-def setup(client, key, provider="openai", secret=OPENAI_KEY, **extra):
-    return call(client, "POST", f"/acme/{provider}/setup", key, {"credentials": {"api_key": secret}, **extra})
+def setup(client, key, provider="openai", secret=OPENAI_KEY, headers=None, **extra):
+    body = {"credentials": {"api_key": secret}, **extra}
+    return call(client, "POST", f"/acme/{provider}/setup", key, body, headers=headers)
 
 
 # --- lifecycle --------------------------------------------------------------------
@@ -454,3 +455,59 @@ def test_alerts_list_over_http(client, org_key, other_org_key, service):
     assert [(a["kind"], a["delivery_status"]) for a in alerts] == [("expiring", "no_webhook")]
     assert client.get(path + "?limit=0", headers={"X-API-Key": org_key}).status_code == 400
     assert client.get(path, headers={"X-API-Key": other_org_key}).status_code == 403
+
+
+# --- who did it: created_by and the audit actor ------------------------------------------
+
+
+def test_created_by_is_the_frontend_user_when_sent(client, org_key, service):
+    status, body = setup(client, org_key, headers={"X-User-Id": "alice@acme.test"})
+    assert status == 201 and body["integration"]["created_by"] == "alice@acme.test"
+    _, credential = service.adapters.store.get_integration_with_credential("acme", "openai")
+    assert credential.created_by == "alice@acme.test"
+    assert service.adapters.store.list_audit("acme", "openai")[0].actor == "alice@acme.test"
+
+
+def test_created_by_is_the_key_id_without_a_user(client, org_key, service):
+    status, body = setup(client, org_key)
+    key_id = org_key.split("_")[1]
+    assert body["integration"]["created_by"] == key_id
+    audit = service.adapters.store.list_audit("acme", "openai")[0]
+    assert audit.actor == key_id == audit.actor_key_id
+
+
+@pytest.mark.parametrize("user", ["", "a" * 129, "bob smith", "<script>", "caf\u00e9"])
+def test_malformed_user_header_is_a_400_and_stores_nothing(client, org_key, service, user):
+    status, body = setup(client, org_key, headers={"X-User-Id": user.encode("utf-8").decode("latin-1")})
+    assert status == 400 and "X-User-Id" in body["error"]
+    assert service.adapters.store.list_integrations("acme") == []
+
+
+# --- validated_at and expires_at as the spec means them ------------------------------------
+
+
+def test_validated_at_is_the_last_successful_validation_only(client, org_key, service):
+    setup(client, org_key)
+    _, body = call(client, "POST", "/acme/openai/validate", org_key)
+    validated_at = body["integration"]["validated_at"]
+    service.adapters.settings.provider_base_urls["openai"] = "http://127.0.0.1:9"  # nothing listens there
+    _, body = call(client, "POST", "/acme/openai/validate", org_key)
+    assert body["status"] == "error" and body["error"] == "Unable to connect to OpenAI"
+    assert body["integration"]["validated_at"] == validated_at
+    assert body["integration"]["last_checked_at"] > validated_at
+
+
+def test_credential_row_carries_the_expiry(client, org_key, service):
+    setup(client, org_key, expires_at="2027-01-31T00:00:00Z")
+
+    def stored_expiry():
+        return service.adapters.store.get_integration_with_credential("acme", "openai")[1].expires_at
+
+    assert stored_expiry().isoformat() == "2027-01-31T00:00:00+00:00"
+    call(client, "PUT", "/acme/openai", org_key, {"expires_at": "2027-03-01T00:00:00Z"})
+    assert stored_expiry().isoformat() == "2027-03-01T00:00:00+00:00"
+    status, body = call(client, "POST", "/acme/openai/rotate", org_key, {"new_credentials": {"api_key": OPENAI_KEY}})
+    assert status == 200 and body["integration"]["expires_at"] == "2027-03-01T00:00:00.000Z"  # kept by rotation
+    assert stored_expiry().isoformat() == "2027-03-01T00:00:00+00:00"
+    call(client, "PUT", "/acme/openai", org_key, {"expires_at": None})
+    assert stored_expiry() is None

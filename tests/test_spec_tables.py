@@ -1,0 +1,87 @@
+"""The two tables the cost pipelines read are the spec's, column by column and
+type by type (extra columns of ours are allowed beside them, never instead)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from shared.schemas import column_types
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT.parent / "shared" / "spec" / "integrations-spec-v1.5.md"
+
+# The spec's "Schema Definitions" tables, as written there (kept here too so the
+# test runs where the team's reference folder is absent).
+SPEC_COLUMNS = {
+    "org_integrations": [
+        ("integration_id", "STRING"),
+        ("org_slug", "STRING"),
+        ("provider", "STRING"),
+        ("status", "STRING"),
+        ("config", "JSON"),
+        ("validated_at", "TIMESTAMP"),
+        ("error_message", "STRING"),
+        ("created_at", "TIMESTAMP"),
+        ("updated_at", "TIMESTAMP"),
+        ("created_by", "STRING"),
+    ],
+    "org_credentials": [
+        ("credential_id", "STRING"),
+        ("org_slug", "STRING"),
+        ("provider", "STRING"),
+        ("credential_type", "STRING"),
+        ("encrypted_value", "BYTES"),
+        ("key_version", "STRING"),
+        ("fingerprint", "STRING"),
+        ("expires_at", "TIMESTAMP"),
+        ("created_at", "TIMESTAMP"),
+        ("updated_at", "TIMESTAMP"),
+        ("created_by", "STRING"),
+    ],
+}
+
+
+def _spec_tables(text: str) -> dict[str, list[tuple[str, str]]]:
+    tables = {}
+    for table in SPEC_COLUMNS:
+        section = text.split(f"### BigQuery: {table}", 1)[1].split("###", 1)[0]
+        tables[table] = re.findall(r"^\| ([a-z_]+) \| ([A-Z]+) \|", section, flags=re.MULTILINE)
+    return tables
+
+
+def test_copy_of_the_spec_is_current():
+    if not SPEC.exists():
+        pytest.skip("the team's reference folder is not beside this checkout")
+    assert _spec_tables(SPEC.read_text()) == SPEC_COLUMNS
+
+
+@pytest.mark.parametrize("table", sorted(SPEC_COLUMNS))
+def test_schema_files_carry_the_spec_columns_and_types(table):
+    ours = column_types(table)
+    for name, kind in SPEC_COLUMNS[table]:
+        assert ours.get(name) == kind, f"{table}.{name}: spec says {kind}, configs/schemas says {ours.get(name)}"
+
+
+def test_settings_module_is_a_leaf():
+    """shared.config imports nothing from the service, the stores, the adapters or the wiring."""
+    tree = ast.parse((ROOT / "shared" / "config.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    ours = {name for name in imported if name == "shared" or name.startswith("shared.")}
+    assert ours <= {"shared.errors"}, ours
+
+
+def test_no_import_circle_through_the_service():
+    """The service and the stores never import the composition root or the scheduled jobs."""
+    for module in ("service.py", "store/sqlite_store.py", "store/bigquery_store.py", "validators/__init__.py"):
+        tree = ast.parse((ROOT / "shared" / module).read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not imported & {"shared.wiring", "shared.revalidation", "shared.http", "shared.cli"}, module
