@@ -119,7 +119,7 @@ def test_setup_instructions_reject_bad_input(client, org_key, service):
 
 
 def test_setup_instructions_without_a_platform_role_say_the_deployment_lacks_one(settings, org_key, client, service):
-    service.adapters.settings = replace(settings, aws_platform_role_arn=None)  # type: ignore[misc]
+    service.adapters.settings = replace(settings, aws_platform_role_arn=None)
     response = client.get(BASE + "/aws/setup-instructions", headers={"X-API-Key": org_key})
     assert response.status_code == 503 and "AWS_PLATFORM_ROLE_ARN" in response.get_json()["error"]
 
@@ -135,7 +135,7 @@ def test_setup_instructions_answers_match_openapi(settings, client, org_key, ser
         check_response("GET", path, response.status_code, response.get_json())
     foreign = client.get("/api/v1/integrations/globex/aws/setup-instructions", headers={"X-API-Key": org_key})
     check_response("GET", path, foreign.status_code, foreign.get_json())
-    service.adapters.settings = replace(settings, aws_platform_role_arn=None)  # type: ignore[misc]
+    service.adapters.settings = replace(settings, aws_platform_role_arn=None)
     unconfigured = client.get(path, headers={"X-API-Key": org_key})
     assert unconfigured.status_code == 503
     check_response("GET", path, 503, unconfigured.get_json())
@@ -302,7 +302,7 @@ def test_unreachable_sts_is_unable_to_connect(settings, client, org_key, aws, se
     external_id = instructions(client, org_key)["external_id"]
     customer = aws.create_customer(external_id=external_id)
     urls = {**settings.provider_base_urls, "aws": f"http://127.0.0.1:{_closed_port()}"}
-    service.adapters.settings = replace(settings, provider_base_urls=urls, request_timeout_seconds=0.5)  # type: ignore[misc]
+    service.adapters.settings = replace(settings, provider_base_urls=urls, request_timeout_seconds=0.5)
     result = connect(client, org_key, customer)
     assert result["status"] == "error" and result["error"] == "Unable to connect to Amazon Web Services"
     assert result["details"]["capabilities"]["assume_role"]["failure_class"] == "transient"
@@ -312,7 +312,7 @@ def test_broken_platform_identity_is_the_operators_problem_not_the_customers(set
     external_id = instructions(client, org_key)["external_id"]
     customer = aws.create_customer(external_id=external_id)
     # The platform role trusts tokens for AUDIENCE only.
-    service.adapters.settings = replace(settings, aws_web_identity_audience="someone-elses-audience")  # type: ignore[misc]
+    service.adapters.settings = replace(settings, aws_web_identity_audience="someone-elses-audience")
     result = connect(client, org_key, customer)
     assert result["status"] == "error" and result["error"] == "Unable to connect to Amazon Web Services"
     check = result["details"]["capabilities"]["assume_role"]
@@ -347,12 +347,20 @@ def test_bad_role_arn_is_a_400_naming_the_field_and_stores_nothing(client, org_k
 
 
 @pytest.mark.parametrize("partition", ["aws-cn", "aws-us-gov"])
-def test_other_partitions_are_accepted(client, org_key, partition):
+def test_other_partitions_are_accepted_and_validation_says_trust_cannot_cross_partitions(
+    client, org_key, aws, partition
+):
     body = {
         "credentials": {"role_arn": f"arn:{partition}:iam::222222222222:role/path/cost-export-reader"},
         "config": {"export_bucket": "acme-cost-exports", "export_prefix": "cur", "region": "us-east-1"},
     }
     assert client.post(BASE + "/aws/setup", json=body, headers={"X-API-Key": org_key}).status_code == 201
+    aws.reset()
+    result = client.post(BASE + "/aws/validate", headers={"X-API-Key": org_key}).get_json()
+    assert result["status"] == "error" and result["error"] == "Service account lacks required permissions"
+    assert f"partition {partition}" in result["details"]["capabilities"]["assume_role"]["reason"]
+    assert "AWS_PLATFORM_ROLE_ARN" in result["details"]["fix"]
+    assert sum(aws.state.calls.values()) == 0  # decided before any call
 
 
 @pytest.mark.parametrize(
@@ -437,7 +445,7 @@ def test_revalidation_rechecks_aws_with_the_stored_external_id(client, org_key, 
     assert connect(client, org_key, customer)["status"] == "active"
     # The customer drops the external-ID condition later: the next run catches it.
     aws.create_customer(external_id=None)
-    service.adapters.settings = replace(settings, revalidation_min_interval_seconds=0)  # type: ignore[misc]
+    service.adapters.settings = replace(settings, revalidation_min_interval_seconds=0)
     aws.reset()
     summary = revalidate_all(service, Caller(key_id="scheduler", org_slug="*", is_admin=True, request_id="run-1"))
     assert summary["checked"] == 1, summary

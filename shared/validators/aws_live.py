@@ -428,6 +428,22 @@ def _read_cost_export(
     return CheckResult("read_cost_export", True, True, http_status=200, facts=facts)
 
 
+def _other_partition(partition: str, platform_partition: str) -> CheckResult:
+    return CheckResult(
+        "assume_role",
+        False,
+        False,
+        Failure.FORBIDDEN,
+        FailureClass.CONFIG,
+        f"the role is in partition {partition}, the platform's role in {platform_partition}: "
+        "trust cannot cross partitions",
+        facts={
+            "fix": f"Connect a role in the {platform_partition} partition, or ask the operator for a deployment "
+            f"whose AWS_PLATFORM_ROLE_ARN is in {partition}."
+        },
+    )
+
+
 def _out_of_time(capability: str) -> CheckResult:
     return CheckResult(
         capability, True, False, Failure.UNREACHABLE, FailureClass.TRANSIENT, "validation deadline reached"
@@ -466,6 +482,10 @@ def check_role(spec: ProviderSpec, secret: str, config: dict[str, Any], context:
     endpoint = None if context.base_url == spec.base_url else context.base_url
     aws = _Aws(context, region, endpoint)
 
+    platform_partition = (context.aws_platform_role_arn or "arn:aws").split(":")[1]
+    if role.partition != platform_partition:
+        # IAM trust never crosses partitions: an aws-cn role cannot trust a principal in aws.
+        return _finish(spec, [_other_partition(role.partition, platform_partition)])
     platform, failed = _platform_credentials(aws)
     if platform is None:
         return _finish(spec, [failed] if failed else [])
