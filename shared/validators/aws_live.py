@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -86,14 +87,17 @@ class _Aws:
     context: ValidationContext
     region: str
     endpoint_url: str | None
+    deadline: float  # time.monotonic() by which the whole validation ends
 
     def client(self, service: str, credentials: dict[str, str] | None = None) -> BaseClient:
         boto_session = getattr(_sessions, "session", None)
         if boto_session is None:
             boto_session = _sessions.session = boto3.session.Session()
+        # botocore has no per-call deadline: bound each attempt by what is left of ours.
+        timeout = max(0.5, min(self.context.request_timeout_seconds, self.deadline - time.monotonic()))
         config = Config(
-            connect_timeout=self.context.request_timeout_seconds,
-            read_timeout=self.context.request_timeout_seconds,
+            connect_timeout=timeout,
+            read_timeout=timeout,
             retries={"mode": "standard", "total_max_attempts": self.context.max_attempts},
             s3={"addressing_style": "path"} if self.endpoint_url else None,
             signature_version=UNSIGNED if credentials is None else None,
@@ -444,7 +448,10 @@ def _other_partition(partition: str, platform_partition: str) -> CheckResult:
     )
 
 
-def _out_of_time(capability: str) -> CheckResult:
+def _in_time(deadline: float, capability: str, step: Callable[[], CheckResult]) -> CheckResult:
+    """Run ``step`` unless the validation's deadline has passed (then it counts as unreachable)."""
+    if time.monotonic() < deadline:
+        return step()
     return CheckResult(
         capability, True, False, Failure.UNREACHABLE, FailureClass.TRANSIENT, "validation deadline reached"
     )
@@ -480,7 +487,7 @@ def check_role(spec: ProviderSpec, secret: str, config: dict[str, Any], context:
     prefix = str(config.get("export_prefix", "")).strip("/")
     deadline = time.monotonic() + context.deadline_seconds
     endpoint = None if context.base_url == spec.base_url else context.base_url
-    aws = _Aws(context, region, endpoint)
+    aws = _Aws(context, region, endpoint, deadline)
 
     platform_partition = (context.aws_platform_role_arn or "arn:aws").split(":")[1]
     if role.partition != platform_partition:
@@ -493,20 +500,17 @@ def check_role(spec: ProviderSpec, secret: str, config: dict[str, Any], context:
     checks = [assumed]
     if customer is None:
         return _finish(spec, checks)
-    steps = [
-        lambda: _caller_identity(aws, customer, role_arn),
-        lambda: _external_id_required(aws, platform, role_arn, external_id),
-    ]
-    for capability, step in zip(("caller_identity", "external_id_required"), steps, strict=True):
-        checks.append(step() if time.monotonic() < deadline else _out_of_time(capability))
+    checks.append(_in_time(deadline, "caller_identity", lambda: _caller_identity(aws, customer, role_arn)))
+    checks.append(
+        _in_time(deadline, "external_id_required", lambda: _external_id_required(aws, platform, role_arn, external_id))
+    )
     s3 = aws.client("s3", customer)
-    listed = _list_export(s3, bucket, prefix, role.partition, region) if time.monotonic() < deadline else None
-    checks.append(listed or _out_of_time("list_export"))
-    if listed is not None and listed.passed:
-        in_time = time.monotonic() < deadline
+    listed = _in_time(deadline, "list_export", lambda: _list_export(s3, bucket, prefix, role.partition, region))
+    checks.append(listed)
+    if listed.passed:
         checks.append(
-            _read_cost_export(s3, bucket, prefix, role.partition, context)
-            if in_time
-            else _out_of_time("read_cost_export")
+            _in_time(
+                deadline, "read_cost_export", lambda: _read_cost_export(s3, bucket, prefix, role.partition, context)
+            )
         )
     return _finish(spec, checks)
