@@ -74,7 +74,8 @@ def test_no_function_but_an_aws_validation_loads_boto3(tmp_path):
     )
     assert not [m for m in loaded if m.startswith(("boto3", "botocore"))]
     # The probe can see boto3 when it is loaded: an AWS validation does load it.
-    env_with_aws = {**env, "PROVIDER_AWS_BASE_URL": "http://127.0.0.1:9"}
+    nowhere = "http://127.0.0.1:9"  # refused at once: the check fails fast, after loading boto3
+    env_with_aws = {**env, "PROVIDER_AWS_BASE_URL": nowhere, "AWS_ID_TOKEN_URL": nowhere + "/identity"}
     assert any(m.startswith("boto3") for m in _loaded_modules(env_with_aws, *AWS_VALIDATION))
 
 
