@@ -22,10 +22,17 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	.venv-checkov/bin/python -m pip install --quiet checkov==3.3.30
 	touch $@
 
+# schemathesis gets its own environment too (its pins are its own); tests/test_fuzz.py
+# runs .venv-fuzz/bin/schemathesis against a real server process.
+.venv-fuzz/.installed:
+	test -x .venv-fuzz/bin/python || $(PYTHON) -m venv .venv-fuzz
+	.venv-fuzz/bin/python -m pip install --quiet schemathesis==4.32.5
+	touch $@
+
 run: $(VENV)/.runtime
 	$(PY) -m shared.local_server
 
-test: $(VENV)/.dev .venv-checkov/.installed
+test: $(VENV)/.dev .venv-checkov/.installed .venv-fuzz/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy shared
@@ -44,4 +51,4 @@ bench: $(VENV)/.dev
 	$(PY) -m bench.revalidation
 
 clean:
-	rm -rf $(VENV) .venv-checkov .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .venv-checkov .venv-fuzz .pytest_cache .ruff_cache .mypy_cache

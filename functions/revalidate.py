@@ -23,6 +23,6 @@ def integration_revalidate(call: ApiCall) -> tuple[int, dict[str, Any]]:
     max_seconds = body.get("max_seconds")
     if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(max_seconds, int | float)):
         raise BadRequest("Field 'max_seconds' must be a number")
-    if max_seconds is not None and max_seconds <= 0:
-        raise BadRequest("Field 'max_seconds' must be positive")
+    if max_seconds is not None and not 0 < max_seconds <= 3600:
+        raise BadRequest("Field 'max_seconds' must be a number of seconds from 0 (exclusive) to 3600")
     return 200, {"summary": revalidate_all(call.service, call.caller, max_seconds=max_seconds)}

@@ -93,6 +93,11 @@ class Settings:
     aws_platform_role_arn: str | None = None
     aws_web_identity_audience: str = "provider-integrations-aws"
     aws_id_token_url: str = METADATA_IDENTITY_URL
+    # Service-account tokens come from here whatever the uploaded key's token_uri says
+    # (GCP_TOKEN_URI points it at a loopback stand-in in tests only).
+    gcp_token_uri: str = "https://oauth2.googleapis.com/token"
+    # Origins a browser frontend may call the API from (CORS); empty = no CORS headers.
+    cors_allowed_origins: tuple[str, ...] = ()
     # Revalidation (Cloud Scheduler -> integration_revalidate)
     revalidate_auth: str = "admin_key"  # or "platform": Cloud Run verified the scheduler's OIDC token
     revalidation_concurrency: int = 16
@@ -141,6 +146,10 @@ class Settings:
             aws_platform_role_arn=_platform_role_arn(environ),
             aws_web_identity_audience=environ.get("AWS_WEB_IDENTITY_AUDIENCE") or "provider-integrations-aws",
             aws_id_token_url=environ.get("AWS_ID_TOKEN_URL") or METADATA_IDENTITY_URL,
+            gcp_token_uri=environ.get("GCP_TOKEN_URI") or "https://oauth2.googleapis.com/token",
+            cors_allowed_origins=tuple(
+                o.strip().rstrip("/") for o in environ.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()
+            ),
             revalidate_auth=_choice(environ, "REVALIDATE_AUTH", ("admin_key", "platform")),
             revalidation_concurrency=max(1, int(_float(environ, "REVALIDATION_CONCURRENCY", 16))),
             revalidation_per_provider=max(1, int(_float(environ, "REVALIDATION_PER_PROVIDER", 8))),

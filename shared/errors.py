@@ -53,6 +53,10 @@ class MethodNotAllowed(ServiceError):
     status_code = 405
     code = "method_not_allowed"
 
+    def __init__(self, message: str, *, allow: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.allow = allow  # the methods the path takes: the response's Allow header
+
 
 class NotFound(ServiceError):
     status_code = 404

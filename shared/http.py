@@ -30,7 +30,17 @@ from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
 
 from shared import logs
-from shared.errors import BadRequest, MethodNotAllowed, NotFound, PayloadTooLarge, ServiceError, Unauthenticated
+from shared.cors import API_METHODS, apply_cors
+from shared.errors import (
+    BadRequest,
+    ConfigurationError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    Unauthenticated,
+)
+from shared.jsonbody import loads_bounded
 from shared.service import Caller, IntegrationService, check_org_slug
 
 logger = logging.getLogger("integrations.http")
@@ -84,10 +94,7 @@ class ApiCall:
             if required:
                 raise BadRequest(f"Request body must be a JSON object with {', '.join(repr(f) for f in required)}")
             return {}
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("Request body is not valid JSON") from None
+        body = loads_bounded(raw)
         if not isinstance(body, dict):
             raise BadRequest("Request body must be a JSON object")
         missing = [name for name in required if body.get(name) is None]
@@ -99,6 +106,20 @@ class ApiCall:
             raise BadRequest(f"Unknown field(s): {', '.join(unknown)}; allowed: {allowed}")
         return body
 
+    def query_int(self, name: str, *, default: int, low: int, high: int) -> int:
+        """An integer query parameter in [low, high]; ASCII digits only (``int`` takes other scripts' digits)."""
+        raw = self.request.args.get(name)
+        if raw is None:
+            return default
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not low <= int(raw) <= high:
+            raise BadRequest(f"Query parameter '{name}' must be a whole number from {low} to {high}")
+        return int(raw)
+
+
+# Expiry dates outside this range are typos or probes; far ones also overflow UTC conversion.
+TIMESTAMP_YEARS = (2000, 2200)
+TIMESTAMP_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$", re.ASCII)
+
 
 def parse_timestamp(value: Any, field_name: str) -> datetime | None:
     """ISO-8601 with a zone (``Z`` or an offset), or None when absent."""
@@ -106,14 +127,19 @@ def parse_timestamp(value: Any, field_name: str) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise BadRequest(f"Field '{field_name}' must be an ISO-8601 timestamp string")
+    if not TIMESTAMP_SHAPE.fullmatch(value.upper()):
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?", value, re.ASCII):
+            raise BadRequest(f"Field '{field_name}' needs a time zone (e.g. a trailing Z)")
+        raise BadRequest(f"Field '{field_name}' is not an ISO-8601 timestamp: expected e.g. 2027-01-31T00:00:00Z")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         raise BadRequest(
             f"Field '{field_name}' is not an ISO-8601 timestamp: expected e.g. 2027-01-31T00:00:00Z"
         ) from None
-    if parsed.tzinfo is None:
-        raise BadRequest(f"Field '{field_name}' needs a time zone (e.g. a trailing Z)")
+    low, high = TIMESTAMP_YEARS
+    if not low <= parsed.year <= high:
+        raise BadRequest(f"Field '{field_name}' must be a date in the years {low} to {high}")
     return parsed.astimezone(UTC)
 
 
@@ -128,7 +154,26 @@ def error_response(error: ServiceError, request_id: str, *, status: int | None =
     payload: dict[str, Any] = {"success": False, "error": error.message, "code": error.code, "request_id": request_id}
     if error.details:
         payload["details"] = error.details
-    return json_response(status or error.status_code, payload, request_id)
+    response = json_response(status or error.status_code, payload, request_id)
+    if isinstance(error, MethodNotAllowed) and error.allow:
+        response.headers["Allow"] = ", ".join(error.allow)
+    return response
+
+
+def options_response(methods: tuple[str, ...], request_id: str) -> flask.Response:
+    """OPTIONS (a CORS preflight, or a client asking): the path's methods, in JSON."""
+    allow = tuple(sorted({*methods, "OPTIONS"}))
+    response = json_response(200, {"success": True, "allow": list(allow)}, request_id)
+    response.headers["Allow"] = ", ".join(allow)
+    return response
+
+
+def cors_origins() -> tuple[str, ...]:
+    """The configured CORS allow-list; none when the service cannot be built (its error is answered anyway)."""
+    try:
+        return get_service().adapters.settings.cors_allowed_origins
+    except (ConfigurationError, ServiceError):
+        return ()
 
 
 def _request_id(request: flask.Request) -> str:
@@ -163,9 +208,9 @@ def platform_caller(request: flask.Request, request_id: str) -> Caller:
         raise Unauthenticated("Missing OIDC bearer token")
     try:
         payload = header.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims = loads_bounded(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)), what="Token")
         email = str(claims.get("email", "unknown"))[:128]
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, BadRequest):
         raise Unauthenticated("Malformed OIDC bearer token") from None
     return Caller(key_id=f"oidc:{email}", org_slug="*", is_admin=True, request_id=request_id)
 
@@ -187,31 +232,44 @@ def endpoint(
         def handler(request: flask.Request) -> flask.Response:
             request_id = _request_id(request)
             with logs.request_context(request_id):
-                try:
-                    status, payload = _dispatch(request, request_id)
-                except ServiceError as error:
-                    logger.info("request rejected", extra={"status": error.status_code, "code": error.code})
-                    return error_response(error, request_id)
-                except Exception as error:  # noqa: BLE001 - the one place that turns surprises into a 500
-                    # Where it happened, not what it said: exception text can quote request data.
-                    frames = [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(error.__traceback__)]
-                    logger.error(
-                        "unhandled %s in %s",
-                        error.__class__.__name__,
-                        operation.__name__,
-                        extra={"frames": frames[-8:]},
-                    )
-                    return error_response(
-                        ServiceError("Internal error; the request id identifies it in the logs"), request_id
-                    )
-                logger.info("request handled", extra={"status": status})
-                return json_response(status, {"success": True, **payload}, request_id)
+                response = _respond(request, request_id)
+            return apply_cors(response, request, cors_origins(), API_METHODS)
+
+        def _respond(request: flask.Request, request_id: str) -> flask.Response:
+            if request.method == "OPTIONS":
+                if not _path_matches(request.path):
+                    return error_response(NotFound(f"No such path: {request.path[:200]}"), request_id)
+                return options_response((method,), request_id)
+            try:
+                status, payload = _dispatch(request, request_id)
+            except ServiceError as error:
+                logger.info("request rejected", extra={"status": error.status_code, "code": error.code})
+                return error_response(error, request_id)
+            except Exception as error:  # noqa: BLE001 - the one place that turns surprises into a 500
+                # Where it happened, not what it said: exception text can quote request data.
+                frames = [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(error.__traceback__)]
+                logger.error(
+                    "unhandled %s in %s",
+                    error.__class__.__name__,
+                    operation.__name__,
+                    extra={"frames": frames[-8:]},
+                )
+                return error_response(
+                    ServiceError("Internal error; the request id identifies it in the logs"), request_id
+                )
+            logger.info("request handled", extra={"status": status})
+            return json_response(status, {"success": True, **payload}, request_id)
+
+        def _path_matches(path: str) -> bool:
+            return bool(url_map.bind("").allowed_methods(path))
 
         def _dispatch(request: flask.Request, request_id: str) -> tuple[int, dict[str, Any]]:
             try:
                 _, arguments = url_map.bind("").match(request.path, method=request.method)
             except RouteMethodNotAllowed:
-                raise MethodNotAllowed(f"{request.method} is not allowed here; use {method}") from None
+                raise MethodNotAllowed(
+                    f"{request.method[:16]} is not allowed here; use {method}", allow=(method, "OPTIONS")
+                ) from None
             except RouteNotFound:
                 raise NotFound(f"No such path: {request.path[:200]}") from None
             org_slug = arguments.get("org_slug", "")

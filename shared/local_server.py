@@ -22,12 +22,16 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as RouteMethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
+from werkzeug.serving import WSGIRequestHandler
 
 from shared import logs
+from shared.cors import apply_cors
 from shared.errors import MethodNotAllowed, NotFound, ServiceError
-from shared.http import error_response
+from shared.http import cors_origins, error_response, options_response
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+LOCAL_PATHS = ("/openapi.json", "/healthz")
+DISPATCH_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 logger = logging.getLogger("integrations.local_server")
 
@@ -49,6 +53,11 @@ def create_app(entry_points: Mapping[str, Handler] | None = None) -> flask.Flask
     app = flask.Flask("integrations-local")
     openapi_document = yaml.safe_load(OPENAPI_PATH.read_text()) if OPENAPI_PATH.exists() else {}
 
+    def allowed_methods(path: str) -> tuple[str, ...]:
+        if path in LOCAL_PATHS:
+            return ("GET", "HEAD")
+        return tuple(sorted(set(url_map.bind("").allowed_methods(path)) - {"OPTIONS"}))
+
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> flask.Response:
         # Paths Flask's own router cannot take (e.g. a newline in a segment) still get JSON.
@@ -56,33 +65,77 @@ def create_app(entry_points: Mapping[str, Handler] | None = None) -> flask.Flask
         if status == 404:
             return error_response(NotFound("No such path"), _id())
         if status == 405:
-            return error_response(MethodNotAllowed("Method not allowed on this path"), _id())
+            allow = tuple(sorted(getattr(error, "valid_methods", None) or ()))
+            return error_response(MethodNotAllowed("Method not allowed on this path", allow=allow), _id())
         return error_response(ServiceError(error.name), _id(), status=status)
 
-    @app.get("/openapi.json")
+    @app.after_request
+    def cors(response: flask.Response) -> flask.Response:
+        request = flask.request
+        return apply_cors(response, request, cors_origins(), allowed_methods(request.path))
+
+    @app.get("/openapi.json", provide_automatic_options=False)
     def openapi() -> flask.Response:
         return flask.Response(json.dumps(openapi_document), mimetype="application/json")
 
-    @app.get("/healthz")
+    @app.get("/healthz", provide_automatic_options=False)
     def healthz() -> flask.Response:
         return flask.jsonify({"success": True, "status": "ok"})
 
-    @app.route("/<path:rest>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-    @app.route("/", defaults={"rest": ""}, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    @app.route("/<path:rest>", methods=DISPATCH_METHODS, provide_automatic_options=False)
+    @app.route("/", defaults={"rest": ""}, methods=DISPATCH_METHODS, provide_automatic_options=False)
     def dispatch(rest: str) -> flask.Response:
         request = flask.request
+        if request.method == "OPTIONS":
+            methods = allowed_methods(request.path)
+            if not methods:
+                return error_response(NotFound(f"No such path: {request.path[:200]}"), _id())
+            return options_response(methods, _id())
         try:
             name, _ = url_map.bind("").match(request.path, method=request.method)
         except RouteMethodNotAllowed as exc:
-            allowed = ", ".join(sorted(exc.valid_methods or []))
+            allowed = tuple(sorted({*(exc.valid_methods or []), "OPTIONS"}))
             return error_response(
-                MethodNotAllowed(f"{request.method} is not allowed on this path; use {allowed}"), _id()
+                MethodNotAllowed(
+                    f"{request.method[:16]} is not allowed on this path; use {', '.join(allowed)}", allow=allowed
+                ),
+                _id(),
             )
         except RouteNotFound:
             return error_response(NotFound(f"No such path: {request.path[:200]}"), _id())
         return handlers[name](request)
 
     return app
+
+
+class JsonErrorRequestHandler(WSGIRequestHandler):
+    """The development server's own errors (request line too long: 414, headers
+    too large: 431, a malformed request line: 400) as JSON like every other answer,
+    not http.server's HTML page."""
+
+    CODES = {400: "bad_request", 414: "uri_too_long", 431: "headers_too_large", 501: "not_implemented"}
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        request_id = _id()
+        reason = self.responses.get(code, ("Error", ""))[0]
+        payload = {
+            "success": False,
+            "error": reason,
+            "code": self.CODES.get(code, "http_error"),
+            "request_id": request_id,
+        }
+        body = json.dumps(payload).encode()
+        self.close_connection = True
+        if self.request_version in ("", "HTTP/0.9"):
+            self.request_version = "HTTP/1.0"  # an unparsable request line still gets a status line
+        self.send_response(code, reason)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Request-Id", request_id)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
 
 def _id() -> str:
@@ -101,7 +154,7 @@ def main() -> None:
     service.adapters.cipher  # noqa: B018
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8001"))
-    server = make_server(host, port, create_app(), threaded=True)
+    server = make_server(host, port, create_app(), threaded=True, request_handler=JsonErrorRequestHandler)
     logger.info("serving", extra={"url": f"http://{host}:{port}", "data_dir": str(service.adapters.settings.data_dir)})
     print(
         f"integrations service listening on http://{host}:{port} (data: {service.adapters.settings.data_dir})",

@@ -266,6 +266,7 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
                 service.adapters.api_key_pepper,
                 timeout_seconds=settings.webhook_timeout_seconds,
                 max_attempts=settings.webhook_max_attempts,
+                insecure_hosts=settings.webhook_insecure_hosts,
             )
         else:
             for alert in new_alerts:

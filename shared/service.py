@@ -189,7 +189,10 @@ class IntegrationService:
         if len(value) > MAX_SECRET_CHARS:
             raise BadRequest(f"Field 'credentials.{field_name}' is longer than {MAX_SECRET_CHARS} characters")
         if field_name == "service_account_json":
-            document = parse_service_account(value, spec.display_name, self.adapters.settings.allowed_token_hosts)
+            settings = self.adapters.settings
+            document = parse_service_account(
+                value, spec.display_name, settings.allowed_token_hosts, settings.gcp_token_uri
+            )
             return json.dumps(document, sort_keys=True)
         if field_name == ROLE_ARN_FIELD:
             return parse_role_arn(value, spec.display_name).arn
@@ -394,6 +397,9 @@ class IntegrationService:
         integration, old_credential = self._with_credential(caller.org_slug, spec)
         if integration.status == Status.DISABLED:
             raise IntegrationDisabled(f"Integration for {spec.display_name} is disabled; enable it before rotating")
+        # The row version this rotation builds on: the provider check below can be
+        # slow, and a settings change meanwhile must win over what was read here.
+        read_version = integration.updated_at
         try:
             secret = self._secret_from(spec, new_credentials)
         except InvalidCredentialFormat as error:
@@ -430,8 +436,22 @@ class IntegrationService:
             detail=f"replaced credential {old_credential.fingerprint}",
         )
         if not self.adapters.store.replace_credential(
-            integration, credential, audit, expected_credential_id=old_credential.credential_id
+            integration,
+            credential,
+            audit,
+            expected_credential_id=old_credential.credential_id,
+            expected_updated_at=read_version,
         ):
+            self.adapters.store.record_audit(
+                self._audit(
+                    caller,
+                    spec,
+                    "rotate",
+                    "rejected",
+                    fingerprint=credential.fingerprint,
+                    detail="integration changed during rotation",
+                )
+            )
             raise Conflict(f"Integration for {spec.display_name} changed during rotation; try again")
         return ValidationOutcome(integration, result)
 

@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import random
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
+import urllib3
 
-from shared.errors import BadRequest
 from shared.models import Alert, Webhook, iso, utc_now
+from shared.outbound import OutboundRefused, check_resolved, parse_target, post_pinned, resolve_public
 
 logger = logging.getLogger("integrations.webhooks")
 
@@ -73,35 +71,16 @@ def verify_signature(
     return hmac.compare_digest(sign(secret, sent_at, body), signature)
 
 
-INTERNAL_HOSTNAMES = ("localhost", "metadata.google.internal", "metadata")
-
-
-def _is_internal(host: str) -> bool:
-    if host.lower().rstrip(".") in INTERNAL_HOSTNAMES:
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return not address.is_global
-
-
 def check_webhook_url(url: str, insecure_hosts: tuple[str, ...]) -> str:
     """HTTPS to a public host only: the service posts there from inside the platform.
 
-    Operator-listed hosts (``WEBHOOK_INSECURE_HOSTS``, e.g. a local receiver in
-    tests) may use plain HTTP and internal addresses.
+    The URL must be canonical (see ``shared.outbound``) and its host must not
+    name or resolve to an internal address now; every delivery checks again.
+    Operator-listed hosts (``WEBHOOK_INSECURE_HOSTS``, tests only) may use
+    plain HTTP, any port and internal addresses.
     """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if not host or len(url) > 2048:
-        raise BadRequest("Webhook URL must be an absolute https:// URL")
-    if host in insecure_hosts and parts.scheme in ("http", "https"):
-        return url
-    if parts.scheme != "https":
-        raise BadRequest("Webhook URL must use https://")
-    if _is_internal(host):
-        raise BadRequest(f"Webhook URL host {host} is an internal address; use a public https:// endpoint")
+    target = parse_target(url, insecure_hosts=insecure_hosts)
+    check_resolved(target, insecure_hosts=insecure_hosts)
     return url
 
 
@@ -125,9 +104,13 @@ def deliver(
     timeout_seconds: float = 5.0,
     max_attempts: int = 3,
     backoff_base_seconds: float = 0.5,
+    insecure_hosts: tuple[str, ...] = (),
 ) -> None:
-    """POST each alert to its org's webhook; record the outcome on the alert objects."""
-    session = requests.Session()
+    """POST each alert to its org's webhook; record the outcome on the alert objects.
+
+    The URL is checked again here and its host resolved once per attempt: a
+    stored URL (or a DNS answer) that now points inside is never connected to.
+    """
     for alert in alerts:
         webhook = webhooks.get(alert.org_slug)
         if webhook is None:
@@ -144,18 +127,23 @@ def deliver(
                 TIMESTAMP_HEADER: str(timestamp),
                 SIGNATURE_HEADER: sign(secret, timestamp, body),
             }
+            status: int | None = None
             try:
-                response = session.post(
-                    webhook.url, data=body, headers=headers, timeout=timeout_seconds, allow_redirects=False
-                )
-                status: int | None = response.status_code
-            except requests.RequestException:
+                target = parse_target(webhook.url, insecure_hosts=insecure_hosts)
+                address = resolve_public(target, insecure_hosts=insecure_hosts)
+            except OutboundRefused as refused:
+                alert.delivery_status = "failed"
+                logger.warning("webhook refused", extra={"org_slug": alert.org_slug, "reason": refused.message})
+                break
+            try:
+                status = post_pinned(target, address, body, headers, timeout_seconds=timeout_seconds).status
+            except (urllib3.exceptions.HTTPError, OSError):
                 status = None
             if status is not None and 200 <= status < 300:
                 alert.delivery_status, alert.delivered_at = "delivered", utc_now()
                 break
-            if status is not None and 400 <= status < 500 and status not in (408, 429):
-                alert.delivery_status = "failed"  # the receiver refused it: retrying will not help
+            if status is not None and 300 <= status < 500 and status not in (408, 429):
+                alert.delivery_status = "failed"  # refused or redirected: retrying will not help
                 break
             alert.delivery_status = "failed"
             if attempt < max_attempts:

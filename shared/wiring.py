@@ -44,6 +44,7 @@ class Adapters:
             aws_platform_role_arn=settings.aws_platform_role_arn,
             aws_web_identity_audience=settings.aws_web_identity_audience,
             aws_id_token_url=settings.aws_id_token_url,
+            gcp_token_uri=settings.gcp_token_uri,
         )
 
     @cached_property

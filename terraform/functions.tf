@@ -46,6 +46,8 @@ locals {
     # token (no AWS key exists anywhere); empty = AWS integrations disabled.
     AWS_PLATFORM_ROLE_ARN     = var.aws_platform_role_arn
     AWS_WEB_IDENTITY_AUDIENCE = var.aws_web_identity_audience
+    # Browser origins allowed to call the API (CORS); empty = no CORS headers at all.
+    CORS_ALLOWED_ORIGINS = join(",", var.cors_allowed_origins)
   }
 }
 

@@ -11,9 +11,12 @@
 
 locals {
   gateway_template_vars = {
-    title     = "provider-integrations"
-    backends  = { for entry_point in local.gateway_entry_points : entry_point => google_cloudfunctions2_function.functions[entry_point].service_config[0].uri }
-    deadlines = { for entry_point in local.gateway_entry_points : entry_point => var.function_settings[entry_point].timeout_seconds }
+    title = "provider-integrations"
+    # allowCors lets CORS preflights through to the functions, which answer them
+    # from CORS_ALLOWED_ORIGINS; it needs the API's managed service as host.
+    managed_service = google_api_gateway_api.integrations.managed_service
+    backends        = { for entry_point in local.gateway_entry_points : entry_point => google_cloudfunctions2_function.functions[entry_point].service_config[0].uri }
+    deadlines       = { for entry_point in local.gateway_entry_points : entry_point => var.function_settings[entry_point].timeout_seconds }
   }
 }
 

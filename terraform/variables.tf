@@ -214,3 +214,14 @@ variable "aws_web_identity_audience" {
   description = "Audience of the Google ID token the functions exchange for the platform's AWS role (its trust policy checks it)."
   default     = "provider-integrations-aws"
 }
+
+variable "cors_allowed_origins" {
+  type        = list(string)
+  description = "Browser origins (scheme://host[:port]) allowed to call the API from a web frontend (CORS). Empty: no CORS headers."
+  default     = []
+
+  validation {
+    condition     = alltrue([for origin in var.cors_allowed_origins : can(regex("^https?://[^/,*]+$", origin))])
+    error_message = "cors_allowed_origins entries must be origins like https://app.example.com (no path, no wildcard)."
+  }
+}

@@ -129,7 +129,7 @@ def settings(tmp_path: Path, simulator: ProviderSimulator, backend: str, request
         request_timeout_seconds=2.0,
         validation_deadline_seconds=4.0,
         retry_after_cap_seconds=0.2,
-        allowed_token_hosts=("oauth2.googleapis.com", "accounts.google.com", "127.0.0.1"),
+        gcp_token_uri=simulator.token_uri,
     )
     if backend == "local":
         return local

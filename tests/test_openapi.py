@@ -47,3 +47,39 @@ def test_responses_match_the_document(client, org_key):
     do("POST", base + "/openai/rotate", {"new_credentials": {"api_key": "sk-proj-" + "b" * 30}})
     do("DELETE", base + "/openai")
     do("GET", "/api/v1/integrations/globex")  # 403
+
+
+def test_provider_parameter_and_config_schemas_are_the_registry():
+    """openapi.yaml is as strict as the server: the providers it serves and each one's config fields."""
+    from shared.providers import default_registry
+
+    registry = default_registry()
+    components = document()["components"]
+    assert components["parameters"]["Provider"]["schema"]["enum"] == sorted(registry.providers)
+    referenced = [ref["$ref"].rsplit("/", 1)[1] for ref in components["schemas"]["ProviderConfig"]["anyOf"]]
+    assert referenced == [f"{provider.capitalize()}Config" for provider in sorted(registry.providers)]
+    for provider_id, spec in registry.providers.items():
+        schema = components["schemas"][f"{provider_id.capitalize()}Config"]
+        assert schema["additionalProperties"] is False
+        documented = {name: field["pattern"] for name, field in schema["properties"].items()}
+        assert documented == {name: field.pattern.pattern for name, field in spec.config_fields.items()}, provider_id
+
+
+def test_request_schemas_refuse_what_the_server_refuses():
+    import jsonschema
+
+    schemas = document()["components"]["schemas"]
+
+    def valid(name, value):
+        validator = jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{name}", **document()})
+        return validator.is_valid(value)
+
+    assert not valid("WebhookRequest", {"url": ""})
+    assert not valid("WebhookRequest", {"url": "http://hooks.example/x"})
+    assert not valid("WebhookRequest", {"url": "https://user@hooks.example/x"})
+    assert valid("WebhookRequest", {"url": "https://hooks.example/x"})
+    assert not valid("SetupRequest", {"credentials": {}})
+    assert not valid("SetupRequest", {"credentials": {"api_key": "k"}, "config": {"unknown": "x"}})
+    assert not valid("SetupRequest", {"credentials": {"api_key": "k"}, "expires_at": "9999-12-31T23:59:59Z"})
+    assert valid("SetupRequest", {"credentials": {"api_key": "k"}, "expires_at": "2027-01-31T00:00:00Z"})
+    assert "ExpiryInput" in schemas

@@ -105,6 +105,7 @@ def test_config_failure_flips_at_once(service):
     connect(service, "acme")
     # The key gets revoked at the provider: store a rejected key the way setup would.
     integration, old = service.adapters.store.get_integration_with_credential("acme", "openai")
+    read_version = integration.updated_at
     revoked = key_with("bad")
     credential_id = new_id()
     sealed = service.adapters.cipher.encrypt(revoked.encode(), credential_aad("acme", "openai", credential_id))
@@ -115,7 +116,7 @@ def test_config_failure_flips_at_once(service):
     integration.credential_id = credential_id
     audit = AuditEvent("acme", "openai", "rotate", "success", "test", "req")
     assert service.adapters.store.replace_credential(
-        integration, credential, audit, expected_credential_id=old.credential_id
+        integration, credential, audit, expected_credential_id=old.credential_id, expected_updated_at=read_version
     )
     summary = revalidate(service)
     assert summary["error"] == 1

@@ -534,6 +534,15 @@ def test_checkov_finds_no_failed_check() -> None:
     assert summary["passed"] > 0 and summary["resource_count"] > 0, summary
 
 
+def test_cors_origins_reach_every_function_and_the_gateway_passes_preflights() -> None:
+    environment = config().locals["function_environment"]
+    assert expression(environment["CORS_ALLOWED_ORIGINS"]) == 'join(",", var.cors_allowed_origins)'
+    assert variable_default("cors_allowed_origins") == [], "no CORS unless the operator lists origins"
+    template = yaml.safe_load(re.sub(r"\$\{(\w+)\}", r"\1", GATEWAY_TEMPLATE.read_text().split("paths:")[0]))
+    assert template["x-google-endpoints"] == [{"name": "managed_service", "allowCors": True}]
+    assert template["host"] == "managed_service"
+
+
 # --- the platform's AWS identity (terraform/aws-platform-role, a stack of its own) -------------
 
 AWS_PLATFORM_ROLE = TERRAFORM / "aws-platform-role"

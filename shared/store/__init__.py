@@ -13,6 +13,7 @@ Rules every adapter keeps (the contract suite in ``tests/contract`` checks them)
   ``create_integration`` returns False when one already exists;
 - conditional writes (``expected_updated_at``, ``expected_credential_id``)
   return False instead of overwriting a row someone else changed or deleted;
+  ``updated_at`` is the row version: every write of an integration sets it;
 - ``counters["jobs"]`` counts round trips to the backing store (BigQuery
   jobs), so tests can assert the per-operation budget exactly.
 """
@@ -65,8 +66,14 @@ class IntegrationStore(Protocol):
         audit: AuditEvent,
         *,
         expected_credential_id: str,
+        expected_updated_at: datetime,
     ) -> bool:
-        """Swap in a new credential (rotation) if the old one is still current."""
+        """Swap in a new credential (rotation) if the row is as the rotation read it.
+
+        Both must still hold: the old credential is current, and ``updated_at``
+        is unchanged (a settings change or a validation while the new key was
+        being checked must not be overwritten with what rotate read before it).
+        """
         ...
 
     def delete_integration(self, org_slug: str, provider: str, audit: AuditEvent) -> bool:

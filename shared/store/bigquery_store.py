@@ -454,14 +454,16 @@ SELECT * FROM {self._table(INTEGRATIONS_TABLE)} WHERE org_slug = @org_slug AND p
         audit: AuditEvent,
         *,
         expected_credential_id: str,
+        expected_updated_at: datetime,
     ) -> bool:
         parameters = [
             *self._row_parameters("i_", INTEGRATIONS_TABLE, rows.integration_to_row(integration)),
             *self._row_parameters("c_", CREDENTIALS_TABLE, rows.credential_to_row(credential)),
             *self._row_parameters("a_", AUDIT_TABLE, rows.audit_to_row(audit)),
             self._scalar("expected_credential_id", expected_credential_id),
+            self._scalar("expected_updated_at", expected_updated_at),
         ]
-        condition = "credential_id = @expected_credential_id"
+        condition = "credential_id = @expected_credential_id AND updated_at = @expected_updated_at"
         return self._conditional_integration_write(
             condition,
             [

@@ -330,10 +330,14 @@ class SqliteStore:
         audit: AuditEvent,
         *,
         expected_credential_id: str,
+        expected_updated_at: datetime,
     ) -> bool:
         with self._transaction() as connection:
             saved = self._update_integration(
-                connection, integration, "credential_id = :expected", {"expected": expected_credential_id}
+                connection,
+                integration,
+                "credential_id = :expected AND updated_at = :expected_updated_at",
+                {"expected": expected_credential_id, "expected_updated_at": _timestamp_text(expected_updated_at)},
             )
             if saved:
                 connection.execute(

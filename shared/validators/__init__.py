@@ -113,6 +113,8 @@ class ValidationContext:
     aws_platform_role_arn: str | None = None
     aws_web_identity_audience: str = "provider-integrations-aws"
     aws_id_token_url: str = METADATA_IDENTITY_URL
+    # Where service-account tokens are fetched: the operator's choice, never the key's token_uri.
+    gcp_token_uri: str = "https://oauth2.googleapis.com/token"
 
 
 def summarize(spec: ProviderSpec, checks: list[CheckResult]) -> ValidationResult:

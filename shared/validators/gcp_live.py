@@ -2,7 +2,9 @@
 pipeline needs.
 
 1. token: google-auth signs a JWT with the uploaded key and exchanges it at
-   the key's ``token_uri`` (already restricted to allowed hosts);
+   Google's token endpoint (``GCP_TOKEN_URI``, set for tests only), never at
+   the key's own ``token_uri``, and without following redirects: the signed
+   JWT goes to a host the operator chose and nowhere else;
 2. ``list_datasets`` of ``project_id`` (the key works, the project is visible);
 3. ``read_billing_export``: ``billing_dataset_id`` in ``billing_project_id or
    project_id`` holds a ``gcp_billing_export_v1_*`` (standard) or
@@ -22,6 +24,7 @@ import re
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from shared.providers import ProviderSpec
 from shared.validators import (
@@ -44,7 +47,9 @@ def _token(info: dict[str, Any], context: ValidationContext) -> tuple[str | None
     from google.oauth2 import service_account
 
     try:
-        credentials = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
+        credentials = service_account.Credentials.from_service_account_info(
+            {**info, "token_uri": context.gcp_token_uri}, scopes=SCOPES
+        )
     except (ValueError, KeyError):
         return None, CheckResult(
             "list_datasets", True, False, Failure.INVALID_KEY, FailureClass.CONFIG, reason="private key unusable"
@@ -53,7 +58,8 @@ def _token(info: dict[str, Any], context: ValidationContext) -> tuple[str | None
 
     def bounded(**kwargs: Any) -> Any:
         kwargs.setdefault("timeout", context.request_timeout_seconds)
-        return transport(**kwargs)
+        # A redirect would carry the signed JWT to a host nobody checked.
+        return transport(allow_redirects=False, **kwargs)
 
     try:
         credentials.refresh(bounded)
@@ -179,7 +185,9 @@ def _key_expiry(info: dict[str, Any], token: str, context: ValidationContext, de
     which a billing reader often lacks; then the expiry stays unknown and
     nothing fails.
     """
-    email, key_id = info.get("client_email", ""), info.get("private_key_id", "")
+    # Quoted: the key's fields are user input and must stay one path segment each.
+    email = quote(str(info.get("client_email", "")), safe="@")
+    key_id = quote(str(info.get("private_key_id", "")), safe="")
     url = f"{context.gcp_iam_base_url}/v1/projects/-/serviceAccounts/{email}/keys/{key_id}"
     attempted = _call("GET", url, token, context, deadline)
     if attempted.response is None or attempted.response.status_code != 200:
@@ -200,9 +208,10 @@ def check_service_account(
     if failed is not None or token is None:
         return summarize(spec, [failed] if failed else [])
     base = f"{context.base_url}/bigquery/v2"
-    project = config.get("project_id") or info["project_id"]
-    billing_project = config.get("billing_project_id") or project
-    dataset = config.get("billing_dataset_id", "")
+    # Path segments from user input, quoted so they cannot leave their segment.
+    project = quote(str(config.get("project_id") or info["project_id"]), safe="")
+    billing_project = quote(str(config.get("billing_project_id") or ""), safe="") or project
+    dataset = quote(str(config.get("billing_dataset_id", "")), safe="")
     checks: list[CheckResult] = []
 
     listed = _call("GET", f"{base}/projects/{project}/datasets?maxResults=1", token, context, deadline)

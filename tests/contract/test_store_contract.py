@@ -153,20 +153,63 @@ def test_update_settings_expiry_and_missing(store):
 def test_replace_credential_swaps_atomically_and_conditionally(store):
     integration, credential = make()
     store.create_integration(integration, credential, audit())
+    read_version = integration.updated_at
     _, new_credential = make()
     integration.credential_id = new_credential.credential_id
     integration.status = Status.ACTIVE
     integration.updated_at = utc_now()
     assert store.replace_credential(
-        integration, new_credential, audit("rotate"), expected_credential_id=credential.credential_id
+        integration,
+        new_credential,
+        audit("rotate"),
+        expected_credential_id=credential.credential_id,
+        expected_updated_at=read_version,
     )
     assert store.get_integration_with_credential("acme", "openai") == (integration, new_credential)
     _, third = make()
     assert (
-        store.replace_credential(integration, third, audit("rotate"), expected_credential_id=credential.credential_id)
+        store.replace_credential(
+            integration,
+            third,
+            audit("rotate"),
+            expected_credential_id=credential.credential_id,
+            expected_updated_at=integration.updated_at,
+        )
         is False
     )
     assert store.get_integration_with_credential("acme", "openai")[1] == new_credential
+
+
+def test_replace_credential_refuses_a_row_changed_since_it_was_read(store):
+    """The lost update: a settings change lands while the rotation checks the new key."""
+    integration, credential = make()
+    store.create_integration(integration, credential, audit())
+    pair = store.get_integration_with_credential("acme", "openai")
+    assert pair is not None
+    rotating, _ = pair
+    read_version = rotating.updated_at
+    changed = store.update_settings(
+        "acme", "openai", SettingsChange(enabled=False, config={"default_model": "gpt-4o"}), audit("disable")
+    )
+    assert changed is not None and changed.updated_at != read_version
+    _, new_credential = make()
+    rotating.credential_id = new_credential.credential_id
+    rotating.status = Status.ACTIVE
+    rotating.updated_at = utc_now()
+    assert (
+        store.replace_credential(
+            rotating,
+            new_credential,
+            audit("rotate"),
+            expected_credential_id=credential.credential_id,
+            expected_updated_at=read_version,
+        )
+        is False
+    )
+    stored, stored_credential = store.get_integration_with_credential("acme", "openai")
+    assert stored.status == Status.DISABLED and stored.config == {"default_model": "gpt-4o"}
+    assert stored_credential == credential
+    assert [event.action for event in store.list_audit("acme")].count("rotate") == 0
 
 
 def test_delete_removes_both_and_audits_fingerprint(store):
@@ -302,7 +345,11 @@ def test_every_port_call_is_one_job(store, operation, jobs):
         "save": lambda: store.save_integration(integration, audit(), expected_updated_at=integration.updated_at),
         "update": lambda: store.update_settings("acme", "openai", SettingsChange(enabled=False), audit()),
         "replace": lambda: store.replace_credential(
-            integration, other_credential, audit(), expected_credential_id=credential.credential_id
+            integration,
+            other_credential,
+            audit(),
+            expected_credential_id=credential.credential_id,
+            expected_updated_at=integration.updated_at,
         ),
         "delete": lambda: store.delete_integration("acme", "openai", audit()),
     }
