@@ -63,6 +63,17 @@ def _platform_role_arn(environ: Mapping[str, str]) -> str | None:
     return value
 
 
+def _authority_host(environ: Mapping[str, str]) -> str:
+    """AZURE_AUTHORITY_HOST: https and no path, as msal requires (it appends the tenant)."""
+    from urllib.parse import urlsplit
+
+    value = (environ.get("AZURE_AUTHORITY_HOST") or "https://login.microsoftonline.com").rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or parts.path or parts.query:
+        raise ConfigurationError(f"AZURE_AUTHORITY_HOST must be https://host[:port] with no path, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     backend: str = "local"
@@ -98,6 +109,11 @@ class Settings:
     gcp_token_uri: str = "https://oauth2.googleapis.com/token"
     # Origins a browser frontend may call the API from (CORS); empty = no CORS headers.
     cors_allowed_origins: tuple[str, ...] = ()
+    # Azure: Entra ID authority host (https://host[:port], no path: msal appends the tenant),
+    # Microsoft Graph, and a CA bundle for the Azure calls (the simulator's own CA).
+    azure_authority_host: str = "https://login.microsoftonline.com"
+    azure_graph_base_url: str = "https://graph.microsoft.com"
+    azure_ca_bundle: str | None = None
     # Revalidation (Cloud Scheduler -> integration_revalidate)
     revalidate_auth: str = "admin_key"  # or "platform": Cloud Run verified the scheduler's OIDC token
     revalidation_concurrency: int = 16
@@ -150,6 +166,9 @@ class Settings:
             cors_allowed_origins=tuple(
                 o.strip().rstrip("/") for o in environ.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()
             ),
+            azure_authority_host=_authority_host(environ),
+            azure_graph_base_url=(environ.get("AZURE_GRAPH_BASE_URL") or "https://graph.microsoft.com").rstrip("/"),
+            azure_ca_bundle=environ.get("AZURE_CA_BUNDLE") or None,
             revalidate_auth=_choice(environ, "REVALIDATE_AUTH", ("admin_key", "platform")),
             revalidation_concurrency=max(1, int(_float(environ, "REVALIDATION_CONCURRENCY", 16))),
             revalidation_per_provider=max(1, int(_float(environ, "REVALIDATION_PER_PROVIDER", 8))),

@@ -37,7 +37,11 @@ CREDENTIAL_FIELDS = {
 CODE_VALIDATOR_CAPABILITIES = {
     "gcp_service_account": {"list_datasets", "read_billing_export", "run_queries"},
     "aws_role": {"assume_role", "caller_identity", "external_id_required", "list_export", "read_cost_export"},
+    "azure_service_principal": {"authenticate", "list_exports", "read_cost_export"},
 }
+
+# Code validators that parse a credential of several request fields (shared.validators.credential_parsers).
+MULTI_FIELD_MODULES = {"azure_service_principal"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class ConfigField:
     pattern: re.Pattern[str]
     required: bool
     description: str
+    example: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class ProviderSpec:
     pipelines: tuple[str, ...] = ()
     requirements: dict[str, Requirement] = field(default_factory=dict)
     key_prefix: str | None = None
+    # The request fields of a credential made of several (empty: just credential_field).
+    credential_fields: tuple[str, ...] = ()
 
     @property
     def needed_capabilities(self) -> tuple[str, ...]:
@@ -92,7 +99,15 @@ def _check_cross_fields(document: dict[str, Any]) -> list[str]:
     for provider_id, entry in document["providers"].items():
         validation = entry["validation"]
         credential_type = entry["credential_type"]
-        if entry["credential"]["field"] not in CREDENTIAL_FIELDS[credential_type]:
+        credential = entry["credential"]
+        if "fields" in credential:
+            # A credential of several request fields (Azure): the secret field is one of them.
+            if credential["field"] not in credential["fields"] or validation.get("module") not in MULTI_FIELD_MODULES:
+                problems.append(
+                    f"{provider_id}: credential.fields needs a validator module with a credential parser"
+                    f" ({', '.join(sorted(MULTI_FIELD_MODULES))}) and must list credential.field"
+                )
+        elif credential["field"] not in CREDENTIAL_FIELDS[credential_type]:
             problems.append(
                 f"{provider_id}: credential.field must be one of {', '.join(CREDENTIAL_FIELDS[credential_type])}"
                 f" for {credential_type}"
@@ -164,6 +179,7 @@ def load_registry(path: Path = REGISTRY_PATH) -> Registry:
                     pattern=re.compile(spec["pattern"]),
                     required=name in entry["required_fields"],
                     description=spec["description"],
+                    example=spec.get("example"),
                 )
                 for name, spec in entry.get("config_fields", {}).items()
             },
@@ -175,6 +191,7 @@ def load_registry(path: Path = REGISTRY_PATH) -> Registry:
                 for name, item in entry["validation"]["requirements"].items()
             },
             key_prefix=entry.get("key_prefix"),
+            credential_fields=tuple(credential.get("fields", ())),
         )
     return Registry(providers)
 

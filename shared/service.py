@@ -174,6 +174,8 @@ class IntegrationService:
         """The plaintext secret of ``credentials`` after the provider's format check."""
         if not isinstance(credentials, dict):
             raise BadRequest("Field 'credentials' must be an object")
+        if spec.credential_fields:
+            return self._multi_field_secret(spec, credentials)
         field_name = spec.credential_field
         unknown = sorted(set(credentials) - {field_name})
         if unknown:
@@ -201,6 +203,21 @@ class IntegrationService:
             raise InvalidCredentialFormat(f"Invalid API key format for {spec.display_name}")
         return value
 
+    def _multi_field_secret(self, spec: ProviderSpec, credentials: dict[str, Any]) -> str:
+        """A credential of several named fields (an Azure service principal), as canonical JSON."""
+        from shared.validators import credential_parsers
+
+        unknown = sorted(set(credentials) - set(spec.credential_fields))
+        if unknown:
+            allowed = ", ".join(spec.credential_fields)
+            raise BadRequest(f"Field 'credentials' for {spec.display_name} takes {allowed}; got {', '.join(unknown)}")
+        too_long = [
+            name for name, value in credentials.items() if isinstance(value, str) and len(value) > MAX_SECRET_CHARS
+        ]
+        if too_long:
+            raise BadRequest(f"Field 'credentials.{too_long[0]}' is longer than {MAX_SECRET_CHARS} characters")
+        return credential_parsers()[spec.validation["module"]](credentials, spec.display_name)
+
     def _config_from(self, spec: ProviderSpec, config: Any) -> dict[str, str]:
         if config is None:
             config = {}
@@ -220,7 +237,10 @@ class IntegrationService:
                     problems.append(f"'{name}' is required ({field_spec.description})")
                 continue
             if not isinstance(value, str) or not field_spec.pattern.fullmatch(value):
-                problems.append(f"'{name}' must match {field_spec.pattern.pattern}")
+                shape = (
+                    f"look like {field_spec.example}" if field_spec.example else f"match {field_spec.pattern.pattern}"
+                )
+                problems.append(f"'{name}' must {shape}")
         if problems:
             raise BadRequest(f"Invalid config for {spec.display_name}: " + "; ".join(problems))
         return {name: value for name, value in config.items() if value is not None}

@@ -45,6 +45,9 @@ class Adapters:
             aws_web_identity_audience=settings.aws_web_identity_audience,
             aws_id_token_url=settings.aws_id_token_url,
             gcp_token_uri=settings.gcp_token_uri,
+            azure_authority_host=settings.azure_authority_host,
+            azure_graph_base_url=settings.azure_graph_base_url,
+            azure_ca_bundle=settings.azure_ca_bundle,
         )
 
     @cached_property

@@ -13,7 +13,7 @@ from shared.providers import REGISTRY_PATH, default_registry, load_registry
 
 def test_registry_loads_every_provider():
     registry = default_registry()
-    assert set(registry.providers) == {"gcp", "openai", "anthropic", "gemini", "aws"}
+    assert set(registry.providers) == {"gcp", "openai", "anthropic", "gemini", "azure", "aws"}
     assert registry.get("aws").category == "cloud" and registry.get("aws").credential_field == "role_arn"
     assert registry.get("gcp").display_name == "Google Cloud Platform"
     assert registry.get("openai").key_pattern.fullmatch("sk-proj-" + "a" * 24)
@@ -52,6 +52,8 @@ def _broken(tmp_path: Path, mutate) -> Path:
         (lambda d: d["providers"]["gcp"].update(credential_type="service_account_json"), "credential_type"),
         (lambda d: d["providers"]["openai"].update(key_prefix="xx-"), "key_prefix"),
         (lambda d: d["providers"]["gcp"]["validation"].update(headers={}), "validation"),
+        (lambda d: d["providers"]["azure"]["credential"].update(field="api_key"), "must list credential.field"),
+        (lambda d: d["providers"]["gcp"]["credential"].update(fields=["a_b", "c_d"]), "credential parser"),
     ],
 )
 def test_broken_registry_is_rejected(tmp_path, mutate, fragment):

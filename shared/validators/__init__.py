@@ -115,6 +115,11 @@ class ValidationContext:
     aws_id_token_url: str = METADATA_IDENTITY_URL
     # Where service-account tokens are fetched: the operator's choice, never the key's token_uri.
     gcp_token_uri: str = "https://oauth2.googleapis.com/token"
+    # Azure: Entra ID authority host (scheme://host[:port], the tenant is appended),
+    # Microsoft Graph, and a CA bundle for a loopback simulator (msal insists on https).
+    azure_authority_host: str = "https://login.microsoftonline.com"
+    azure_graph_base_url: str = "https://graph.microsoft.com"
+    azure_ca_bundle: str | None = None
 
 
 def summarize(spec: ProviderSpec, checks: list[CheckResult]) -> ValidationResult:
@@ -222,7 +227,22 @@ def validate_credential(
     return validator(spec, secret, config, context)
 
 
-def code_validators() -> dict[str, CodeValidator]:
-    from shared.validators import aws, gcp
+def credential_parsers() -> dict[str, Callable[[dict[str, Any], str], str]]:
+    """Format checks of credentials made of several fields, by validator module.
 
-    return {"gcp_service_account": gcp.validate_service_account, "aws_role": aws.validate_role}
+    Each takes the request's ``credentials`` object and the display name and
+    returns the canonical secret to encrypt, or raises a 400 naming the field.
+    """
+    from shared.validators import azure
+
+    return {"azure_service_principal": azure.parse_service_principal}
+
+
+def code_validators() -> dict[str, CodeValidator]:
+    from shared.validators import aws, azure, gcp
+
+    return {
+        "gcp_service_account": gcp.validate_service_account,
+        "azure_service_principal": azure.validate_service_principal,
+        "aws_role": aws.validate_role,
+    }

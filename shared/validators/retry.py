@@ -76,8 +76,13 @@ def request_with_retries(
     max_attempts: int,
     retry_after_cap_seconds: float,
     backoff_base_seconds: float,
+    verify: str | None = None,
 ) -> Attempted:
-    """Send one idempotent check, retrying faults; ``deadline`` is a monotonic time."""
+    """Send one idempotent check, retrying faults; ``deadline`` is a monotonic time.
+
+    ``verify`` names a CA bundle for this request (a simulator's own CA);
+    None keeps the session's setting.
+    """
     response: requests.Response | None = None
     error: Exception | None = None
     attempt = 0
@@ -95,6 +100,7 @@ def request_with_retries(
                 data=data,
                 timeout=min(timeout_seconds, remaining),
                 allow_redirects=False,
+                verify=verify,
             )
             error = None
         except requests.RequestException as exc:

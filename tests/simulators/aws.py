@@ -22,7 +22,7 @@ Policy evaluation is deliberately small: Allow/Deny statements with
 Action/Resource wildcards and the condition operators above; anything else
 denies. It is a stand-in, not IAM.
 
-Run it for the README walkthrough: ``python -m tests.simulators.aws --port 9998``.
+Run it for the README walkthrough: ``python -m tests.simulators.aws --port 9997``.
 """
 
 from __future__ import annotations
@@ -504,7 +504,7 @@ class AwsStandIn:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.simulators.aws", description=__doc__.split("\n")[0])
-    parser.add_argument("--port", type=int, default=9998, help="port on 127.0.0.1 (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=9997, help="port on 127.0.0.1 (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     args = parser.parse_args(argv)
     stop = threading.Event()
