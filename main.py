@@ -12,6 +12,7 @@ from functions.list_integrations import integration_list
 from functions.revalidate import integration_revalidate
 from functions.rotate import integration_rotate
 from functions.setup import integration_setup
+from functions.subscriptions import subscription_provider_update, subscription_providers_list
 from functions.update import integration_update
 from functions.validate import integration_validate
 from functions.webhook import webhook_delete, webhook_get, webhook_set
@@ -33,6 +34,8 @@ ENTRY_POINTS = {
     "webhook_delete": webhook_delete,
     "alerts_list": alerts_list,
     "aws_setup_instructions": aws_setup_instructions,
+    "subscription_providers_list": subscription_providers_list,
+    "subscription_provider_update": subscription_provider_update,
 }
 
 __all__ = list(ENTRY_POINTS)

@@ -65,6 +65,9 @@ BUDGET: dict[str, tuple[int, int, int]] = {
     "update": (1, 0, 0),
     "rotate": (2, 1, 0),
     "delete": (1, 0, 0),
+    # SaaS subscriptions (issue 12): one job each, no KMS.
+    "subscriptions_list": (1, 0, 0),
+    "subscription_toggle": (1, 0, 0),
 }
 OPERATIONS = tuple(BUDGET)
 FUNCTION_MODULES = (
@@ -76,6 +79,7 @@ FUNCTION_MODULES = (
     "functions.delete",
     "functions.rotate",
     "functions.revalidate",
+    "functions.subscriptions",
 )
 HELLO_MODULE = "bench_hello_function"
 HELLO_SOURCE = 'import functions_framework\n\n\n@functions_framework.http\ndef hello(request):\n    return "ok"\n'
@@ -315,6 +319,8 @@ def measure_operations(mode: str, settings: Settings, reps: int, kms_server: Any
         every = f"{API}/{ORG}"
         one = f"{every}/{PROVIDER}"
         rotation = itertools.count()
+        toggles = itertools.count()
+        subscriptions = f"/api/v1/subscriptions/{ORG}/providers"
         requests: dict[str, Callable[[], Any]] = {
             "setup": lambda: client.post(
                 f"{one}/setup", json={"credentials": {"api_key": OPENAI_KEY}}, headers=headers
@@ -329,6 +335,11 @@ def measure_operations(mode: str, settings: Settings, reps: int, kms_server: Any
                 headers=headers,
             ),
             "delete": lambda: client.delete(one, headers=headers),
+            "subscriptions_list": lambda: client.get(subscriptions, headers=headers),
+            # Alternating on/off: every measured toggle is a real change.
+            "subscription_toggle": lambda: client.put(
+                f"{subscriptions}/slack", json={"enabled": next(toggles) % 2 == 0}, headers=headers
+            ),
         }
         present, enabled = False, False
         store, cipher = service.adapters.store, service.adapters.cipher

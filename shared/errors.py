@@ -39,6 +39,12 @@ class InvalidCredentialFormat(BadRequest):
     code = "invalid_credential_format"
 
 
+class ProviderNotConnectable(BadRequest):
+    """A toggle-only SaaS tool: there is no credential to set up, only its subscription toggle."""
+
+    code = "provider_not_connectable"
+
+
 class UnknownProvider(ServiceError):
     status_code = 404
     code = "unknown_provider"

@@ -167,6 +167,20 @@ class Alert:
 
 
 @dataclass
+class SubscriptionToggle:
+    """An organization's "we pay for this SaaS tool" switch (saas_subscription_providers_meta)."""
+
+    org_slug: str
+    provider: str
+    enabled: bool
+    created_at: datetime = field(default_factory=utc_now)
+    updated_at: datetime = field(default_factory=utc_now)
+    created_by: str | None = None  # X-User-Id, else the API key id
+    updated_by: str | None = None
+    updated_by_key_id: str | None = None
+
+
+@dataclass
 class Webhook:
     org_slug: str
     webhook_id: str

@@ -4,8 +4,12 @@ The file sits where the spec (and the cost pipelines, which read it by the
 spec's keys) expect it. The JSON Schema (``providers.schema.json`` beside it)
 checks shapes; the cross-field rules below check what a schema cannot (every
 requirement names a declared check, every pipeline has a requirement, every
-required field is a declared config field). A broken registry fails at
-start-up with ``ConfigurationError``.
+required field is a declared config field, every placeholder is known).
+A broken registry fails at start-up with ``ConfigurationError``.
+
+SaaS tools carry ``saas_category`` and ``connection``; a ``toggle`` tool has
+no credential, base URL or validation (its ProviderSpec says so with
+``connectable`` False), so only the subscription toggles know it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ CREDENTIAL_FIELDS = {
     "service_account": ("service_account_json", "role_arn"),
     "oauth": ("oauth_token",),
 }
+
+SAAS_CATEGORIES = ("ai", "design", "productivity", "development")
+
+# Placeholders a declarative check may use besides {config.<field>} (shared/validators/http_check.py).
+REQUEST_PLACEHOLDERS = frozenset(
+    {"secret", "secret_basic", "window_start_unix", "window_start_rfc3339", "window_end_unix", "window_end_rfc3339"}
+)
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 # Capabilities that code validators report (declarative ones are their check names).
 CODE_VALIDATOR_CAPABILITIES = {
@@ -68,17 +80,24 @@ class ProviderSpec:
     provider_id: str
     display_name: str
     category: str
-    credential_type: str  # api_key | service_account | oauth (the spec's values)
-    credential_field: str  # the CredentialInput field that carries it
+    credential_type: str  # api_key | service_account | oauth (the spec's values); "" for a toggle
+    credential_field: str  # the CredentialInput field that carries it; "" for a toggle
     key_pattern: re.Pattern[str] | None
     config_fields: dict[str, ConfigField]
-    base_url: str
-    validation: dict[str, Any]
+    base_url: str  # "" for a toggle
+    validation: dict[str, Any]  # {} for a toggle
     pipelines: tuple[str, ...] = ()
     requirements: dict[str, Requirement] = field(default_factory=dict)
     key_prefix: str | None = None
     # The request fields of a credential made of several (empty: just credential_field).
     credential_fields: tuple[str, ...] = ()
+    saas_category: str | None = None  # ai | design | productivity | development (category saas only)
+    connection: str | None = None  # toggle | api_token | oauth (category saas; None elsewhere)
+
+    @property
+    def connectable(self) -> bool:
+        """Whether an org can store a credential for it (a toggle-only SaaS tool cannot)."""
+        return self.connection != "toggle"
 
     @property
     def needed_capabilities(self) -> tuple[str, ...]:
@@ -97,8 +116,12 @@ class Registry:
 def _check_cross_fields(document: dict[str, Any]) -> list[str]:
     problems = []
     for provider_id, entry in document["providers"].items():
+        if entry.get("connection") == "toggle":
+            continue  # nothing to connect: the schema already refused credential and validation
         validation = entry["validation"]
         credential_type = entry["credential_type"]
+        if entry.get("connection") == "api_token" and credential_type != "api_key":
+            problems.append(f"{provider_id}: connection api_token needs credential_type api_key")
         credential = entry["credential"]
         if "fields" in credential:
             # A credential of several request fields (Azure): the secret field is one of them.
@@ -129,6 +152,7 @@ def _check_cross_fields(document: dict[str, Any]) -> list[str]:
                 problems.append(f"{provider_id}: declarative validation needs an api_key credential")
             if "pattern" not in entry["credential"] or not example:
                 problems.append(f"{provider_id}: an api_key credential needs a pattern and an example")
+            problems += _placeholder_problems(provider_id, entry)
         else:
             module = validation["module"]
             if module not in CODE_VALIDATOR_CAPABILITIES:
@@ -144,6 +168,29 @@ def _check_cross_fields(document: dict[str, Any]) -> list[str]:
             for capability in requirement["requires"]:
                 if capability not in capabilities:
                     problems.append(f"{provider_id}: requirement {name} requires unknown capability {capability}")
+    return problems
+
+
+def _placeholder_problems(provider_id: str, entry: dict[str, Any]) -> list[str]:
+    """Every {name} in headers, paths and queries is one the checks can fill."""
+    validation, config_fields = entry["validation"], entry.get("config_fields", {})
+    templates = [(f"header {name}", value, False) for name, value in validation["headers"].items()]
+    for check_name, check in validation["checks"].items():
+        templates.append((f"check {check_name} path", check["path"], True))
+        templates += [(f"check {check_name} query {name}", v, False) for name, v in check.get("query", {}).items()]
+    problems = []
+    for where, template, in_path in templates:
+        for name in PLACEHOLDER.findall(template):
+            field_name = name.removeprefix("config.")
+            if name.startswith("config."):
+                if field_name not in config_fields:
+                    problems.append(f"{provider_id}: {where} names unknown config field {field_name}")
+                elif in_path and field_name not in entry["required_fields"]:
+                    problems.append(f"{provider_id}: {where} needs config field {field_name} to be required")
+            elif name not in REQUEST_PLACEHOLDERS:
+                problems.append(f"{provider_id}: {where} names unknown placeholder {{{name}}}")
+            elif name.startswith("secret") and not where.startswith("header"):
+                problems.append(f"{provider_id}: {where} may not carry the secret (only headers may)")
     return problems
 
 
@@ -165,13 +212,14 @@ def load_registry(path: Path = REGISTRY_PATH) -> Registry:
 
     providers = {}
     for provider_id, entry in document["providers"].items():
-        credential = entry["credential"]
+        credential = entry.get("credential", {})
+        validation = entry.get("validation", {})
         providers[provider_id] = ProviderSpec(
             provider_id=provider_id,
             display_name=entry["display_name"],
             category=entry["category"],
-            credential_type=entry["credential_type"],
-            credential_field=credential["field"],
+            credential_type=entry.get("credential_type", ""),
+            credential_field=credential.get("field", ""),
             key_pattern=re.compile(credential["pattern"]) if "pattern" in credential else None,
             config_fields={
                 name: ConfigField(
@@ -183,15 +231,17 @@ def load_registry(path: Path = REGISTRY_PATH) -> Registry:
                 )
                 for name, spec in entry.get("config_fields", {}).items()
             },
-            base_url=entry["base_url"].rstrip("/"),
-            validation=entry["validation"],
+            base_url=entry.get("base_url", "").rstrip("/"),
+            validation=validation,
             pipelines=tuple(entry["pipelines"]),
             requirements={
                 name: Requirement(name, tuple(item["requires"]), item["description"], item["fix"])
-                for name, item in entry["validation"]["requirements"].items()
+                for name, item in validation.get("requirements", {}).items()
             },
             key_prefix=entry.get("key_prefix"),
             credential_fields=tuple(credential.get("fields", ())),
+            saas_category=entry.get("saas_category"),
+            connection=entry.get("connection"),
         )
     return Registry(providers)
 

@@ -20,6 +20,8 @@ API_KEYS_TABLE = "org_api_keys"
 ALERTS_TABLE = "integration_alerts"
 WEBHOOKS_TABLE = "org_webhooks"
 EXTERNAL_IDS_TABLE = "org_external_ids"
+# The spec keeps SaaS toggles in Supabase; this service owns them in its own store.
+SAAS_TOGGLES_TABLE = "saas_subscription_providers_meta"
 
 TABLES = (
     INTEGRATIONS_TABLE,
@@ -29,6 +31,7 @@ TABLES = (
     ALERTS_TABLE,
     WEBHOOKS_TABLE,
     EXTERNAL_IDS_TABLE,
+    SAAS_TOGGLES_TABLE,
 )
 
 

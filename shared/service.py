@@ -32,6 +32,7 @@ from shared.errors import (
     IntegrationDisabled,
     InvalidCredentialFormat,
     NotFound,
+    ProviderNotConnectable,
     ProviderUnavailable,
     Unauthenticated,
     UnknownProvider,
@@ -324,6 +325,12 @@ class IntegrationService:
         self, caller: Caller, provider_id: str, credentials: Any, config: Any, expires_at: datetime | None
     ) -> Integration:
         spec = self.provider(provider_id)
+        if not spec.connectable:
+            raise ProviderNotConnectable(
+                f"{spec.display_name} has no API connection: it is a subscription toggle only;"
+                f" use PUT /api/v1/subscriptions/{caller.org_slug}/providers/{spec.provider_id}"
+                ' with {"enabled": true}'
+            )
         try:
             secret = self._secret_from(spec, credentials)
         except InvalidCredentialFormat as error:

@@ -14,6 +14,7 @@ locals {
     "integration_alerts",
     "org_webhooks",
     "org_external_ids",
+    "saas_subscription_providers_meta",
   ]
 }
 

@@ -20,6 +20,8 @@ locals {
     "webhook_delete",
     "alerts_list",
     "aws_setup_instructions",
+    "subscription_providers_list",
+    "subscription_provider_update",
   ]
 
   # Reached only by Cloud Scheduler (scheduler.tf), never through the gateway.

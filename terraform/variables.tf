@@ -151,6 +151,20 @@ variable "function_settings" {
       max_instance_request_concurrency = 16
       max_instance_count               = 5
     }
+    subscription_providers_list = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 16
+      max_instance_count               = 5
+    }
+    subscription_provider_update = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 8
+      max_instance_count               = 5
+    }
     aws_setup_instructions = {
       memory                           = "512Mi"
       cpu                              = "1"

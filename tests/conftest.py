@@ -20,6 +20,7 @@ from tests.emulators.bigquery_emulator import EmulatorProcess
 from tests.fakes.kms_server import FakeKmsServer
 from tests.fakes.secret_manager_server import FakeSecretManagerServer
 from tests.simulators.providers import ProviderSimulator
+from tests.simulators.saas import SaasSimulator
 
 # Keys the simulator treats as valid; shaped like the real ones. The default
 # OpenAI/Anthropic keys are admin keys: only those can read costs, which is
@@ -51,6 +52,13 @@ def _restore_environ() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def simulator() -> Iterator[ProviderSimulator]:
     with ProviderSimulator() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def saas_simulator() -> Iterator[SaasSimulator]:
+    """The SaaS admin APIs (GitHub, Slack, Cursor, ...); it refuses and records any call that is not a free read."""
+    with SaasSimulator() as running:
         yield running
 
 

@@ -47,6 +47,15 @@ def test_responses_match_the_document(client, org_key):
     do("POST", base + "/openai/rotate", {"new_credentials": {"api_key": "sk-proj-" + "b" * 30}})
     do("DELETE", base + "/openai")
     do("GET", "/api/v1/integrations/globex")  # 403
+    # SaaS: an API-token tool with its config, a toggle-only tool (400), the subscription toggles
+    do("POST", base + "/github/setup", {"credentials": {"api_key": "ghp_" + "a" * 36}, "config": {"organization": "x"}})
+    do("POST", base + "/canva/setup", {"credentials": {"api_key": "x" * 30}})  # 400
+    subscriptions = "/api/v1/subscriptions/acme/providers"
+    do("PUT", subscriptions + "/github", {"enabled": True})
+    do("PUT", subscriptions + "/github", {"enabled": "yes"})  # 400
+    do("PUT", subscriptions + "/openai", {"enabled": True})  # 404
+    do("GET", subscriptions)
+    do("GET", "/api/v1/subscriptions/globex/providers")  # 403
 
 
 def test_provider_parameter_and_config_schemas_are_the_registry():
@@ -56,9 +65,11 @@ def test_provider_parameter_and_config_schemas_are_the_registry():
     registry = default_registry()
     components = document()["components"]
     assert components["parameters"]["Provider"]["schema"]["enum"] == sorted(registry.providers)
+    # Toggle-only SaaS tools are providers (the subscriptions path takes them) but take no setup, so no config.
+    connectable = {provider_id: spec for provider_id, spec in registry.providers.items() if spec.connectable}
     referenced = [ref["$ref"].rsplit("/", 1)[1] for ref in components["schemas"]["ProviderConfig"]["anyOf"]]
-    assert referenced == [f"{provider.capitalize()}Config" for provider in sorted(registry.providers)]
-    for provider_id, spec in registry.providers.items():
+    assert referenced == [f"{provider.capitalize()}Config" for provider in sorted(connectable)]
+    for provider_id, spec in connectable.items():
         schema = components["schemas"][f"{provider_id.capitalize()}Config"]
         assert schema["additionalProperties"] is False
         documented = {name: field["pattern"] for name, field in schema["properties"].items()}

@@ -10,13 +10,42 @@ import yaml
 from shared.errors import ConfigurationError
 from shared.providers import REGISTRY_PATH, default_registry, load_registry
 
+# The spec's SaaS table: AI, Design, Productivity, Development, three tools each.
+SPEC_SAAS_TOOLS = {
+    "ai": {"ChatGPT Plus", "Claude Pro", "Cursor"},
+    "design": {"Canva", "Figma", "Adobe Creative Cloud"},
+    "productivity": {"Notion", "Slack", "Asana"},
+    "development": {"GitHub", "Vercel", "Railway"},
+}
+# Tools with an admin/billing API a token can read (the list); the rest are toggles.
+API_TOKEN_TOOLS = {"github", "slack", "cursor", "vercel", "figma", "notion", "asana"}
+
 
 def test_registry_loads_every_provider():
     registry = default_registry()
-    assert set(registry.providers) == {"gcp", "openai", "anthropic", "gemini", "azure", "aws"}
+    assert {"gcp", "openai", "anthropic", "gemini", "azure", "aws"} <= set(registry.providers)
     assert registry.get("aws").category == "cloud" and registry.get("aws").credential_field == "role_arn"
     assert registry.get("gcp").display_name == "Google Cloud Platform"
     assert registry.get("openai").key_pattern.fullmatch("sk-proj-" + "a" * 24)
+
+
+def test_every_spec_saas_tool_is_in_its_category():
+    saas = [spec for spec in default_registry().providers.values() if spec.category == "saas"]
+    by_category: dict[str, set[str]] = {}
+    for spec in saas:
+        by_category.setdefault(spec.saas_category, set()).add(spec.display_name)
+    for category, tools in SPEC_SAAS_TOOLS.items():
+        assert tools <= by_category.get(category, set()), category
+    assert {spec.provider_id for spec in saas if spec.connection == "api_token"} == API_TOKEN_TOOLS
+    for spec in saas:
+        assert spec.connectable == (spec.connection != "toggle")
+        if spec.connection == "toggle":
+            assert (spec.credential_type, spec.validation, spec.base_url, spec.requirements) == ("", {}, "", {})
+        else:
+            # Each API tool proves what its pipeline needs (seat or spend read), or the connection alone.
+            assert spec.requirements and set(spec.requirements) <= {"saas/seats", "saas/spend", "connection"}
+    others = [spec for spec in default_registry().providers.values() if spec.category != "saas"]
+    assert all(spec.saas_category is None and spec.connectable for spec in others)
 
 
 def test_every_example_key_matches_its_own_pattern():
@@ -54,6 +83,31 @@ def _broken(tmp_path: Path, mutate) -> Path:
         (lambda d: d["providers"]["gcp"]["validation"].update(headers={}), "validation"),
         (lambda d: d["providers"]["azure"]["credential"].update(field="api_key"), "must list credential.field"),
         (lambda d: d["providers"]["gcp"]["credential"].update(fields=["a_b", "c_d"]), "credential parser"),
+        # SaaS catalog rules
+        (lambda d: d["providers"]["canva"].pop("saas_category"), "saas_category"),
+        (lambda d: d["providers"]["canva"].update(saas_category="games"), "saas_category"),
+        (lambda d: d["providers"]["openai"].update(saas_category="ai"), "saas_category"),
+        (lambda d: d["providers"]["canva"].pop("connection"), "connection"),
+        (lambda d: d["providers"]["canva"].update(credential={"field": "api_key"}), "credential"),
+        (lambda d: d["providers"]["slack"].pop("validation"), "validation"),
+        (lambda d: d["providers"]["slack"].update(connection="toggle"), "validation. should not be valid"),
+        (
+            lambda d: d["providers"]["cursor"]["validation"]["headers"].update(Authorization="Basic {secret_b64}"),
+            "unknown placeholder",
+        ),
+        (
+            lambda d: d["providers"]["vercel"]["validation"]["checks"]["read_user"].update(query={"t": "{secret}"}),
+            "may not carry the secret",
+        ),
+        (lambda d: d["providers"]["github"].update(required_fields=[]), "to be required"),
+        (
+            lambda d: d["providers"]["asana"]["validation"]["checks"]["read_me"].update(path="/u/{config.nope}"),
+            "unknown config field",
+        ),
+        (
+            lambda d: d["providers"]["slack"]["validation"]["responses"].update(success=[{"status": 200, "json": {}}]),
+            "success",
+        ),
     ],
 )
 def test_broken_registry_is_rejected(tmp_path, mutate, fragment):

@@ -1,6 +1,7 @@
 """Adding a provider with a standard "who am I" check is a registry change:
-two SaaS providers declared in YAML only (one answers a bad token with 401,
-one with 200 and "ok": false, as Slack does) validate through the same code."""
+two SaaS providers (stripped-down variants of the registry's own) declared in
+YAML only (one answers a bad token with 401, one with 200 and "ok": false, as
+Slack does) validate through the same code."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from shared.service import Caller, IntegrationService
 from shared.wiring import Adapters
 
 EXTRA_PROVIDERS = """
-github:
+github_demo:
   display_name: GitHub
   category: saas
+  saas_category: development
+  connection: api_token
   credential_type: api_key
   required_fields: []
   pipelines: [saas/seats]
@@ -34,9 +37,11 @@ github:
     responses: {invalid_key: [{status: 401}], forbidden: [{status: 403}]}
     requirements:
       saas/seats: {description: Seat usage, requires: [whoami], fix: Create a token with read:org}
-slack:
+slack_demo:
   display_name: Slack
   category: saas
+  saas_category: productivity
+  connection: api_token
   credential_type: api_key
   required_fields: []
   pipelines: [saas/seats]
@@ -80,7 +85,7 @@ def extended_service(tmp_path, settings):
     server = make_server("127.0.0.1", 0, who_am_i, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
-    settings.provider_base_urls.update(github=f"{base}/github", slack=f"{base}/slack")
+    settings.provider_base_urls.update(github_demo=f"{base}/github", slack_demo=f"{base}/slack")
     try:
         yield IntegrationService(Adapters(settings), load_registry(path))
     finally:
@@ -90,10 +95,10 @@ def extended_service(tmp_path, settings):
 @pytest.mark.parametrize(
     ("provider", "token", "status", "message"),
     [
-        ("github", GOOD_GITHUB, "active", None),
-        ("github", BAD_GITHUB, "error", "GitHub API key is invalid or expired"),
-        ("slack", GOOD_SLACK, "active", None),
-        ("slack", BAD_SLACK, "error", "Slack API key is invalid or expired"),
+        ("github_demo", GOOD_GITHUB, "active", None),
+        ("github_demo", BAD_GITHUB, "error", "GitHub API key is invalid or expired"),
+        ("slack_demo", GOOD_SLACK, "active", None),
+        ("slack_demo", BAD_SLACK, "error", "Slack API key is invalid or expired"),
     ],
 )
 def test_yaml_only_provider_validates(extended_service, provider, token, status, message):

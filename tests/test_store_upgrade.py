@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from shared.crypto import credential_aad
-from shared.schemas import TABLES
 from shared.service import Caller
 from shared.store.sqlite_store import SqliteStore
 from tests.conftest import GEMINI_KEY, OPENAI_KEY, make_service
 
 V1_SCHEMAS = Path(__file__).parent / "fixtures" / "schema_v1"
+# The tables the first schema had; tables added since (SaaS toggles) are created by the upgrade.
+V1_TABLES = sorted(path.stem for path in V1_SCHEMAS.glob("*.json"))
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 EXPIRES = datetime(2027, 6, 1, tzinfo=UTC)
 
@@ -195,6 +196,8 @@ def test_v1_store_upgrades_in_place_and_every_credential_decrypts(backend, v1_se
         expected_type = "service_account" if row.provider == "gcp" else "api_key"
         assert credential.credential_type == expected_type
     assert {audit.actor for audit in store.list_audit("acme")} == {"key-of-alice"}
+    # A table the first schema did not have (SaaS toggles) exists and is empty.
+    assert store.list_subscription_toggles("acme") == ([], {"openai": "error", "gemini": "error", "gcp": "error"})
 
 
 def test_upgraded_store_serves_the_spec_shapes(backend, v1_settings, request):

@@ -25,7 +25,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from shared.models import Alert, ApiKeyRecord, AuditEvent, Integration, SettingsChange, StoredCredential, Webhook
+from shared.models import (
+    Alert,
+    ApiKeyRecord,
+    AuditEvent,
+    Integration,
+    SettingsChange,
+    StoredCredential,
+    SubscriptionToggle,
+    Webhook,
+)
 
 
 class IntegrationStore(Protocol):
@@ -129,6 +138,23 @@ class IntegrationStore(Protocol):
         """The org's external ID for ``provider``; stores ``candidate`` first if there is none (one job).
 
         Generated once and kept: concurrent first calls agree on one value.
+        """
+        ...
+
+    # --- SaaS subscription toggles ------------------------------------------------------
+
+    def list_subscription_toggles(self, org_slug: str) -> tuple[list[SubscriptionToggle], dict[str, str]]:
+        """The org's toggles, and the status of each of its integrations by provider (one job)."""
+        ...
+
+    def set_subscription_toggle(
+        self, toggle: SubscriptionToggle, audit: AuditEvent
+    ) -> tuple[SubscriptionToggle, bool, str | None]:
+        """Create or change the org's toggle for ``toggle.provider`` with its audit row (one job).
+
+        Setting the value it has writes only the audit row (detail ``unchanged``)
+        and keeps created/updated fields. Returns the stored toggle, whether it
+        changed, and the status of the org's integration for that provider.
         """
         ...
 

@@ -12,7 +12,7 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.models import Alert, ApiKeyRecord, AuditEvent, Integration, StoredCredential, Webhook
+from shared.models import Alert, ApiKeyRecord, AuditEvent, Integration, StoredCredential, SubscriptionToggle, Webhook
 
 JSON_COLUMNS = ("config", "details")
 
@@ -84,6 +84,16 @@ def webhook_to_row(webhook: Webhook) -> dict[str, Any]:
 
 def webhook_from_row(row: dict[str, Any]) -> Webhook:
     return Webhook(**_aware_timestamps(dict(row)))
+
+
+def toggle_to_row(toggle: SubscriptionToggle) -> dict[str, Any]:
+    return _fields(toggle)
+
+
+def toggle_from_row(row: dict[str, Any]) -> SubscriptionToggle:
+    values = dict(row)
+    values["enabled"] = bool(values["enabled"])
+    return SubscriptionToggle(**_aware_timestamps(values))
 
 
 def _json_value(value: Any) -> Any:

@@ -8,9 +8,11 @@ is a YAML change.
 
 from __future__ import annotations
 
+import base64
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -22,11 +24,16 @@ MAX_MODELS_REPORTED = 200
 
 
 def _placeholders(secret: str, config: dict[str, Any]) -> dict[str, str]:
-    window_start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+    window_end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    window_start = window_end - timedelta(days=1)
     values = {
         "secret": secret,
+        # HTTP Basic with the key as the user name and no password (Cursor's Admin API).
+        "secret_basic": base64.b64encode(f"{secret}:".encode()).decode(),
         "window_start_unix": str(int(window_start.timestamp())),
         "window_start_rfc3339": window_start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "window_end_unix": str(int(window_end.timestamp())),
+        "window_end_rfc3339": window_end.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     values.update({f"config.{name}": str(value) for name, value in config.items() if value not in (None, "")})
     return values
@@ -54,13 +61,30 @@ def check_order(spec: ProviderSpec, secret: str) -> list[str]:
     return checks
 
 
+def _json_fields_match(response: requests.Response, wanted: dict[str, Any]) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    if not isinstance(body, dict):
+        return False
+    for name, allowed in wanted.items():
+        choices = allowed if isinstance(allowed, list) else [allowed]
+        if name not in body or body[name] not in choices:
+            return False
+    return True
+
+
 def _matches(response: requests.Response, matchers: list[dict[str, Any]]) -> bool:
     for matcher in matchers:
         if response.status_code != matcher["status"]:
             continue
         needle = matcher.get("body_contains")
-        if needle is None or needle in response.text:
-            return True
+        if needle is not None and needle not in response.text:
+            continue
+        if "json" in matcher and not _json_fields_match(response, matcher["json"]):
+            continue
+        return True
     return False
 
 
@@ -77,8 +101,11 @@ def classify(spec: ProviderSpec, capability: str, response: requests.Response | 
         )
     status = response.status_code
     responses = spec.validation["responses"]
-    # Matchers first: some APIs (Slack's auth.test) answer a bad token with 200 and "ok": false.
-    if _matches(response, responses["invalid_key"]):
+    # Matchers first: some APIs (Slack's auth.test) answer a bad token with 200 and "ok": false,
+    # and GitHub answers throttling with 403.
+    if _matches(response, responses.get("rate_limited", [])):
+        failure, failure_class, reason = Failure.RATE_LIMITED, FailureClass.TRANSIENT, "rate limited"
+    elif _matches(response, responses["invalid_key"]):
         failure, failure_class, reason = Failure.INVALID_KEY, FailureClass.CONFIG, "key rejected"
     elif _matches(response, responses["forbidden"]):
         failure, failure_class, reason = (
@@ -86,8 +113,11 @@ def classify(spec: ProviderSpec, capability: str, response: requests.Response | 
             FailureClass.CONFIG,
             "key lacks permission for this endpoint",
         )
-    elif 200 <= status < 300:
+    elif 200 <= status < 300 and ("success" not in responses or _matches(response, responses["success"])):
         return CheckResult(capability, tested=True, passed=True, http_status=status)
+    elif 200 <= status < 300:
+        # A 2xx that is not the provider's success shape (Slack's ok:false with an error we do not know).
+        failure, failure_class, reason = Failure.FORBIDDEN, FailureClass.CONFIG, "provider refused the call"
     elif status == 429:
         failure, failure_class, reason = Failure.RATE_LIMITED, FailureClass.TRANSIENT, "rate limited"
     elif status >= 500:
@@ -128,10 +158,16 @@ def run_http_checks(
     results = []
     for capability in check_order(spec, secret):
         check = validation["checks"][capability]
-        params = {name: _render(value, values) or "" for name, value in check.get("query", {}).items()}
+        params = {
+            name: rendered
+            for name, template in check.get("query", {}).items()
+            if (rendered := _render(template, values)) is not None
+        }
+        # Config values in a path are required fields (the registry checks it) and URL-encoded here.
+        path = _render(check["path"], {name: quote(value, safe="") for name, value in values.items()})
         attempted = request_with_retries(
             check["method"],
-            context.base_url + check["path"],
+            context.base_url + (path or check["path"]),
             headers=headers,
             params=params,
             timeout_seconds=context.request_timeout_seconds,

@@ -17,6 +17,7 @@ from shared.models import (
     SettingsChange,
     Status,
     StoredCredential,
+    SubscriptionToggle,
     Webhook,
     new_id,
     utc_now,
@@ -380,3 +381,53 @@ def test_concurrent_first_calls_agree_on_one_external_id(store):
     for thread in threads:
         thread.join()
     assert len(answers) == 4 and len(set(answers)) == 1
+
+
+def toggle(enabled, org="acme", provider="slack", actor="k1"):
+    return SubscriptionToggle(
+        org_slug=org, provider=provider, enabled=enabled, created_by=actor, updated_by=actor, updated_by_key_id="k1"
+    )
+
+
+def test_subscription_toggles_roundtrip_with_integration_status(store):
+    assert store.list_subscription_toggles("acme") == ([], {})
+    first = toggle(True)
+    stored, changed, status = store.set_subscription_toggle(first, audit("subscription_enable", provider="slack"))
+    assert (stored, changed, status) == (first, True, None)
+    integration, credential = make(provider="slack")
+    store.create_integration(integration, credential, audit(provider="slack"))
+    store.counters.clear()
+    again = audit("subscription_enable", provider="slack")
+    stored, changed, status = store.set_subscription_toggle(toggle(True, actor="ana"), again)
+    assert (stored, changed, status) == (first, False, "pending") and again.detail == "unchanged"
+    off = toggle(False, actor="ana")
+    stored, changed, _ = store.set_subscription_toggle(off, audit("subscription_disable", provider="slack"))
+    assert changed is True and stored.enabled is False and stored.updated_by == "ana"
+    assert (stored.created_at, stored.created_by) == (first.created_at, "k1")
+    store.set_subscription_toggle(toggle(True, org="globex", provider="figma"), audit(org="globex"))
+    assert store.list_subscription_toggles("acme") == ([stored], {"slack": "pending"})
+    assert store.counters["jobs"] == 4  # one per call
+    assert [a.action for a in store.list_audit("acme", "slack")] == [
+        "subscription_disable",
+        "subscription_enable",
+        "setup",
+        "subscription_enable",
+    ]
+
+
+def test_parallel_first_toggles_leave_one_row(store):
+    outcomes = []
+    barrier = threading.Barrier(4)
+
+    def attempt():
+        barrier.wait()
+        outcomes.append(store.set_subscription_toggle(toggle(True), audit("subscription_enable", provider="slack"))[1])
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == [False] * 3 + [True]
+    assert len(store.list_subscription_toggles("acme")[0]) == 1
+    assert len(store.list_audit("acme", "slack")) == 4
