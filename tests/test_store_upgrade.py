@@ -20,7 +20,7 @@ from shared.store.sqlite_store import SqliteStore
 from tests.conftest import GEMINI_KEY, OPENAI_KEY, make_service
 
 V1_SCHEMAS = Path(__file__).parent / "fixtures" / "schema_v1"
-# The tables the first schema had; tables added since (SaaS toggles) are created by the upgrade.
+# The tables the first schema had; tables added since (SaaS toggles, external IDs) are created by the upgrade.
 V1_TABLES = sorted(path.stem for path in V1_SCHEMAS.glob("*.json"))
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 EXPIRES = datetime(2027, 6, 1, tzinfo=UTC)
@@ -29,10 +29,6 @@ EXPIRES = datetime(2027, 6, 1, tzinfo=UTC)
 @pytest.fixture(params=["local", "gcp"])
 def backend(request):
     return request.param
-
-
-# Tables the first schema had; later ones (org_external_ids) are absent from a v1 store.
-V1_TABLES = [table for table in TABLES if (V1_SCHEMAS / f"{table}.json").exists()]
 
 
 def v1_schema(table: str) -> list[dict]:
