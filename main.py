@@ -8,6 +8,8 @@ from functions.alerts import alerts_list
 from functions.aws_setup_instructions import aws_setup_instructions
 from functions.delete import integration_delete
 from functions.get import integration_get
+from functions.import_integrations import integration_import
+from functions.keys import admin_key_rewrap, admin_key_rotate, admin_keys
 from functions.list_integrations import integration_list
 from functions.revalidate import integration_revalidate
 from functions.rotate import integration_rotate
@@ -36,6 +38,10 @@ ENTRY_POINTS = {
     "aws_setup_instructions": aws_setup_instructions,
     "subscription_providers_list": subscription_providers_list,
     "subscription_provider_update": subscription_provider_update,
+    "integration_import": integration_import,
+    "admin_keys": admin_keys,
+    "admin_key_rotate": admin_key_rotate,
+    "admin_key_rewrap": admin_key_rewrap,
 }
 
 __all__ = list(ENTRY_POINTS)

@@ -6,7 +6,8 @@ from typing import Any
 
 import functions_framework
 
-from shared.http import ApiCall, endpoint, parse_timestamp
+from shared.http import ApiCall, endpoint
+from shared.service import parse_timestamp
 
 
 @functions_framework.http

@@ -12,8 +12,9 @@ from typing import Any
 import functions_framework
 
 from shared.errors import BadRequest
-from shared.http import ApiCall, endpoint, parse_timestamp
+from shared.http import ApiCall, endpoint
 from shared.models import SettingsChange
+from shared.service import parse_timestamp
 
 
 @functions_framework.http

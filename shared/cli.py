@@ -7,8 +7,18 @@
     python -m shared.cli remove-webhook --org acme
     python -m shared.cli list-alerts --org acme
     python -m shared.cli revalidate [--max-seconds N]
-    python -m shared.cli rotate-keyring          (local mode: new primary key version)
+    python -m shared.cli import --org acme --file items.json|items.csv [--validate] [--dry-run]
+    python -m shared.cli key-status              (primary key version, credentials per version)
+    python -m shared.cli rotate-key              (new primary key version: Cloud KMS or the local keyring)
+    python -m shared.cli rewrap [--batch-size N] [--max-seconds S]   (move credentials onto the primary)
+    python -m shared.cli rotate-keyring          (same as rotate-key; kept for old scripts)
     python -m shared.cli bootstrap               (create dataset/tables; idempotent)
+
+``import`` reads a JSON file (``{"items": [...]}`` or a bare list of
+``{provider, credentials, config?, expires_at?}``) or a CSV file with columns
+``provider``, ``credential`` (the secret), optional ``expires_at`` and
+``config.<field>``; files of more than 100 items go in calls of 100. On a
+terminal it draws a progress bar on stderr.
 
 Uses the same settings as the service (INTEGRATIONS_BACKEND, INTEGRATIONS_DATA_DIR,
 ...). Prints JSON; the API key is printed once, at creation, and never stored.
@@ -17,13 +27,18 @@ Uses the same settings as the service (INTEGRATIONS_BACKEND, INTEGRATIONS_DATA_D
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
+from shared.bulk_import import MAX_IMPORT_ITEMS, import_integrations
 from shared.config import Settings
-from shared.errors import ConfigurationError, ServiceError
+from shared.errors import BadRequest, ConfigurationError, ServiceError
+from shared.key_rotation import key_report, rewrap_all, rotate_key
 from shared.models import ApiKeyRecord, iso, new_id
+from shared.providers import Registry
 from shared.revalidation import revalidate_all
 from shared.service import Caller
 from shared.wiring import build_service
@@ -60,7 +75,17 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_argument("--org", required=True)
     revalidate = commands.add_parser("revalidate", help="revalidate every integration now (what the scheduler runs)")
     revalidate.add_argument("--max-seconds", type=float, help="time box for this run")
-    commands.add_parser("rotate-keyring", help="local mode: add a key version and make it primary")
+    importing = commands.add_parser("import", help="connect many providers of an org from a JSON or CSV file")
+    importing.add_argument("--org", required=True)
+    importing.add_argument("--file", required=True, type=Path, help="items.json or items.csv")
+    importing.add_argument("--validate", action="store_true", help="check each new credential with its provider")
+    importing.add_argument("--dry-run", action="store_true", help="check everything, write nothing")
+    commands.add_parser("key-status", help="primary key version and how many credentials sit on each version")
+    commands.add_parser("rotate-key", help="create a new key version and make it primary")
+    rewrap = commands.add_parser("rewrap", help="re-encrypt credentials onto the primary key version")
+    rewrap.add_argument("--batch-size", type=int, help="credentials per batch (one read + one write each)")
+    rewrap.add_argument("--max-seconds", type=float, help="time box for this run (run again to continue)")
+    commands.add_parser("rotate-keyring", help="same as rotate-key")
     commands.add_parser("bootstrap", help="create the dataset and tables (idempotent)")
     return parser
 
@@ -89,18 +114,103 @@ def run(argv: list[str]) -> dict[str, Any]:
     if arguments.command == "revalidate":
         caller = Caller(key_id="cli", org_slug="*", is_admin=True, request_id=f"cli-{new_id()}")
         return revalidate_all(service, caller, max_seconds=arguments.max_seconds)
-    if arguments.command == "rotate-keyring":
-        if settings.backend != "local":
-            raise ConfigurationError("rotate-keyring is for the local keyring; Cloud KMS rotates on its schedule")
-        from shared.crypto.local_keyring import LocalKeyring
-
-        keyring = service.adapters.cipher
-        assert isinstance(keyring, LocalKeyring)
-        return {"primary_version": keyring.rotate()}
+    operator = Caller(key_id="cli", org_slug="*", is_admin=True, request_id=f"cli-{new_id()}")
+    if arguments.command == "import":
+        items = read_items(arguments.file, service.registry)
+        caller = Caller(key_id="cli", org_slug=arguments.org, is_admin=True, request_id=f"cli-{new_id()}")
+        return import_file(service, caller, items, validate=arguments.validate, dry_run=arguments.dry_run)
+    if arguments.command == "key-status":
+        return key_report(service)
+    if arguments.command in ("rotate-key", "rotate-keyring"):
+        return rotate_key(service, operator)
+    if arguments.command == "rewrap":
+        return {
+            "summary": rewrap_all(
+                service, operator, batch_size=arguments.batch_size, max_seconds=arguments.max_seconds
+            ),
+            "keys": key_report(service),
+        }
     if arguments.command == "bootstrap":
         bootstrap = getattr(store, "bootstrap", None)
         return {"bootstrapped": bootstrap() if bootstrap else "sqlite tables are created on open"}
     raise AssertionError(arguments.command)
+
+
+def read_items(path: Path, registry: Registry) -> list[Any]:
+    """Import items from a JSON file or a CSV file (see the module docstring)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from None
+    if path.suffix.lower() == ".csv":
+        items: list[Any] = []
+        for row in csv.DictReader(text.splitlines()):
+            provider = (row.get("provider") or "").strip()
+            spec = registry.get(provider)
+            field = spec.credential_field if spec else "api_key"
+            item: dict[str, Any] = {"provider": provider, "credentials": {field: (row.get("credential") or "")}}
+            config = {k.removeprefix("config."): v for k, v in row.items() if k and k.startswith("config.") and v}
+            if config:
+                item["config"] = config
+            if row.get("expires_at"):
+                item["expires_at"] = row["expires_at"].strip()
+            items.append(item)
+        return items
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise ConfigurationError(f"{path} is neither JSON nor a .csv file") from None
+    found = document.get("items") if isinstance(document, dict) else document
+    if not isinstance(found, list):
+        raise ConfigurationError(f'{path} must hold a list of items or {{"items": [...]}}')
+    return found
+
+
+class ProgressBar:
+    """``stage [#####.....] done/total`` redrawn in place on a terminal; silent otherwise."""
+
+    def __init__(self, stream: TextIO, total: int, width: int = 30) -> None:
+        self.stream, self.total, self.width = stream, total, width
+        self.enabled = stream.isatty()
+        self.offset = 0  # items of the calls before this one
+        self.chunk = 0  # items of this call
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        # Each stage (checked, encrypted, validated) sweeps over this call's share of the file.
+        overall = self.offset + done * self.chunk // max(total, 1)
+        filled = self.width * min(overall, self.total) // max(self.total, 1)
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\r{stage:<10} [{bar}] {min(overall, self.total)}/{self.total}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def import_file(service: Any, caller: Caller, items: list[Any], *, validate: bool, dry_run: bool) -> dict[str, Any]:
+    if not items:
+        raise BadRequest("the file has no items")
+    bar = ProgressBar(sys.stderr, len(items))
+    results: list[dict[str, Any]] = []
+    summary: dict[str, int] = {}
+    try:
+        for start in range(0, len(items), MAX_IMPORT_ITEMS):
+            chunk = items[start : start + MAX_IMPORT_ITEMS]
+            bar.offset, bar.chunk = start, len(chunk)
+            report = import_integrations(
+                service, caller, chunk, validate=validate, dry_run=dry_run, on_progress=bar.update
+            )
+            for result in report["results"]:
+                results.append({**result, "index": result["index"] + start})
+            for name, count in report["summary"].items():
+                summary[name] = summary.get(name, 0) + count
+    finally:
+        bar.close()
+    return {"results": results, "summary": summary, "dry_run": dry_run, "validated": validate}
 
 
 def main(argv: list[str] | None = None) -> int:

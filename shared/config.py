@@ -126,6 +126,11 @@ class Settings:
     webhook_timeout_seconds: float = 5.0
     webhook_max_attempts: int = 3
     webhook_insecure_hosts: tuple[str, ...] = ()
+    # Fleet operations: bulk import (its body holds up to 100 credentials) and re-encryption.
+    import_max_body_bytes: int = 2 * 1024 * 1024
+    rewrap_batch_size: int = 500
+    rewrap_concurrency: int = 16
+    rewrap_max_seconds: float = 240.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -182,6 +187,10 @@ class Settings:
             webhook_insecure_hosts=tuple(
                 h.strip() for h in environ.get("WEBHOOK_INSECURE_HOSTS", "").split(",") if h.strip()
             ),
+            import_max_body_bytes=int(_float(environ, "IMPORT_MAX_BODY_BYTES", 2 * 1024 * 1024)),
+            rewrap_batch_size=max(1, int(_float(environ, "REWRAP_BATCH_SIZE", 500))),
+            rewrap_concurrency=max(1, int(_float(environ, "REWRAP_CONCURRENCY", 16))),
+            rewrap_max_seconds=_float(environ, "REWRAP_MAX_SECONDS", 240.0),
         )
         if backend == "gcp" and not (settings.gcp_project and settings.kms_key_name):
             raise ConfigurationError("INTEGRATIONS_BACKEND=gcp needs GCP_PROJECT and KMS_KEY_NAME")

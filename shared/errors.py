@@ -45,6 +45,12 @@ class ProviderNotConnectable(BadRequest):
     code = "provider_not_connectable"
 
 
+class DuplicateInImport(BadRequest):
+    """A bulk import names the same provider twice (an org has one integration per provider)."""
+
+    code = "duplicate_in_import"
+
+
 class UnknownProvider(ServiceError):
     status_code = 404
     code = "unknown_provider"

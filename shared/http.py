@@ -21,7 +21,6 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import flask
@@ -82,9 +81,11 @@ class ApiCall:
     caller: Caller
     provider: str | None
 
-    def json_body(self, *, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> dict[str, Any]:
-        """The body as a JSON object with exactly the allowed fields."""
-        limit = self.service.adapters.settings.max_body_bytes
+    def json_body(
+        self, *, required: tuple[str, ...] = (), optional: tuple[str, ...] = (), max_bytes: int | None = None
+    ) -> dict[str, Any]:
+        """The body as a JSON object with exactly the allowed fields (at most ``max_bytes``, default the setting)."""
+        limit = self.service.adapters.settings.max_body_bytes if max_bytes is None else max_bytes
         if self.request.content_length is not None and self.request.content_length > limit:
             raise PayloadTooLarge(f"Request body is larger than {limit} bytes")
         raw = self.request.stream.read(limit + 1)
@@ -114,33 +115,6 @@ class ApiCall:
         if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not low <= int(raw) <= high:
             raise BadRequest(f"Query parameter '{name}' must be a whole number from {low} to {high}")
         return int(raw)
-
-
-# Expiry dates outside this range are typos or probes; far ones also overflow UTC conversion.
-TIMESTAMP_YEARS = (2000, 2200)
-TIMESTAMP_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$", re.ASCII)
-
-
-def parse_timestamp(value: Any, field_name: str) -> datetime | None:
-    """ISO-8601 with a zone (``Z`` or an offset), or None when absent."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"Field '{field_name}' must be an ISO-8601 timestamp string")
-    if not TIMESTAMP_SHAPE.fullmatch(value.upper()):
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?", value, re.ASCII):
-            raise BadRequest(f"Field '{field_name}' needs a time zone (e.g. a trailing Z)")
-        raise BadRequest(f"Field '{field_name}' is not an ISO-8601 timestamp: expected e.g. 2027-01-31T00:00:00Z")
-    try:
-        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(
-            f"Field '{field_name}' is not an ISO-8601 timestamp: expected e.g. 2027-01-31T00:00:00Z"
-        ) from None
-    low, high = TIMESTAMP_YEARS
-    if not low <= parsed.year <= high:
-        raise BadRequest(f"Field '{field_name}' must be a date in the years {low} to {high}")
-    return parsed.astimezone(UTC)
 
 
 def json_response(status: int, payload: dict[str, Any], request_id: str) -> flask.Response:

@@ -22,13 +22,23 @@ locals {
     "aws_setup_instructions",
     "subscription_providers_list",
     "subscription_provider_update",
+    "integration_import",
+    "admin_keys",
+    "admin_key_rotate",
+    "admin_key_rewrap",
   ]
 
   # Reached only by Cloud Scheduler (scheduler.tf), never through the gateway.
   revalidate_entry_point = "integration_revalidate"
+  rewrap_entry_point     = "admin_key_rewrap"
+
+  # The /api/v1/admin/... routes: internal traffic only, never on the gateway
+  # (their callers are Cloud Scheduler and the key operators, iam.tf).
+  admin_entry_points        = ["integration_revalidate", "admin_keys", "admin_key_rotate", "admin_key_rewrap"]
+  key_operator_entry_points = ["admin_keys", "admin_key_rotate", "admin_key_rewrap"]
 
   # Served on the public base URL through API Gateway (gateway.tf).
-  gateway_entry_points = [for entry_point in local.entry_points : entry_point if entry_point != local.revalidate_entry_point]
+  gateway_entry_points = [for entry_point in local.entry_points : entry_point if !contains(local.admin_entry_points, entry_point)]
 
   function_source_dir = var.function_source_dir != null ? var.function_source_dir : abspath("${path.module}/..")
 
@@ -40,9 +50,9 @@ locals {
     BIGQUERY_LOCATION    = google_bigquery_dataset.organizations.location
     KMS_KEY_NAME         = google_kms_crypto_key.credentials.id
     LOG_LEVEL            = var.log_level
-    # Only Cloud Scheduler may invoke revalidation (iam.tf, scheduler.tf), so
-    # it trusts the OIDC token Cloud Run verified instead of an admin API key.
-    # Read only by the admin route (integration_revalidate).
+    # Only Cloud Scheduler (and the key operators) may invoke the admin
+    # routes (iam.tf, scheduler.tf), so they trust the OIDC token Cloud Run
+    # verified instead of an admin API key. Read only by the admin routes.
     REVALIDATE_AUTH = "platform"
     # AWS: the platform's AWS role, assumed with this function's Google ID
     # token (no AWS key exists anywhere); empty = AWS integrations disabled.
@@ -183,8 +193,8 @@ resource "google_cloudfunctions2_function" "functions" {
     # the gateway's functions accept all network paths and rely on IAM: only
     # the gateway's identity holds run.invoker (iam.tf). Revalidation is
     # called only by Cloud Scheduler of this project, which counts as
-    # internal traffic on the run.app URL.
-    ingress_settings = each.key == local.revalidate_entry_point ? "ALLOW_INTERNAL_ONLY" : "ALLOW_ALL"
+    # internal traffic on the run.app URL; so does every admin route.
+    ingress_settings = contains(local.admin_entry_points, each.key) ? "ALLOW_INTERNAL_ONLY" : "ALLOW_ALL"
   }
 
   depends_on = [
@@ -192,10 +202,11 @@ resource "google_cloudfunctions2_function" "functions" {
     google_project_iam_member.build_source_reader,
     google_artifact_registry_repository_iam_member.build_image_writer,
     google_kms_crypto_key_iam_member.runtime_credentials,
+    google_kms_crypto_key_iam_member.runtime_key_rotator,
     google_bigquery_dataset_iam_member.runtime_data_editor,
     google_project_iam_member.runtime_job_user,
     google_secret_manager_secret_iam_member.runtime_pepper_accessor,
     google_secret_manager_secret_version.api_key_pepper,
   ]
-  #checkov:skip=CKV_GCP_124:API Gateway reaches backends from outside any VPC, so gateway-routed functions need ALLOW_ALL; invocation is IAM-only (run.invoker for the gateway SA alone) and revalidation is ALLOW_INTERNAL_ONLY.
+  #checkov:skip=CKV_GCP_124:API Gateway reaches backends from outside any VPC, so gateway-routed functions need ALLOW_ALL; invocation is IAM-only (run.invoker for the gateway SA alone) and the admin routes are ALLOW_INTERNAL_ONLY.
 }

@@ -1,12 +1,13 @@
 # Identities and least privilege.
 #
 # Four service accounts, each with only what its job needs:
-#   runtime   - what the functions run as: the one KMS key, the one dataset,
-#               BigQuery jobs, the one secret.
+#   runtime   - what the functions run as: the one KMS key (encrypt/decrypt,
+#               and rotate it: a custom role with four permissions), the one
+#               dataset, BigQuery jobs, the one secret.
 #   gateway   - what API Gateway calls the functions as: run.invoker on each
 #               gateway-routed function, nothing else.
-#   scheduler - what Cloud Scheduler calls revalidation as: run.invoker on
-#               that one function, nothing else (and nobody else has it).
+#   scheduler - what Cloud Scheduler calls revalidation and re-encryption
+#               as: run.invoker on those two functions, nothing else.
 #   build     - what Cloud Build builds the functions as: logs, the one image
 #               repository, the function source objects.
 # No basic role (owner/editor/viewer) is granted anywhere;
@@ -41,6 +42,29 @@ resource "google_service_account" "build" {
 resource "google_kms_crypto_key_iam_member" "runtime_credentials" {
   crypto_key_id = google_kms_crypto_key.credentials.id
   role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+  member        = "serviceAccount:${google_service_account.runtime.email}"
+}
+
+# Key rotation (POST /api/v1/admin/keys/rotate) and the key report need four
+# permissions on the credentials key, and only on it. roles/cloudkms.admin
+# would also allow destroying versions and changing IAM, so a custom role
+# holds exactly: create a version, make it primary (cryptoKeys.update, the
+# permission updatePrimaryVersion checks), read the key, list its versions.
+resource "google_project_iam_custom_role" "key_rotator" {
+  role_id     = "integrationsKeyRotator"
+  title       = "Provider integrations key rotator"
+  description = "Create a new version of the credentials key, make it primary, read the key and list its versions."
+  permissions = [
+    "cloudkms.cryptoKeyVersions.create",
+    "cloudkms.cryptoKeys.update",
+    "cloudkms.cryptoKeys.get",
+    "cloudkms.cryptoKeyVersions.list",
+  ]
+}
+
+resource "google_kms_crypto_key_iam_member" "runtime_key_rotator" {
+  crypto_key_id = google_kms_crypto_key.credentials.id
+  role          = google_project_iam_custom_role.key_rotator.id
   member        = "serviceAccount:${google_service_account.runtime.email}"
 }
 
@@ -92,6 +116,27 @@ resource "google_cloud_run_v2_service_iam_member" "scheduler_invoker" {
   name     = google_cloudfunctions2_function.functions[local.revalidate_entry_point].name
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "scheduler_rewrap_invoker" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.functions[local.rewrap_entry_point].name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
+# Operators named in var.key_operator_members may read the key report, rotate
+# and re-encrypt over HTTP (from inside the project's network: the functions
+# take internal traffic only). None by default.
+resource "google_cloud_run_v2_service_iam_member" "key_operator_invoker" {
+  for_each = { for pair in setproduct(local.key_operator_entry_points, var.key_operator_members) : "${pair[0]}/${pair[1]}" => pair }
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.functions[each.value[0]].name
+  role     = "roles/run.invoker"
+  member   = each.value[1]
 }
 
 # --- build -------------------------------------------------------------------

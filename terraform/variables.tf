@@ -172,6 +172,36 @@ variable "function_settings" {
       max_instance_request_concurrency = 16
       max_instance_count               = 5
     }
+    # Up to 100 credentials per request: encrypts and validates on a pool.
+    integration_import = {
+      memory                           = "1Gi"
+      cpu                              = "1"
+      timeout_seconds                  = 300
+      max_instance_request_concurrency = 4
+      max_instance_count               = 5
+    }
+    admin_keys = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 4
+      max_instance_count               = 1
+    }
+    admin_key_rotate = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 1
+      max_instance_count               = 1
+    }
+    # One run at a time (a second would only skip what the first writes).
+    admin_key_rewrap = {
+      memory                           = "1Gi"
+      cpu                              = "1"
+      timeout_seconds                  = 540
+      max_instance_request_concurrency = 1
+      max_instance_count               = 1
+    }
     # One run at a time: it reads and writes every integration in one batch.
     integration_revalidate = {
       memory                           = "1Gi"
@@ -191,7 +221,7 @@ variable "revalidate_schedule" {
 
 variable "revalidate_time_zone" {
   type        = string
-  description = "Time zone the revalidation schedule is read in."
+  description = "Time zone the scheduled jobs (revalidation, re-encryption) are read in."
   default     = "Etc/UTC"
 }
 
@@ -199,6 +229,24 @@ variable "revalidate_path" {
   type        = string
   description = "Path the scheduler POSTs to on the revalidation function; must match the route of main.py's integration_revalidate."
   default     = "/api/v1/admin/revalidate"
+}
+
+variable "rewrap_schedule" {
+  type        = string
+  description = "Cron schedule of the job that moves credentials onto the primary KMS key version (after automatic rotations); daily by default."
+  default     = "30 3 * * *"
+}
+
+variable "rewrap_path" {
+  type        = string
+  description = "Path the scheduler POSTs to on the re-encryption function; must match the route of main.py's admin_key_rewrap."
+  default     = "/api/v1/admin/keys/rewrap"
+}
+
+variable "key_operator_members" {
+  type        = list(string)
+  description = "IAM members (e.g. group:secops@example.com) allowed to invoke the key report, rotation and re-encryption functions; empty by default (operators then use `python -m shared.cli`)."
+  default     = []
 }
 
 variable "log_level" {

@@ -454,3 +454,30 @@ def test_revalidation_rechecks_aws_with_the_stored_external_id(client, org_key, 
     # The platform's own credentials were reused from the instance cache: no new web-identity call.
     assert aws.state.calls["sts:AssumeRoleWithWebIdentity"] == 0
     assert_only_free_calls(aws)
+
+
+def test_bulk_import_stores_the_role_with_the_org_external_id(client, org_key, aws, service):
+    external_id = instructions(client, org_key)["external_id"]
+    customer = aws.create_customer(external_id=external_id)
+    item = {
+        "provider": "aws",
+        "credentials": {"role_arn": customer["role_arn"]},
+        "config": {name: customer[name] for name in ("export_bucket", "export_prefix", "region")},
+    }
+    response = client.post(BASE + "/import", json={"items": [item], "validate": True}, headers={"X-API-Key": org_key})
+    assert response.status_code == 200, response.get_json()
+    (result,) = response.get_json()["results"]
+    assert result["result"] == "created" and result["status"] == "active", result
+
+
+def test_a_role_credential_without_external_id_is_an_error_not_a_crash(aws):
+    from shared.config import Settings
+    from shared.providers import default_registry
+    from shared.validators import validate_credential
+    from shared.wiring import Adapters
+
+    spec = default_registry().providers["aws"]
+    context = Adapters(Settings.from_env(aws.env())).validation_context(spec)
+    config = {"export_bucket": "acme-cost-exports", "export_prefix": "cur", "region": "us-east-1"}
+    result = validate_credential(spec, "arn:aws:iam::222222222222:role/cost-export-reader", config, context)
+    assert not result.ok and "rotate" in result.details["fix"]

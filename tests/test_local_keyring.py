@@ -78,3 +78,13 @@ def test_malformed_keyring_file_is_a_configuration_error(tmp_path):
     path.write_text("{")
     with pytest.raises(ConfigurationError, match="malformed"):
         LocalKeyring.open(path)
+
+
+def test_a_rotation_by_another_process_is_seen_at_the_next_call(tmp_path):
+    server = LocalKeyring.open(tmp_path / "keyring.json")
+    cli = LocalKeyring.open(tmp_path / "keyring.json")  # e.g. python -m shared.cli rotate-key
+    assert cli.rotate_key() == "2"
+    sealed = server.encrypt(b"x", b"aad")
+    assert sealed.key_version == "2" and server.primary_version() == "2"
+    assert cli.decrypt(sealed.ciphertext, b"aad") == b"x"
+    assert server.rotate_key() == "3" and cli.key_versions() == {"1": "enabled", "2": "enabled", "3": "enabled"}

@@ -19,7 +19,8 @@ def test_every_entry_point_is_documented_once():
         for key, operation in item.items()
         if key in ("get", "post", "put", "delete")
     ]
-    assert sorted(operation_ids) == sorted(name for name in main.ENTRY_POINTS if name != "integration_revalidate")
+    public = [name for name, handler in main.ENTRY_POINTS.items() if not handler.route[1].startswith("/api/v1/admin/")]
+    assert sorted(operation_ids) == sorted(public)
 
 
 def test_served_at_openapi_json(client):
@@ -46,6 +47,15 @@ def test_responses_match_the_document(client, org_key):
     do("POST", base + "/openai/rotate", {"new_credentials": {"api_key": "sk-proj-bad-" + "b" * 30}})  # 422
     do("POST", base + "/openai/rotate", {"new_credentials": {"api_key": "sk-proj-" + "b" * 30}})
     do("DELETE", base + "/openai")
+    items = [
+        {"provider": "openai", "credentials": {"api_key": "sk-proj-" + "c" * 30}},
+        {"provider": "openai", "credentials": {"api_key": "sk-proj-" + "d" * 30}},
+        {"provider": "anthropic", "credentials": {"api_key": "nope"}},
+        {"provider": "nosuch", "credentials": {"api_key": "x"}},
+    ]
+    do("POST", base + "/import", {"items": items, "validate": True})
+    do("POST", base + "/import", {"items": items, "dry_run": True})
+    do("POST", base + "/import", {"items": []})  # 400
     do("GET", "/api/v1/integrations/globex")  # 403
     # SaaS: an API-token tool with its config, a toggle-only tool (400), the subscription toggles
     do("POST", base + "/github/setup", {"credentials": {"api_key": "ghp_" + "a" * 36}, "config": {"organization": "x"}})

@@ -35,6 +35,9 @@ OPENAPI = ROOT / "openapi.yaml"
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 
 REVALIDATE = "integration_revalidate"
+REWRAP = "admin_key_rewrap"
+# Entry points on /api/v1/admin/...: internal traffic only, never on the gateway.
+ADMIN = {name for name, handler in main.ENTRY_POINTS.items() if handler.route[1].startswith("/api/v1/admin/")}
 FUNCTION = "google_cloudfunctions2_function"
 KMS_MAX_ROTATION_SECONDS = 90 * 24 * 3600
 
@@ -315,10 +318,12 @@ def test_function_environment_is_what_the_code_reads() -> None:
 
     assert expression(service["service_account_email"]) == "google_service_account.runtime.email"
     ingress = expression(service["ingress_settings"])
-    assert "ALLOW_INTERNAL_ONLY" in ingress and "local.revalidate_entry_point" in ingress, (
-        "revalidation must accept internal traffic only"
+    assert ingress == 'contains(local.admin_entry_points, each.key) ? "ALLOW_INTERNAL_ONLY" : "ALLOW_ALL"', (
+        "the admin routes must accept internal traffic only"
     )
+    assert set(local_list("admin_entry_points")) == ADMIN and REVALIDATE in ADMIN and REWRAP in ADMIN
     assert config().locals["revalidate_entry_point"] == REVALIDATE
+    assert config().locals["rewrap_entry_point"] == REWRAP
 
 
 # --- BigQuery and KMS ----------------------------------------------------------------
@@ -391,14 +396,18 @@ def test_project_wide_roles_are_on_the_allowlist() -> None:
 
 def test_runtime_identity_reaches_only_its_key_dataset_and_secret() -> None:
     grants = {(kind, body["role"]): body for kind, _, body in iam_members() if body["member"] == runtime_member()}
+    rotator_role = "${google_project_iam_custom_role.key_rotator.id}"
     assert set(grants) == {
         ("google_kms_crypto_key_iam_member", "roles/cloudkms.cryptoKeyEncrypterDecrypter"),
+        ("google_kms_crypto_key_iam_member", rotator_role),
         ("google_bigquery_dataset_iam_member", "roles/bigquery.dataEditor"),
         ("google_project_iam_member", "roles/bigquery.jobUser"),
         ("google_secret_manager_secret_iam_member", "roles/secretmanager.secretAccessor"),
     }
     kms = grants[("google_kms_crypto_key_iam_member", "roles/cloudkms.cryptoKeyEncrypterDecrypter")]
     assert expression(kms["crypto_key_id"]) == "google_kms_crypto_key.credentials.id"
+    rotator = grants[("google_kms_crypto_key_iam_member", rotator_role)]
+    assert expression(rotator["crypto_key_id"]) == "google_kms_crypto_key.credentials.id", "rotation on this key only"
     dataset = grants[("google_bigquery_dataset_iam_member", "roles/bigquery.dataEditor")]
     assert expression(dataset["dataset_id"]) == "google_bigquery_dataset.organizations.dataset_id"
     secret = grants[("google_secret_manager_secret_iam_member", "roles/secretmanager.secretAccessor")]
@@ -410,12 +419,37 @@ def test_runtime_identity_reaches_only_its_key_dataset_and_secret() -> None:
     assert functions_run_as == {"google_service_account.runtime.email"}
 
 
+def test_key_rotator_role_holds_only_what_rotation_and_the_report_call() -> None:
+    role = config().resource("google_project_iam_custom_role", "key_rotator")
+    assert sorted(role["permissions"]) == [
+        "cloudkms.cryptoKeyVersions.create",  # rotate_key: create_crypto_key_version
+        "cloudkms.cryptoKeyVersions.list",  # key report: list_crypto_key_versions
+        "cloudkms.cryptoKeys.get",  # primary_version: get_crypto_key
+        "cloudkms.cryptoKeys.update",  # rotate_key: update_crypto_key_primary_version
+    ]
+    from tests.fakes.kms_server import FakeKmsServer
+
+    called = {"create_crypto_key_version", "update_primary_version", "get_crypto_key", "list_crypto_key_versions"}
+    assert {FakeKmsServer.PERMISSIONS[rpc] for rpc in called} == set(role["permissions"])
+
+
 def test_only_the_scheduler_invokes_revalidation_and_only_the_gateway_the_rest() -> None:
     invokers = config().of_type("google_cloud_run_v2_service_iam_member")
     assert all(body["role"] == "roles/run.invoker" for body in invokers.values())
+    scheduler = "serviceAccount:${google_service_account.scheduler.email}"
     revalidate_target = "google_cloudfunctions2_function.functions[local.revalidate_entry_point].name"
     on_revalidate = [body for body in invokers.values() if expression(body["name"]) == revalidate_target]
-    assert [body["member"] for body in on_revalidate] == ["serviceAccount:${google_service_account.scheduler.email}"]
+    assert [body["member"] for body in on_revalidate] == [scheduler]
+    rewrap_target = "google_cloudfunctions2_function.functions[local.rewrap_entry_point].name"
+    on_rewrap = [body for body in invokers.values() if expression(body["name"]) == rewrap_target]
+    assert [body["member"] for body in on_rewrap] == [scheduler]
+    operators = invokers["key_operator_invoker"]
+    assert (
+        "local.key_operator_entry_points" in operators["for_each"]
+        and "var.key_operator_members" in operators["for_each"]
+    )
+    assert set(local_list("key_operator_entry_points")) == ADMIN - {REVALIDATE}
+    assert variable_default("key_operator_members") == []
 
     gateway = invokers["gateway_invoker"]
     assert gateway["member"] == "serviceAccount:${google_service_account.gateway.email}"
@@ -423,8 +457,8 @@ def test_only_the_scheduler_invokes_revalidation_and_only_the_gateway_the_rest()
     assert expression(gateway["name"]) == "google_cloudfunctions2_function.functions[each.key].name"
     gateway_entry_points = expression(config().locals["gateway_entry_points"])
     assert "local.entry_points" in gateway_entry_points
-    assert "!= local.revalidate_entry_point" in gateway_entry_points
-    assert set(invokers) == {"gateway_invoker", "scheduler_invoker"}
+    assert "!contains(local.admin_entry_points, entry_point)" in gateway_entry_points
+    assert set(invokers) == {"gateway_invoker", "scheduler_invoker", "scheduler_rewrap_invoker", "key_operator_invoker"}
 
 
 def test_scheduler_posts_to_revalidation_with_its_own_oidc_identity() -> None:
@@ -443,6 +477,21 @@ def test_scheduler_posts_to_revalidation_with_its_own_oidc_identity() -> None:
     assert REVALIDATE in main.ENTRY_POINTS, "main.ENTRY_POINTS has no integration_revalidate for the scheduler"
     method, rule = main.ENTRY_POINTS[REVALIDATE].route
     assert (method, variable_default("revalidate_path")) == ("POST", rule)
+
+
+def test_scheduler_posts_to_rewrap_with_its_own_oidc_identity() -> None:
+    job = config().resource("google_cloud_scheduler_job", "rewrap")
+    target = block(job, "http_target")
+    assert target["http_method"] == "POST"
+    assert expression(config().locals["rewrap_function"]) == (
+        "google_cloudfunctions2_function.functions[local.rewrap_entry_point]"
+    )
+    assert target["uri"] == "${local.rewrap_function.service_config[0].uri}${var.rewrap_path}"
+    token = block(target, "oidc_token")
+    assert expression(token["service_account_email"]) == "google_service_account.scheduler.email"
+    assert expression(token["audience"]) == "local.rewrap_function.service_config[0].uri"
+    method, rule = main.ENTRY_POINTS[REWRAP].route
+    assert (method, variable_default("rewrap_path")) == ("POST", rule)
 
 
 # --- the public base URL (API Gateway) --------------------------------------------------------
@@ -466,7 +515,7 @@ def gateway_routes() -> dict[tuple[str, str], dict[str, Any]]:
 
 def test_gateway_routes_each_spec_path_to_the_function_that_serves_it() -> None:
     routes = gateway_routes()
-    code_routes = {route: ep for route, ep in entry_point_routes().items() if ep != REVALIDATE}
+    code_routes = {route: ep for route, ep in entry_point_routes().items() if ep not in ADMIN}
     assert {(method, normalized_route(path)) for method, path in routes} == set(code_routes)
     for (method, path), operation in routes.items():
         entry_point = code_routes[(method, normalized_route(path))]
@@ -490,7 +539,7 @@ def test_gateway_serves_exactly_the_public_contract() -> None:
         (method.upper(), path): operation.get("operationId")
         for path, operations in spec["paths"].items()
         for method, operation in operations.items()
-        if method in {"get", "post", "put", "delete", "patch"} and operation.get("operationId") != REVALIDATE
+        if method in {"get", "post", "put", "delete", "patch"} and operation.get("operationId") not in ADMIN
     }
     assert set(routes) == set(public), "the gateway's paths must be openapi.yaml's (revalidation excepted)"
     for route, operation_id in public.items():

@@ -9,8 +9,13 @@ The service sees only ``CredentialCipher``. Adapters:
 Associated data binds a ciphertext to its row (``credential_aad``): a blob
 copied to another org, provider or credential id fails to decrypt.
 
-Every adapter counts its calls in ``counters`` (``encrypt``, ``decrypt``) so
-tests can assert the per-operation KMS budget exactly. Every failure is raised
+Every adapter counts its calls in ``counters`` (``encrypt``, ``decrypt``,
+``rotate``) so tests can assert the per-operation KMS budget exactly.
+
+Key management is three more calls: ``primary_version`` (the version new
+ciphertext gets), ``key_versions`` (every version with its state) and
+``rotate_key`` (a new version, made primary; older versions keep decrypting).
+Re-encryption onto the primary (``shared.rewrap``) builds on them. Every failure is raised
 as ``shared.errors.EncryptionFailed`` with the generic message.
 """
 
@@ -33,6 +38,18 @@ class CredentialCipher(Protocol):
     def encrypt(self, plaintext: bytes, associated_data: bytes) -> EncryptedSecret: ...
 
     def decrypt(self, ciphertext: bytes, associated_data: bytes) -> bytes: ...
+
+    def primary_version(self) -> str:
+        """The version id ``encrypt`` uses now (``EncryptedSecret.key_version`` of new blobs)."""
+        ...
+
+    def key_versions(self) -> dict[str, str]:
+        """Every version id with its state (``enabled``, ``disabled``, ``destroyed``, ...), lower case."""
+        ...
+
+    def rotate_key(self) -> str:
+        """Create a new key version and make it primary; returns its id."""
+        ...
 
 
 def credential_aad(org_slug: str, provider: str, credential_id: str) -> bytes:

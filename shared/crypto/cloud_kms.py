@@ -3,7 +3,12 @@
 Translates ``encrypt(plaintext, associated_data)`` / ``decrypt(...)`` into
 Cloud KMS ``cryptoKeys.encrypt`` / ``cryptoKeys.decrypt`` on one symmetric
 ``CryptoKey`` and turns every failure into ``EncryptionFailed``. Nothing else:
-no envelope, no caching, no key management.
+no envelope, no caching. Key management is three calls of the port:
+``primary_version`` (``cryptoKeys.get``), ``key_versions``
+(``cryptoKeyVersions.list``) and ``rotate_key`` (``cryptoKeyVersions.create``
+then ``cryptoKeys.updatePrimaryVersion``; a version still being generated, as
+an HSM one may be, is waited for first). The runtime identity needs only the
+permissions of these calls on this one key (terraform/iam.tf).
 
 Wire contract (``google-cloud-kms``, REST ``/v1/{key}:encrypt``):
 
@@ -52,6 +57,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -172,6 +178,51 @@ class CloudKmsCipher:
         except Exception as exc:
             raise self._failure("decrypt", exc) from exc
         return plaintext
+
+    # --- key management -------------------------------------------------------------
+
+    def primary_version(self) -> str:
+        try:
+            key = self._call("get_crypto_key", {"name": self.key_name})
+            version_id = self._version_id(key.primary.name)
+        except Exception as exc:
+            raise self._failure("get_crypto_key", exc) from exc
+        return version_id
+
+    def key_versions(self) -> dict[str, str]:
+        try:
+            client = self._get_client()
+            pages = client.list_crypto_key_versions(
+                request={"parent": self.key_name, "page_size": 1000}, retry=self._retry, timeout=self._timeout
+            )
+            versions = {self._version_id(version.name): version.state.name.lower() for version in pages}
+        except Exception as exc:
+            raise self._failure("list_crypto_key_versions", exc) from exc
+        return dict(sorted(versions.items(), key=lambda item: int(item[0])))
+
+    def rotate_key(self, *, generation_wait_seconds: float = 30.0) -> str:
+        self.counters["rotate"] += 1
+        try:
+            from google.cloud import kms
+
+            # Not retried: a retried create could make two versions.
+            created = self._get_client().create_crypto_key_version(
+                request={"parent": self.key_name, "crypto_key_version": {}}, timeout=self._timeout
+            )
+            version_id = self._version_id(created.name)
+            deadline = time.monotonic() + generation_wait_seconds
+            state = created.state
+            while state == kms.CryptoKeyVersion.CryptoKeyVersionState.PENDING_GENERATION:
+                if time.monotonic() > deadline:
+                    raise _IntegrityError("the new key version is still being generated")
+                time.sleep(0.5)
+                state = self._call("get_crypto_key_version", {"name": created.name}).state
+            self._call(
+                "update_crypto_key_primary_version", {"name": self.key_name, "crypto_key_version_id": version_id}
+            )
+        except Exception as exc:
+            raise self._failure("rotate_key", exc) from exc
+        return version_id
 
     # --- internals -----------------------------------------------------------------
 

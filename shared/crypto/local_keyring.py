@@ -15,15 +15,24 @@ Ciphertext wire format (bytes)::
 
 The key version travels inside the blob so any enabled version decrypts, as
 with Cloud KMS; ``key_version`` is also returned so the store can record it.
+
+Several processes share the file (the server, ``python -m shared.cli``): each
+rereads it when it changed on disk (one ``stat`` per call), so a rotation made
+by one is used by the others at their next call, and rotations hold an
+exclusive lock so two of them cannot both write "version 3".
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import secrets
+import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -46,6 +55,8 @@ class LocalKeyring:
         self._keys = keys
         self._states = states
         self.counters: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._signature = _file_signature(path)
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -55,6 +66,11 @@ class LocalKeyring:
         path = Path(path)
         if not path.exists():
             cls._create(path)
+        primary, keys, states = cls._read(path)
+        return cls(path, primary, keys, states)
+
+    @staticmethod
+    def _read(path: Path) -> tuple[int, dict[int, bytes], dict[int, str]]:
         try:
             document = json.loads(path.read_text())
             versions = document["versions"]
@@ -67,7 +83,29 @@ class LocalKeyring:
             ) from exc
         if primary not in keys or any(len(k) != 32 for k in keys.values()):
             raise ConfigurationError(f"keyring file {path} has no valid primary 32-byte key")
-        return cls(path, primary, keys, states)
+        return primary, keys, states
+
+    def _refresh(self) -> None:
+        """Reread the file if another process (or instance) changed it since we read it."""
+        signature = _file_signature(self.path)
+        if signature == self._signature:
+            return
+        with self._lock:
+            if signature != self._signature:
+                primary, keys, states = self._read(self.path)
+                self.primary, self._keys, self._states, self._signature = primary, keys, states, signature
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the keyring's lock file: one writer at a time, across processes."""
+        fd = os.open(self.path.with_suffix(".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._signature = None  # force a reread under the lock
+            self._refresh()
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     @staticmethod
     def _create(path: Path) -> None:
@@ -83,21 +121,24 @@ class LocalKeyring:
 
     def rotate(self) -> int:
         """Add a new key version and make it primary; old versions still decrypt."""
-        new_version = max(self._keys) + 1
-        self._keys[new_version] = AESGCM.generate_key(bit_length=256)
-        self._states[new_version] = "enabled"
-        self.primary = new_version
-        self._save()
+        with self._exclusive():
+            new_version = max(self._keys) + 1
+            self._keys[new_version] = AESGCM.generate_key(bit_length=256)
+            self._states[new_version] = "enabled"
+            self.primary = new_version
+            self._save()
+        self.counters["rotate"] += 1
         return new_version
 
     def set_state(self, version: int, state: str) -> None:
         """Enable or disable a version (a disabled version no longer decrypts)."""
-        if version not in self._keys or state not in ("enabled", "disabled"):
-            raise ConfigurationError(f"unknown key version {version} or state {state!r}")
-        if version == self.primary and state != "enabled":
-            raise ConfigurationError("the primary key version cannot be disabled; rotate first")
-        self._states[version] = state
-        self._save()
+        with self._exclusive():
+            if version not in self._keys or state not in ("enabled", "disabled"):
+                raise ConfigurationError(f"unknown key version {version} or state {state!r}")
+            if version == self.primary and state != "enabled":
+                raise ConfigurationError("the primary key version cannot be disabled; rotate first")
+            self._states[version] = state
+            self._save()
 
     def _save(self) -> None:
         document = {
@@ -116,11 +157,24 @@ class LocalKeyring:
         with os.fdopen(fd, "w") as handle:
             json.dump(document, handle, indent=2)
         os.replace(temporary, self.path)
+        self._signature = _file_signature(self.path)
 
     # --- the port --------------------------------------------------------------
 
+    def primary_version(self) -> str:
+        self._refresh()
+        return str(self.primary)
+
+    def key_versions(self) -> dict[str, str]:
+        self._refresh()
+        return {str(version): self._states[version] for version in sorted(self._keys)}
+
+    def rotate_key(self) -> str:
+        return str(self.rotate())
+
     def encrypt(self, plaintext: bytes, associated_data: bytes) -> EncryptedSecret:
         self.counters["encrypt"] += 1
+        self._refresh()
         nonce = secrets.token_bytes(NONCE_BYTES)
         try:
             sealed = AESGCM(self._keys[self.primary]).encrypt(nonce, plaintext, associated_data)
@@ -131,6 +185,7 @@ class LocalKeyring:
 
     def decrypt(self, ciphertext: bytes, associated_data: bytes) -> bytes:
         self.counters["decrypt"] += 1
+        self._refresh()
         if len(ciphertext) <= HEADER_BYTES or ciphertext[0] != FORMAT_MARKER:
             raise EncryptionFailed()
         version = int.from_bytes(ciphertext[1:3], "big")
@@ -142,6 +197,14 @@ class LocalKeyring:
             return AESGCM(key).decrypt(nonce, ciphertext[HEADER_BYTES:], associated_data)
         except InvalidTag as exc:
             raise EncryptionFailed() from exc
+
+
+def _file_signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns, status.st_size
 
 
 def _new_version_entry() -> dict[str, str]:

@@ -95,6 +95,47 @@ class IntegrationStore(Protocol):
 
     def list_audit(self, org_slug: str, provider: str | None = None, limit: int = 100) -> list[AuditEvent]: ...
 
+    # --- bulk import -------------------------------------------------------------
+
+    def import_integrations(
+        self,
+        entries: Sequence[tuple[Integration, StoredCredential, AuditEvent]],
+        audits: Sequence[AuditEvent] = (),
+    ) -> set[str]:
+        """Create every entry whose org+provider has no integration yet (one job).
+
+        Each entry is written with its credential and audit row or not at all;
+        an entry that finds an integration for its org+provider writes nothing.
+        ``audits`` (items refused before reaching the store) are written in the
+        same job. Returns the integration ids created.
+        """
+        ...
+
+    # --- key rotation: re-encryption onto the primary key version ------------------
+
+    def count_credentials_by_key_version(self) -> dict[str, int]:
+        """How many stored credentials name each key version (one job)."""
+        ...
+
+    def list_credentials_for_rewrap(
+        self, *, primary_version: str, after_credential_id: str | None, limit: int
+    ) -> list[StoredCredential]:
+        """Credentials not on ``primary_version``, by credential_id after the given one (one job)."""
+        ...
+
+    def save_rewrapped_credentials(
+        self, rewrapped: Sequence[tuple[StoredCredential, StoredCredential, AuditEvent]]
+    ) -> set[str]:
+        """Write many (as read, re-encrypted, audit) at once (one job).
+
+        The new ``encrypted_value``/``key_version``/``updated_at`` replace a
+        row only if it still has the ``key_version`` and ``updated_at`` it was
+        read with: a credential rotated, deleted or re-encrypted by someone
+        else meanwhile is skipped, with its audit row. Returns the
+        credential ids written.
+        """
+        ...
+
     # --- revalidation ----------------------------------------------------------
 
     def list_integrations_for_revalidation(

@@ -529,6 +529,178 @@ SELECT existed, deleted_fingerprint;
         )
         return [rows.audit_from_row(row) for row in found]
 
+    # --- bulk import ------------------------------------------------------------------------------
+
+    def _converted(self, table: str, alias: str) -> str:
+        """Every column of ``table`` read from struct ``alias``, converted to its column type."""
+        return ", ".join(self._value(kind, f"{alias}.{name}") for name, kind in self._types[table].items())
+
+    def import_integrations(
+        self,
+        entries: Sequence[tuple[Integration, StoredCredential, AuditEvent]],
+        audits: Sequence[AuditEvent] = (),
+    ) -> set[str]:
+        """One job: a MERGE inserts the integrations no org+provider holds yet, then their credentials and audits.
+
+        The candidates are filtered and merged inside one transaction; a
+        concurrent setup of the same org+provider makes one of the two
+        transactions abort (MERGE is mutating DML) and ``_run`` retries this
+        one, which then leaves that entry out.
+        """
+        if not entries and not audits:
+            return set()
+        suffix = uuid.uuid4().hex[:12]
+        fresh, outcome = f"fresh_{suffix}", f"import_outcome_{suffix}"
+        parameters: list[Any] = []
+        refused_sql = ""
+        if audits:
+            parameters.append(
+                self._struct_array(
+                    "refused_rows",
+                    self._types[AUDIT_TABLE],
+                    [rows.audit_to_row(audit) for audit in audits],
+                    column_names(AUDIT_TABLE),
+                )
+            )
+            refused_sql = (
+                f"INSERT INTO {self._table(AUDIT_TABLE)} ({self._columns(AUDIT_TABLE)}) "
+                f"SELECT {self._converted(AUDIT_TABLE, 'refused')} FROM UNNEST(@refused_rows) AS refused;"
+            )
+        if not entries:
+            self._run(refused_sql, parameters)
+            return set()
+        parameters += [
+            self._struct_array(
+                "integration_rows",
+                self._types[INTEGRATIONS_TABLE],
+                [rows.integration_to_row(integration) for integration, _, _ in entries],
+                column_names(INTEGRATIONS_TABLE),
+            ),
+            self._struct_array(
+                "credential_rows",
+                self._types[CREDENTIALS_TABLE],
+                [rows.credential_to_row(credential) for _, credential, _ in entries],
+                column_names(CREDENTIALS_TABLE),
+            ),
+            self._struct_array(
+                "audit_rows",
+                self._types[AUDIT_TABLE],
+                [rows.audit_to_row(audit) for _, _, audit in entries],
+                column_names(AUDIT_TABLE),
+            ),
+        ]
+        integrations = self._table(INTEGRATIONS_TABLE)
+        sql = f"""
+BEGIN TRANSACTION;
+CREATE TEMP TABLE {fresh} AS
+SELECT candidate.* FROM UNNEST(@integration_rows) AS candidate
+WHERE NOT EXISTS (
+  SELECT 1 FROM {integrations} AS current
+  WHERE current.org_slug = candidate.org_slug AND current.provider = candidate.provider
+);
+MERGE {integrations} AS existing
+USING {fresh} AS wanted
+ON existing.org_slug = wanted.org_slug AND existing.provider = wanted.provider
+WHEN NOT MATCHED THEN
+  INSERT ({self._columns(INTEGRATIONS_TABLE)}) VALUES ({self._converted(INTEGRATIONS_TABLE, "wanted")});
+INSERT INTO {self._table(CREDENTIALS_TABLE)} ({self._columns(CREDENTIALS_TABLE)})
+SELECT {self._converted(CREDENTIALS_TABLE, "credential")} FROM UNNEST(@credential_rows) AS credential
+JOIN {fresh} AS fresh ON fresh.credential_id = credential.credential_id;
+INSERT INTO {self._table(AUDIT_TABLE)} ({self._columns(AUDIT_TABLE)})
+SELECT {self._converted(AUDIT_TABLE, "audit")} FROM UNNEST(@audit_rows) AS audit
+JOIN {fresh} AS fresh ON fresh.org_slug = audit.org_slug AND fresh.provider = audit.provider;
+{refused_sql}
+COMMIT TRANSACTION;
+CREATE TEMP TABLE {outcome} AS SELECT integration_id FROM {fresh};
+DROP TABLE {fresh};
+SELECT integration_id FROM {outcome};
+"""
+        return {row["integration_id"] for row in self._run(sql, parameters)}
+
+    # --- key rotation ------------------------------------------------------------------------------
+
+    def count_credentials_by_key_version(self) -> dict[str, int]:
+        found = self._run(
+            f"SELECT key_version, COUNT(*) AS credentials FROM {self._table(CREDENTIALS_TABLE)} GROUP BY key_version"
+        )
+        return {str(row["key_version"]): int(row["credentials"]) for row in found}
+
+    def list_credentials_for_rewrap(
+        self, *, primary_version: str, after_credential_id: str | None, limit: int
+    ) -> list[StoredCredential]:
+        found = self._run(
+            f"SELECT * FROM {self._table(CREDENTIALS_TABLE)} "
+            "WHERE key_version IS DISTINCT FROM @primary_version "
+            "AND (@after IS NULL OR credential_id > @after) ORDER BY credential_id LIMIT @limit",
+            [
+                self._scalar("primary_version", primary_version),
+                self._bq.ScalarQueryParameter("after", "STRING", after_credential_id),
+                self._scalar("limit", limit),
+            ],
+        )
+        return [self._credential(row) for row in found]
+
+    def save_rewrapped_credentials(
+        self, rewrapped: Sequence[tuple[StoredCredential, StoredCredential, AuditEvent]]
+    ) -> set[str]:
+        """One job: update the rows still as they were read, audit exactly those."""
+        if not rewrapped:
+            return set()
+        suffix = uuid.uuid4().hex[:12]
+        done, outcome = f"rewrapped_{suffix}", f"rewrap_outcome_{suffix}"
+        kinds = dict(self._types[CREDENTIALS_TABLE], expected_key_version="STRING", expected_updated_at="TIMESTAMP")
+        candidates = [
+            {
+                **rows.credential_to_row(new),
+                "expected_key_version": old.key_version,
+                "expected_updated_at": old.updated_at,
+            }
+            for old, new, _ in rewrapped
+        ]
+        audit_kinds = dict(self._types[AUDIT_TABLE], credential_id="STRING")
+        audit_rows = [{**rows.audit_to_row(audit), "credential_id": old.credential_id} for old, _, audit in rewrapped]
+        parameters = [
+            self._struct_array(
+                "candidates",
+                kinds,
+                candidates,
+                (
+                    "credential_id",
+                    "encrypted_value",
+                    "key_version",
+                    "updated_at",
+                    "expected_key_version",
+                    "expected_updated_at",
+                ),
+            ),
+            self._struct_array("audit_rows", audit_kinds, audit_rows, (*column_names(AUDIT_TABLE), "credential_id")),
+        ]
+        credentials = self._table(CREDENTIALS_TABLE)
+        sql = f"""
+BEGIN TRANSACTION;
+CREATE TEMP TABLE {done} AS
+SELECT candidate.* FROM UNNEST(@candidates) AS candidate
+WHERE EXISTS (
+  SELECT 1 FROM {credentials} AS current
+  WHERE current.credential_id = candidate.credential_id
+    AND current.key_version = candidate.expected_key_version
+    AND current.updated_at = candidate.expected_updated_at
+);
+UPDATE {credentials} AS target
+SET encrypted_value = FROM_BASE64(done.encrypted_value), key_version = done.key_version, updated_at = done.updated_at
+FROM {done} AS done
+WHERE target.credential_id = done.credential_id AND target.key_version = done.expected_key_version
+  AND target.updated_at = done.expected_updated_at;
+INSERT INTO {self._table(AUDIT_TABLE)} ({self._columns(AUDIT_TABLE)})
+SELECT {self._converted(AUDIT_TABLE, "audit")} FROM UNNEST(@audit_rows) AS audit
+JOIN {done} AS done ON done.credential_id = audit.credential_id;
+COMMIT TRANSACTION;
+CREATE TEMP TABLE {outcome} AS SELECT credential_id FROM {done};
+DROP TABLE {done};
+SELECT credential_id FROM {outcome};
+"""
+        return {row["credential_id"] for row in self._run(sql, parameters)}
+
     # --- revalidation ------------------------------------------------------------------------------
 
     def list_integrations_for_revalidation(

@@ -220,6 +220,15 @@ class SqliteStore:
         placeholders = ", ".join(f":{name}" for name in names)
         connection.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})", values)
 
+    def _insert_if_absent(self, connection: sqlite3.Connection, table: str, row: dict[str, Any]) -> bool:
+        """INSERT unless a unique index already holds the key; True if the row went in."""
+        names = column_names(table)
+        placeholders = ", ".join(f":{name}" for name in names)
+        cursor = connection.execute(
+            f"INSERT OR IGNORE INTO {table} ({', '.join(names)}) VALUES ({placeholders})", self._to_sql(table, row)
+        )
+        return cursor.rowcount == 1
+
     def _update_integration(
         self, connection: sqlite3.Connection, integration: Integration, condition: str, parameters: dict[str, Any]
     ) -> bool:
@@ -380,6 +389,69 @@ class SqliteStore:
         sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
         parameters.append(limit)
         return [rows.audit_from_row(self._from_sql(AUDIT_TABLE, row)) for row in self._query(sql, parameters)]
+
+    # --- bulk import -----------------------------------------------------------------------
+
+    def import_integrations(
+        self,
+        entries: Sequence[tuple[Integration, StoredCredential, AuditEvent]],
+        audits: Sequence[AuditEvent] = (),
+    ) -> set[str]:
+        if not entries and not audits:
+            return set()
+        created: set[str] = set()
+        with self._transaction() as connection:
+            for integration, credential, audit in entries:
+                # The unique (org_slug, provider) index decides, as for one setup.
+                if not self._insert_if_absent(connection, INTEGRATIONS_TABLE, rows.integration_to_row(integration)):
+                    continue
+                self._insert(connection, CREDENTIALS_TABLE, rows.credential_to_row(credential))
+                self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
+                created.add(integration.integration_id)
+            for refused in audits:
+                self._insert(connection, AUDIT_TABLE, rows.audit_to_row(refused))
+        return created
+
+    # --- key rotation ----------------------------------------------------------------------
+
+    def count_credentials_by_key_version(self) -> dict[str, int]:
+        found = self._query(f"SELECT key_version, COUNT(*) AS n FROM {CREDENTIALS_TABLE} GROUP BY key_version")
+        return {str(row["key_version"]): int(row["n"]) for row in found}
+
+    def list_credentials_for_rewrap(
+        self, *, primary_version: str, after_credential_id: str | None, limit: int
+    ) -> list[StoredCredential]:
+        found = self._query(
+            f"SELECT * FROM {CREDENTIALS_TABLE} WHERE key_version IS NOT ? AND (? IS NULL OR credential_id > ?) "
+            "ORDER BY credential_id LIMIT ?",
+            (primary_version, after_credential_id, after_credential_id, limit),
+        )
+        return [rows.credential_from_row(self._from_sql(CREDENTIALS_TABLE, row)) for row in found]
+
+    def save_rewrapped_credentials(
+        self, rewrapped: Sequence[tuple[StoredCredential, StoredCredential, AuditEvent]]
+    ) -> set[str]:
+        if not rewrapped:
+            return set()
+        written: set[str] = set()
+        with self._transaction() as connection:
+            for old, new, audit in rewrapped:
+                cursor = connection.execute(
+                    f"UPDATE {CREDENTIALS_TABLE} SET encrypted_value = ?, key_version = ?, updated_at = ? "
+                    "WHERE credential_id = ? AND key_version = ? AND updated_at = ?",
+                    (
+                        new.encrypted_value,
+                        new.key_version,
+                        _timestamp_text(new.updated_at),
+                        old.credential_id,
+                        old.key_version,
+                        _timestamp_text(old.updated_at),
+                    ),
+                )
+                if cursor.rowcount == 1:
+                    self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
+                    written.add(old.credential_id)
+        return written
 
     # --- revalidation ----------------------------------------------------------------------
 

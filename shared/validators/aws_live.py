@@ -448,6 +448,18 @@ def _other_partition(partition: str, platform_partition: str) -> CheckResult:
     )
 
 
+def _not_a_role_credential() -> CheckResult:
+    return CheckResult(
+        "assume_role",
+        False,
+        False,
+        Failure.INVALID_KEY,
+        FailureClass.CONFIG,
+        "the stored credential is not a role ARN with the org's external ID",
+        facts={"fix": "Rotate it: POST /api/v1/integrations/{org}/aws/rotate with new_credentials.role_arn."},
+    )
+
+
 def _in_time(deadline: float, capability: str, step: Callable[[], CheckResult]) -> CheckResult:
     """Run ``step`` unless the validation's deadline has passed (then it counts as unreachable)."""
     if time.monotonic() < deadline:
@@ -481,7 +493,11 @@ def _finish(spec: ProviderSpec, checks: list[CheckResult]) -> ValidationResult:
 
 
 def check_role(spec: ProviderSpec, secret: str, config: dict[str, Any], context: ValidationContext) -> ValidationResult:
-    role_arn, external_id = read_stored_credential(secret)
+    try:
+        role_arn, external_id = read_stored_credential(secret)
+    except (ValueError, KeyError, TypeError):
+        # Only a credential stored without the org's external ID (never by setup, rotate or import).
+        return _finish(spec, [_not_a_role_credential()])
     role = parse_role_arn(role_arn, spec.display_name)
     region, bucket = config.get("region", "us-east-1"), config.get("export_bucket", "")
     prefix = str(config.get("export_prefix", "")).strip("/")

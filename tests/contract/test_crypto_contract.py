@@ -55,3 +55,31 @@ def test_counters_count_each_call(cipher):
     cipher.decrypt(sealed.ciphertext, AAD)
     cipher.decrypt(sealed.ciphertext, AAD)
     assert cipher.counters["encrypt"] == 1 and cipher.counters["decrypt"] == 2
+
+
+@pytest.fixture(params=["local_keyring", "cloud_kms"])
+def own_key(request, tmp_path):
+    """A cipher on a key of its own: rotating it must not move the shared test key."""
+    if request.param == "local_keyring":
+        return LocalKeyring.open(tmp_path / "keyring.json")
+    import uuid
+
+    from google.auth.credentials import AnonymousCredentials
+
+    from shared.crypto.cloud_kms import CloudKmsCipher
+
+    stack = request.getfixturevalue("gcp_stack")
+    key_name = stack.kms.create_key(f"{stack.key_name.rsplit('/', 1)[0]}/contract-{uuid.uuid4().hex[:10]}")
+    return CloudKmsCipher(key_name, api_endpoint=stack.kms.endpoint, credentials=AnonymousCredentials())
+
+
+def test_rotate_key_adds_a_primary_version_and_old_blobs_still_decrypt(own_key):
+    assert own_key.primary_version() == "1" and own_key.key_versions() == {"1": "enabled"}
+    old = own_key.encrypt(b"before", AAD)
+    assert own_key.rotate_key() == "2"
+    assert own_key.primary_version() == "2"
+    assert own_key.key_versions() == {"1": "enabled", "2": "enabled"}
+    new = own_key.encrypt(b"after", AAD)
+    assert (old.key_version, new.key_version) == ("1", "2")
+    assert own_key.decrypt(old.ciphertext, AAD) == b"before" and own_key.decrypt(new.ciphertext, AAD) == b"after"
+    assert own_key.counters["rotate"] == 1

@@ -16,6 +16,7 @@ client method                               verb    path (under ``/v1/``)
 ``decrypt``                                 POST    ``.../cryptoKeys/*:decrypt``
 ``create_crypto_key_version``               POST    ``.../cryptoKeys/*/cryptoKeyVersions``
 ``get_crypto_key_version``                  GET     ``.../cryptoKeys/*/cryptoKeyVersions/*``
+``list_crypto_key_versions``                GET     ``.../cryptoKeys/*/cryptoKeyVersions?pageSize=&pageToken=``
 ``update_crypto_key_version``               PATCH   ``.../cryptoKeyVersions/*?updateMask=state``
 ``update_primary_version``                  POST    ``.../cryptoKeys/*:updatePrimaryVersion``
 ==========================================  ======  ===========================================================
@@ -147,6 +148,7 @@ class FakeKmsServer(FakeGoogleRestServer):
         "update_primary_version": "cloudkms.cryptoKeys.update",
         "create_crypto_key_version": "cloudkms.cryptoKeyVersions.create",
         "get_crypto_key_version": "cloudkms.cryptoKeyVersions.get",
+        "list_crypto_key_versions": "cloudkms.cryptoKeyVersions.list",
         "update_crypto_key_version": "cloudkms.cryptoKeyVersions.update",
         "create_key_ring": "cloudkms.keyRings.create",
         "get_key_ring": "cloudkms.keyRings.get",
@@ -267,6 +269,12 @@ class FakeKmsServer(FakeGoogleRestServer):
                 self._create_crypto_key_version,
             ),
             self.route("GET", rf"{v1}(?P<name>{_VERSION})", "get_crypto_key_version", self._get_crypto_key_version),
+            self.route(
+                "GET",
+                rf"{v1}(?P<parent>{_CRYPTO_KEY})/cryptoKeyVersions",
+                "list_crypto_key_versions",
+                self._list_crypto_key_versions,
+            ),
             self.route(
                 "PATCH", rf"{v1}(?P<name>{_VERSION})", "update_crypto_key_version", self._update_crypto_key_version
             ),
@@ -404,6 +412,29 @@ class FakeKmsServer(FakeGoogleRestServer):
         with self._lock:
             key, version = self._key_and_version(match["name"])
             return self._version_json(key, version)
+
+    def _list_crypto_key_versions(
+        self, match: re.Match[str], body: dict[str, Any], query: Mapping[str, str]
+    ) -> dict[str, Any]:
+        # Ordered by version number, paged like KMS: pageSize (default and cap 1000 here) and an opaque token.
+        try:
+            page_size = min(int(query.get("pageSize") or 1000), 1000)
+            start = int(query.get("pageToken") or 0)
+        except ValueError:
+            raise invalid_argument("Invalid page size or page token.") from None
+        if page_size <= 0 or start < 0:
+            raise invalid_argument("Invalid page size or page token.")
+        with self._lock:
+            key = self._key(match["parent"])
+            numbers = sorted(key.versions)
+            page = numbers[start : start + page_size]
+            answer: dict[str, Any] = {
+                "cryptoKeyVersions": [self._version_json(key, key.versions[number]) for number in page],
+                "totalSize": len(numbers),
+            }
+            if start + page_size < len(numbers):
+                answer["nextPageToken"] = str(start + page_size)
+            return answer
 
     def _update_crypto_key_version(
         self, match: re.Match[str], body: dict[str, Any], query: Mapping[str, str]

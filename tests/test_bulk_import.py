@@ -1,0 +1,345 @@
+"""Bulk import over HTTP (POST /api/v1/integrations/{org}/import), on both
+backends: exact per-item results, constant store jobs, one encrypt per new
+item, a crypto failure on one item, dry run, validation on the bounded pool.
+
+An organization has one integration per provider, so a 100-item file needs
+many providers: the registry here adds 60 YAML-only SaaS providers (as
+tests/test_registry_extension.py does) answered by a who-am-I stand-in.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+import yaml
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from shared import http
+from shared.bulk_import import MAX_IMPORT_ITEMS
+from shared.errors import EncryptionFailed
+from shared.providers import REGISTRY_PATH, load_registry
+from shared.service import MAX_SECRET_CHARS, IntegrationService
+from shared.wiring import Adapters
+from tests.conftest import ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY
+
+SAAS = [f"saas{number:02d}" for number in range(60)]
+IMPORT = "/api/v1/integrations/acme/import"
+
+
+@pytest.fixture(params=["local", "gcp"])
+def backend(request):
+    return request.param
+
+
+class WhoAmI:
+    """``GET /<provider>/me``: 200 for a token containing "good", else 401; counts concurrency."""
+
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.peak = 0
+        self.calls: Counter[str] = Counter()
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        with self.lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            self.calls[request.path.split("/")[1]] += 1
+        try:
+            time.sleep(self.latency)
+            good = "good" in request.headers.get("Authorization", "")
+            response = Response('{"id": "me"}', 200) if good else Response("{}", 401)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+        return response(environ, start_response)
+
+
+def saas_provider(name: str) -> dict:
+    return {
+        "display_name": name.upper(),
+        "category": "saas",
+        "credential_type": "api_key",
+        "required_fields": [],
+        "pipelines": ["saas/seats"],
+        "credential": {"field": "api_key", "pattern": "^tok_[A-Za-z0-9]{8,64}$", "example": "tok_00000000"},
+        "base_url": "https://example.invalid",
+        "validation": {
+            "kind": "http",
+            "headers": {"Authorization": "Bearer {secret}"},
+            "checks": {"whoami": {"method": "GET", "path": "/me"}},
+            "responses": {"invalid_key": [{"status": 401}], "forbidden": [{"status": 403}]},
+            "requirements": {"saas/seats": {"description": "Seats", "requires": ["whoami"], "fix": "New token"}},
+        },
+    }
+
+
+@pytest.fixture
+def who_am_i():
+    app = WhoAmI()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    app.base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        yield app
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def fleet_service(tmp_path, settings, who_am_i):
+    document = yaml.safe_load(REGISTRY_PATH.read_text())
+    document["providers"].update({name: saas_provider(name) for name in SAAS})
+    path = tmp_path / "providers.yml"
+    path.write_text(yaml.safe_dump(document))
+    settings.provider_base_urls.update({name: f"{who_am_i.base}/{name}" for name in SAAS})
+    return IntegrationService(Adapters(settings), load_registry(path))
+
+
+@pytest.fixture
+def fleet(fleet_service):
+    from shared.local_server import create_app
+
+    http.use_service(fleet_service)
+    key = fleet_service.create_api_key("acme")[1]
+    client = create_app().test_client()
+    client.get("/api/v1/integrations/acme", headers={"X-API-Key": key})  # the key is cached, as in a warm instance
+    try:
+        yield fleet_service, client, {"X-API-Key": key}
+    finally:
+        http.use_service(None)
+
+
+def good(name: str) -> dict:
+    return {"provider": name, "credentials": {"api_key": f"tok_good{name}"}}
+
+
+def mixed_items() -> tuple[list[dict], list[tuple[str, str | None]]]:
+    """100 items and the (result, code) each must get, in order."""
+    items: list[dict] = []
+    expected: list[tuple[str, str | None]] = []
+
+    def add(item, result, code=None):
+        items.append(item)
+        expected.append((result, code))
+
+    add({"provider": "openai", "credentials": {"api_key": OPENAI_KEY}}, "exists", "integration_exists")
+    add(
+        {"provider": "anthropic", "credentials": {"api_key": ANTHROPIC_KEY}, "expires_at": "2031-01-01T00:00:00Z"},
+        "created",
+    )
+    add(
+        {"provider": "gemini", "credentials": {"api_key": GEMINI_KEY}, "config": {"project_id": "acme-prod"}}, "created"
+    )
+    for number, name in enumerate(SAAS[:50]):
+        add(good(name), "created")
+        if number % 5 == 0:  # the same provider again: one integration per provider
+            add(good(name), "invalid", "duplicate_in_import")
+    for name in SAAS[50:58]:  # bad format
+        add({"provider": name, "credentials": {"api_key": "not-a-token"}}, "invalid", "invalid_credential_format")
+    for number in range(8):
+        add({"provider": f"nosuch{number}", "credentials": {"api_key": "tok_good123"}}, "invalid", "unknown_provider")
+    for name in SAAS[58:60]:  # oversized secret
+        add({"provider": name, "credentials": {"api_key": "tok_" + "a" * MAX_SECRET_CHARS}}, "invalid", "bad_request")
+    add(
+        {"provider": "gemini", "credentials": {"api_key": GEMINI_KEY}, "config": {"nope": "x"}},
+        "invalid",
+        "bad_request",
+    )
+    add({"provider": SAAS[0], "credentials": {"api_key": "tok_x"}, "extra": 1}, "invalid", "bad_request")
+    add("not an object", "invalid", "bad_request")
+    add({"provider": SAAS[1]}, "invalid", "bad_request")
+    add(
+        {"provider": SAAS[2], "credentials": {"api_key": "tok_goodagain"}, "expires_at": "tomorrow"},
+        "invalid",
+        "bad_request",
+    )
+    while len(items) < 100:
+        add({"credentials": {"api_key": "tok_good"}}, "invalid", "bad_request")
+    return items, expected
+
+
+def test_hundred_mixed_items_get_exact_results_in_order(fleet):
+    service, client, headers = fleet
+    store = service.adapters.store
+    setup = client.post(
+        "/api/v1/integrations/acme/openai/setup", json={"credentials": {"api_key": OPENAI_KEY}}, headers=headers
+    )
+    assert setup.status_code == 201
+    before = store.get_integration_with_credential("acme", "openai")
+    items, expected = mixed_items()
+    assert len(items) == 100
+    store.counters.clear()
+    service.adapters.cipher.counters.clear()
+
+    response = client.post(IMPORT, json={"items": items}, headers=headers)
+
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    results = body["results"]
+    assert [r["index"] for r in results] == list(range(100))
+    assert [(r["result"], r.get("code")) for r in results] == expected
+    created = [r for r in results if r["result"] == "created"]
+    assert len(created) == 52 and body["summary"] == {
+        "created": 52,
+        "exists": 1,
+        "invalid": 47,
+        "failed": 0,
+        "would_create": 0,
+    }
+    assert all(r["status"] == "pending" and r["integration_id"] for r in created)
+    assert all(r["error"] for r in results if r["result"] != "created")
+    assert "more than once" in results[4]["error"] and results[4]["provider"] == SAAS[0]
+    # one encrypt per new item; one read and one write for the whole batch
+    assert service.adapters.cipher.counters["encrypt"] == 52
+    assert store.counters["jobs"] == 2 + store.counters["conflict_retries"] + store.counters["transient_retries"]
+
+    listed = {i.provider: i for i in store.list_integrations("acme")}
+    assert set(listed) == {"openai", "anthropic", "gemini", *SAAS[:50]}
+    assert store.get_integration_with_credential("acme", "openai") == before  # "exists" left untouched
+    for result in created:
+        integration, credential = store.get_integration_with_credential("acme", result["provider"])
+        assert integration.integration_id == result["integration_id"] and integration.created_by
+        assert service.decrypt_credential(integration, credential).startswith(("tok_good", "sk-ant", "AIza"))
+    assert listed["gemini"].config == {"project_id": "acme-prod"}
+    assert listed["anthropic"].expires_at.year == 2031
+    audit = Counter((a.action, a.outcome) for a in store.list_audit("acme", limit=500))
+    assert audit == {("setup", "success"): 1, ("import", "success"): 52, ("import", "rejected"): 8}
+
+
+def test_store_jobs_are_the_same_for_ten_and_a_hundred_items(fleet):
+    service, client, headers = fleet
+    store = service.adapters.store
+    jobs = {}
+    for count in (10, 100):
+        items = [good(SAAS[n % len(SAAS)]) if n < len(SAAS) else {"provider": "nosuch"} for n in range(count)]
+        store.counters.clear()
+        response = client.post(IMPORT, json={"items": items, "validate": True}, headers=headers)
+        assert response.status_code == 200
+        assert all(r["status"] == "active" for r in response.get_json()["results"] if r["result"] == "created")
+        jobs[count] = store.counters["jobs"] - store.counters["conflict_retries"] - store.counters["transient_retries"]
+    assert jobs == {10: 3, 100: 3}  # read, write, validation results
+
+
+def test_crypto_failure_on_one_item_leaves_the_others_as_reported(fleet):
+    service, client, headers = fleet
+    real = service.adapters.cipher
+    victim = good(SAAS[7])
+
+    class FailsOnOneSecret:
+        """The real cipher, except KMS refuses one item's plaintext."""
+
+        counters = real.counters
+
+        def encrypt(self, plaintext, associated_data):
+            if plaintext == victim["credentials"]["api_key"].encode():
+                raise EncryptionFailed()
+            return real.encrypt(plaintext, associated_data)
+
+        def decrypt(self, ciphertext, associated_data):
+            return real.decrypt(ciphertext, associated_data)
+
+    service.adapters.__dict__["cipher"] = FailsOnOneSecret()
+    items = [good(name) for name in SAAS[:15]]
+    body = client.post(IMPORT, json={"items": items}, headers=headers).get_json()
+    results = body["results"]
+    assert results[7] == {
+        "index": 7,
+        "provider": SAAS[7],
+        "result": "failed",
+        "code": "encryption_failed",
+        "error": "Credential encryption failed",
+    }
+    assert [r["result"] for i, r in enumerate(results) if i != 7] == ["created"] * 14
+    store = service.adapters.store
+    assert store.get_integration("acme", SAAS[7]) is None
+    assert {i.provider for i in store.list_integrations("acme")} == set(SAAS[:15]) - {SAAS[7]}
+    assert [(a.outcome, a.detail) for a in store.list_audit("acme", SAAS[7])] == [
+        ("failure", "Credential encryption failed")
+    ]
+    # The failed item imports on a second try; the others now exist.
+    service.adapters.__dict__["cipher"] = real
+    again = client.post(IMPORT, json={"items": items}, headers=headers).get_json()["results"]
+    assert [r["result"] for r in again] == ["exists"] * 7 + ["created"] + ["exists"] * 7
+
+
+def test_dry_run_writes_and_encrypts_nothing(fleet, who_am_i):
+    service, client, headers = fleet
+    store = service.adapters.store
+    items, expected = mixed_items()
+    store.counters.clear()
+    service.adapters.cipher.counters.clear()
+    body = client.post(IMPORT, json={"items": items, "dry_run": True, "validate": True}, headers=headers).get_json()
+    wanted = [("would_create" if result == "created" else result, code) for result, code in expected]
+    wanted[0] = ("would_create", None)  # openai does not exist here
+    assert [(r["result"], r.get("code")) for r in body["results"]] == wanted
+    assert body["dry_run"] is True and body["summary"]["would_create"] == 53
+    assert {r["status"] for r in body["results"] if r["result"] == "would_create"} == {"active"}
+    assert sum(who_am_i.calls.values()) == 50  # validated against the providers, nothing stored
+    assert store.counters["jobs"] == 1 and service.adapters.cipher.counters["encrypt"] == 0
+    assert store.list_integrations("acme") == [] and store.list_audit("acme") == []
+
+
+def test_validation_runs_on_the_bounded_pool(fleet, who_am_i, settings):
+    service, client, headers = fleet
+    who_am_i.latency = 0.05
+    service.adapters.settings = replace(settings, revalidation_concurrency=4, revalidation_per_provider=1)
+    revoked = {"provider": SAAS[20], "credentials": {"api_key": "tok_revokedtoken"}}
+    items = [good(name) for name in SAAS[:20]] + [revoked]
+    body = client.post(IMPORT, json={"items": items, "validate": True}, headers=headers).get_json()
+    statuses = [r["status"] for r in body["results"]]
+    assert statuses == ["active"] * 20 + ["error"]
+    assert body["results"][20]["error"] == f"{SAAS[20].upper()} API key is invalid or expired"
+    assert 1 < who_am_i.peak <= 4
+    stored = service.adapters.store.get_integration("acme", SAAS[0])
+    assert stored.status == "active" and stored.validated_at is not None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"items": []}, "empty"),
+        ({"items": {"provider": "openai"}}, "must be a list"),
+        ({"items": [good("saas00")] * (MAX_IMPORT_ITEMS + 1)}, "At most 100 items"),
+        ({"items": [good("saas00")], "dry_run": "yes"}, "'dry_run' must be true or false"),
+        ({"items": [good("saas00")], "force": True}, "Unknown field"),
+        ({}, "Missing required field"),
+    ],
+)
+def test_bad_batches_are_refused_whole_with_400(fleet, body, message):
+    service, client, headers = fleet
+    response = client.post(IMPORT, json=body, headers=headers)
+    assert response.status_code == 400 and message in response.get_json()["error"]
+    assert service.adapters.store.list_integrations("acme") == []
+
+
+def test_import_needs_the_orgs_key(fleet):
+    service, client, _ = fleet
+    other = service.create_api_key("globex")[1]
+    response = client.post(IMPORT, json={"items": [good("saas00")]}, headers={"X-API-Key": other})
+    assert response.status_code == 403 and service.adapters.store.list_integrations("acme") == []
+
+
+def test_a_lost_validation_write_keeps_the_created_items_pending(fleet, backend):
+    if backend != "local":
+        pytest.skip("the failure is injected with a SQLite trigger")
+    import sqlite3
+
+    service, client, headers = fleet
+    with sqlite3.connect(service.adapters.store.path) as connection:
+        connection.execute(
+            "CREATE TRIGGER lose_validation BEFORE INSERT ON integration_audit_log WHEN NEW.action = 'validate' "
+            "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+    body = client.post(IMPORT, json={"items": [good(SAAS[0])], "validate": True}, headers=headers).get_json()
+    (result,) = body["results"]
+    assert (result["result"], result["status"], result["code"]) == ("created", "pending", "store_unavailable")
+    assert "validate it again" in result["error"]
+    assert service.adapters.store.get_integration("acme", SAAS[0]).status == "pending"
