@@ -66,6 +66,8 @@ def saas_provider(name: str) -> dict:
     return {
         "display_name": name.upper(),
         "category": "saas",
+        "saas_category": "development",
+        "connection": "api_token",
         "credential_type": "api_key",
         "required_fields": [],
         "pipelines": ["saas/seats"],
