@@ -11,6 +11,8 @@ from functions.get import integration_get
 from functions.import_integrations import integration_import
 from functions.keys import admin_key_rewrap, admin_key_rotate, admin_keys
 from functions.list_integrations import integration_list
+from functions.oauth_callback import oauth_callback
+from functions.oauth_start import oauth_start
 from functions.revalidate import integration_revalidate
 from functions.rotate import integration_rotate
 from functions.setup import integration_setup
@@ -36,6 +38,8 @@ ENTRY_POINTS = {
     "webhook_delete": webhook_delete,
     "alerts_list": alerts_list,
     "aws_setup_instructions": aws_setup_instructions,
+    "oauth_start": oauth_start,
+    "oauth_callback": oauth_callback,
     "subscription_providers_list": subscription_providers_list,
     "subscription_provider_update": subscription_provider_update,
     "integration_import": integration_import,

@@ -126,6 +126,14 @@ class Settings:
     webhook_timeout_seconds: float = 5.0
     webhook_max_attempts: int = 3
     webhook_insecure_hosts: tuple[str, ...] = ()
+    # OAuth connections
+    oauth_redirect_uri: str | None = None  # the public URL of GET /api/v1/oauth/callback
+    oauth_frontend_url: str | None = None  # where the callback sends the browser with the outcome
+    oauth_state_ttl_seconds: float = 600.0
+    oauth_refresh_window_seconds: float = 600.0
+    oauth_refresh_lease_seconds: float = 30.0
+    # PROVIDER_<ID>_AUTHORIZE_URL / PROVIDER_<ID>_TOKEN_URL: {"<id>.authorize": url, "<id>.token": url}
+    oauth_endpoint_urls: dict[str, str] = field(default_factory=dict)
     # Fleet operations: bulk import (its body holds up to 100 credentials) and re-encryption.
     import_max_body_bytes: int = 2 * 1024 * 1024
     rewrap_batch_size: int = 500
@@ -144,6 +152,20 @@ class Settings:
             for key, value in environ.items()
             if key.startswith("PROVIDER_") and key.endswith("_BASE_URL") and value
         }
+        oauth_urls = {
+            f"{key[len('PROVIDER_') : -len(suffix)].lower()}.{kind}": value
+            for key, value in environ.items()
+            for suffix, kind in (("_AUTHORIZE_URL", "authorize"), ("_TOKEN_URL", "token"))
+            if key.startswith("PROVIDER_") and key.endswith(suffix) and value
+        }
+        redirect_uri = environ.get("OAUTH_REDIRECT_URI") or None
+        if redirect_uri is None and backend == "local":
+            # make run serves the callback itself; in GCP it is the gateway's URL, which only the operator knows.
+            redirect_uri = f"http://127.0.0.1:{environ.get('PORT') or 8001}/api/v1/oauth/callback"
+        frontend_url = environ.get("OAUTH_FRONTEND_URL") or None
+        for name, url in (("OAUTH_REDIRECT_URI", redirect_uri), ("OAUTH_FRONTEND_URL", frontend_url)):
+            if url is not None and not url.startswith(("https://", "http://")):
+                raise ConfigurationError(f"{name} must be an absolute http(s) URL, got {url!r}")
         settings = cls(
             backend=backend,
             data_dir=Path(environ.get("INTEGRATIONS_DATA_DIR", ".data")),
@@ -187,6 +209,12 @@ class Settings:
             webhook_insecure_hosts=tuple(
                 h.strip() for h in environ.get("WEBHOOK_INSECURE_HOSTS", "").split(",") if h.strip()
             ),
+            oauth_redirect_uri=redirect_uri,
+            oauth_frontend_url=frontend_url,
+            oauth_state_ttl_seconds=60 * _float(environ, "OAUTH_STATE_TTL_MINUTES", 10.0),
+            oauth_refresh_window_seconds=60 * _float(environ, "OAUTH_REFRESH_WINDOW_MINUTES", 10.0),
+            oauth_refresh_lease_seconds=max(1.0, _float(environ, "OAUTH_REFRESH_LEASE_SECONDS", 30.0)),
+            oauth_endpoint_urls=oauth_urls,
             import_max_body_bytes=int(_float(environ, "IMPORT_MAX_BODY_BYTES", 2 * 1024 * 1024)),
             rewrap_batch_size=max(1, int(_float(environ, "REWRAP_BATCH_SIZE", 500))),
             rewrap_concurrency=max(1, int(_float(environ, "REWRAP_CONCURRENCY", 16))),

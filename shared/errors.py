@@ -109,6 +109,19 @@ class CredentialRejected(ServiceError):
     code = "credential_rejected"
 
 
+class OAuthFlowRejected(BadRequest):
+    """An OAuth callback that cannot complete: unknown, replayed or expired state,
+    consent denied, or a code the provider refused. Nothing is stored."""
+
+    code = "oauth_flow_rejected"
+
+
+class ReauthorizationRequired(Conflict):
+    """The provider refused the refresh token (invalid_grant): only a new consent helps."""
+
+    code = "reauthorization_required"
+
+
 # --- 5xx: our side or a dependency failed ------------------------------------
 
 
@@ -117,6 +130,13 @@ class ProviderUnavailable(ServiceError):
 
     status_code = 503
     code = "provider_unavailable"
+
+
+class OAuthNotConfigured(ServiceError):
+    """The OAuth client (id, secret, redirect URI) of a provider is not set up on this deployment."""
+
+    status_code = 503
+    code = "oauth_not_configured"
 
 
 class EncryptionFailed(ServiceError):

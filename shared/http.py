@@ -21,7 +21,8 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import flask
 from werkzeug.exceptions import MethodNotAllowed as RouteMethodNotAllowed
@@ -42,6 +43,9 @@ from shared.errors import (
 from shared.jsonbody import loads_bounded
 from shared.service import Caller, IntegrationService, check_org_slug
 
+if TYPE_CHECKING:
+    from shared.oauth.flow import CompletedFlow
+
 logger = logging.getLogger("integrations.http")
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -50,7 +54,8 @@ USER_ID_HEADER = "X-User-Id"
 # because it lands in created_by columns, audit rows and logs.
 USER_ID_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+|-]{0,127}$")
 
-Operation = Callable[["ApiCall"], tuple[int, dict[str, Any]]]
+# An operation answers (status, payload) as JSON, or a ready response (the OAuth callback's redirect).
+Operation = Callable[["ApiCall"], "tuple[int, dict[str, Any]] | flask.Response"]
 
 _service: IntegrationService | None = None
 _service_lock = threading.Lock()
@@ -190,7 +195,7 @@ def platform_caller(request: flask.Request, request_id: str) -> Caller:
 
 
 def endpoint(
-    method: str, rule: str, *, admin: bool = False
+    method: str, rule: str, *, admin: bool = False, public: bool = False
 ) -> Callable[[Operation], Callable[[flask.Request], flask.Response]]:
     """Make ``operation`` a Cloud Functions handler for ``method rule``.
 
@@ -198,6 +203,9 @@ def endpoint(
     ``admin`` operations (revalidate) are not per organization: they take an
     admin key, or, with ``REVALIDATE_AUTH=platform`` (Cloud Scheduler), trust
     the OIDC token the platform verified before the request got here.
+    ``public`` operations take no key at all and get an anonymous caller: the
+    operation itself must prove who the request is for (the OAuth callback's
+    single-use state does, and it is the only public one).
     """
     url_map = Map([Rule(rule, endpoint="operation", methods=[method])], strict_slashes=False)
 
@@ -215,7 +223,7 @@ def endpoint(
                     return error_response(NotFound(f"No such path: {request.path[:200]}"), request_id)
                 return options_response((method,), request_id)
             try:
-                status, payload = _dispatch(request, request_id)
+                answer = _dispatch(request, request_id)
             except ServiceError as error:
                 logger.info("request rejected", extra={"status": error.status_code, "code": error.code})
                 return error_response(error, request_id)
@@ -231,13 +239,19 @@ def endpoint(
                 return error_response(
                     ServiceError("Internal error; the request id identifies it in the logs"), request_id
                 )
+            if isinstance(answer, flask.Response):
+                answer.headers[REQUEST_ID_HEADER] = request_id
+                answer.headers["Cache-Control"] = "no-store"
+                logger.info("request handled", extra={"status": answer.status_code})
+                return answer
+            status, payload = answer
             logger.info("request handled", extra={"status": status})
             return json_response(status, {"success": True, **payload}, request_id)
 
         def _path_matches(path: str) -> bool:
             return bool(url_map.bind("").allowed_methods(path))
 
-        def _dispatch(request: flask.Request, request_id: str) -> tuple[int, dict[str, Any]]:
+        def _dispatch(request: flask.Request, request_id: str) -> tuple[int, dict[str, Any]] | flask.Response:
             try:
                 _, arguments = url_map.bind("").match(request.path, method=request.method)
             except RouteMethodNotAllowed:
@@ -247,6 +261,9 @@ def endpoint(
             except RouteNotFound:
                 raise NotFound(f"No such path: {request.path[:200]}") from None
             org_slug = arguments.get("org_slug", "")
+            if public:
+                anonymous = Caller(key_id="anonymous", org_slug="*", is_admin=False, request_id=request_id)
+                return operation(ApiCall(request, get_service(), anonymous, arguments.get("provider")))
             if not admin:
                 check_org_slug(org_slug)
             service = get_service()
@@ -265,3 +282,53 @@ def endpoint(
         return handler
 
     return decorate
+
+
+def oauth_callback_response(outcome: CompletedFlow, frontend_url: str | None, request_id: str) -> flask.Response:
+    """The callback's answer: a redirect to the frontend with the outcome, or JSON without one.
+
+    Never a token: only the org, provider, status and our own message go in
+    the URL (a URL ends up in browser history, proxies and referrers).
+    """
+    if outcome.error is None and outcome.integration is not None:
+        integration = outcome.integration
+        status, payload = (
+            200,
+            {
+                "success": True,
+                "oauth": "connected",
+                "org_slug": integration.org_slug,
+                "provider": integration.provider,
+                "status": integration.status,
+                "integration": integration.to_info(),
+                "message": f"Connected; integration is {integration.status}",
+            },
+        )
+        query = {"oauth": "connected", "org": integration.org_slug, "provider": integration.provider}
+        query["status"] = integration.status
+        if integration.error_message:
+            query["message"] = integration.error_message
+    else:
+        error = outcome.error or ServiceError("The OAuth callback did not complete")
+        status, payload = (
+            error.status_code,
+            {
+                "success": False,
+                "oauth": "failed",
+                "error": error.message,
+                "code": error.code,
+                "request_id": request_id,
+            },
+        )
+        query = {"oauth": "failed", "code": error.code, "message": error.message}
+        for key, value in (("org", outcome.org_slug), ("provider", outcome.provider)):
+            if value:
+                payload[{"org": "org_slug"}.get(key, key)] = value
+                query[key] = value
+    if not frontend_url:
+        return json_response(status, payload, request_id)
+    separator = "&" if "?" in frontend_url else "?"
+    response = flask.Response(status=302, headers={"Location": frontend_url + separator + urlencode(query)})
+    # The frontend URL must not learn the callback's URL (it carries the code) through Referer.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response

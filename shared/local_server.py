@@ -115,6 +115,12 @@ class JsonErrorRequestHandler(WSGIRequestHandler):
 
     CODES = {400: "bad_request", 414: "uri_too_long", 431: "headers_too_large", 501: "not_implemented"}
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Method, path and status, never the query string: the OAuth callback's carries the code and state."""
+        # An unparsable request line (414, 400) has no path or command yet.
+        path = str(getattr(self, "path", "-")).split("?", 1)[0]
+        self.log("info", '"%s %s" %s %s', getattr(self, "command", "-"), path, code, size)
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         request_id = _id()
         reason = self.responses.get(code, ("Error", ""))[0]

@@ -106,8 +106,29 @@ class StoredCredential:
     fingerprint: str
     expires_at: datetime | None = None
     created_at: datetime = field(default_factory=utc_now)
-    updated_at: datetime = field(default_factory=utc_now)
+    updated_at: datetime = field(default_factory=utc_now)  # OAuth: the version a refresh is conditioned on
     created_by: str | None = None
+    refresh_lease_id: str | None = None
+    refresh_lease_expires_at: datetime | None = None
+    refresh_error: str | None = None
+
+
+@dataclass
+class OAuthState:
+    """One started authorization-code flow: single use, bound to org and provider, short-lived."""
+
+    state_hash: str
+    org_slug: str
+    provider: str
+    encrypted_verifier: bytes | None
+    key_version: str | None
+    redirect_uri: str
+    expires_at: datetime
+    config: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utc_now)
+    used_at: datetime | None = None
+    created_by: str | None = None
+    actor_key_id: str | None = None
 
 
 @dataclass

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from shared.config import Settings
     from shared.crypto import CredentialCipher
     from shared.providers import ProviderSpec
+    from shared.service_secrets import SecretSource
     from shared.store import IntegrationStore
     from shared.validators import ValidationContext
 
@@ -29,5 +30,8 @@ class ServicePorts(Protocol):
 
     @property
     def api_key_pepper(self) -> bytes: ...
+
+    @property
+    def service_secrets(self) -> SecretSource: ...
 
     def validation_context(self, spec: ProviderSpec) -> ValidationContext: ...

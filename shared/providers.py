@@ -76,6 +76,19 @@ class Requirement:
 
 
 @dataclass(frozen=True)
+class OAuthSpec:
+    """The registry's ``oauth:`` block: how the authorization-code flow runs for a provider."""
+
+    authorize_url: str
+    token_url: str
+    scopes: tuple[str, ...]
+    pkce: bool  # S256 code challenge
+    client_auth: str  # basic (HTTP Basic) | body (client_id/client_secret form fields)
+    rotating_refresh_tokens: bool  # each refresh token works once
+    token_lifetime_seconds: int  # documented access-token lifetime (used when the answer has no expires_in)
+
+
+@dataclass(frozen=True)
 class ProviderSpec:
     provider_id: str
     display_name: str
@@ -89,6 +102,7 @@ class ProviderSpec:
     pipelines: tuple[str, ...] = ()
     requirements: dict[str, Requirement] = field(default_factory=dict)
     key_prefix: str | None = None
+    oauth: OAuthSpec | None = None
     # The request fields of a credential made of several (empty: just credential_field).
     credential_fields: tuple[str, ...] = ()
     saas_category: str | None = None  # ai | design | productivity | development (category saas only)
@@ -122,6 +136,10 @@ def _check_cross_fields(document: dict[str, Any]) -> list[str]:
         credential_type = entry["credential_type"]
         if entry.get("connection") == "api_token" and credential_type != "api_key":
             problems.append(f"{provider_id}: connection api_token needs credential_type api_key")
+        if (entry.get("connection") == "oauth") != (credential_type == "oauth" and entry["category"] == "saas"):
+            problems.append(
+                f"{provider_id}: a SaaS tool has connection oauth exactly when its credential_type is oauth"
+            )
         credential = entry["credential"]
         if "fields" in credential:
             # A credential of several request fields (Azure): the secret field is one of them.
@@ -148,9 +166,9 @@ def _check_cross_fields(document: dict[str, Any]) -> list[str]:
                 for check in hint["order"]:
                     if check not in capabilities:
                         problems.append(f"{provider_id}: key hint {hint['prefix']} names unknown check {check}")
-            if credential_type != "api_key":
-                problems.append(f"{provider_id}: declarative validation needs an api_key credential")
-            if "pattern" not in entry["credential"] or not example:
+            if credential_type not in ("api_key", "oauth"):
+                problems.append(f"{provider_id}: declarative validation needs an api_key or oauth credential")
+            if credential_type == "api_key" and ("pattern" not in entry["credential"] or not example):
                 problems.append(f"{provider_id}: an api_key credential needs a pattern and an example")
             problems += _placeholder_problems(provider_id, entry)
         else:
@@ -158,6 +176,8 @@ def _check_cross_fields(document: dict[str, Any]) -> list[str]:
             if module not in CODE_VALIDATOR_CAPABILITIES:
                 problems.append(f"{provider_id}: unknown validator module {module}")
             capabilities = CODE_VALIDATOR_CAPABILITIES.get(module, set())
+        if (credential_type == "oauth") != ("oauth" in entry):
+            problems.append(f"{provider_id}: an oauth block goes with credential_type oauth, and only with it")
         requirements = validation["requirements"]
         for pipeline in entry["pipelines"]:
             if pipeline not in requirements:
@@ -239,11 +259,26 @@ def load_registry(path: Path = REGISTRY_PATH) -> Registry:
                 for name, item in validation.get("requirements", {}).items()
             },
             key_prefix=entry.get("key_prefix"),
-            credential_fields=tuple(credential.get("fields", ())),
+            oauth=_oauth_spec(entry.get("oauth")),
             saas_category=entry.get("saas_category"),
             connection=entry.get("connection"),
+            credential_fields=tuple(credential.get("fields", ())),
         )
     return Registry(providers)
+
+
+def _oauth_spec(block: dict[str, Any] | None) -> OAuthSpec | None:
+    if block is None:
+        return None
+    return OAuthSpec(
+        authorize_url=block["authorize_url"],
+        token_url=block["token_url"],
+        scopes=tuple(block["scopes"]),
+        pkce=block["pkce"] == "S256",
+        client_auth=block["client_auth"],
+        rotating_refresh_tokens=bool(block["rotating_refresh_tokens"]),
+        token_lifetime_seconds=int(block["token_lifetime_seconds"]),
+    )
 
 
 @cache

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.alerts import deliver_alerts, status_alert
 from shared.errors import EncryptionFailed
 from shared.models import Alert, AuditEvent, Integration, Status, StoredCredential, iso, utc_now
 from shared.service import apply_validation, expired_result
@@ -118,28 +119,6 @@ def run_bounded(
     return results, not_started
 
 
-def _status_alert(before: str, integration: Integration, display_name: str, now: datetime) -> Alert | None:
-    after = integration.status
-    if after == before:
-        return None
-    if after in (Status.ERROR, Status.EXPIRED):
-        kind = after
-        message = f"{display_name} integration is {after}: {integration.error_message}"
-    elif after == Status.ACTIVE and before in (Status.ERROR, Status.EXPIRED):
-        kind, message = "recovered", f"{display_name} integration recovered and is active again"
-    else:
-        return None
-    return Alert(
-        dedupe_key=f"{integration.integration_id}:status:{kind}:{iso(now)}",
-        org_slug=integration.org_slug,
-        provider=integration.provider,
-        integration_id=integration.integration_id,
-        kind=str(kind),
-        message=message,
-        created_at=now,
-    )
-
-
 def _expiry_alert(integration: Integration, display_name: str, now: datetime, windows: tuple[int, ...]) -> Alert | None:
     """One alert per window (e.g. 30, 7, 1 days) as expiry approaches; each fires once."""
     if integration.expires_at is None or integration.status == Status.EXPIRED:
@@ -195,6 +174,11 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
     def check(pair: Pair) -> ValidationResult:
         integration, credential = pair
         spec = service.provider(integration.provider)
+        if spec.credential_type == "oauth":
+            from shared.oauth.refresh import oauth_validation
+
+            # Refreshes first (once, whatever else is refreshing it), then checks the new access token.
+            return oauth_validation(service, integration, credential)
         try:
             secret = service.decrypt_credential(integration, credential)
         except EncryptionFailed:
@@ -228,7 +212,7 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
         before, read_version = integration.status, integration.updated_at
         apply_validation(integration, result, now, transient_tolerance=settings.revalidation_failures_before_error - 1)
         for alert in (
-            _status_alert(before, integration, spec.display_name, now),
+            status_alert(before, integration, spec.display_name, now),
             _expiry_alert(integration, spec.display_name, now, settings.expiry_alert_days),
         ):
             if alert is not None:
@@ -256,22 +240,7 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
     new_alerts = [alert for alert in alerts if alert.alert_id in inserted_ids]
     summary.alerts = len(new_alerts)
     if new_alerts:
-        from shared.webhooks import deliver
-
-        webhooks = store.get_webhooks(sorted({alert.org_slug for alert in new_alerts}))
-        if webhooks:
-            deliver(
-                new_alerts,
-                webhooks,
-                service.adapters.api_key_pepper,
-                timeout_seconds=settings.webhook_timeout_seconds,
-                max_attempts=settings.webhook_max_attempts,
-                insecure_hosts=settings.webhook_insecure_hosts,
-            )
-        else:
-            for alert in new_alerts:
-                alert.delivery_status = "no_webhook"
-        store.record_alert_deliveries(new_alerts)
+        deliver_alerts(service.adapters, new_alerts)
         summary.alerts_delivered = sum(alert.delivery_status == "delivered" for alert in new_alerts)
     summary.more = not_started > 0 or len(due) >= settings.revalidation_batch_limit
     summary.duration_seconds = round(time.monotonic() - started, 3)

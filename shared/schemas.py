@@ -20,6 +20,7 @@ API_KEYS_TABLE = "org_api_keys"
 ALERTS_TABLE = "integration_alerts"
 WEBHOOKS_TABLE = "org_webhooks"
 EXTERNAL_IDS_TABLE = "org_external_ids"
+OAUTH_STATES_TABLE = "oauth_states"
 # The spec keeps SaaS toggles in Supabase; this service owns them in its own store.
 SAAS_TOGGLES_TABLE = "saas_subscription_providers_meta"
 
@@ -31,6 +32,7 @@ TABLES = (
     ALERTS_TABLE,
     WEBHOOKS_TABLE,
     EXTERNAL_IDS_TABLE,
+    OAUTH_STATES_TABLE,
     SAAS_TOGGLES_TABLE,
 )
 

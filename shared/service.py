@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from shared.alerts import deliver_alerts, status_alert
 from shared.crypto import credential_aad
 from shared.errors import (
     BadRequest,
@@ -34,6 +35,7 @@ from shared.errors import (
     NotFound,
     ProviderNotConnectable,
     ProviderUnavailable,
+    ReauthorizationRequired,
     Unauthenticated,
     UnknownProvider,
 )
@@ -61,6 +63,7 @@ from shared.validators.aws import (
 from shared.validators.gcp import parse_service_account
 
 if TYPE_CHECKING:
+    from shared.oauth.flow import CompletedFlow, StartedFlow
     from shared.ports import ServicePorts
 
 logger = logging.getLogger("integrations.service")
@@ -178,6 +181,11 @@ class IntegrationService:
         if spec.credential_fields:
             return self._multi_field_secret(spec, credentials)
         field_name = spec.credential_field
+        if spec.credential_type == "oauth":
+            raise BadRequest(
+                f"{spec.display_name} connects through OAuth, not a pasted token: "
+                f"POST /api/v1/integrations/{{org}}/{spec.provider_id}/oauth/start"
+            )
         unknown = sorted(set(credentials) - {field_name})
         if unknown:
             raise BadRequest(
@@ -203,6 +211,10 @@ class IntegrationService:
         if spec.key_pattern is not None and not spec.key_pattern.fullmatch(value):
             raise InvalidCredentialFormat(f"Invalid API key format for {spec.display_name}")
         return value
+
+    def check_config(self, spec: ProviderSpec, config: Any) -> dict[str, str]:
+        """``config`` checked against the provider's config fields (400 naming what is wrong)."""
+        return self._config_from(spec, config)
 
     def _multi_field_secret(self, spec: ProviderSpec, credentials: dict[str, Any]) -> str:
         """A credential of several named fields (an Azure service principal), as canonical JSON."""
@@ -279,6 +291,12 @@ class IntegrationService:
             detail=detail,
             actor=caller.actor,
         )
+
+    def encrypt_credential(
+        self, caller: Caller, spec: ProviderSpec, secret: str, action: str, expires_at: datetime | None
+    ) -> StoredCredential:
+        """A new credential row holding ``secret`` encrypted (audits a KMS failure)."""
+        return self._encrypt(caller, spec, secret, action, expires_at)
 
     def _encrypt(
         self, caller: Caller, spec: ProviderSpec, secret: str, action: str, expires_at: datetime | None
@@ -366,10 +384,14 @@ class IntegrationService:
         integration, credential = self._with_credential(caller.org_slug, spec)
         if integration.status == Status.DISABLED:
             raise IntegrationDisabled(f"Integration for {spec.display_name} is disabled; enable it before validating")
-        read_version = integration.updated_at
+        read_version, before = integration.updated_at, integration.status
         now = utc_now()
         if integration.expires_at is not None and integration.expires_at <= now:
             result = expired_result(spec, integration.expires_at)
+        elif spec.credential_type == "oauth":
+            from shared.oauth.refresh import oauth_validation
+
+            result = oauth_validation(self, integration, credential)  # refreshes first when near expiry
         else:
             secret = self.decrypt_credential(integration, credential)
             result = validate_credential(spec, secret, integration.config, self.adapters.validation_context(spec))
@@ -382,9 +404,58 @@ class IntegrationService:
             fingerprint=credential.fingerprint,
             detail=result.message,
         )
-        if not self.adapters.store.save_integration(integration, audit, expected_updated_at=read_version):
+        if result.details.get("reauthorize"):
+            saved = self._save_with_status_alert(integration, audit, read_version, before, spec)
+        else:
+            saved = self.adapters.store.save_integration(integration, audit, expected_updated_at=read_version)
+        if not saved:
             raise Conflict(f"Integration for {spec.display_name} changed during validation; try again")
         return ValidationOutcome(integration, result)
+
+    def _save_with_status_alert(
+        self, integration: Integration, audit: AuditEvent, read_version: datetime, before: str, spec: ProviderSpec
+    ) -> bool:
+        """Save a validation that needs the org's attention (re-authorize) with its alert, and deliver it."""
+        alert = status_alert(before, integration, spec.display_name, integration.updated_at)
+        written, inserted = self.adapters.store.save_revalidation_results(
+            [(integration, audit, read_version)], [alert] if alert else []
+        )
+        if alert is not None and alert.alert_id in inserted:
+            deliver_alerts(self.adapters, [alert])
+        return written == 1
+
+    def oauth_access_token(self, caller: Caller, provider_id: str) -> str:
+        """A usable access token for a pipeline, refreshed first when near expiry (one refresh per expiry).
+
+        Raises ``ReauthorizationRequired`` (and records the integration's error
+        and alert) when the provider refused the refresh token.
+        """
+        from shared.oauth.refresh import current_tokens
+        from shared.oauth.token_endpoint import TokenEndpointUnavailable
+
+        spec = self.provider(provider_id)
+        if spec.credential_type != "oauth":
+            raise BadRequest(f"{spec.display_name} is not an OAuth integration")
+        integration, credential = self._with_credential(caller.org_slug, spec)
+        if integration.status == Status.DISABLED:
+            raise IntegrationDisabled(f"Integration for {spec.display_name} is disabled")
+        try:
+            return current_tokens(self, integration, credential).access_token
+        except ReauthorizationRequired:
+            self.validate(caller, provider_id)  # records error + alert; makes no token call (refresh_error is set)
+            raise
+        except TokenEndpointUnavailable:
+            raise ProviderUnavailable(f"Unable to connect to {spec.display_name}") from None
+
+    def start_oauth(self, caller: Caller, provider_id: str, config: Any) -> StartedFlow:
+        from shared.oauth.flow import start
+
+        return start(self, caller, provider_id, config)
+
+    def complete_oauth(self, arguments: dict[str, str], request_id: str) -> CompletedFlow:
+        from shared.oauth.flow import complete
+
+        return complete(self, arguments, request_id)
 
     def list_integrations(self, caller: Caller) -> list[Integration]:
         return self.adapters.store.list_integrations(caller.org_slug)

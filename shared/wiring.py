@@ -21,6 +21,7 @@ from shared.validators import ValidationContext
 if TYPE_CHECKING:
     from shared.crypto import CredentialCipher
     from shared.service import IntegrationService
+    from shared.service_secrets import SecretSource
     from shared.store import IntegrationStore
 
 
@@ -75,17 +76,25 @@ class Adapters:
         return LocalKeyring.open(self.settings.data_dir / "keyring.json")
 
     @cached_property
-    def api_key_pepper(self) -> bytes:
-        """Secret mixed into API-key hashes, so a copy of the table alone cannot be brute-forced offline."""
+    def service_secrets(self) -> SecretSource:
+        """The service's own secrets (OAuth client ids and secrets): Secret Manager in GCP, env locally."""
         if self.settings.backend == "gcp":
             from shared.service_secrets import SecretManagerSource
 
             assert self.settings.gcp_project is not None
             endpoint = self.settings.secret_manager_api_endpoint
-            source = SecretManagerSource(
+            return SecretManagerSource(
                 self.settings.gcp_project, api_endpoint=endpoint, credentials=_stand_in_credentials(endpoint)
             )
-            return source.get(API_KEY_PEPPER_SECRET).encode()
+        from shared.service_secrets import EnvSecretSource
+
+        return EnvSecretSource()
+
+    @cached_property
+    def api_key_pepper(self) -> bytes:
+        """Secret mixed into API-key hashes, so a copy of the table alone cannot be brute-forced offline."""
+        if self.settings.backend == "gcp":
+            return self.service_secrets.get(API_KEY_PEPPER_SECRET).encode()
         from shared.service_secrets import EnvSecretSource, env_var_name
 
         if os.environ.get(env_var_name(API_KEY_PEPPER_SECRET)):

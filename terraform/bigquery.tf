@@ -14,6 +14,7 @@ locals {
     "integration_alerts",
     "org_webhooks",
     "org_external_ids",
+    "oauth_states",
     "saas_subscription_providers_meta",
   ]
 }

@@ -20,6 +20,8 @@ locals {
     "webhook_delete",
     "alerts_list",
     "aws_setup_instructions",
+    "oauth_start",
+    "oauth_callback",
     "subscription_providers_list",
     "subscription_provider_update",
     "integration_import",
@@ -58,6 +60,10 @@ locals {
     # token (no AWS key exists anywhere); empty = AWS integrations disabled.
     AWS_PLATFORM_ROLE_ARN     = var.aws_platform_role_arn
     AWS_WEB_IDENTITY_AUDIENCE = var.aws_web_identity_audience
+    # OAuth: the callback URL registered with each provider, and where the
+    # callback sends the browser afterwards (both empty until configured).
+    OAUTH_REDIRECT_URI = var.oauth_redirect_uri
+    OAUTH_FRONTEND_URL = var.oauth_frontend_url
     # Browser origins allowed to call the API (CORS); empty = no CORS headers at all.
     CORS_ALLOWED_ORIGINS = join(",", var.cors_allowed_origins)
   }

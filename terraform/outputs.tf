@@ -20,3 +20,8 @@ output "runtime_service_account_email" {
   description = "Identity the functions run as; an operator needs its permissions to run shared.cli against production."
   value       = google_service_account.runtime.email
 }
+
+output "oauth_callback_url" {
+  description = "Redirect URI to register with every OAuth provider's app, and to set as oauth_redirect_uri."
+  value       = "https://${google_api_gateway_gateway.integrations.default_hostname}/api/v1/oauth/callback"
+}

@@ -151,6 +151,21 @@ variable "function_settings" {
       max_instance_request_concurrency = 16
       max_instance_count               = 5
     }
+    oauth_start = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 8
+      max_instance_count               = 5
+    }
+    # The browser waits on it: code exchange, validation and the store write.
+    oauth_callback = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 8
+      max_instance_count               = 5
+    }
     subscription_providers_list = {
       memory                           = "512Mi"
       cpu                              = "1"
@@ -275,6 +290,28 @@ variable "aws_web_identity_audience" {
   type        = string
   description = "Audience of the Google ID token the functions exchange for the platform's AWS role (its trust policy checks it)."
   default     = "provider-integrations-aws"
+}
+
+variable "oauth_redirect_uri" {
+  type        = string
+  description = "Public URL of GET /api/v1/oauth/callback (the oauth_callback_url output), registered as the redirect URI of every OAuth app. Empty until set: the gateway's host is known only after the first apply."
+  default     = ""
+
+  validation {
+    condition     = var.oauth_redirect_uri == "" || can(regex("^https://[^/]+/api/v1/oauth/callback$", var.oauth_redirect_uri))
+    error_message = "oauth_redirect_uri must be https://<host>/api/v1/oauth/callback, or empty."
+  }
+}
+
+variable "oauth_frontend_url" {
+  type        = string
+  description = "Where the OAuth callback redirects the browser, with the outcome in the query (oauth=connected|failed, org, provider, status or code and message). Empty: the callback answers JSON."
+  default     = ""
+
+  validation {
+    condition     = var.oauth_frontend_url == "" || can(regex("^https://", var.oauth_frontend_url))
+    error_message = "oauth_frontend_url must be an https URL, or empty."
+  }
 }
 
 variable "cors_allowed_origins" {

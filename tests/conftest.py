@@ -19,6 +19,7 @@ from shared.wiring import Adapters
 from tests.emulators.bigquery_emulator import EmulatorProcess
 from tests.fakes.kms_server import FakeKmsServer
 from tests.fakes.secret_manager_server import FakeSecretManagerServer
+from tests.simulators.oauth import OAuthSimulator
 from tests.simulators.providers import ProviderSimulator
 from tests.simulators.saas import SaasSimulator
 
@@ -52,6 +53,13 @@ def _restore_environ() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def simulator() -> Iterator[ProviderSimulator]:
     with ProviderSimulator() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def oauth_sim() -> Iterator[OAuthSimulator]:
+    """The OAuth provider simulator (tests/simulators/oauth.py): consent, token endpoint, one API call each."""
+    with OAuthSimulator() as running:
         yield running
 
 

@@ -98,11 +98,12 @@ def _cases(output: str) -> int:
     return int(found.group(1))
 
 
-def test_fuzz_openapi_against_a_real_server(tmp_path, simulator):
+def test_fuzz_openapi_against_a_real_server(tmp_path, simulator, oauth_sim):
     if not SCHEMATHESIS.exists():
         pytest.fail(f"{SCHEMATHESIS.relative_to(ROOT)} is missing: run `make .venv-fuzz/.installed` (make test does)")
     simulator.reset()
     simulator.configure(latency_ms=0, slow_seconds=0.5)
+    oauth_sim.reset()
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -119,6 +120,9 @@ def test_fuzz_openapi_against_a_real_server(tmp_path, simulator):
         "VALIDATION_MAX_ATTEMPTS": "1",
         "VALIDATION_DEADLINE_SECONDS": "3",
         "CORS_ALLOWED_ORIGINS": "https://app.example",
+        # OAuth providers and their clients are the simulator's: start answers a URL (unconfigured it is
+        # 503 by design) and a callback with a state schemathesis took from start reaches a token endpoint.
+        **oauth_sim.env(),
     }
     env.pop("INTEGRATIONS_SECRET_API_KEY_PEPPER", None)
     log = tmp_path / "server.log"

@@ -81,6 +81,15 @@ def _broken(tmp_path: Path, mutate) -> Path:
         (lambda d: d["providers"]["gcp"].update(credential_type="service_account_json"), "credential_type"),
         (lambda d: d["providers"]["openai"].update(key_prefix="xx-"), "key_prefix"),
         (lambda d: d["providers"]["gcp"]["validation"].update(headers={}), "validation"),
+        (lambda d: d["providers"]["canva"].pop("oauth"), "oauth block goes with credential_type oauth"),
+        (
+            lambda d: d["providers"]["openai"].update(oauth=d["providers"]["canva"]["oauth"]),
+            "oauth block goes with credential_type oauth",
+        ),
+        (lambda d: d["providers"]["canva"]["oauth"].update(pkce="plain"), "pkce"),
+        (lambda d: d["providers"]["canva"]["oauth"].update(token_url="http://plain"), "token_url"),
+        (lambda d: d["providers"]["canva"]["oauth"].update(client_secret="x"), "client_secret"),
+        (lambda d: d["providers"]["canva"]["credential"].update(field="api_key"), "credential.field must be"),
         (lambda d: d["providers"]["azure"]["credential"].update(field="api_key"), "must list credential.field"),
         (lambda d: d["providers"]["gcp"]["credential"].update(fields=["a_b", "c_d"]), "credential parser"),
         # SaaS catalog rules
@@ -113,3 +122,14 @@ def _broken(tmp_path: Path, mutate) -> Path:
 def test_broken_registry_is_rejected(tmp_path, mutate, fragment):
     with pytest.raises(ConfigurationError, match=fragment):
         load_registry(_broken(tmp_path, mutate))
+
+
+def test_oauth_providers_declare_their_flow_and_no_client_secret():
+    registry = default_registry()
+    canva, github = registry.get("canva"), registry.get("github_app")
+    assert canva.credential_type == github.credential_type == "oauth"
+    assert canva.credential_field == github.credential_field == "oauth_token"
+    assert canva.oauth.pkce and not canva.oauth.rotating_refresh_tokens and canva.oauth.token_lifetime_seconds == 14400
+    assert github.oauth.pkce and github.oauth.rotating_refresh_tokens and github.oauth.token_lifetime_seconds == 28800
+    text = REGISTRY_PATH.read_text()
+    assert "client_secret:" not in text and "client_id:" not in text

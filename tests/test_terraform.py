@@ -27,6 +27,8 @@ from hcl2 import SerializationOptions
 import main
 from shared import schemas
 from shared.config import API_KEY_PEPPER_SECRET, Settings
+from shared.oauth import CALLBACK_PATH, client_secret_names
+from shared.providers import default_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 TERRAFORM = ROOT / "terraform"
@@ -224,10 +226,19 @@ def test_providers_are_pinned_and_state_is_remote() -> None:
 
 def test_outputs_are_only_what_callers_need() -> None:
     outputs = config().outputs
-    assert set(outputs) == {"base_url", "function_names", "kms_key_id", "runtime_service_account_email"}
+    assert set(outputs) == {
+        "base_url",
+        "function_names",
+        "kms_key_id",
+        "runtime_service_account_email",
+        "oauth_callback_url",
+    }
     for name, body in outputs.items():
         assert str(body.get("description", "")).strip(), f"output {name!r} has no description"
     assert expression(outputs["kms_key_id"]["value"]) == "google_kms_crypto_key.credentials.id"
+    assert outputs["oauth_callback_url"]["value"].endswith(CALLBACK_PATH)
+    method, rule = main.ENTRY_POINTS["oauth_callback"].route
+    assert (method, rule) == ("GET", CALLBACK_PATH)
 
 
 # --- functions ---------------------------------------------------------------------
@@ -367,7 +378,21 @@ def test_crypto_keys_rotate_and_cannot_be_destroyed() -> None:
 
 def test_secrets_are_the_ones_the_code_reads() -> None:
     secrets = config().of_type("google_secret_manager_secret")
-    assert {body["secret_id"] for body in secrets.values()} == {API_KEY_PEPPER_SECRET}
+    assert set(secrets) == {"api_key_pepper", "oauth_client"}
+    assert secrets["api_key_pepper"]["secret_id"] == API_KEY_PEPPER_SECRET
+    # One client id and secret per OAuth provider of the registry, named as shared.oauth reads them.
+    oauth = secrets["oauth_client"]
+    assert expression(oauth["for_each"]) == "toset(local.oauth_client_secret_ids)"
+    assert oauth["secret_id"] == "${each.key}"
+    assert "configs/system/providers.yml" in config().locals["provider_registry"]
+    assert 'provider.credential_type == "oauth"' in config().locals["oauth_providers"]
+    names = config().locals["oauth_client_secret_ids"]
+    id_name, secret_name = client_secret_names("${id}")
+    assert id_name in names and secret_name in names
+    oauth_providers = [spec.provider_id for spec in default_registry().providers.values() if spec.oauth]
+    assert oauth_providers, "the registry has OAuth providers whose clients need these secrets"
+    assert not [v for v in all_strings(secrets) if "secret_data" in v], "client secrets never pass through Terraform"
+    assert not config().of_type("google_secret_manager_secret_version").keys() - {"api_key_pepper"}
 
 
 # --- identities ------------------------------------------------------------------------
@@ -395,7 +420,14 @@ def test_project_wide_roles_are_on_the_allowlist() -> None:
 
 
 def test_runtime_identity_reaches_only_its_key_dataset_and_secret() -> None:
-    grants = {(kind, body["role"]): body for kind, _, body in iam_members() if body["member"] == runtime_member()}
+    runtime_grants = [(kind, name, body) for kind, name, body in iam_members() if body["member"] == runtime_member()]
+    oauth_grant = next(body for _, name, body in runtime_grants if name == "runtime_oauth_client_accessor")
+    assert expression(oauth_grant["for_each"]) == "toset(local.oauth_client_secret_ids)"
+    assert expression(oauth_grant["secret_id"]) == "google_secret_manager_secret.oauth_client[each.key].secret_id"
+    assert oauth_grant["role"] == "roles/secretmanager.secretAccessor"
+    grants = {
+        (kind, body["role"]): body for kind, name, body in runtime_grants if name != "runtime_oauth_client_accessor"
+    }
     rotator_role = "${google_project_iam_custom_role.key_rotator.id}"
     assert set(grants) == {
         ("google_kms_crypto_key_iam_member", "roles/cloudkms.cryptoKeyEncrypterDecrypter"),

@@ -60,3 +60,9 @@ def credential_aad(org_slug: str, provider: str, credential_id: str) -> bytes:
     """
     parts = [b"integrations/v1", org_slug.encode(), provider.encode(), credential_id.encode()]
     return b"".join(len(part).to_bytes(2, "big") + part for part in parts)
+
+
+def oauth_state_aad(org_slug: str, provider: str, state_hash: str) -> bytes:
+    """Associated data for an OAuth flow's PKCE verifier: bound to its state, org and provider."""
+    parts = [b"integrations/oauth-state/v1", org_slug.encode(), provider.encode(), state_hash.encode()]
+    return b"".join(len(part).to_bytes(2, "big") + part for part in parts)

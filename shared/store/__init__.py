@@ -30,6 +30,7 @@ from shared.models import (
     ApiKeyRecord,
     AuditEvent,
     Integration,
+    OAuthState,
     SettingsChange,
     StoredCredential,
     SubscriptionToggle,
@@ -160,6 +161,41 @@ class IntegrationStore(Protocol):
         ...
 
     def list_alerts(self, org_slug: str, limit: int = 100) -> list[Alert]: ...
+
+    # --- OAuth -------------------------------------------------------------------------
+
+    def create_oauth_state(self, state: OAuthState) -> None:
+        """Store a started flow (one job); also drops flows that expired over a day ago."""
+        ...
+
+    def consume_oauth_state(self, state_hash: str, now: datetime) -> tuple[str, OAuthState | None]:
+        """Mark the state used if it is unused and unexpired, atomically (one job).
+
+        Returns ("consumed", state) to exactly one caller; otherwise ("used" |
+        "expired", state) or ("unknown", None), and changes nothing.
+        """
+        ...
+
+    def claim_credential_refresh(
+        self,
+        credential_id: str,
+        *,
+        expected_updated_at: datetime,
+        lease_id: str,
+        lease_expires_at: datetime,
+        version: datetime,
+    ) -> bool:
+        """Take the refresh lease if the credential still has ``expected_updated_at`` (one job).
+
+        A conditional write on the credential's version: of any number of
+        callers that read the same version, exactly one gets True. The claim
+        moves ``updated_at`` to ``version``, so later claims on the old version fail.
+        """
+        ...
+
+    def finish_credential_refresh(self, credential: StoredCredential, *, lease_id: str) -> bool:
+        """Write the refreshed (or failed) credential and clear the lease, if ``lease_id`` still holds it."""
+        ...
 
     # --- org webhooks ---------------------------------------------------------------------
 

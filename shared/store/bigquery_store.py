@@ -28,7 +28,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import StoreUnavailable
@@ -37,6 +37,7 @@ from shared.models import (
     ApiKeyRecord,
     AuditEvent,
     Integration,
+    OAuthState,
     SettingsChange,
     StoredCredential,
     SubscriptionToggle,
@@ -50,6 +51,7 @@ from shared.schemas import (
     CREDENTIALS_TABLE,
     EXTERNAL_IDS_TABLE,
     INTEGRATIONS_TABLE,
+    OAUTH_STATES_TABLE,
     SAAS_TOGGLES_TABLE,
     TABLES,
     WEBHOOKS_TABLE,
@@ -219,7 +221,7 @@ class BigQueryStore:
         return (
             f"UPDATE {self._table(CREDENTIALS_TABLE)} SET expires_at = @{prefix}expires_at, "
             f"updated_at = @{prefix}updated_at WHERE credential_id = @{prefix}credential_id "
-            f"AND expires_at IS DISTINCT FROM @{prefix}expires_at"
+            f"AND expires_at IS DISTINCT FROM @{prefix}expires_at AND credential_type != 'oauth'"
         )
 
     def _conditional_integration_write(self, condition: str, statements: Sequence[str], parameters: list[Any]) -> bool:
@@ -428,7 +430,7 @@ WHERE org_slug = @org_slug AND provider = @provider;
 UPDATE {self._table(CREDENTIALS_TABLE)} SET
   expires_at = IF(@clear_expires_at, NULL, COALESCE(@expires_at, expires_at)),
   updated_at = @a_created_at
-WHERE (@clear_expires_at OR @expires_at IS NOT NULL) AND credential_id IN (
+WHERE (@clear_expires_at OR @expires_at IS NOT NULL) AND credential_type != 'oauth' AND credential_id IN (
   SELECT credential_id FROM {self._table(INTEGRATIONS_TABLE)} WHERE org_slug = @org_slug AND provider = @provider
 );
 INSERT INTO {self._table(AUDIT_TABLE)} ({self._columns(AUDIT_TABLE)})
@@ -798,7 +800,8 @@ FROM {batch} AS batch
 WHERE target.integration_id = batch.integration_id AND target.updated_at = batch.expected_updated_at;
 UPDATE {self._table(CREDENTIALS_TABLE)} AS credential SET expires_at = batch.expires_at, updated_at = batch.updated_at
 FROM {batch} AS batch
-WHERE credential.credential_id = batch.credential_id AND credential.expires_at IS DISTINCT FROM batch.expires_at;
+WHERE credential.credential_id = batch.credential_id AND credential.expires_at IS DISTINCT FROM batch.expires_at
+  AND credential.credential_type != 'oauth';
 INSERT INTO {self._table(AUDIT_TABLE)} ({self._columns(AUDIT_TABLE)})
 SELECT {", ".join("audit." + c for c in column_names(AUDIT_TABLE))} FROM UNNEST(@audit_rows) AS audit
 JOIN {batch} AS batch ON batch.org_slug = audit.org_slug AND batch.provider = audit.provider;
@@ -839,6 +842,98 @@ WHERE target.alert_id = delivery.alert_id
             [self._scalar("org_slug", org_slug), self._scalar("limit", limit)],
         )
         return [rows.alert_from_row(row) for row in found]
+
+    # --- OAuth -------------------------------------------------------------------------------------
+
+    def create_oauth_state(self, state: OAuthState) -> None:
+        sql = f"""
+DELETE FROM {self._table(OAUTH_STATES_TABLE)} WHERE expires_at < @stale_before;
+{self._insert_sql("s_", OAUTH_STATES_TABLE)};
+"""
+        parameters = [
+            self._scalar("stale_before", state.created_at - timedelta(days=1)),
+            *self._row_parameters("s_", OAUTH_STATES_TABLE, rows.oauth_state_to_row(state)),
+        ]
+        self._run(sql, parameters)
+
+    def consume_oauth_state(self, state_hash: str, now: datetime) -> tuple[str, OAuthState | None]:
+        states = self._table(OAUTH_STATES_TABLE)
+        sql = f"""
+DECLARE outcome STRING DEFAULT NULL;
+BEGIN TRANSACTION;
+SET outcome = (
+  SELECT CASE WHEN used_at IS NOT NULL THEN 'used' WHEN expires_at <= @now THEN 'expired' ELSE 'consumed' END
+  FROM {states} WHERE state_hash = @state_hash
+);
+IF outcome = 'consumed' THEN
+  UPDATE {states} SET used_at = @now WHERE state_hash = @state_hash AND used_at IS NULL;
+END IF;
+COMMIT TRANSACTION;
+SELECT outcome AS consume_outcome, * FROM {states} WHERE state_hash = @state_hash;
+"""
+        found = self._run(sql, [self._scalar("state_hash", state_hash), self._scalar("now", now)])
+        if not found:
+            return "unknown", None
+        row = found[0]
+        state = rows.oauth_state_from_row({name: row[name] for name in self._types[OAUTH_STATES_TABLE]})
+        return str(row["consume_outcome"]), state
+
+    def claim_credential_refresh(
+        self,
+        credential_id: str,
+        *,
+        expected_updated_at: datetime,
+        lease_id: str,
+        lease_expires_at: datetime,
+        version: datetime,
+    ) -> bool:
+        credentials = self._table(CREDENTIALS_TABLE)
+        sql = f"""
+DECLARE matched BOOL DEFAULT FALSE;
+BEGIN TRANSACTION;
+SET matched = EXISTS (
+  SELECT 1 FROM {credentials} WHERE credential_id = @credential_id AND updated_at = @expected_updated_at
+);
+IF matched THEN
+  UPDATE {credentials}
+  SET refresh_lease_id = @lease_id, refresh_lease_expires_at = @lease_expires_at, updated_at = @version
+  WHERE credential_id = @credential_id AND updated_at = @expected_updated_at;
+END IF;
+COMMIT TRANSACTION;
+SELECT matched;
+"""
+        parameters = [
+            self._scalar("credential_id", credential_id),
+            self._scalar("expected_updated_at", expected_updated_at),
+            self._scalar("lease_id", lease_id),
+            self._scalar("lease_expires_at", lease_expires_at),
+            self._scalar("version", version),
+        ]
+        return bool(self._run(sql, parameters)[0]["matched"])
+
+    def finish_credential_refresh(self, credential: StoredCredential, *, lease_id: str) -> bool:
+        credentials = self._table(CREDENTIALS_TABLE)
+        sql = f"""
+DECLARE matched BOOL DEFAULT FALSE;
+BEGIN TRANSACTION;
+SET matched = EXISTS (
+  SELECT 1 FROM {credentials} WHERE credential_id = @c_credential_id AND refresh_lease_id = @lease_id
+);
+IF matched THEN
+  UPDATE {credentials}
+  SET encrypted_value = FROM_BASE64(@c_encrypted_value), key_version = @c_key_version,
+      fingerprint = @c_fingerprint, expires_at = @c_expires_at, updated_at = @c_updated_at,
+      refresh_error = @c_refresh_error, refresh_lease_id = NULL, refresh_lease_expires_at = NULL
+  WHERE credential_id = @c_credential_id AND refresh_lease_id = @lease_id;
+END IF;
+COMMIT TRANSACTION;
+SELECT matched;
+"""
+        parameters = [
+            *self._row_parameters("c_", CREDENTIALS_TABLE, rows.credential_to_row(credential)),
+            self._scalar("lease_id", lease_id),
+        ]
+        return bool(self._run(sql, parameters)[0]["matched"])
 
     # --- org webhooks ------------------------------------------------------------------------------
 

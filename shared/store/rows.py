@@ -12,7 +12,16 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.models import Alert, ApiKeyRecord, AuditEvent, Integration, StoredCredential, SubscriptionToggle, Webhook
+from shared.models import (
+    Alert,
+    ApiKeyRecord,
+    AuditEvent,
+    Integration,
+    OAuthState,
+    StoredCredential,
+    SubscriptionToggle,
+    Webhook,
+)
 
 JSON_COLUMNS = ("config", "details")
 
@@ -84,6 +93,20 @@ def webhook_to_row(webhook: Webhook) -> dict[str, Any]:
 
 def webhook_from_row(row: dict[str, Any]) -> Webhook:
     return Webhook(**_aware_timestamps(dict(row)))
+
+
+def oauth_state_to_row(state: OAuthState) -> dict[str, Any]:
+    row = _fields(state)
+    row["config"] = json.dumps(state.config or {}, sort_keys=True)
+    return row
+
+
+def oauth_state_from_row(row: dict[str, Any]) -> OAuthState:
+    values = dict(row)
+    values["config"] = _json_value(values.get("config")) or {}
+    if values.get("encrypted_verifier") is not None:
+        values["encrypted_verifier"] = bytes(values["encrypted_verifier"])
+    return OAuthState(**_aware_timestamps(values))
 
 
 def toggle_to_row(toggle: SubscriptionToggle) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from shared.models import (
     ApiKeyRecord,
     AuditEvent,
     Integration,
+    OAuthState,
     SettingsChange,
     StoredCredential,
     SubscriptionToggle,
@@ -38,6 +39,7 @@ from shared.schemas import (
     CREDENTIALS_TABLE,
     EXTERNAL_IDS_TABLE,
     INTEGRATIONS_TABLE,
+    OAUTH_STATES_TABLE,
     SAAS_TOGGLES_TABLE,
     TABLES,
     WEBHOOKS_TABLE,
@@ -91,8 +93,13 @@ INDEXES = (
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_alert_dedupe ON {ALERTS_TABLE} (dedupe_key)",
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_webhook_org ON {WEBHOOKS_TABLE} (org_slug)",
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_external_id_org_provider ON {EXTERNAL_IDS_TABLE} (org_slug, provider)",
+    f"CREATE UNIQUE INDEX IF NOT EXISTS uq_oauth_state ON {OAUTH_STATES_TABLE} (state_hash)",
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_saas_toggle_org_provider ON {SAAS_TOGGLES_TABLE} (org_slug, provider)",
 )
+
+# An OAuth credential's expires_at is its access token's expiry, which refreshes
+# move; only other credentials copy the integration's expiry.
+NOT_OAUTH = "credential_type != 'oauth'"
 
 MUTABLE_INTEGRATION_COLUMNS = [
     name
@@ -243,7 +250,7 @@ class SqliteStore:
         # org_credentials.expires_at is the spec's copy of the expiry; keep it equal.
         connection.execute(
             f"UPDATE {CREDENTIALS_TABLE} SET expires_at = :expires_at, updated_at = :updated_at "
-            "WHERE credential_id = :credential_id AND expires_at IS NOT :expires_at",
+            f"WHERE credential_id = :credential_id AND expires_at IS NOT :expires_at AND {NOT_OAUTH}",
             values,
         )
         return True
@@ -520,6 +527,71 @@ class SqliteStore:
             (org_slug, limit),
         )
         return [rows.alert_from_row(self._from_sql(ALERTS_TABLE, row)) for row in found]
+
+    # --- OAuth -------------------------------------------------------------------------------------
+
+    def create_oauth_state(self, state: OAuthState) -> None:
+        with self._transaction() as connection:
+            # Flows nobody finished go a day after they expired.
+            connection.execute(
+                f"DELETE FROM {OAUTH_STATES_TABLE} WHERE expires_at < ?",
+                (_timestamp_text(state.created_at - timedelta(days=1)),),
+            )
+            self._insert(connection, OAUTH_STATES_TABLE, rows.oauth_state_to_row(state))
+
+    def consume_oauth_state(self, state_hash: str, now: datetime) -> tuple[str, OAuthState | None]:
+        with self._transaction() as connection:
+            found = connection.execute(
+                f"SELECT * FROM {OAUTH_STATES_TABLE} WHERE state_hash = ?", (state_hash,)
+            ).fetchall()
+            if not found:
+                return "unknown", None
+            state = rows.oauth_state_from_row(self._from_sql(OAUTH_STATES_TABLE, found[0]))
+            if state.used_at is not None:
+                return "used", state
+            if state.expires_at <= now:
+                return "expired", state
+            connection.execute(
+                f"UPDATE {OAUTH_STATES_TABLE} SET used_at = ? WHERE state_hash = ? AND used_at IS NULL",
+                (_timestamp_text(now), state_hash),
+            )
+            state.used_at = now
+            return "consumed", state
+
+    def claim_credential_refresh(
+        self,
+        credential_id: str,
+        *,
+        expected_updated_at: datetime,
+        lease_id: str,
+        lease_expires_at: datetime,
+        version: datetime,
+    ) -> bool:
+        with self._transaction() as connection:
+            cursor = connection.execute(
+                f"UPDATE {CREDENTIALS_TABLE} SET refresh_lease_id = ?, refresh_lease_expires_at = ?, updated_at = ? "
+                "WHERE credential_id = ? AND updated_at = ?",
+                (
+                    lease_id,
+                    _timestamp_text(lease_expires_at),
+                    _timestamp_text(version),
+                    credential_id,
+                    _timestamp_text(expected_updated_at),
+                ),
+            )
+        return cursor.rowcount == 1
+
+    def finish_credential_refresh(self, credential: StoredCredential, *, lease_id: str) -> bool:
+        values = self._to_sql(CREDENTIALS_TABLE, rows.credential_to_row(credential))
+        with self._transaction() as connection:
+            cursor = connection.execute(
+                f"UPDATE {CREDENTIALS_TABLE} SET encrypted_value = :encrypted_value, key_version = :key_version, "
+                "fingerprint = :fingerprint, expires_at = :expires_at, updated_at = :updated_at, "
+                "refresh_error = :refresh_error, refresh_lease_id = NULL, refresh_lease_expires_at = NULL "
+                "WHERE credential_id = :credential_id AND refresh_lease_id = :lease_id",
+                {**values, "lease_id": lease_id},
+            )
+        return cursor.rowcount == 1
 
     # --- org webhooks ------------------------------------------------------------------------------
 

@@ -1,0 +1,462 @@
+"""OAuth connections over HTTP against tests/simulators/oauth.py: the authorization-code
+flow with PKCE, state replay / expiry / cross-org, consent denied, single-flight
+refresh (one token-endpoint call per expiry, whatever the concurrency),
+invalid_grant -> error + alert, and no token in any response, URL, log or stored byte."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from shared.revalidation import revalidate_all
+from shared.service import Caller
+from tests.openapi_contract import check_response
+
+FRONTEND = "https://app.example/settings/integrations"
+REDIRECT = "http://127.0.0.1:8001/api/v1/oauth/callback"
+
+
+@pytest.fixture
+def settings(settings, oauth_sim, monkeypatch):
+    """The conftest settings, pointed at the OAuth simulator with its client ids and secrets."""
+    oauth_sim.reset()
+    env = oauth_sim.env()
+    for name, value in env.items():
+        if name.startswith("INTEGRATIONS_SECRET_"):
+            monkeypatch.setenv(name, value)
+    return replace(
+        settings,
+        provider_base_urls={
+            **settings.provider_base_urls,
+            "canva": env["PROVIDER_CANVA_BASE_URL"],
+            "github_app": env["PROVIDER_GITHUB_APP_BASE_URL"],
+        },
+        oauth_endpoint_urls={
+            f"{provider}.{kind}": env[f"PROVIDER_{provider.upper()}_{kind.upper()}_URL"]
+            for provider in ("canva", "github_app")
+            for kind in ("authorize", "token")
+        },
+        oauth_redirect_uri=REDIRECT,
+        oauth_frontend_url=FRONTEND,
+        revalidation_min_interval_seconds=0,
+    )
+
+
+class Browser:
+    """What the user's browser does: open the authorize URL, come back to the callback. Records every URL and body."""
+
+    def __init__(self, client, key: str) -> None:
+        self.client = client
+        self.key = key
+        self.seen: list[str] = []
+
+    def start(self, provider: str, org: str = "acme", body: dict | None = None, expected: int = 200) -> dict:
+        path = f"/api/v1/integrations/{org}/{provider}/oauth/start"
+        response = self.client.post(path, json=body or {}, headers={"X-API-Key": self.key})
+        self.seen.append(response.get_data(as_text=True))
+        check_response("POST", path, response.status_code, response.get_json())
+        assert response.status_code == expected, response.get_json()
+        return response.get_json()
+
+    def consent(self, authorize_url: str) -> str:
+        """The provider's consent page; returns the callback URL it redirects to (carries code and state)."""
+        answer = requests.get(authorize_url, allow_redirects=False, timeout=10)
+        assert answer.status_code == 302, answer.text
+        return answer.headers["Location"]
+
+    def callback(self, callback_url: str) -> dict[str, list[str]]:
+        """Follow the redirect to our callback; returns the outcome the frontend receives."""
+        parts = urlsplit(callback_url)
+        assert f"{parts.scheme}://{parts.netloc}{parts.path}" == REDIRECT
+        response = self.client.get(f"{parts.path}?{parts.query}")
+        assert response.status_code == 302, response.get_data(as_text=True)
+        location = response.headers["Location"]
+        self.seen += [location, response.get_data(as_text=True)]
+        assert location.startswith(FRONTEND + "?")
+        return parse_qs(urlsplit(location).query)
+
+    def connect(self, provider: str, org: str = "acme") -> dict[str, list[str]]:
+        return self.callback(self.consent(self.start(provider, org)["authorize_url"]))
+
+
+@pytest.fixture
+def browser(client, org_key):
+    return Browser(client, org_key)
+
+
+def _caller(service, org="acme"):
+    return Caller(key_id="pipeline", org_slug=org, is_admin=False, request_id="test")
+
+
+def _all_tokens(oauth_sim) -> list[str]:
+    state = oauth_sim.app.state
+    return [*state.access_tokens, *state.refresh_tokens, *state.codes]
+
+
+def _assert_no_token_in(oauth_sim, haystacks: dict[str, bytes]) -> None:
+    tokens = _all_tokens(oauth_sim)
+    assert tokens
+    for name, haystack in haystacks.items():
+        for token in tokens:
+            assert token.encode() not in haystack, f"a token or code is in {name}"
+
+
+def _data_dir_bytes(service) -> dict[str, bytes]:
+    data_dir = Path(service.adapters.settings.data_dir)
+    return {str(path): path.read_bytes() for path in data_dir.rglob("*") if path.is_file()}
+
+
+# --- the flow ----------------------------------------------------------------------------------
+
+
+def test_pkce_provider_connects_end_to_end(browser, client, org_key, service, oauth_sim, caplog):
+    caplog.set_level(logging.DEBUG)
+    store, cipher = service.adapters.store, service.adapters.cipher
+    jobs, encrypts = store.counters["jobs"], cipher.counters["encrypt"]
+    started = browser.start("canva")
+    # start: one store job (the state) and one encrypt (the PKCE verifier), plus the key lookup
+    assert store.counters["jobs"] - jobs == 2 and cipher.counters["encrypt"] - encrypts == 1
+    query = parse_qs(urlsplit(started["authorize_url"]).query)
+    assert query["response_type"] == ["code"] and query["client_id"] == ["sim-canva-client"]
+    assert query["redirect_uri"] == [REDIRECT] and query["scope"] == ["profile:read"]
+    assert query["code_challenge_method"] == ["S256"] and len(query["code_challenge"][0]) == 43
+    assert query["state"] == [started["state"]] and started["code_challenge_method"] == "S256"
+
+    callback_url = browser.consent(started["authorize_url"])
+    jobs, encrypts, decrypts = store.counters["jobs"], cipher.counters["encrypt"], cipher.counters["decrypt"]
+    outcome = browser.callback(callback_url)
+    # callback: consume the state, read the integration, write it with the credential and audit row
+    assert store.counters["jobs"] - jobs == 3
+    assert (cipher.counters["encrypt"] - encrypts, cipher.counters["decrypt"] - decrypts) == (1, 1)
+    assert outcome == {"oauth": ["connected"], "org": ["acme"], "provider": ["canva"], "status": ["active"]}
+    got = client.get("/api/v1/integrations/acme/canva", headers={"X-API-Key": org_key}).get_json()
+    assert got["integration"]["status"] == "active" and got["integration"]["details"]["connection"] is True
+    integration, credential = service.adapters.store.get_integration_with_credential("acme", "canva")
+    assert credential.credential_type == "oauth" and integration.expires_at is None
+    assert 14300 < (credential.expires_at - credential.created_at).total_seconds() <= 14400
+    assert oauth_sim.stats()["token_calls"]["canva"] == {"authorization_code": 1, "refresh_token": 0}
+
+    validated = client.post("/api/v1/integrations/acme/canva/validate", headers={"X-API-Key": org_key})
+    assert validated.get_json()["status"] == "active"
+    assert oauth_sim.refresh_calls("canva") == 0  # a fresh token is used as is
+
+    audit = [(a.action, a.outcome) for a in service.adapters.store.list_audit("acme", "canva")]
+    assert audit == [("validate", "success"), ("oauth_connect", "success")]
+    _assert_no_token_in(
+        oauth_sim,
+        {
+            "responses and URLs": "\n".join(browser.seen).encode() + validated.get_data(),
+            "logs": caplog.text.encode(),
+            **_data_dir_bytes(service),
+        },
+    )
+
+
+def test_rotating_provider_connects_and_revalidation_keeps_it_alive(browser, service, oauth_sim, caplog):
+    caplog.set_level(logging.DEBUG)
+    oauth_sim.configure(access_token_seconds=1)  # tokens die fast, so revalidation must refresh
+    assert browser.connect("github_app")["status"] == ["active"]
+    integration, first = service.adapters.store.get_integration_with_credential("acme", "github_app")
+    assert integration.expires_at is not None  # the refresh token's six months: then only a new consent helps
+    assert (integration.expires_at - integration.created_at).days > 150
+
+    admin = Caller(key_id="scheduler", org_slug="*", is_admin=True, request_id="revalidate")
+    for round_number in (1, 2, 3):
+        time.sleep(1.05)  # the access token has expired
+        summary = revalidate_all(service, admin)
+        assert summary["active"] == 1 and summary["error"] == 0, summary
+        assert oauth_sim.refresh_calls("github_app") == round_number  # one refresh per expiry
+    _, last = service.adapters.store.get_integration_with_credential("acme", "github_app")
+    assert last.credential_id == first.credential_id and last.fingerprint != first.fingerprint
+    # Each refresh spent the previous refresh token: only the newest one is left unused.
+    unused = [t for t in oauth_sim.app.state.refresh_tokens.values() if not t.used]
+    assert len(unused) == 1
+    _assert_no_token_in(
+        oauth_sim,
+        {"responses": "\n".join(browser.seen).encode(), "logs": caplog.text.encode(), **_data_dir_bytes(service)},
+    )
+
+
+def test_callback_without_frontend_url_answers_json(browser, service, oauth_sim):
+    service.adapters.settings = replace(service.adapters.settings, oauth_frontend_url=None)
+    callback = urlsplit(browser.consent(browser.start("canva")["authorize_url"]))
+    response = browser.client.get(f"{callback.path}?{callback.query}")
+    body = response.get_json()
+    check_response("GET", callback.path, response.status_code, body)
+    assert response.status_code == 200 and body["oauth"] == "connected" and body["status"] == "active"
+    replay = browser.client.get(f"{callback.path}?{callback.query}")
+    check_response("GET", callback.path, replay.status_code, replay.get_json())
+    assert replay.status_code == 400 and replay.get_json()["code"] == "oauth_flow_rejected"
+
+
+# --- rejected callbacks store nothing ------------------------------------------------------------
+
+
+def _stored(service, org="acme"):
+    return service.adapters.store.list_integrations(org)
+
+
+def test_replayed_state_is_refused_and_stores_nothing_more(browser, service, oauth_sim):
+    callback = browser.consent(browser.start("canva")["authorize_url"])
+    assert browser.callback(callback)["oauth"] == ["connected"]
+    before = service.adapters.store.get_integration_with_credential("acme", "canva")
+    replay = browser.callback(callback)
+    assert replay["oauth"] == ["failed"] and replay["code"] == ["oauth_flow_rejected"]
+    assert "already used" in replay["message"][0]
+    assert service.adapters.store.get_integration_with_credential("acme", "canva") == before
+    assert oauth_sim.stats()["token_calls"]["canva"]["authorization_code"] == 1  # the replay never reached it
+
+
+def test_expired_state_is_refused(browser, service, oauth_sim):
+    service.adapters.settings = replace(service.adapters.settings, oauth_state_ttl_seconds=0.2)
+    callback = browser.consent(browser.start("github_app")["authorize_url"])
+    time.sleep(0.3)
+    outcome = browser.callback(callback)
+    assert outcome["oauth"] == ["failed"] and "expired" in outcome["message"][0]
+    assert outcome["org"] == ["acme"] and outcome["provider"] == ["github_app"]
+    assert _stored(service) == [] and oauth_sim.stats()["token_calls"]["github_app"]["authorization_code"] == 0
+
+
+def test_unknown_or_missing_state_is_refused(browser, service):
+    for query in ("code=abc&state=" + "x" * 43, "code=abc", "state=short"):
+        response = browser.client.get("/api/v1/oauth/callback?" + query)
+        outcome = parse_qs(urlsplit(response.headers["Location"]).query)
+        assert outcome["oauth"] == ["failed"] and outcome["code"] == ["oauth_flow_rejected"], query
+    assert _stored(service) == []
+
+
+def test_code_of_another_orgs_flow_is_refused_and_stores_nothing(browser, client, service, oauth_sim, other_org_key):
+    acme_callback = browser.consent(browser.start("canva")["authorize_url"])
+    globex = Browser(client, other_org_key)
+    globex_callback = globex.consent(globex.start("canva", org="globex")["authorize_url"])
+    acme_code = parse_qs(urlsplit(acme_callback).query)["code"][0]
+    globex_state = parse_qs(urlsplit(globex_callback).query)["state"][0]
+    # acme's code delivered with globex's state: globex's PKCE verifier does not match acme's challenge.
+    outcome = globex.callback(f"{REDIRECT}?code={acme_code}&state={globex_state}")
+    assert outcome["oauth"] == ["failed"] and outcome["org"] == ["globex"]
+    assert "refused the authorization code" in outcome["message"][0]
+    assert _stored(service, "acme") == [] and _stored(service, "globex") == []
+
+
+def test_consent_denied_stores_nothing(browser, service, oauth_sim):
+    oauth_sim.configure(consent="deny")
+    outcome = browser.connect("canva")
+    assert outcome["oauth"] == ["failed"] and "denied" in outcome["message"][0]
+    assert _stored(service) == [] and oauth_sim.stats()["token_calls"]["canva"]["authorization_code"] == 0
+
+
+def test_start_refuses_what_it_cannot_do(browser, client, org_key, service, monkeypatch):
+    assert browser.start("openai", expected=400)["error"].startswith("OpenAI does not connect through OAuth")
+    assert browser.start("nope", expected=404)["code"] == "unknown_provider"
+    assert "Unknown config field" in browser.start("canva", body={"config": {"x": "1"}}, expected=400)["error"]
+    monkeypatch.delenv("INTEGRATIONS_SECRET_OAUTH_CANVA_CLIENT_SECRET")
+    assert browser.start("canva", expected=503)["code"] == "oauth_not_configured"
+    pasted = client.post(
+        "/api/v1/integrations/acme/canva/setup",
+        json={"credentials": {"oauth_token": "sim_at_pasted"}},
+        headers={"X-API-Key": org_key},
+    )
+    assert pasted.status_code == 400 and "oauth/start" in pasted.get_json()["error"]
+    assert client.post("/api/v1/integrations/acme/canva/oauth/start").status_code == 401
+
+
+def test_reauthorizing_replaces_the_credential(browser, service, oauth_sim):
+    browser.connect("canva")
+    integration, first = service.adapters.store.get_integration_with_credential("acme", "canva")
+    assert browser.connect("canva")["status"] == ["active"]
+    again, second = service.adapters.store.get_integration_with_credential("acme", "canva")
+    assert again.integration_id == integration.integration_id and second.credential_id != first.credential_id
+    actions = [a.action for a in service.adapters.store.list_audit("acme", "canva")]
+    assert actions == ["oauth_reauthorize", "oauth_connect"]
+
+
+# --- refresh -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", ["canva", "github_app"])
+def test_twenty_concurrent_refreshes_make_one_token_call(browser, service, oauth_sim, provider):
+    oauth_sim.configure(access_token_seconds=60)  # inside the 10-minute refresh window
+    browser.connect(provider)
+    oauth_sim.configure(access_token_seconds=None, token_delay_seconds=0.3)  # a slow token endpoint widens the race
+    cipher, store = service.adapters.cipher, service.adapters.store
+    encrypts_before, jobs_before = cipher.counters["encrypt"], store.counters["jobs"]
+    barrier = threading.Barrier(20)
+    tokens: list[str] = []
+    errors: list[BaseException] = []
+
+    def use() -> None:
+        barrier.wait()
+        try:
+            tokens.append(service.oauth_access_token(_caller(service), provider))
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=use) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == [] and len(tokens) == 20
+    assert oauth_sim.refresh_calls(provider) == 1
+    assert len(set(tokens)) == 1  # every caller ends with the winner's token
+    assert cipher.counters["encrypt"] - encrypts_before == 1  # one new credential version written
+    # 20 initial reads + one claim (the rest lose theirs) + one write + the losers' re-reads while they wait
+    print(f"\n{provider}: 20 concurrent uses took {store.counters['jobs'] - jobs_before} store jobs")
+    api = {"canva": "/canva/rest/v1/users/me", "github_app": "/github_app/user"}[provider]
+    assert requests.get(oauth_sim.url + api, headers={"Authorization": f"Bearer {tokens[0]}"}, timeout=5).ok
+    _, credential = service.adapters.store.get_integration_with_credential("acme", provider)
+    assert credential.refresh_lease_id is None and credential.refresh_error is None
+
+
+def test_invalid_grant_moves_to_error_with_reauthorize_and_alerts(browser, client, org_key, service, oauth_sim):
+    oauth_sim.configure(access_token_seconds=60)
+    browser.connect("github_app")
+    oauth_sim.revoke("github_app")  # the user uninstalled the app: every refresh token is dead
+    first = client.post("/api/v1/integrations/acme/github_app/validate", headers={"X-API-Key": org_key}).get_json()
+    assert first["status"] == "error" and "re-authorize" in first["error"]
+    assert "/api/v1/integrations/acme/github_app/oauth/start" in first["error"]
+    alerts = service.adapters.store.list_alerts("acme")
+    assert [(a.kind, a.provider) for a in alerts] == [("error", "github_app")] and "re-authorize" in alerts[0].message
+    # Later uses fail fast: the dead refresh token is not sent again.
+    second = client.post("/api/v1/integrations/acme/github_app/validate", headers={"X-API-Key": org_key}).get_json()
+    assert second["status"] == "error" and oauth_sim.refresh_calls("github_app") == 1
+    assert len(service.adapters.store.list_alerts("acme")) == 1  # still the one alert
+    # A new consent brings it back.
+    oauth_sim.configure(access_token_seconds=None)
+    assert browser.connect("github_app")["status"] == ["active"]
+    _, credential = service.adapters.store.get_integration_with_credential("acme", "github_app")
+    assert credential.refresh_error is None
+
+
+def test_transient_token_endpoint_failure_does_not_break_the_integration(browser, service, oauth_sim):
+    oauth_sim.configure(access_token_seconds=1)
+    browser.connect("canva")
+    time.sleep(1.05)
+    oauth_sim.configure(token_status=503)
+    admin = Caller(key_id="scheduler", org_slug="*", is_admin=True, request_id="revalidate")
+    summary = revalidate_all(service, admin)
+    assert summary["active"] == 1 and summary["error"] == 0 and summary["alerts"] == 0
+    integration, credential = service.adapters.store.get_integration_with_credential("acme", "canva")
+    assert (
+        integration.status == "active" and integration.details["last_transient_failure"] == "Unable to connect to Canva"
+    )
+    assert credential.refresh_error == "transient" and credential.refresh_lease_id is None
+    oauth_sim.configure(token_status=None, access_token_seconds=None)
+    assert revalidate_all(service, admin)["active"] == 1  # the next run refreshes
+    assert oauth_sim.refresh_calls("canva") == 2
+
+
+def test_a_near_expiry_token_is_still_used_while_the_token_endpoint_is_down(browser, service, oauth_sim):
+    oauth_sim.configure(access_token_seconds=120)
+    browser.connect("canva")
+    oauth_sim.configure(token_status=503)
+    token = service.oauth_access_token(_caller(service), "canva")
+    assert token in oauth_sim.app.state.access_tokens and oauth_sim.refresh_calls("canva") == 1
+
+
+@pytest.mark.parametrize("backend", ["gcp"])
+def test_flow_replay_and_single_flight_refresh_on_bigquery(browser, service, oauth_sim, gcp_stack, settings):
+    """The same flow on BigQuery (emulator), KMS and Secret Manager stand-ins: client secrets from Secret Manager."""
+    for name, value in oauth_sim.env().items():
+        if name.startswith("INTEGRATIONS_SECRET_OAUTH_"):
+            secret_id = name.removeprefix("INTEGRATIONS_SECRET_").lower().replace("_", "-")
+            secret_id = secret_id.replace("github-app", "github_app")
+            gcp_stack.secret_manager.put_secret(settings.gcp_project, secret_id, value)
+            os.environ.pop(name, None)  # so only Secret Manager can have answered
+    oauth_sim.configure(access_token_seconds=60)
+    callback = browser.consent(browser.start("github_app")["authorize_url"])
+    assert browser.callback(callback)["status"] == ["active"]
+    assert browser.callback(callback)["oauth"] == ["failed"]  # replay
+    oauth_sim.configure(access_token_seconds=None, token_delay_seconds=0.5)
+    barrier = threading.Barrier(20)
+    tokens: list[str] = []
+
+    def use() -> None:
+        barrier.wait()
+        tokens.append(service.oauth_access_token(_caller(service), "github_app"))
+
+    threads = [threading.Thread(target=use) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(tokens) == 20 and len(set(tokens)) == 1
+    assert oauth_sim.refresh_calls("github_app") == 1
+
+
+def test_readme_walkthrough_against_a_real_server_leaks_nothing(tmp_path, oauth_sim, simulator):
+    """`make run` as a process, driven like the README: connect, expire, revalidate; then grep everything."""
+    from tests.test_e2e_server import RunningServer, _create_key, _free_port
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "INTEGRATIONS_DATA_DIR": str(tmp_path / "data"),
+        "OAUTH_FRONTEND_URL": FRONTEND,
+        "REVALIDATION_MIN_INTERVAL_MINUTES": "0",
+        **oauth_sim.env(),
+    }
+    env.pop("INTEGRATIONS_SECRET_API_KEY_PEPPER", None)
+    server = RunningServer(env, tmp_path / "server.log")
+    server.start()
+    transcript: list[str] = []
+    try:
+        key = _create_key(env, "--org", "acme")
+        admin = _create_key(env, "--org", "ops", "--admin")
+        oauth_sim.configure(access_token_seconds=1)
+        started = requests.post(
+            f"{server.url}/api/v1/integrations/acme/canva/oauth/start", headers={"X-API-Key": key}, timeout=10
+        )
+        transcript.append(started.text)
+        consent = requests.get(started.json()["authorize_url"], allow_redirects=False, timeout=10)
+        callback = consent.headers["Location"]
+        assert callback.startswith(f"http://127.0.0.1:{port}/api/v1/oauth/callback?")  # the default redirect URI
+        landed = requests.get(callback, allow_redirects=False, timeout=30)
+        transcript += [landed.headers["Location"], landed.text]
+        assert parse_qs(urlsplit(landed.headers["Location"]).query)["status"] == ["active"]
+        time.sleep(1.05)  # the access token has expired
+        oauth_sim.configure(access_token_seconds=None)
+        run = requests.post(f"{server.url}/api/v1/admin/revalidate", headers={"X-API-Key": admin}, json={}, timeout=60)
+        transcript.append(run.text)
+        assert run.json()["summary"]["active"] == 1 and oauth_sim.refresh_calls("canva") == 1
+        got = requests.get(f"{server.url}/api/v1/integrations/acme/canva", headers={"X-API-Key": key}, timeout=10)
+        transcript.append(got.text)
+        assert got.json()["integration"]["status"] == "active"
+    finally:
+        server.stop()
+    stored = {str(p): p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file()}
+    log = server.log_path.read_bytes()
+    assert b"/api/v1/oauth/callback" in log  # the request was logged, without its query
+    _assert_no_token_in(oauth_sim, {"responses": "\n".join(transcript).encode(), "server log": log, **stored})
+
+
+def test_a_lease_left_by_a_dead_worker_is_taken_over_once(browser, service, oauth_sim):
+    oauth_sim.configure(access_token_seconds=60)
+    browser.connect("github_app")
+    oauth_sim.configure(access_token_seconds=None)
+    store = service.adapters.store
+    _, credential = store.get_integration_with_credential("acme", "github_app")
+    past = credential.updated_at - timedelta(minutes=1)
+    # A worker claimed the refresh and died before calling the token endpoint: its lease has lapsed.
+    assert store.claim_credential_refresh(
+        credential.credential_id,
+        expected_updated_at=credential.updated_at,
+        lease_id="dead-worker",
+        lease_expires_at=past,
+        version=credential.updated_at + timedelta(microseconds=1),
+    )
+    token = service.oauth_access_token(_caller(service), "github_app")
+    assert oauth_sim.refresh_calls("github_app") == 1
+    assert requests.get(oauth_sim.url + "/github_app/user", headers={"Authorization": f"Bearer {token}"}, timeout=5).ok
+    _, after = store.get_integration_with_credential("acme", "github_app")
+    assert after.refresh_lease_id is None
