@@ -5,6 +5,7 @@ this one source archive, chosen by ``--entry-point`` / Terraform's
 import os
 
 from functions.alerts import alerts_list
+from functions.aws_setup_instructions import aws_setup_instructions
 from functions.delete import integration_delete
 from functions.get import integration_get
 from functions.import_integrations import integration_import
@@ -36,6 +37,7 @@ ENTRY_POINTS = {
     "webhook_get": webhook_get,
     "webhook_delete": webhook_delete,
     "alerts_list": alerts_list,
+    "aws_setup_instructions": aws_setup_instructions,
     "oauth_start": oauth_start,
     "oauth_callback": oauth_callback,
     "subscription_providers_list": subscription_providers_list,

@@ -7,6 +7,7 @@ from typing import Any
 import functions_framework
 
 from shared.http import ApiCall, endpoint
+from shared.models import iso
 from shared.service import parse_timestamp
 
 
@@ -17,9 +18,15 @@ def integration_rotate(call: ApiCall) -> tuple[int, dict[str, Any]]:
     outcome = call.service.rotate(
         call.caller, call.provider or "", body["new_credentials"], parse_timestamp(body.get("expires_at"), "expires_at")
     )
+    expires_at = iso(outcome.integration.expires_at)
+    if expires_at is None:
+        expiry = "no expires_at"
+    elif body.get("expires_at") is None:
+        expiry = f"expires_at kept from the previous credential: {expires_at} (send expires_at to change it)"
+    else:
+        expiry = f"expires_at now {expires_at}"
     return 200, {
         "integration": outcome.integration.to_info(),
         "details": outcome.result.details,
-        "message": "Credential replaced and validated"
-        + ("" if body.get("expires_at") is not None else "; expires_at kept from the previous credential"),
+        "message": f"Credential replaced and validated; {expiry}",
     }

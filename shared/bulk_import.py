@@ -191,6 +191,9 @@ def _check(service: IntegrationService, caller: Caller, items: list[Any], existi
                     f"{spec.display_name} appears more than once in this import (first at item "
                     f"{first_index[spec.provider_id]}); an organization has one integration per provider"
                 )
+            # A cross-account role is stored with the org's external ID, as setup does
+            # (one store job, only for an item that is such a role: at most one per import).
+            secret = service._with_external_id(caller, spec, secret)
         except ServiceError as error:
             result.error, result.code = error.message, error.code
             if spec is not None and isinstance(error, InvalidCredentialFormat):

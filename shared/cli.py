@@ -21,7 +21,12 @@
 terminal it draws a progress bar on stderr.
 
 Uses the same settings as the service (INTEGRATIONS_BACKEND, INTEGRATIONS_DATA_DIR,
-...). Prints JSON; the API key is printed once, at creation, and never stored.
+PROVIDER_*_BASE_URL, ...). Prints JSON; the API key is printed once, at creation,
+and never stored.
+
+Exit codes: 0 done; 1 revalidate reached no provider at all (every check failed
+to connect: see ``sent_to`` in the summary); 2 bad arguments or settings, or the
+store/keyring refused.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -213,13 +219,45 @@ def import_file(service: Any, caller: Caller, items: list[Any], *, validate: boo
     return {"results": results, "summary": summary, "dry_run": dry_run, "validated": validate}
 
 
+EXIT_OK = 0
+EXIT_NOTHING_REACHED = 1
+EXIT_ERROR = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `cmd | head` leaves behind for any Unix tool
+
+
+def _nothing_reached(result: dict[str, Any]) -> str | None:
+    """Why a revalidation summary must not pass for a success: every check failed to connect.
+
+    (Only revalidate's summary has ``provider_checks``; other commands' output never matches.)
+    """
+    checks = result.get("provider_checks", 0)
+    if not checks or result.get("unreachable") != checks:
+        return None
+    targets = ", ".join(f"{provider} at {url}" for provider, url in result.get("sent_to", {}).items())
+    return (
+        f"every check failed to connect ({checks} of {checks}); requests went to {targets}. "
+        "Unreachable providers keep their status for now; to use the local simulator, "
+        "set PROVIDER_<ID>_BASE_URL (`. .data/demo.env` while `make demo` runs)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        print(json.dumps(run(sys.argv[1:] if argv is None else argv), indent=2))
+        result = run(sys.argv[1:] if argv is None else argv)
+        print(json.dumps(result, indent=2), flush=True)
     except (ConfigurationError, ServiceError) as error:
         print(json.dumps({"error": str(error)}), file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader (`| head`) has gone: stop quietly, and keep the interpreter's
+        # final flush from raising the same error again on the way out.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    problem = _nothing_reached(result)
+    if problem:
+        print(json.dumps({"error": problem}), file=sys.stderr)
+        return EXIT_NOTHING_REACHED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

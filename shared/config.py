@@ -9,6 +9,7 @@ may read settings without pulling the rest of the package in.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 from shared.errors import ConfigurationError
 
 API_KEY_PEPPER_SECRET = "api-key-pepper"
+# Where a Cloud Function gets a Google-signed ID token for its service account.
+METADATA_IDENTITY_URL = "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/identity"
 
 
 def _float(environ: Mapping[str, str], name: str, default: float) -> float:
@@ -49,6 +52,15 @@ def _days(environ: Mapping[str, str], name: str, default: tuple[int, ...]) -> tu
     if not days or min(days) < 1:
         raise ConfigurationError(f"{name} must list positive days, got {raw!r}")
     return days
+
+
+def _platform_role_arn(environ: Mapping[str, str]) -> str | None:
+    value = environ.get("AWS_PLATFORM_ROLE_ARN") or None
+    if value is not None and not re.fullmatch(
+        r"arn:(aws|aws-cn|aws-us-gov):iam::[0-9]{12}:role/[\x21-\x7e]{1,576}", value
+    ):
+        raise ConfigurationError(f"AWS_PLATFORM_ROLE_ARN must be an IAM role ARN, got {value!r}")
+    return value
 
 
 def _authority_host(environ: Mapping[str, str]) -> str:
@@ -87,6 +99,11 @@ class Settings:
     allowed_token_hosts: tuple[str, ...] = ("oauth2.googleapis.com", "accounts.google.com")
     billing_export_max_age_hours: float = 72.0
     gcp_iam_base_url: str = "https://iam.googleapis.com"
+    # AWS: no static key anywhere. The function's Google ID token (for this
+    # audience) is exchanged for the platform role, which assumes customers' roles.
+    aws_platform_role_arn: str | None = None
+    aws_web_identity_audience: str = "provider-integrations-aws"
+    aws_id_token_url: str = METADATA_IDENTITY_URL
     # Service-account tokens come from here whatever the uploaded key's token_uri says
     # (GCP_TOKEN_URI points it at a loopback stand-in in tests only).
     gcp_token_uri: str = "https://oauth2.googleapis.com/token"
@@ -169,6 +186,9 @@ class Settings:
             allowed_token_hosts=("oauth2.googleapis.com", "accounts.google.com", *extra_hosts),
             billing_export_max_age_hours=_float(environ, "BILLING_EXPORT_MAX_AGE_HOURS", 72.0),
             gcp_iam_base_url=(environ.get("GCP_IAM_BASE_URL") or "https://iam.googleapis.com").rstrip("/"),
+            aws_platform_role_arn=_platform_role_arn(environ),
+            aws_web_identity_audience=environ.get("AWS_WEB_IDENTITY_AUDIENCE") or "provider-integrations-aws",
+            aws_id_token_url=environ.get("AWS_ID_TOKEN_URL") or METADATA_IDENTITY_URL,
             gcp_token_uri=environ.get("GCP_TOKEN_URI") or "https://oauth2.googleapis.com/token",
             cors_allowed_origins=tuple(
                 o.strip().rstrip("/") for o in environ.get("CORS_ALLOWED_ORIGINS", "").split(",") if o.strip()

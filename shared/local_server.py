@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -27,13 +29,15 @@ from werkzeug.serving import WSGIRequestHandler
 from shared import logs
 from shared.cors import apply_cors
 from shared.errors import MethodNotAllowed, NotFound, ServiceError
-from shared.http import cors_origins, error_response, options_response
+from shared.http import REQUEST_ID_HEADER, cors_origins, error_response, options_response
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 LOCAL_PATHS = ("/openapi.json", "/healthz")
 DISPATCH_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 logger = logging.getLogger("integrations.local_server")
+access_logger = logging.getLogger("integrations.access")
+FLASK_APP_NAME = "integrations-local"
 
 Handler = Callable[[flask.Request], flask.Response]
 
@@ -50,8 +54,38 @@ def create_app(entry_points: Mapping[str, Handler] | None = None) -> flask.Flask
         method, rule = getattr(handler, "route")  # noqa: B009 - set by shared.http.endpoint
         rules.append(Rule(rule, endpoint=name, methods=[method]))
     url_map = Map(rules, strict_slashes=False)
-    app = flask.Flask("integrations-local")
+    app = flask.Flask(FLASK_APP_NAME)
     openapi_document = yaml.safe_load(OPENAPI_PATH.read_text()) if OPENAPI_PATH.exists() else {}
+
+    @app.before_request
+    def start_clock() -> None:
+        flask.g.started = time.perf_counter()
+
+    @app.after_request
+    def access_log(response: flask.Response) -> flask.Response:
+        """One JSON line per request, in the service's log format and with its request id."""
+        request_id = response.headers.get(REQUEST_ID_HEADER) or _id()
+        response.headers[REQUEST_ID_HEADER] = request_id
+        request = flask.request
+        latency = time.perf_counter() - flask.g.get("started", time.perf_counter())
+        with logs.request_context(request_id):
+            # Path only, never the query string or headers: nothing a caller sent is echoed whole.
+            access_logger.info(
+                "%s %s %s",
+                request.method,
+                request.path[:200],
+                response.status_code,
+                extra={
+                    "httpRequest": {
+                        "requestMethod": request.method,
+                        "requestUrl": request.path[:200],
+                        "status": response.status_code,
+                        "latency": f"{latency:.3f}s",
+                        "remoteIp": request.remote_addr,
+                    }
+                },
+            )
+        return response
 
     def allowed_methods(path: str) -> tuple[str, ...]:
         if path in LOCAL_PATHS:
@@ -148,10 +182,29 @@ def _id() -> str:
     return uuid.uuid4().hex
 
 
-def main() -> None:
+class JsonLoggingRequestHandler(JsonErrorRequestHandler):
+    """...and without werkzeug's own coloured access log (the app writes one, as JSON)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # The status and its reason only: the rejected line itself could carry anything.
+        reason = self.responses.get(code, ("Error", ""))[0]
+        logging.getLogger("integrations.server").warning(f"rejected a malformed request: {code} {reason}")
+        super().send_error(code, message, explain)
+
+    def log(self, type: str, message: str, *args: object) -> None:
+        # Malformed request lines, handler errors: werkzeug's own complaints, in our format.
+        logging.getLogger("integrations.server").log(
+            logging.ERROR if type == "error" else logging.INFO, message % args if args else message
+        )
+
+
+def main() -> int:
     from werkzeug.serving import make_server
 
-    logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
+    logs.configure(os.environ.get("LOG_LEVEL", "INFO"), "werkzeug", FLASK_APP_NAME)
     # Fail at start (bad env, bad registry, unreadable keyring), not at the first request.
     from shared.http import get_service
 
@@ -160,17 +213,19 @@ def main() -> None:
     service.adapters.cipher  # noqa: B018
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8001"))
-    server = make_server(host, port, create_app(), threaded=True, request_handler=JsonErrorRequestHandler)
-    logger.info("serving", extra={"url": f"http://{host}:{port}", "data_dir": str(service.adapters.settings.data_dir)})
-    print(
-        f"integrations service listening on http://{host}:{port} (data: {service.adapters.settings.data_dir})",
-        flush=True,
-    )
+    try:
+        server = make_server(host, port, create_app(), threaded=True, request_handler=JsonLoggingRequestHandler)
+    except OSError as error:
+        logger.error(f"cannot listen on {host}:{port}: {error.strerror}; is another server running? Set PORT.")
+        return 1
+    url, data_dir = f"http://{host}:{port}", str(service.adapters.settings.data_dir)
+    logger.info(f"integrations service listening on {url} (data: {data_dir})", extra={"url": url, "data_dir": data_dir})
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

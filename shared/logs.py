@@ -44,13 +44,23 @@ def request_context(request_id: str) -> Iterator[None]:
         _request_id.reset(token)
 
 
-def configure(level: str = "INFO") -> None:
-    """Send the service's loggers to stdout as JSON lines (once per process)."""
+def configure(level: str = "INFO", *others: str) -> None:
+    """Send the service's loggers to stdout as JSON lines (once per process).
+
+    ``others`` names third-party loggers (werkzeug, Flask's app logger) that
+    should write the same format instead of their own coloured stderr lines.
+    """
     root = logging.getLogger("integrations")
-    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
-        return
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = True
+    handler = next((h for h in root.handlers if isinstance(h.formatter, JsonFormatter)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(JsonFormatter())
+        root.addHandler(handler)
+        root.setLevel(level)
+        root.propagate = True
+    for name in others:
+        other = logging.getLogger(name)
+        if handler not in other.handlers:
+            other.handlers = [handler]
+            other.setLevel(level)
+            other.propagate = False

@@ -42,7 +42,12 @@ REGISTRY_PATH = CONFIG_DIR / "providers.yml"
 SCHEMA_PATH = CONFIG_DIR / "providers.schema.json"
 
 # The request field that carries each credential type (the spec's CredentialInput).
-CREDENTIAL_FIELDS = {"api_key": "api_key", "service_account": "service_account_json", "oauth": "oauth_token"}
+# A cross-account IAM role is a service account in the spec's terms, carried as role_arn.
+CREDENTIAL_FIELDS = {
+    "api_key": ("api_key",),
+    "service_account": ("service_account_json", "role_arn"),
+    "oauth": ("oauth_token",),
+}
 
 SAAS_CATEGORIES = ("ai", "design", "productivity", "development")
 
@@ -55,6 +60,7 @@ PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 # Capabilities that code validators report (declarative ones are their check names).
 CODE_VALIDATOR_CAPABILITIES = {
     "gcp_service_account": {"list_datasets", "read_billing_export", "run_queries"},
+    "aws_role": {"assume_role", "caller_identity", "external_id_required", "list_export", "read_cost_export"},
     "azure_service_principal": {"authenticate", "list_exports", "read_cost_export"},
 }
 
@@ -154,9 +160,10 @@ def _check_cross_fields(document: dict[str, Any]) -> list[str]:
                     f"{provider_id}: credential.fields needs a validator module with a credential parser"
                     f" ({', '.join(sorted(MULTI_FIELD_MODULES))}) and must list credential.field"
                 )
-        elif credential["field"] != CREDENTIAL_FIELDS[credential_type]:
+        elif credential["field"] not in CREDENTIAL_FIELDS[credential_type]:
             problems.append(
-                f"{provider_id}: credential.field must be {CREDENTIAL_FIELDS[credential_type]} for {credential_type}"
+                f"{provider_id}: credential.field must be one of {', '.join(CREDENTIAL_FIELDS[credential_type])}"
+                f" for {credential_type}"
             )
         config_fields = entry.get("config_fields", {})
         for name in entry["required_fields"]:

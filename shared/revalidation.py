@@ -53,6 +53,13 @@ class RevalidationSummary:
     active: int = 0
     error: int = 0
     expired: int = 0
+    # Of the checks sent to a provider: how many failed for a passing reason (429, 5xx, network;
+    # the status holds until REVALIDATION_FAILURES_BEFORE_ERROR runs in a row), and how many of
+    # those got no answer at all. A summary must not look green when nothing was reached.
+    provider_checks: int = 0
+    transient_failures: int = 0
+    unreachable: int = 0
+    sent_to: dict[str, str] = field(default_factory=dict)
     skipped: int = 0
     written: int = 0
     alerts: int = 0
@@ -220,6 +227,14 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
         (pair, expired_result(service.provider(pair[0].provider), pair[0].expires_at or run_at)) for pair in past_expiry
     ]
     outcomes += checked
+    for _, result in checked:
+        summary.provider_checks += 1
+        summary.transient_failures += not result.ok and result.failure_class != FailureClass.CONFIG
+        summary.unreachable += not result.ok and result.failure == Failure.UNREACHABLE
+    summary.sent_to = {
+        provider: service.adapters.validation_context(service.provider(provider)).base_url
+        for provider in sorted({integration.provider for (integration, _), _ in checked})
+    }
 
     now = utc_now()
     results: list[tuple[Integration, AuditEvent, datetime]] = []

@@ -19,6 +19,7 @@ AUDIT_TABLE = "integration_audit_log"
 API_KEYS_TABLE = "org_api_keys"
 ALERTS_TABLE = "integration_alerts"
 WEBHOOKS_TABLE = "org_webhooks"
+EXTERNAL_IDS_TABLE = "org_external_ids"
 OAUTH_STATES_TABLE = "oauth_states"
 # The spec keeps SaaS toggles in Supabase; this service owns them in its own store.
 SAAS_TOGGLES_TABLE = "saas_subscription_providers_meta"
@@ -30,6 +31,7 @@ TABLES = (
     API_KEYS_TABLE,
     ALERTS_TABLE,
     WEBHOOKS_TABLE,
+    EXTERNAL_IDS_TABLE,
     OAUTH_STATES_TABLE,
     SAAS_TOGGLES_TABLE,
 )

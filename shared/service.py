@@ -53,6 +53,13 @@ from shared.models import (
 )
 from shared.providers import ProviderSpec, Registry
 from shared.validators import FailureClass, ValidationResult, validate_credential
+from shared.validators.aws import (
+    ROLE_ARN_FIELD,
+    new_external_id,
+    parse_role_arn,
+    setup_instructions,
+    stored_credential,
+)
 from shared.validators.gcp import parse_service_account
 
 if TYPE_CHECKING:
@@ -185,18 +192,21 @@ class IntegrationService:
                 f"Field 'credentials' for {spec.display_name} takes only '{field_name}', got {', '.join(unknown)}"
             )
         value = credentials.get(field_name)
-        if spec.credential_type == "service_account" and isinstance(value, dict):
+        # Both GCP keys and AWS roles are the spec's service_account; the request field tells them apart.
+        if field_name == "service_account_json" and isinstance(value, dict):
             value = json.dumps(value, sort_keys=True)
         if not isinstance(value, str) or not value:
             raise BadRequest(f"Field 'credentials.{field_name}' is required and must be a non-empty string")
         if len(value) > MAX_SECRET_CHARS:
             raise BadRequest(f"Field 'credentials.{field_name}' is longer than {MAX_SECRET_CHARS} characters")
-        if spec.credential_type == "service_account":
+        if field_name == "service_account_json":
             settings = self.adapters.settings
             document = parse_service_account(
                 value, spec.display_name, settings.allowed_token_hosts, settings.gcp_token_uri
             )
             return json.dumps(document, sort_keys=True)
+        if field_name == ROLE_ARN_FIELD:
+            return parse_role_arn(value, spec.display_name).arn
         value = value.strip()
         if spec.key_pattern is not None and not spec.key_pattern.fullmatch(value):
             raise InvalidCredentialFormat(f"Invalid API key format for {spec.display_name}")
@@ -316,6 +326,13 @@ class IntegrationService:
             created_by=caller.actor,
         )
 
+    def _with_external_id(self, caller: Caller, spec: ProviderSpec, secret: str) -> str:
+        """A cross-account role is stored with the org's external ID, so checks need no extra read."""
+        if spec.credential_field != ROLE_ARN_FIELD:
+            return secret
+        external_id = self.adapters.store.external_id(caller.org_slug, spec.provider_id, new_external_id())
+        return stored_credential(secret, external_id)
+
     def decrypt_credential(self, integration: Integration, credential: StoredCredential) -> str:
         aad = credential_aad(integration.org_slug, integration.provider, credential.credential_id)
         return self.adapters.cipher.decrypt(credential.encrypted_value, aad).decode()
@@ -338,6 +355,7 @@ class IntegrationService:
             self.adapters.store.record_audit(self._audit(caller, spec, "setup", "rejected", detail=error.message))
             raise
         clean_config = self._config_from(spec, config)
+        secret = self._with_external_id(caller, spec, secret)
         credential = self._encrypt(caller, spec, secret, "setup", expires_at)
         now = credential.created_at
         integration = Integration(
@@ -485,6 +503,7 @@ class IntegrationService:
         except InvalidCredentialFormat as error:
             self.adapters.store.record_audit(self._audit(caller, spec, "rotate", "rejected", detail=error.message))
             raise
+        secret = self._with_external_id(caller, spec, secret)
         result = validate_credential(spec, secret, integration.config, self.adapters.validation_context(spec))
         if not result.ok:
             message = result.message or f"{spec.display_name} API key is invalid or expired"
@@ -533,6 +552,25 @@ class IntegrationService:
             )
             raise Conflict(f"Integration for {spec.display_name} changed during rotation; try again")
         return ValidationOutcome(integration, result)
+
+    def setup_instructions(
+        self, caller: Caller, provider_id: str, export_bucket: str | None, export_prefix: str | None
+    ) -> dict[str, Any]:
+        """What to create in AWS before setup: the org's external ID (made once, kept) and the policies."""
+        spec = self.provider(provider_id)
+        if spec.credential_field != ROLE_ARN_FIELD:
+            raise NotFound(f"{spec.display_name} has no setup instructions")
+        for name, value in (("export_bucket", export_bucket), ("export_prefix", export_prefix)):
+            field_spec = spec.config_fields[name]
+            if value is not None and not field_spec.pattern.fullmatch(value):
+                raise BadRequest(f"Query parameter '{name}' must match {field_spec.pattern.pattern}")
+        platform_role_arn = self.adapters.settings.aws_platform_role_arn
+        if not platform_role_arn:
+            raise ProviderUnavailable(
+                f"{spec.display_name} is not configured on this deployment: the operator must set AWS_PLATFORM_ROLE_ARN"
+            )
+        external_id = self.adapters.store.external_id(caller.org_slug, spec.provider_id, new_external_id())
+        return setup_instructions(spec.display_name, platform_role_arn, external_id, export_bucket, export_prefix)
 
     # --- webhooks + revalidation ---------------------------------------------------------
 

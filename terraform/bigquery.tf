@@ -13,6 +13,7 @@ locals {
     "org_api_keys",
     "integration_alerts",
     "org_webhooks",
+    "org_external_ids",
     "oauth_states",
     "saas_subscription_providers_meta",
   ]

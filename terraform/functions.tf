@@ -19,6 +19,7 @@ locals {
     "webhook_get",
     "webhook_delete",
     "alerts_list",
+    "aws_setup_instructions",
     "oauth_start",
     "oauth_callback",
     "subscription_providers_list",
@@ -55,6 +56,10 @@ locals {
     # routes (iam.tf, scheduler.tf), so they trust the OIDC token Cloud Run
     # verified instead of an admin API key. Read only by the admin routes.
     REVALIDATE_AUTH = "platform"
+    # AWS: the platform's AWS role, assumed with this function's Google ID
+    # token (no AWS key exists anywhere); empty = AWS integrations disabled.
+    AWS_PLATFORM_ROLE_ARN     = var.aws_platform_role_arn
+    AWS_WEB_IDENTITY_AUDIENCE = var.aws_web_identity_audience
     # OAuth: the callback URL registered with each provider, and where the
     # callback sends the browser afterwards (both empty until configured).
     OAUTH_REDIRECT_URI = var.oauth_redirect_uri

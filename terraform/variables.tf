@@ -180,6 +180,13 @@ variable "function_settings" {
       max_instance_request_concurrency = 8
       max_instance_count               = 5
     }
+    aws_setup_instructions = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 16
+      max_instance_count               = 5
+    }
     # Up to 100 credentials per request: encrypts and validates on a pool.
     integration_import = {
       memory                           = "1Gi"
@@ -266,6 +273,23 @@ variable "log_level" {
     condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
     error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
   }
+}
+
+variable "aws_platform_role_arn" {
+  type        = string
+  description = "ARN of the platform's AWS role that customers' roles trust (terraform/aws-platform-role creates it); empty disables AWS integrations."
+  default     = ""
+
+  validation {
+    condition     = var.aws_platform_role_arn == "" || can(regex("^arn:(aws|aws-cn|aws-us-gov):iam::[0-9]{12}:role/", var.aws_platform_role_arn))
+    error_message = "aws_platform_role_arn must be an IAM role ARN or empty."
+  }
+}
+
+variable "aws_web_identity_audience" {
+  type        = string
+  description = "Audience of the Google ID token the functions exchange for the platform's AWS role (its trust policy checks it)."
+  default     = "provider-integrations-aws"
 }
 
 variable "oauth_redirect_uri" {

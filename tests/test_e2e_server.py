@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -158,8 +159,23 @@ def test_lifecycle_over_http_survives_restart_and_leaks_nothing(tmp_path, server
         assert summary["checked"] == 1 and summary["active"] == 1 and summary["more"] is False
         refused = requests.post(server.url + "/api/v1/admin/revalidate", headers={"X-API-Key": api_key}, timeout=10)
         assert refused.status_code == 403
+        # A request line werkzeug itself rejects: its complaint must come out as JSON too.
+        with socket.create_connection(("127.0.0.1", int(server_env["PORT"])), timeout=10) as raw:
+            raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            assert raw.recv(1024)  # werkzeug answers 400 (HTTP/0.9 style: the line named no version)
     finally:
         server.stop()
+
+    # One log format: every line the service wrote (service and access log alike) is a JSON record,
+    # and the access log carries the request id the response did. ("make[1]: ..." is make reporting the stop.)
+    lines = server.log_path.read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip() and not re.match(r"make(\[\d+\])?: ", line)]
+    assert all({"time", "severity", "message"} <= set(record) for record in records)
+    access = [record for record in records if record["logger"] == "integrations.access"]
+    refused_line = [r for r in access if r.get("request_id") == refused.headers["X-Request-Id"]]
+    assert [r["httpRequest"]["status"] for r in refused_line] == [403]
+    assert refused_line[0]["httpRequest"]["requestUrl"] == "/api/v1/admin/revalidate"
+    assert any(record["logger"] == "integrations.server" for record in records)  # the garbage request line
 
     secrets_used = [OPENAI_KEY, rotated_key, rejected_key, key_with("bad", ANTHROPIC_KEY), api_key, admin_key]
     needles = [s.encode() for s in secrets_used] + [s[8:-4].encode() for s in secrets_used]

@@ -113,6 +113,10 @@ def test_fuzz_openapi_against_a_real_server(tmp_path, simulator, oauth_sim):
         "INTEGRATIONS_DATA_DIR": str(tmp_path / "data"),
         "LOG_LEVEL": "INFO",
         "PROVIDER_GCP_BASE_URL": "http://127.0.0.1:9",  # BigQuery calls fail fast: no emulator needed here
+        # A deployment with AWS configured; its STS, S3 and ID-token calls fail fast on loopback.
+        "AWS_PLATFORM_ROLE_ARN": "arn:aws:iam::111111111111:role/provider-integrations-platform",
+        "PROVIDER_AWS_BASE_URL": "http://127.0.0.1:9",
+        "AWS_ID_TOKEN_URL": "http://127.0.0.1:9/identity",
         "VALIDATION_MAX_ATTEMPTS": "1",
         "VALIDATION_DEADLINE_SECONDS": "3",
         "CORS_ALLOWED_ORIGINS": "https://app.example",

@@ -328,6 +328,28 @@ def test_failed_rotation_keeps_old_credential(client, org_key, service):
     assert after == before and after[0].status == "active"
 
 
+def test_rotation_keeps_expires_at_unless_the_body_changes_it_and_says_so(client, org_key):
+    setup(client, org_key, expires_at="2031-01-31T00:00:00Z")
+
+    def rotate(marker, **extra):
+        status, body = call(
+            client, "POST", "/acme/openai/rotate", org_key, {"new_credentials": {"api_key": key_with(marker)}, **extra}
+        )
+        assert status == 200, body
+        stored = call(client, "GET", "/acme/openai", org_key)[1]["integration"]
+        assert stored.get("expires_at") == body["integration"].get("expires_at")
+        return body
+
+    kept = rotate("first")
+    assert kept["integration"]["expires_at"] == "2031-01-31T00:00:00.000Z"
+    assert "expires_at kept from the previous credential: 2031-01-31T00:00:00.000Z" in kept["message"]
+    moved = rotate("second", expires_at="2032-06-30T00:00:00Z")
+    assert moved["integration"]["expires_at"] == "2032-06-30T00:00:00.000Z"
+    assert "expires_at now 2032-06-30T00:00:00.000Z" in moved["message"]
+    also_kept = rotate("third", expires_at=None)
+    assert also_kept["integration"]["expires_at"] == "2032-06-30T00:00:00.000Z"
+
+
 def test_rotation_during_provider_outage_is_503_and_keeps_old(client, org_key, service):
     setup(client, org_key)
     status, body = call(

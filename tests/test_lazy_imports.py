@@ -1,7 +1,8 @@
-"""Google client libraries load only where needed: local mode loads none,
-list/get in gcp mode never load KMS, a deployed instance (pepper mounted as an
-environment variable) never loads Secret Manager, and no request loads
-jsonschema (the registry is schema-checked at build time). Cold starts stay short."""
+"""Client libraries load only where needed: local mode loads no Google client,
+list/get in gcp mode never load KMS, nothing but an AWS validation loads boto3,
+a deployed instance (pepper mounted as an environment variable) never loads
+Secret Manager, and no request loads jsonschema (the registry is schema-checked
+at build time). Cold starts stay short."""
 
 from __future__ import annotations
 
@@ -25,10 +26,16 @@ service = build_service(Settings.from_env())
 http.use_service(service)
 record, key = service.create_api_key("acme")
 client = create_app().test_client()
-for path in sys.argv[1:]:
-    response = client.get(path, headers={"X-API-Key": key})
-    assert response.status_code in (200, 404), response.get_json()
-loaded = sorted(m for m in sys.modules if m.startswith(("google.cloud.", "google.auth", "grpc", "jsonschema")))
+for request in sys.argv[1:]:
+    # "PATH" or "METHOD PATH [JSON BODY]"
+    parts = request.split(" ", 2) if " " in request else ["GET", request]
+    method, path, body = parts[0], parts[1], parts[2] if len(parts) > 2 else None
+    response = client.open(path, method=method, json=json.loads(body) if body else None, headers={"X-API-Key": key})
+    assert response.status_code in (200, 201, 404, 409, 503), response.get_json()
+loaded = sorted(
+    m for m in sys.modules
+    if m.startswith(("google.cloud.", "google.auth", "grpc", "boto3", "botocore", "jsonschema"))
+)
 print(json.dumps(loaded))
 """
 
@@ -73,6 +80,40 @@ def test_a_mounted_pepper_keeps_secret_manager_off_the_cold_start(tmp_path, gcp_
     loaded = _loaded_modules(env, "/api/v1/integrations/acme", "/api/v1/integrations/acme/openai")
     assert not any(m.startswith(("google.cloud.secretmanager", "google.cloud.kms", "jsonschema")) for m in loaded)
     assert dict(gcp_stack.secret_manager.calls) == calls_before
+
+
+def test_no_function_but_an_aws_validation_loads_boto3(tmp_path):
+    """Every entry point is imported (main.py) and the AWS setup instructions served: boto3 stays unloaded."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "INTEGRATIONS_DATA_DIR": str(tmp_path),
+        "AWS_PLATFORM_ROLE_ARN": "arn:aws:iam::111111111111:role/provider-integrations-platform",
+    }
+    loaded = _loaded_modules(
+        env,
+        "/api/v1/integrations/acme",
+        "/api/v1/integrations/acme/aws",
+        "/api/v1/integrations/acme/aws/setup-instructions",
+        "POST /api/v1/integrations/acme/openai/validate",
+        "/api/v1/organizations/acme/alerts",
+    )
+    assert not [m for m in loaded if m.startswith(("boto3", "botocore"))]
+    # The probe can see boto3 when it is loaded: an AWS validation does load it.
+    nowhere = "http://127.0.0.1:9"  # refused at once: the check fails fast, after loading boto3
+    env_with_aws = {**env, "PROVIDER_AWS_BASE_URL": nowhere, "AWS_ID_TOKEN_URL": nowhere + "/identity"}
+    assert any(m.startswith("boto3") for m in _loaded_modules(env_with_aws, *AWS_VALIDATION))
+
+
+AWS_VALIDATION = (
+    "POST /api/v1/integrations/acme/aws/setup "
+    + json.dumps(
+        {
+            "credentials": {"role_arn": "arn:aws:iam::222222222222:role/cost-export-reader"},
+            "config": {"export_bucket": "acme-cost-exports", "export_prefix": "cur", "region": "us-east-1"},
+        }
+    ),
+    "POST /api/v1/integrations/acme/aws/validate",
+)
 
 
 # Every function works on every provider, so "a non-Azure function" is any request about

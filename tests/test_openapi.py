@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from openapi_spec_validator import validate
 
 import main
@@ -12,15 +14,54 @@ def test_document_is_valid_openapi():
     validate(document())
 
 
-def test_every_entry_point_is_documented_once():
-    operation_ids = [
+METHODS = ("get", "post", "put", "delete", "patch")
+
+
+def documented_routes() -> dict[tuple[str, str], str]:
+    """(METHOD, path template) -> operationId, for every operation of openapi.yaml."""
+    return {
+        (method.upper(), path): operation["operationId"]
+        for path, item in document()["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    }
+
+
+def test_every_entry_point_is_documented_once_at_its_route():
+    documented = documented_routes()
+    local_only = {
         operation["operationId"]
         for item in document()["paths"].values()
-        for key, operation in item.items()
-        if key in ("get", "post", "put", "delete")
-    ]
-    public = [name for name, handler in main.ENTRY_POINTS.items() if not handler.route[1].startswith("/api/v1/admin/")]
-    assert sorted(operation_ids) == sorted(public)
+        if item.get("x-local-server-only")
+        for method, operation in item.items()
+        if method in METHODS
+    }
+    assert sorted(documented.values()) == sorted([*main.ENTRY_POINTS, *local_only])
+    for name, handler in main.ENTRY_POINTS.items():
+        method, rule = handler.route
+        path = re.sub(r"<(\w+)>", r"{\1}", rule)
+        assert documented.get((method, path)) == name, f"{name} is served at {method} {path}"
+
+
+def test_every_path_the_local_server_serves_is_documented():
+    """The local server's own routes (health, the document itself) are in the document too."""
+    from shared.local_server import create_app
+
+    documented = documented_routes()
+    app = create_app()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in ("dispatch", "static"):
+            continue  # the catch-all that hands requests to ENTRY_POINTS (checked above)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert (method, rule.rule) in documented, f"{method} {rule.rule} is served but not in openapi.yaml"
+
+
+def test_integration_fields_are_all_documented():
+    """IntegrationInfo lists every field the API returns (it admits no others)."""
+    schema = document()["components"]["schemas"]["IntegrationInfo"]
+    assert schema["additionalProperties"] is False
+    for name in ("consecutive_failures", "last_checked_at", "last_success_at", "expires_at"):
+        assert name in schema["properties"]
 
 
 def test_served_at_openapi_json(client):
@@ -28,7 +69,7 @@ def test_served_at_openapi_json(client):
     assert response.status_code == 200 and response.get_json()["openapi"].startswith("3.1")
 
 
-def test_responses_match_the_document(client, org_key):
+def test_responses_match_the_document(client, org_key, service):
     def do(method, path, body=None):
         response = client.open(path, method=method, json=body, headers={"X-API-Key": org_key})
         check_response(method, path, response.status_code, response.get_json())
@@ -46,6 +87,7 @@ def test_responses_match_the_document(client, org_key):
     do("PUT", base + "/openai", {"enabled": True, "expires_at": "2030-01-01T00:00:00Z"})
     do("POST", base + "/openai/rotate", {"new_credentials": {"api_key": "sk-proj-bad-" + "b" * 30}})  # 422
     do("POST", base + "/openai/rotate", {"new_credentials": {"api_key": "sk-proj-" + "b" * 30}})
+    do("POST", base + "/openai/rotate", {"new_credentials": {"api_key": "sk-proj-" + "c" * 30}, "expires_at": None})
     do("DELETE", base + "/openai")
     items = [
         {"provider": "openai", "credentials": {"api_key": "sk-proj-" + "c" * 30}},
@@ -66,6 +108,19 @@ def test_responses_match_the_document(client, org_key):
     do("PUT", subscriptions + "/openai", {"enabled": True})  # 404
     do("GET", subscriptions)
     do("GET", "/api/v1/subscriptions/globex/providers")  # 403
+    do("POST", "/api/v1/admin/revalidate")  # 403: an org key on the admin route
+    admin_key = service.create_api_key("ops", is_admin=True)[1]
+    revalidated = client.post("/api/v1/admin/revalidate", json={}, headers={"X-API-Key": admin_key})
+    check_response("POST", "/api/v1/admin/revalidate", revalidated.status_code, revalidated.get_json())
+    assert revalidated.status_code == 200
+    for method, path in (("GET", "/api/v1/admin/keys"), ("POST", "/api/v1/admin/keys/rewrap")):
+        answer = client.open(
+            path, method=method, json={} if method == "POST" else None, headers={"X-API-Key": admin_key}
+        )
+        check_response(method, path, answer.status_code, answer.get_json())
+        assert answer.status_code == 200, answer.get_json()
+    health = client.get("/healthz")
+    check_response("GET", "/healthz", health.status_code, health.get_json())
 
 
 def test_provider_parameter_and_config_schemas_are_the_registry():

@@ -27,9 +27,10 @@ SPEC_SAAS_TOOLS = {
 API_TOKEN_TOOLS = {"github", "slack", "cursor", "vercel", "figma", "notion", "asana"}
 
 
-def test_registry_loads_the_providers():
+def test_registry_loads_every_provider():
     registry = default_registry()
-    assert {"gcp", "openai", "anthropic", "gemini", "azure"} <= set(registry.providers)
+    assert {"gcp", "openai", "anthropic", "gemini", "azure", "aws"} <= set(registry.providers)
+    assert registry.get("aws").category == "cloud" and registry.get("aws").credential_field == "role_arn"
     assert registry.get("gcp").display_name == "Google Cloud Platform"
     assert registry.get("openai").key_pattern.fullmatch("sk-proj-" + "a" * 24)
 

@@ -409,6 +409,21 @@ def test_reset_clears_counters_and_flaky_state(sim: ProviderSimulator):
     assert openai_get(sim, "/v1/models", key).status_code == 503
 
 
+def test_a_key_revoked_through_the_control_api_is_rejected_until_reset(sim: ProviderSimulator):
+    other = marked(OPENAI_KEY, "other")
+    assert openai_get(sim, "/v1/models", OPENAI_KEY).status_code == 200
+
+    revoked = requests.post(f"{sim.url}/_sim/revoke", json={"api_key": OPENAI_KEY}, timeout=TIMEOUT)
+
+    assert revoked.status_code == 200 and OPENAI_KEY not in revoked.text
+    assert openai_get(sim, "/v1/models", OPENAI_KEY).status_code == 401
+    assert openai_get(sim, "/v1/models", other).status_code == 200
+    for bad in ({}, {"api_key": ""}, [OPENAI_KEY]):
+        assert requests.post(f"{sim.url}/_sim/revoke", json=bad, timeout=TIMEOUT).status_code == 400
+    sim.reset()
+    assert openai_get(sim, "/v1/models", OPENAI_KEY).status_code == 200
+
+
 # --------------------------------------------------------------------------------------
 # Admin keys and the organization (cost) endpoints
 # --------------------------------------------------------------------------------------
@@ -576,7 +591,7 @@ def service_account_info(sim: ProviderSimulator, pem: str, email: str) -> dict[s
         "private_key": pem,
         "client_email": email,
         "client_id": "1234567890",
-        "token_uri": sim.env()["GCP_TOKEN_URI"],
+        "token_uri": sim.token_uri,
     }
 
 
@@ -827,7 +842,12 @@ def test_command_line_prints_env_and_serves():
             line.removeprefix("export ").strip().split("=", 1) for line in lines if line.startswith("export ")
         )
         assert exports["PROVIDER_OPENAI_BASE_URL"] == f"http://127.0.0.1:{port}/openai"
+        # Only names the service reads: each export, alone, changes what Settings.from_env makes.
+        from shared.config import Settings
+
         assert exports["GCP_TOKEN_URI"] == f"http://127.0.0.1:{port}/google/token"
+        for name, value in exports.items():
+            assert Settings.from_env({name: value}) != Settings.from_env({}), f"{name} is not a setting"
         response = requests.get(
             exports["PROVIDER_GEMINI_BASE_URL"] + "/v1beta/models",
             headers={"x-goog-api-key": GEMINI_KEY},

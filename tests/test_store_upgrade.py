@@ -20,7 +20,7 @@ from shared.store.sqlite_store import SqliteStore
 from tests.conftest import GEMINI_KEY, OPENAI_KEY, make_service
 
 V1_SCHEMAS = Path(__file__).parent / "fixtures" / "schema_v1"
-# The tables the first schema had; tables added since (SaaS toggles) are created by the upgrade.
+# The tables the first schema had; tables added since (SaaS toggles, external IDs) are created by the upgrade.
 V1_TABLES = sorted(path.stem for path in V1_SCHEMAS.glob("*.json"))
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 EXPIRES = datetime(2027, 6, 1, tzinfo=UTC)
@@ -206,6 +206,8 @@ def test_upgraded_store_serves_the_spec_shapes(backend, v1_settings, request):
     assert updated.config == {"default_model": "gpt-4.1"}
     assert service.get(caller, "openai").config == {"default_model": "gpt-4.1"}
     assert service.adapters.store.list_audit("acme", "openai")[0].actor == "bob@acme.test"
+    # A table the first schema lacked was created by the upgrade.
+    assert service.adapters.store.external_id("acme", "aws", "pi-after-upgrade") == "pi-after-upgrade"
 
 
 def _change(**fields):

@@ -582,6 +582,7 @@ def test_gateway_serves_exactly_the_public_contract() -> None:
     public = {
         (method.upper(), path): operation.get("operationId")
         for path, operations in spec["paths"].items()
+        if not operations.get("x-local-server-only")  # /healthz, /openapi.json: the local server's own
         for method, operation in operations.items()
         if method in {"get", "post", "put", "delete", "patch"} and operation.get("operationId") not in ADMIN
     }
@@ -634,3 +635,28 @@ def test_cors_origins_reach_every_function_and_the_gateway_passes_preflights() -
     template = yaml.safe_load(re.sub(r"\$\{(\w+)\}", r"\1", GATEWAY_TEMPLATE.read_text().split("paths:")[0]))
     assert template["x-google-endpoints"] == [{"name": "managed_service", "allowCors": True}]
     assert template["host"] == "managed_service"
+
+
+# --- the platform's AWS identity (terraform/aws-platform-role, a stack of its own) -------------
+
+AWS_PLATFORM_ROLE = TERRAFORM / "aws-platform-role"
+
+
+def test_aws_platform_role_trusts_only_the_runtime_service_accounts_google_token() -> None:
+    parsed = {}
+    for path in sorted(AWS_PLATFORM_ROLE.glob("*.tf")):
+        with path.open() as handle:
+            parsed[path.stem] = hcl2.load(handle, serialization_options=HCL_OPTIONS)
+    assert {"versions", "variables", "iam", "outputs"} <= set(parsed)
+    text = "\n".join(path.read_text() for path in AWS_PLATFORM_ROLE.glob("*.tf"))
+    assert 'Federated = "accounts.google.com"' in text and '"sts:AssumeRoleWithWebIdentity"' in text
+    for key in ("accounts.google.com:aud", "accounts.google.com:sub", "accounts.google.com:oaud"):
+        assert f'"{key}"' in text, f"the trust policy must pin {key}"
+    # The role may only assume other roles; no AWS key is declared anywhere.
+    assert re.findall(r'Action\s*=\s*"([^"]+)"', text) == ["sts:AssumeRoleWithWebIdentity", "sts:AssumeRole"]
+    assert not re.search(r"access_key|secret_key|aws_iam_access_key", text)
+    variables = {name: body for entry in parsed["variables"]["variable"] for name, body in entry.items()}
+    audience = Settings().aws_web_identity_audience
+    assert variables["web_identity_audience"]["default"] == audience
+    assert variable_default("aws_web_identity_audience") == audience
+    assert {name for entry in parsed["outputs"]["output"] for name in entry} == {"role_arn"}

@@ -209,6 +209,15 @@ class IntegrationStore(Protocol):
         """The webhooks of these organizations (one job)."""
         ...
 
+    # --- external IDs (cross-account roles) ------------------------------------------------
+
+    def external_id(self, org_slug: str, provider: str, candidate: str) -> str:
+        """The org's external ID for ``provider``; stores ``candidate`` first if there is none (one job).
+
+        Generated once and kept: concurrent first calls agree on one value.
+        """
+        ...
+
     # --- SaaS subscription toggles ------------------------------------------------------
 
     def list_subscription_toggles(self, org_slug: str) -> tuple[list[SubscriptionToggle], dict[str, str]]:

@@ -49,6 +49,7 @@ from shared.schemas import (
     API_KEYS_TABLE,
     AUDIT_TABLE,
     CREDENTIALS_TABLE,
+    EXTERNAL_IDS_TABLE,
     INTEGRATIONS_TABLE,
     OAUTH_STATES_TABLE,
     SAAS_TOGGLES_TABLE,
@@ -965,6 +966,31 @@ SELECT existed;
         )
         webhooks = [rows.webhook_from_row(row) for row in found]
         return {webhook.org_slug: webhook for webhook in webhooks}
+
+    # --- external IDs ------------------------------------------------------------------------------------
+
+    def external_id(self, org_slug: str, provider: str, candidate: str) -> str:
+        # MERGE decides who creates the row (concurrent MERGEs conflict and the
+        # loser is retried by _run, then matches the winner's row); the SELECT
+        # in the same script answers whichever value was kept.
+        sql = f"""
+MERGE {self._table(EXTERNAL_IDS_TABLE)} AS existing
+USING (SELECT @org_slug AS org_slug, @provider AS provider) AS wanted
+ON existing.org_slug = wanted.org_slug AND existing.provider = wanted.provider
+WHEN NOT MATCHED THEN
+  INSERT (org_slug, provider, external_id, created_at) VALUES (@org_slug, @provider, @candidate, @created_at);
+SELECT external_id FROM {self._table(EXTERNAL_IDS_TABLE)} WHERE org_slug = @org_slug AND provider = @provider;
+"""
+        found = self._run(
+            sql,
+            [
+                self._scalar("org_slug", org_slug),
+                self._scalar("provider", provider),
+                self._scalar("candidate", candidate),
+                self._scalar("created_at", utc_now()),
+            ],
+        )
+        return str(found[0]["external_id"])
 
     # --- SaaS subscription toggles ------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ from shared.schemas import (
     API_KEYS_TABLE,
     AUDIT_TABLE,
     CREDENTIALS_TABLE,
+    EXTERNAL_IDS_TABLE,
     INTEGRATIONS_TABLE,
     OAUTH_STATES_TABLE,
     SAAS_TOGGLES_TABLE,
@@ -118,6 +119,7 @@ INDEXES = (
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_alert_id ON {ALERTS_TABLE} (alert_id)",
     f"CREATE INDEX IF NOT EXISTS ix_alert_org ON {ALERTS_TABLE} (org_slug, created_at)",
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_webhook_org ON {WEBHOOKS_TABLE} (org_slug)",
+    f"CREATE UNIQUE INDEX IF NOT EXISTS uq_external_id_org_provider ON {EXTERNAL_IDS_TABLE} (org_slug, provider)",
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_oauth_state ON {OAUTH_STATES_TABLE} (state_hash)",
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_saas_toggle_org_provider ON {SAAS_TOGGLES_TABLE} (org_slug, provider)",
 )
@@ -666,6 +668,21 @@ class SqliteStore:
         found = self._query(f"SELECT * FROM {WEBHOOKS_TABLE} WHERE org_slug IN ({placeholders})", list(org_slugs))
         webhooks = [rows.webhook_from_row(self._from_sql(WEBHOOKS_TABLE, row)) for row in found]
         return {webhook.org_slug: webhook for webhook in webhooks}
+
+    # --- external IDs ------------------------------------------------------------------------------
+
+    def external_id(self, org_slug: str, provider: str, candidate: str) -> str:
+        with self._transaction() as connection:
+            connection.execute(
+                f"INSERT INTO {EXTERNAL_IDS_TABLE} (org_slug, provider, external_id, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (org_slug, provider) DO NOTHING",
+                (org_slug, provider, candidate, _timestamp_text(utc_now())),
+            )
+            row = connection.execute(
+                f"SELECT external_id FROM {EXTERNAL_IDS_TABLE} WHERE org_slug = ? AND provider = ?",
+                (org_slug, provider),
+            ).fetchone()
+        return str(row["external_id"])
 
     # --- SaaS subscription toggles --------------------------------------------------------------
 

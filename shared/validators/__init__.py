@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from shared.config import METADATA_IDENTITY_URL
 from shared.providers import ProviderSpec
 
 
@@ -108,6 +109,10 @@ class ValidationContext:
     billing_export_max_age_hours: float = 72.0
     # Where a service-account key's expiry is read (IAM keys.get).
     gcp_iam_base_url: str = "https://iam.googleapis.com"
+    # AWS: the platform's own role (assumed with a Google-signed ID token), chained into the customer's.
+    aws_platform_role_arn: str | None = None
+    aws_web_identity_audience: str = "provider-integrations-aws"
+    aws_id_token_url: str = METADATA_IDENTITY_URL
     # Where service-account tokens are fetched: the operator's choice, never the key's token_uri.
     gcp_token_uri: str = "https://oauth2.googleapis.com/token"
     # Azure: Entra ID authority host (scheme://host[:port], the tenant is appended),
@@ -234,9 +239,10 @@ def credential_parsers() -> dict[str, Callable[[dict[str, Any], str], str]]:
 
 
 def code_validators() -> dict[str, CodeValidator]:
-    from shared.validators import azure, gcp
+    from shared.validators import aws, azure, gcp
 
     return {
         "gcp_service_account": gcp.validate_service_account,
         "azure_service_principal": azure.validate_service_principal,
+        "aws_role": aws.validate_role,
     }

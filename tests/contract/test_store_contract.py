@@ -358,6 +358,31 @@ def test_every_port_call_is_one_job(store, operation, jobs):
     assert store.counters["jobs"] == jobs
 
 
+def test_external_id_is_generated_once_per_org_and_provider(store):
+    before = store.counters["jobs"]
+    first = store.external_id("acme", "aws", "candidate-one")
+    assert store.counters["jobs"] - before == 1
+    assert first == "candidate-one"
+    # Later calls (a retried setup-instructions, a setup) keep the first value.
+    assert store.external_id("acme", "aws", "candidate-two") == "candidate-one"
+    assert store.external_id("globex", "aws", "candidate-three") == "candidate-three"
+    assert store.external_id("acme", "azure", "candidate-four") == "candidate-four"
+
+
+def test_concurrent_first_calls_agree_on_one_external_id(store):
+    answers = []
+
+    def ask(index):
+        answers.append(store.external_id("racing", "aws", f"candidate-{index}"))
+
+    threads = [threading.Thread(target=ask, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 4 and len(set(answers)) == 1
+
+
 def toggle(enabled, org="acme", provider="slack", actor="k1"):
     return SubscriptionToggle(
         org_slug=org, provider=provider, enabled=enabled, created_by=actor, updated_by=actor, updated_by_key_id="k1"

@@ -1,7 +1,7 @@
 """Run the provider simulator in the foreground: ``python -m tests.simulators --port 9999``.
 
-Prints the ``export`` lines that point the service at it, then serves until
-interrupted (Ctrl-C or SIGTERM).
+Prints the ``export`` lines that point the service at it (only settings the
+service reads), then serves until interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ prefix                endpoints
 ``/google``           ``POST /token`` (OAuth2 JWT-bearer grant, as google-auth's
                       service-account credentials send it)
 ``/_sim``             control API: ``GET stats``, ``POST reset``,
-                      ``GET|POST config``
+                      ``GET|POST config``, ``POST revoke`` (``{"api_key": ...}``:
+                      from now on that exact key is rejected as ``bad`` is, as
+                      when someone revokes it in the provider's console)
 ====================  ==========================================================
 
 A validator whose base URL is ``http://127.0.0.1:PORT/openai`` therefore asks
@@ -24,8 +26,8 @@ A validator whose base URL is ``http://127.0.0.1:PORT/openai`` therefore asks
 What a request gets is decided by marker substrings inside the credential (the
 API key, or the service account's ``client_email`` for the token endpoint), so
 tests running in parallel never share state through the simulator. The only
-per-key state is the request count behind ``flaky`` and ``flap``, and it is
-keyed by the exact credential.
+per-key state is the request count behind ``flaky`` and ``flap`` and the keys
+revoked through the control API, all keyed by the exact credential.
 
 ============== ================================================================
 marker         answer
@@ -198,6 +200,7 @@ class SimulatorState:
         self._in_flight = dict.fromkeys(PROVIDER_IDS, 0)
         self._max_concurrent = dict.fromkeys(PROVIDER_IDS, 0)
         self._attempts: dict[tuple[str, str], int] = {}
+        self._revoked: set[str] = set()
 
     def enter(self, provider: str) -> None:
         with self._lock:
@@ -216,6 +219,14 @@ class SimulatorState:
             self._attempts[(provider, credential)] = attempt
             return attempt
 
+    def revoke(self, credential: str) -> None:
+        with self._lock:
+            self._revoked.add(credential)
+
+    def is_revoked(self, credential: str) -> bool:
+        with self._lock:
+            return credential in self._revoked
+
     def stats(self) -> dict[str, dict[str, int]]:
         with self._lock:
             return {
@@ -225,8 +236,9 @@ class SimulatorState:
             }
 
     def reset(self) -> None:
-        """Clear counters and flaky/flap state; settings and live in-flight counts stay."""
+        """Clear counters, flaky/flap state and revocations; settings and live in-flight counts stay."""
         with self._lock:
+            self._revoked.clear()
             self._requests = dict.fromkeys(PROVIDER_IDS, 0)
             # A request still running keeps counting towards the new peak.
             self._max_concurrent = dict(self._in_flight)
@@ -308,7 +320,7 @@ class _Provider:
             return self.missing_credential()
         if MARKER_SLOW in credential:
             time.sleep(self.state.slow_seconds)
-        if not credential.startswith(self.key_prefix) or MARKER_BAD in credential:
+        if not credential.startswith(self.key_prefix) or MARKER_BAD in credential or self.state.is_revoked(credential):
             return self.invalid_credential(credential)
         fault = transient_fault(self.state, self.provider_id, credential)
         if fault is not None:
@@ -1177,6 +1189,13 @@ class SimulatorApp:
         if subpath == "/reset" and request.method == "POST":
             self.state.reset()
             return _json({"ok": True})
+        if subpath == "/revoke" and request.method == "POST":
+            body = request.get_json(silent=True, force=True)  # `curl -d` sends no JSON content type
+            api_key = body.get("api_key") if isinstance(body, dict) else None
+            if not isinstance(api_key, str) or not api_key:
+                return _json({"error": 'expected {"api_key": "<the key to revoke>"}'}, 400)
+            self.state.revoke(api_key)
+            return _json({"revoked": mask_openai_key(api_key)})
         if subpath == "/config" and request.method == "GET":
             return _json(self.state.config())
         if subpath == "/config" and request.method == "POST":
@@ -1321,7 +1340,7 @@ class ProviderSimulator:
         return f"{self.base_url('google')}/token"
 
     def env(self) -> dict[str, str]:
-        """Settings that point the service at this simulator."""
+        """Settings (only names the service reads) that point the service at this simulator."""
         return {
             "PROVIDER_OPENAI_BASE_URL": self.base_url("openai"),
             "PROVIDER_ANTHROPIC_BASE_URL": self.base_url("anthropic"),

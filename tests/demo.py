@@ -1,0 +1,159 @@
+"""``make demo``: the README walkthrough's stage, in one process and one terminal.
+
+Starts, on loopback:
+
+- the provider simulator (``tests.simulators``; port ``SIMULATOR_PORT``, default 9999),
+- the Azure simulator (``tests.simulators.azure``, HTTPS with a throwaway CA;
+  ``AZURE_SIMULATOR_PORT``, default 9997) with a demo tenant, app and export,
+- the SaaS simulator (``tests.simulators.saas``: GitHub, Slack, Cursor, Vercel,
+  Figma, Notion, Asana; ``SAAS_SIMULATOR_PORT``, default 9996),
+- a webhook receiver that prints every alert delivered to it (``RECEIVER_PORT``, default 9998),
+- the service itself, exactly as ``make run`` serves it (``PORT``, default 8001),
+  pointed at the simulators.
+
+and writes ``$INTEGRATIONS_DATA_DIR/demo.env`` (default ``.data/demo.env``): the
+addresses a second terminal needs, plus the settings the admin CLI must share
+with the service (the provider URLs, so ``shared.cli revalidate`` checks against
+the simulators too), and ``AZURE_DEMO_SETUP``, the demo Azure setup body.
+``. .data/demo.env`` there, then follow the README.
+
+DEMO AND TESTS ONLY: the service here accepts a plain-http webhook on 127.0.0.1
+(``WEBHOOK_INSECURE_HOSTS``), so the receiver can run locally without TLS. In
+production webhooks must be https:// to a public host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+from tests.simulators.azure import AzureSimulator
+from tests.simulators.providers import ProviderSimulator
+from tests.simulators.saas import SaasSimulator
+
+DEFAULT_PORTS = {
+    "PORT": 8001,
+    "SIMULATOR_PORT": 9999,
+    "RECEIVER_PORT": 9998,
+    "AZURE_SIMULATOR_PORT": 9997,
+    "SAAS_SIMULATOR_PORT": 9996,
+}
+RECEIVED_PREFIX = "==> webhook received"
+
+
+def say(line: str) -> None:
+    """The demo's own narration: plain lines, so they stand out among the service's JSON logs."""
+    print(line, flush=True)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class WebhookReceiver:
+    """What an organization would run: accepts alert deliveries and shows them."""
+
+    def __init__(self, port: int) -> None:
+        self.server: BaseWSGIServer = make_server(
+            "127.0.0.1", port, self.app, threaded=True, request_handler=_QuietHandler
+        )
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def app(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        if request.method != "POST":
+            response = Response("POST alerts here\n", status=405)
+            return response(environ, start_response)
+        try:
+            alert = json.loads(request.get_data())
+            summary = f"{alert['type']} for {alert['org_slug']}/{alert['provider']}: {alert['message']}"
+        except (ValueError, KeyError, TypeError):
+            summary = f"a body that is not an alert ({len(request.get_data())} bytes)"
+        say(f"{RECEIVED_PREFIX} at {request.path}: {summary}")
+        say(
+            f"    delivery {request.headers.get('X-Integrations-Delivery')}, "
+            f"signature {request.headers.get('X-Integrations-Signature', 'missing')[:19]}... "
+            "(verify it with the signing secret: shared.webhooks.verify_signature)"
+        )
+        response = Response(json.dumps({"received": True}), mimetype="application/json")
+        return response(environ, start_response)
+
+    def start(self) -> None:
+        threading.Thread(target=self.server.serve_forever, name="webhook-receiver", daemon=True).start()
+
+
+def demo_env(
+    service_url: str,
+    simulator: ProviderSimulator,
+    azure: AzureSimulator,
+    azure_setup: dict[str, Any],
+    saas: SaasSimulator,
+    receiver: WebhookReceiver,
+    data_dir: Path,
+) -> str:
+    lines = [
+        f"# Written by `make demo` for the README walkthrough. In a second terminal: . {data_dir / 'demo.env'}",
+        f"export BASE={service_url}                # the service",
+        f"export SIMULATOR={simulator.url}         # the provider simulator (and its /_sim control API)",
+        f"export WEBHOOK_URL={receiver.url}/acme   # the receiver; what it gets is printed in make demo's terminal",
+        "# The CLI reads the same settings as the service: same data, same provider URLs.",
+        f"export INTEGRATIONS_DATA_DIR={shlex.quote(str(data_dir.resolve()))}",
+        *(f"export {name}={value}" for name, value in simulator.env().items()),
+        *(f"export {name}={shlex.quote(value)}" for name, value in azure.env().items()),
+        *(f"export {name}={value}" for name, value in saas.env().items()),
+        "# The Azure walkthrough's setup body: the demo tenant's app, its secret and the subscription scope.",
+        f"export AZURE_DEMO_SETUP={shlex.quote(json.dumps(azure_setup))}",
+        "# DEMO/TESTS ONLY: plain http:// webhooks on loopback (production: https:// to a public host).",
+        "export WEBHOOK_INSECURE_HOSTS=127.0.0.1",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ports = {name: int(os.environ.get(name, default)) for name, default in DEFAULT_PORTS.items()}
+    data_dir = Path(os.environ.get("INTEGRATIONS_DATA_DIR", ".data"))
+    try:
+        simulator = ProviderSimulator(ports["SIMULATOR_PORT"]).start()
+        azure = AzureSimulator(ports["AZURE_SIMULATOR_PORT"]).start()
+        saas = SaasSimulator(ports["SAAS_SIMULATOR_PORT"]).start()
+        receiver = WebhookReceiver(ports["RECEIVER_PORT"])
+    except OSError as error:
+        say(f"demo: cannot listen: {error.strerror}. Another demo running? Choose ports, e.g.:")
+        say("  make demo PORT=8011 SIMULATOR_PORT=9011 RECEIVER_PORT=9012 AZURE_SIMULATOR_PORT=9013 \\")
+        say("            SAAS_SIMULATOR_PORT=9014")
+        return 1
+    receiver.start()
+    principal, scope = azure.seed_demo()
+    azure_setup = {"credentials": principal.credentials(), "config": {"scope": scope}}
+    # What the service process needs: the simulators' URLs and (demo only) the local receiver.
+    os.environ.update(simulator.env())
+    os.environ.update(azure.env())
+    os.environ.update(saas.env())
+    os.environ["WEBHOOK_INSECURE_HOSTS"] = "127.0.0.1"
+    os.environ["PORT"] = str(ports["PORT"])
+    service_url = f"http://127.0.0.1:{ports['PORT']}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env_file = data_dir / "demo.env"
+    env_file.write_text(demo_env(service_url, simulator, azure, azure_setup, saas, receiver, data_dir))
+    say(f"demo: provider simulator on {simulator.url} (OpenAI, Anthropic, Gemini; markers in the README)")
+    say(f"demo: Azure simulator on {azure.url} (a demo tenant whose app secret expires in 6 days)")
+    say(f"demo: SaaS simulator on {saas.url} (GitHub, Slack, Cursor, Vercel, Figma, Notion, Asana)")
+    say(f"demo: webhook receiver on {receiver.url}: every alert it receives is printed here ({RECEIVED_PREFIX} ...)")
+    say(f"demo: the service on {service_url}, data in {data_dir}; its JSON logs follow")
+    say(f"demo: in a second terminal: . {env_file}   then the README walkthrough. Ctrl-C stops them all.")
+    from shared import local_server
+
+    return local_server.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
