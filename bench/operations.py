@@ -210,6 +210,7 @@ COLD_CASES: dict[str, ColdCase] = {
     "webhook_get": ColdCase("webhook", ("GET", _HOOK, None, 200)),
     "webhook_delete": ColdCase("webhook", ("DELETE", _HOOK, None, 200), between=("webhook", WEBHOOK_URL)),
     "alerts_list": ColdCase("present", ("GET", f"/api/v1/organizations/{ORG}/alerts", None, 200)),
+    "aws_setup_instructions": ColdCase("present", ("GET", f"{API}/{ORG}/aws/setup-instructions", None, 200)),
     "oauth_start": ColdCase("present", ("POST", f"{API}/{ORG}/{OAUTH_PROVIDER}/oauth/start", None, 200)),
     # Without a started flow the callback's answer is the 400 page: the function's load and first answer.
     "oauth_callback": ColdCase("-", ("GET", "/api/v1/oauth/callback", None, 400)),
@@ -927,6 +928,7 @@ def main(argv: list[str] | None = None) -> int:
                 "WEBHOOK_INSECURE_HOSTS": "127.0.0.1",
                 "REVALIDATION_MIN_INTERVAL_MINUTES": "0",
                 "OAUTH_REDIRECT_URI": "https://integrations.example.com/api/v1/oauth/callback",
+                "AWS_PLATFORM_ROLE_ARN": "arn:aws:iam::111122223333:role/integrations-bench",
             }
             if mode == "local":
                 env |= {env_var_name(name): value for name, value in OAUTH_CLIENT.items()}
