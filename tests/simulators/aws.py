@@ -22,7 +22,8 @@ Policy evaluation is deliberately small: Allow/Deny statements with
 Action/Resource wildcards and the condition operators above; anything else
 denies. It is a stand-in, not IAM.
 
-Run it for the README walkthrough: ``python -m tests.simulators.aws --port 9997``.
+``make demo`` runs it for the README's AWS walkthrough (tests/demo.py); on its own:
+``python -m tests.simulators.aws`` (a free port, or ``--port N``) prints the settings to export.
 """
 
 from __future__ import annotations
@@ -504,7 +505,7 @@ class AwsStandIn:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.simulators.aws", description=__doc__.split("\n")[0])
-    parser.add_argument("--port", type=int, default=9997, help="port on 127.0.0.1 (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     args = parser.parse_args(argv)
     stop = threading.Event()

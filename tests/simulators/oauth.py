@@ -448,7 +448,10 @@ class OAuthSimulator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tests.simulators.oauth --port 9997``: serve in the foreground, print the exports."""
+    """``python -m tests.simulators.oauth``: serve in the foreground, print the exports.
+
+    ``make demo`` runs this simulator for the README's OAuth walkthrough (tests/demo.py).
+    """
     import argparse
     import signal
     import sys
