@@ -40,7 +40,13 @@ $(VENV)/.runtime: requirements.txt $(if $(VENV_STALE),FORCE)
 	@$(call PIP_INSTALL,$(PY)) -r requirements.txt
 	@touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+# make demo's stand-ins (moto for AWS) on top of the runtime; the tests use them too.
+$(VENV)/.demo: $(VENV)/.runtime requirements-demo.txt
+	@echo "installing the demo's stand-ins into $(VENV)"
+	@$(call PIP_INSTALL,$(PY)) -r requirements-demo.txt
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.demo requirements-dev.txt
 	@echo "installing test dependencies into $(VENV)"
 	@$(call PIP_INSTALL,$(PY)) -r requirements-dev.txt
 	@touch $@
@@ -72,7 +78,7 @@ test: $(VENV)/.dev .venv-checkov/.installed .venv-fuzz/.installed
 	$(PY) -m pytest -q
 
 # The walkthrough's stage in one process; writes $(DATA_DIR)/demo.env for the second terminal.
-demo: $(VENV)/.runtime
+demo: $(VENV)/.demo
 	$(PY) -m tests.demo
 
 # Deletes the local state (make run's and make demo's), after a question unless FORCE=1.

@@ -7,6 +7,12 @@ Starts, on loopback:
   ``AZURE_SIMULATOR_PORT``, default 9997) with a demo tenant, app and export,
 - the SaaS simulator (``tests.simulators.saas``: GitHub, Slack, Cursor, Vercel,
   Figma, Notion, Asana; ``SAAS_SIMULATOR_PORT``, default 9996),
+- the AWS stand-in (``tests.simulators.aws``: moto behind a layer that evaluates trust
+  policies, external IDs and S3 permissions, and plays the GCP metadata server;
+  ``AWS_SIMULATOR_PORT``, default: a free port),
+- the OAuth simulator (``tests.simulators.oauth``: Canva and GitHub App consent, token
+  endpoints and APIs; ``OAUTH_SIMULATOR_PORT``, default: a free port), whose access
+  tokens live ``DEMO_ACCESS_TOKEN_SECONDS`` (3 s) so a refresh shows within seconds,
 - a webhook receiver that prints every alert delivered to it (``RECEIVER_PORT``, default 9998),
 - the service itself, exactly as ``make run`` serves it (``PORT``, default 8001),
   pointed at the simulators.
@@ -14,12 +20,16 @@ Starts, on loopback:
 and writes ``$INTEGRATIONS_DATA_DIR/demo.env`` (default ``.data/demo.env``): the
 addresses a second terminal needs, plus the settings the admin CLI must share
 with the service (the provider URLs, so ``shared.cli revalidate`` checks against
-the simulators too), and ``AZURE_DEMO_SETUP``, the demo Azure setup body.
+the simulators too, and the OAuth simulator's client ids and secrets, which are
+the simulator's own made-up values, never a real app's), and ``AZURE_DEMO_SETUP``,
+the demo Azure setup body.
 ``. .data/demo.env`` there, then follow the README.
 
 DEMO AND TESTS ONLY: the service here accepts a plain-http webhook on 127.0.0.1
 (``WEBHOOK_INSECURE_HOSTS``), so the receiver can run locally without TLS. In
-production webhooks must be https:// to a public host.
+production webhooks must be https:// to a public host. Likewise the short OAuth
+access tokens and ``OAUTH_REFRESH_WINDOW_MINUTES=0`` (refresh only once a token
+has expired; production refreshes 10 minutes ahead) exist for the demo only.
 """
 
 from __future__ import annotations
@@ -29,13 +39,16 @@ import os
 import shlex
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.simulators.aws import ADMIN_PATH, AwsStandIn
 from tests.simulators.azure import AzureSimulator
+from tests.simulators.oauth import OAuthSimulator
 from tests.simulators.providers import ProviderSimulator
 from tests.simulators.saas import SaasSimulator
 
@@ -45,7 +58,14 @@ DEFAULT_PORTS = {
     "RECEIVER_PORT": 9998,
     "AZURE_SIMULATOR_PORT": 9997,
     "SAAS_SIMULATOR_PORT": 9996,
+    # 0: the system picks a free port; the walkthrough reads the address from demo.env.
+    "AWS_SIMULATOR_PORT": 0,
+    "OAUTH_SIMULATOR_PORT": 0,
 }
+# DEMO ONLY: OAuth access tokens that expire within seconds, refreshed only once expired,
+# so the walkthrough sees a refresh after a short sleep (real ones live hours).
+DEMO_ACCESS_TOKEN_SECONDS = 3
+DEMO_OAUTH_SETTINGS = {"OAUTH_REFRESH_WINDOW_MINUTES": "0"}
 RECEIVED_PREFIX = "==> webhook received"
 
 
@@ -91,25 +111,55 @@ class WebhookReceiver:
         threading.Thread(target=self.server.serve_forever, name="webhook-receiver", daemon=True).start()
 
 
-def demo_env(
-    service_url: str,
-    simulator: ProviderSimulator,
-    azure: AzureSimulator,
-    azure_setup: dict[str, Any],
-    saas: SaasSimulator,
-    receiver: WebhookReceiver,
-    data_dir: Path,
-) -> str:
+@dataclass
+class Stage:
+    """Everything ``make demo`` runs besides the service."""
+
+    simulator: ProviderSimulator
+    azure: AzureSimulator
+    saas: SaasSimulator
+    aws: AwsStandIn
+    oauth: OAuthSimulator
+    receiver: WebhookReceiver
+
+    def service_env(self) -> dict[str, str]:
+        """What the service and the admin CLI both need: where the providers are, and the demo-only settings."""
+        return {
+            **self.simulator.env(),
+            **self.azure.env(),
+            **self.saas.env(),
+            **self.aws.env(),
+            **self.oauth.env(),
+            **DEMO_OAUTH_SETTINGS,
+            "WEBHOOK_INSECURE_HOSTS": "127.0.0.1",
+        }
+
+    def stop(self) -> None:
+        for part in (self.simulator, self.azure, self.saas, self.aws, self.oauth):
+            part.stop()
+
+
+def demo_env(service_url: str, stage: Stage, azure_setup: dict[str, Any], data_dir: Path) -> str:
     lines = [
         f"# Written by `make demo` for the README walkthrough. In a second terminal: . {data_dir / 'demo.env'}",
         f"export BASE={service_url}                # the service",
-        f"export SIMULATOR={simulator.url}         # the provider simulator (and its /_sim control API)",
-        f"export WEBHOOK_URL={receiver.url}/acme   # the receiver; what it gets is printed in make demo's terminal",
+        f"export SIMULATOR={stage.simulator.url}         # the provider simulator (and its /_sim control API)",
+        f"export WEBHOOK_URL={stage.receiver.url}/acme   # the receiver; make demo's terminal prints what it gets",
+        f"export AWS_STAND_IN={stage.aws.url}   # the AWS stand-in; {ADMIN_PATH} plays the customer's console",
+        f"export OAUTH_SIMULATOR={stage.oauth.url}   # the OAuth simulator (consent, tokens; /_sim/stats counts them)",
         "# The CLI reads the same settings as the service: same data, same provider URLs.",
         f"export INTEGRATIONS_DATA_DIR={shlex.quote(str(data_dir.resolve()))}",
-        *(f"export {name}={value}" for name, value in simulator.env().items()),
-        *(f"export {name}={shlex.quote(value)}" for name, value in azure.env().items()),
-        *(f"export {name}={value}" for name, value in saas.env().items()),
+        *(f"export {name}={shlex.quote(value)}" for name, value in stage.simulator.env().items()),
+        *(f"export {name}={shlex.quote(value)}" for name, value in stage.azure.env().items()),
+        *(f"export {name}={shlex.quote(value)}" for name, value in stage.saas.env().items()),
+        "# AWS: the stand-in plays STS, S3 and the metadata server's ID token; no AWS key anywhere.",
+        *(f"export {name}={shlex.quote(value)}" for name, value in stage.aws.env().items()),
+        "# OAuth: the simulator's endpoints and its OAuth clients (made-up ids and secrets, the simulator's own;",
+        "# a real app's come from Secret Manager in GCP and are never written to a file).",
+        *(f"export {name}={shlex.quote(value)}" for name, value in stage.oauth.env().items()),
+        f"# DEMO/TESTS ONLY: access tokens live {DEMO_ACCESS_TOKEN_SECONDS} s and are refreshed once expired "
+        "(production: 10 minutes ahead).",
+        *(f"export {name}={value}" for name, value in DEMO_OAUTH_SETTINGS.items()),
         "# The Azure walkthrough's setup body: the demo tenant's app, its secret and the subscription scope.",
         f"export AZURE_DEMO_SETUP={shlex.quote(json.dumps(azure_setup))}",
         "# DEMO/TESTS ONLY: plain http:// webhooks on loopback (production: https:// to a public host).",
@@ -118,41 +168,67 @@ def demo_env(
     return "\n".join(lines) + "\n"
 
 
+def start_stage(ports: dict[str, int]) -> Stage:
+    started: list[Any] = []
+    try:
+        for part in (
+            ProviderSimulator(ports["SIMULATOR_PORT"]),
+            AzureSimulator(ports["AZURE_SIMULATOR_PORT"]),
+            SaasSimulator(ports["SAAS_SIMULATOR_PORT"]),
+            AwsStandIn(ports["AWS_SIMULATOR_PORT"]),
+            OAuthSimulator(ports["OAUTH_SIMULATOR_PORT"]),
+        ):
+            started.append(part.start())
+        receiver = WebhookReceiver(ports["RECEIVER_PORT"])
+    except OSError:
+        for part in started:
+            part.stop()
+        raise
+    simulator, azure, saas, aws, oauth = started
+    oauth.configure(access_token_seconds=DEMO_ACCESS_TOKEN_SECONDS)
+    return Stage(simulator, azure, saas, aws, oauth, receiver)
+
+
 def main() -> int:
     ports = {name: int(os.environ.get(name, default)) for name, default in DEFAULT_PORTS.items()}
     data_dir = Path(os.environ.get("INTEGRATIONS_DATA_DIR", ".data"))
     try:
-        simulator = ProviderSimulator(ports["SIMULATOR_PORT"]).start()
-        azure = AzureSimulator(ports["AZURE_SIMULATOR_PORT"]).start()
-        saas = SaasSimulator(ports["SAAS_SIMULATOR_PORT"]).start()
-        receiver = WebhookReceiver(ports["RECEIVER_PORT"])
+        stage = start_stage(ports)
     except OSError as error:
         say(f"demo: cannot listen: {error.strerror}. Another demo running? Choose ports, e.g.:")
         say("  make demo PORT=8011 SIMULATOR_PORT=9011 RECEIVER_PORT=9012 AZURE_SIMULATOR_PORT=9013 \\")
         say("            SAAS_SIMULATOR_PORT=9014")
         return 1
-    receiver.start()
-    principal, scope = azure.seed_demo()
+    stage.receiver.start()
+    principal, scope = stage.azure.seed_demo()
     azure_setup = {"credentials": principal.credentials(), "config": {"scope": scope}}
     # What the service process needs: the simulators' URLs and (demo only) the local receiver.
-    os.environ.update(simulator.env())
-    os.environ.update(azure.env())
-    os.environ.update(saas.env())
-    os.environ["WEBHOOK_INSECURE_HOSTS"] = "127.0.0.1"
+    os.environ.update(stage.service_env())
     os.environ["PORT"] = str(ports["PORT"])
     service_url = f"http://127.0.0.1:{ports['PORT']}"
     data_dir.mkdir(parents=True, exist_ok=True)
     env_file = data_dir / "demo.env"
-    env_file.write_text(demo_env(service_url, simulator, azure, azure_setup, saas, receiver, data_dir))
-    say(f"demo: provider simulator on {simulator.url} (OpenAI, Anthropic, Gemini; markers in the README)")
-    say(f"demo: Azure simulator on {azure.url} (a demo tenant whose app secret expires in 6 days)")
-    say(f"demo: SaaS simulator on {saas.url} (GitHub, Slack, Cursor, Vercel, Figma, Notion, Asana)")
-    say(f"demo: webhook receiver on {receiver.url}: every alert it receives is printed here ({RECEIVED_PREFIX} ...)")
+    env_file.write_text(demo_env(service_url, stage, azure_setup, data_dir))
+    say(f"demo: provider simulator on {stage.simulator.url} (OpenAI, Anthropic, Gemini; markers in the README)")
+    say(f"demo: Azure simulator on {stage.azure.url} (a demo tenant whose app secret expires in 6 days)")
+    say(f"demo: SaaS simulator on {stage.saas.url} (GitHub, Slack, Cursor, Vercel, Figma, Notion, Asana)")
+    say(f"demo: AWS stand-in on {stage.aws.url} (STS, S3, the metadata server; the customer's side at {ADMIN_PATH})")
+    say(
+        f"demo: OAuth simulator on {stage.oauth.url} (Canva, GitHub App; "
+        f"DEMO ONLY: access tokens live {DEMO_ACCESS_TOKEN_SECONDS} s)"
+    )
+    say(
+        f"demo: webhook receiver on {stage.receiver.url}: every alert it receives is printed here "
+        f"({RECEIVED_PREFIX} ...)"
+    )
     say(f"demo: the service on {service_url}, data in {data_dir}; its JSON logs follow")
     say(f"demo: in a second terminal: . {env_file}   then the README walkthrough. Ctrl-C stops them all.")
     from shared import local_server
 
-    return local_server.main()
+    try:
+        return local_server.main()
+    finally:
+        stage.stop()
 
 
 if __name__ == "__main__":

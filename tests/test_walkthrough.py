@@ -28,6 +28,8 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
+# Settings of the reader's shell that would leak into the walkthrough (demo.env sets what it needs).
+ISOLATED_PREFIXES = ("INTEGRATIONS_", "PROVIDER_", "WEBHOOK_", "AZURE_", "GCP_", "AWS_", "OAUTH_")
 STEP_MARK = re.compile(r"\n@@step (\d+) rc=(\d+)@@\n")
 
 
@@ -41,6 +43,8 @@ def walkthrough_blocks(heading: str = "## Walkthrough: from an org key") -> list
 
 AZURE_HEADING = "## Walkthrough: an `active` Azure integration"
 SAAS_HEADING = "## SaaS subscriptions"
+AWS_HEADING = "## Walkthrough: connecting AWS"
+OAUTH_HEADING = "## OAuth connections"
 
 
 def commands(block: str) -> list[str]:
@@ -196,6 +200,110 @@ SAAS_EXPECTED: list[tuple[str, Callable[[str], None]]] = [
 ]
 
 
+def _aws_instructions(answer: dict[str, Any]) -> bool:
+    instructions = answer["instructions"]
+    (statement,) = instructions["trust_policy"]["Statement"]
+    return bool(
+        instructions["external_id"].startswith("pi-")
+        and statement["Condition"]["StringEquals"]["sts:ExternalId"] == instructions["external_id"]
+        and statement["Principal"]["AWS"] == instructions["platform_principal"]["role_arn"]
+    )
+
+
+def _aws_active(answer: dict[str, Any]) -> bool:
+    capabilities = answer["details"]["capabilities"]
+    return answer["status"] == "active" and all(check["passed"] for check in capabilities.values())
+
+
+CUSTOMER_ROLE = "arn:aws:iam::222222222222:role/cost-export-reader"
+
+# The AWS walkthrough, next in the same terminal 2 (KEY and BASE still set).
+AWS_EXPECTED: list[tuple[str, Callable[[str], None]]] = [
+    ("API=$BASE/api/v1/integrations", silent),
+    ("STANDIN=$AWS_STAND_IN", silent),
+    ("setup-instructions?export_bucket", _json(_aws_instructions)),
+    ("EXT=$(", silent),
+    ('"external_id\\": \\"$EXT', _json(lambda a: a["role_arn"] == CUSTOMER_ROLE)),
+    ("/acme/aws/setup", _json(lambda a: a["integration"]["status"] == "pending")),
+    ("/acme/aws/validate", _json(_aws_active)),
+    ('"allow_list": false', _json(lambda a: a["role_arn"] == CUSTOMER_ROLE)),
+    (
+        "/acme/aws/validate",
+        _json(
+            lambda a: (
+                a["success"] is False
+                and a["status"] == "error"
+                and a["error"].startswith("Service account lacks required permissions: list_export refused")
+                and "s3:ListBucket" in a["details"]["fix"]
+            )
+        ),
+    ),
+]
+
+
+def _no_token(check: Callable[[dict[str, Any]], Any]) -> Callable[[str], None]:
+    """An answer that satisfies ``check`` and carries no token of the simulator's (they start sim_at_/sim_rt_)."""
+
+    def verify(answer: str) -> None:
+        assert "sim_at_" not in answer and "sim_rt_" not in answer, answer
+        _json(check)(answer)
+
+    return verify
+
+
+def _connected(provider: str) -> Callable[[str], None]:
+    return _no_token(lambda a: (a["oauth"], a["provider"], a["status"]) == ("connected", provider, "active"))
+
+
+def _refreshed_once(answer: dict[str, Any]) -> bool:
+    calls = answer["token_calls"]
+    return all(calls[p] == {"authorization_code": 1, "refresh_token": 1} for p in ("canva", "github_app"))
+
+
+# The OAuth walkthrough, last in the same terminal 2 (the webhook set in the first walkthrough gets the alert).
+OAUTH_EXPECTED: list[tuple[str, Callable[[str], None]]] = [
+    ("API=$BASE/api/v1/integrations/acme", silent),
+    ("AUTH=$(", silent),
+    ("CALLBACK=$(", silent),
+    ('curl -s "$CALLBACK"', _connected("canva")),
+    (
+        'curl -s "$CALLBACK"',
+        _json(lambda a: a["oauth"] == "failed" and "already used" in a["error"] and a["provider"] == "canva"),
+    ),
+    ("$API/canva -H", _no_token(lambda a: a["integration"]["status"] == "active")),
+    ("AUTH=$(", silent),
+    ('curl -s "$(curl', _connected("github_app")),
+    ("sleep ", silent),
+    (
+        "shared.cli revalidate",
+        _json(
+            lambda a: (
+                {"canva", "github_app"} <= set(a["sent_to"])
+                and a["unreachable"] == 0
+                and a["transient_failures"] == 0
+                and a["alerts"] == 0
+            )
+        ),
+    ),
+    ("/_sim/stats", _json(_refreshed_once)),
+    ("/_sim/revoke", _json(lambda a: a["ok"] is True)),
+    ("sleep ", silent),
+    (
+        "/github_app/validate",
+        _json(lambda a: a["status"] == "error" and "re-authorize" in a["details"]["message"] and not a["success"]),
+    ),
+    (
+        "/organizations/acme/alerts",
+        _json(
+            lambda a: (
+                (a["alerts"][0]["kind"], a["alerts"][0]["provider"], a["alerts"][0]["delivery_status"])
+                == ("error", "github_app", "delivered")
+            )
+        ),
+    ),
+]
+
+
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
     """This repository seen through links, minus its state: a fresh clone without the install time."""
@@ -213,11 +321,7 @@ def demo(checkout: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[byte
     assert terminal_1 == "make demo", "terminal 1 of the walkthrough is `make demo`"
     port = _free_port()
     env = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("INTEGRATIONS_", "PROVIDER_", "WEBHOOK_", "AZURE_", "GCP_"))
-        },
+        **{k: v for k, v in os.environ.items() if not k.startswith(ISOLATED_PREFIXES)},
         "PORT": str(port),
         "SIMULATOR_PORT": str(_free_port()),
         "RECEIVER_PORT": str(_free_port()),
@@ -259,8 +363,10 @@ def test_the_readme_walkthrough_works_verbatim(checkout, demo):
     _, terminal_1_log, _ = demo
     (azure,) = walkthrough_blocks(AZURE_HEADING)
     (saas,) = walkthrough_blocks(SAAS_HEADING)
-    terminal_2 = walkthrough_blocks()[1] + azure + saas
-    expected = EXPECTED + AZURE_EXPECTED + SAAS_EXPECTED
+    (aws,) = walkthrough_blocks(AWS_HEADING)
+    (oauth,) = walkthrough_blocks(OAUTH_HEADING)
+    terminal_2 = walkthrough_blocks()[1] + azure + saas + aws + oauth
+    expected = EXPECTED + AZURE_EXPECTED + SAAS_EXPECTED + AWS_EXPECTED + OAUTH_EXPECTED
     assert len(terminal_2) == len(expected), "the README's walkthrough changed: update EXPECTED to match"
     for command, (piece, _) in zip(terminal_2, expected, strict=True):
         assert piece in command, f"expected a command with {piece!r}, the README has: {command}"
@@ -269,11 +375,7 @@ def test_the_readme_walkthrough_works_verbatim(checkout, demo):
         f"{command}\n__rc=$?; printf '\\n@@step {number} rc=%s@@\\n' \"$__rc\"\n"
         for number, command in enumerate(terminal_2)
     )
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("INTEGRATIONS_", "PROVIDER_", "WEBHOOK_", "AZURE_", "GCP_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ISOLATED_PREFIXES)}
     done = subprocess.run(["bash"], input=script, cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
 
     parts = STEP_MARK.split("\n" + done.stdout)
@@ -288,3 +390,4 @@ def test_the_readme_walkthrough_works_verbatim(checkout, demo):
     terminal_1 = terminal_1_log.read_text()
     assert "==> webhook received at /acme: integration.error for acme/openai" in terminal_1, terminal_1[-3000:]
     assert "==> webhook received at /acme: integration.expiring for acme/azure" in terminal_1, terminal_1[-3000:]
+    assert "==> webhook received at /acme: integration.error for acme/github_app" in terminal_1, terminal_1[-3000:]

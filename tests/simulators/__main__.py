@@ -7,10 +7,9 @@ service reads), then serves until interrupted (Ctrl-C or SIGTERM).
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
+from tests.simulators._serving import print_exports, serve_until_stopped
 from tests.simulators.providers import DEFAULT_SLOW_SECONDS, ProviderSimulator
 
 
@@ -30,8 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     args = parser.parse_args(argv)
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     simulator = ProviderSimulator(
         args.port,
         latency_ms=args.latency_ms,
@@ -39,15 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         log_requests=not args.quiet,
     )
     with simulator:
-        print(f"# provider simulator on {simulator.url} (Ctrl-C to stop)")
-        for name, value in simulator.env().items():
-            print(f"export {name}={value}")
-        sys.stdout.flush()
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
+        print_exports(f"# provider simulator on {simulator.url} (Ctrl-C to stop)", simulator.env())
+        serve_until_stopped()
     return 0
 
 

@@ -22,7 +22,8 @@ Policy evaluation is deliberately small: Allow/Deny statements with
 Action/Resource wildcards and the condition operators above; anything else
 denies. It is a stand-in, not IAM.
 
-Run it for the README walkthrough: ``python -m tests.simulators.aws --port 9997``.
+``make demo`` runs it for the README's AWS walkthrough (tests/demo.py); on its own:
+``python -m tests.simulators.aws`` (a free port, or ``--port N``) prints the settings to export.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import argparse
 import base64
 import json
 import re
-import signal
 import sys
 import threading
 import time
@@ -46,6 +46,8 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.simulators._serving import ServedInThread, serve_until_stopped
 
 PLATFORM_ACCOUNT = "111111111111"
 PLATFORM_ROLE_ARN = f"arn:aws:iam::{PLATFORM_ACCOUNT}:role/provider-integrations-platform"
@@ -162,7 +164,7 @@ class StandInState:
         return sum(count for name, count in self.calls.items() if name.split(":")[0] in PAID_SERVICES)
 
 
-class AwsStandIn:
+class AwsStandIn(ServedInThread):
     """moto on a private port, and the evaluating layer on 127.0.0.1:``port``."""
 
     host = "127.0.0.1"
@@ -198,12 +200,6 @@ class AwsStandIn:
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
@@ -504,22 +500,16 @@ class AwsStandIn:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.simulators.aws", description=__doc__.split("\n")[0])
-    parser.add_argument("--port", type=int, default=9997, help="port on 127.0.0.1 (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with AwsStandIn(args.port, log_requests=not args.quiet) as stand_in:
         print(f"# AWS stand-in on {stand_in.url} (moto behind it on {stand_in.backend_url}); Ctrl-C to stop")
         for name, value in stand_in.env().items():
             print(f"export {name}={value}")
         print(f"# create the customer's role, bucket and export: POST {stand_in.url}{ADMIN_PATH}")
         sys.stdout.flush()
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
+        serve_until_stopped()
     return 0
 
 

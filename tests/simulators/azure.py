@@ -58,6 +58,8 @@ from urllib.parse import unquote
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.simulators._serving import ServedInThread, serve_until_stopped
+
 ARM_AUDIENCE = "https://management.azure.com"
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
 API_VERSIONS = frozenset({"2023-07-01-preview", "2023-08-01", "2024-08-01", "2025-03-01"})
@@ -644,7 +646,7 @@ class _QuietHandler(WSGIRequestHandler):
             super().log_request(code, size)
 
 
-class AzureSimulator:
+class AzureSimulator(ServedInThread):
     """The simulator as a background HTTPS server on 127.0.0.1 (``with AzureSimulator() as sim``)."""
 
     host = "127.0.0.1"
@@ -680,12 +682,6 @@ class AzureSimulator:
             self._server = None
         self._tmp.cleanup()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     @property
     def url(self) -> str:
         assert self._server is not None, "simulator not started"
@@ -719,7 +715,6 @@ def env_file_text(simulator: AzureSimulator, setup_body: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m tests.simulators.azure --port 9998``: serve a demo directory until interrupted."""
     import argparse
-    import signal
     import sys
 
     parser = argparse.ArgumentParser(prog="python -m tests.simulators.azure", description=__doc__.splitlines()[0])
@@ -727,8 +722,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--secret-days", type=float, default=6, help="days until the demo secret expires")
     parser.add_argument("--env-file", type=Path, help="also write the export lines to this file (for `source`)")
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with AzureSimulator(args.port, log_requests=True) as simulator:
         principal, scope = simulator.seed_demo(secret_days=args.secret_days)
         text = env_file_text(simulator, {"credentials": principal.credentials(), "config": {"scope": scope}})
@@ -737,11 +730,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# Azure simulator on {simulator.url} (Ctrl-C to stop). Demo tenant, app and export:")
         print(text, end="")
         sys.stdout.flush()
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
+        serve_until_stopped()
     return 0
 
 

@@ -48,6 +48,7 @@ from urllib.parse import unquote, urlencode
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.simulators._serving import ServedInThread, print_exports, serve_until_stopped
 from tests.simulators.providers import _request_handler
 
 
@@ -364,7 +365,7 @@ class OAuthSimulatorApp:
                     token.revoked = True
 
 
-class OAuthSimulator:
+class OAuthSimulator(ServedInThread):
     """The simulator as a background server on 127.0.0.1 (``with OAuthSimulator() as sim: ...``)."""
 
     host = "127.0.0.1"
@@ -402,12 +403,6 @@ class OAuthSimulator:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
@@ -448,10 +443,11 @@ class OAuthSimulator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tests.simulators.oauth --port 9997``: serve in the foreground, print the exports."""
+    """``python -m tests.simulators.oauth``: serve in the foreground, print the exports.
+
+    ``make demo`` runs this simulator for the README's OAuth walkthrough (tests/demo.py).
+    """
     import argparse
-    import signal
-    import sys
 
     parser = argparse.ArgumentParser(prog="python -m tests.simulators.oauth", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: free)")
@@ -460,20 +456,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with OAuthSimulator(args.port, log_requests=not args.quiet) as simulator:
         if args.access_token_seconds:
             simulator.configure(access_token_seconds=args.access_token_seconds)
-        print(f"# OAuth simulator on {simulator.url} (Ctrl-C to stop)")
-        for name, value in simulator.env().items():
-            print(f"export {name}={value}")
-        sys.stdout.flush()
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
+        print_exports(f"# OAuth simulator on {simulator.url} (Ctrl-C to stop)", simulator.env())
+        serve_until_stopped()
     return 0
 
 

@@ -85,6 +85,8 @@ from typing import Any, Self
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.simulators._serving import ServedInThread
+
 PROVIDER_IDS = ("openai", "anthropic", "gemini", "google")
 """Path prefixes served, one per provider family (``google`` = OAuth2 token endpoint)."""
 
@@ -1242,7 +1244,7 @@ def _request_handler(
     return Handler
 
 
-class ProviderSimulator:
+class ProviderSimulator(ServedInThread):
     """The simulator as a background server on 127.0.0.1.
 
     >>> with ProviderSimulator() as sim:            # doctest: +SKIP
@@ -1312,12 +1314,6 @@ class ProviderSimulator:
             thread.join(timeout=5)
         self._server = None
         self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # Addresses -------------------------------------------------------------------------
     @property

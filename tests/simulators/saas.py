@@ -46,7 +46,6 @@ import argparse
 import base64
 import json
 import re
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -55,6 +54,8 @@ from typing import Any, Self
 
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.simulators._serving import ServedInThread, print_exports, serve_until_stopped
 
 SAAS_PROVIDER_IDS = ("github", "slack", "cursor", "vercel", "figma", "notion", "asana")
 
@@ -422,7 +423,7 @@ class SaasSimulatorApp:
             self.requests = dict.fromkeys(self.tools, 0)
 
 
-class SaasSimulator:
+class SaasSimulator(ServedInThread):
     """The SaaS simulator as a background server on 127.0.0.1."""
 
     host = "127.0.0.1"
@@ -444,12 +445,6 @@ class SaasSimulator:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
@@ -480,18 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.simulators.saas", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: free)")
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with SaasSimulator(args.port) as simulator:
-        print(f"# SaaS simulator on {simulator.url} (Ctrl-C to stop)")
-        for name, value in simulator.env().items():
-            print(f"export {name}={value}")
-        sys.stdout.flush()
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
+        print_exports(f"# SaaS simulator on {simulator.url} (Ctrl-C to stop)", simulator.env())
+        serve_until_stopped()
         if simulator.forbidden_calls:
             print("# refused (not free read-only) calls: " + ", ".join(simulator.forbidden_calls))
     return 0
