@@ -74,6 +74,7 @@ test: $(VENV)/.dev .venv-checkov/.installed .venv-fuzz/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy shared
+	$(PY) -m shared.providers --check
 	$(PY) -m pytest -q
 
 # The walkthrough's stage in one process; writes $(DATA_DIR)/demo.env for the second terminal.
@@ -93,9 +94,12 @@ reset:
 	fi; \
 	rm -rf "$(DATA_DIR)" && echo "deleted $(DATA_DIR): the next make run or make demo starts afresh"
 
+# The provider registry's full check (JSON Schema + cross-field rules) runs here,
+# at build time; the functions load the checked file without jsonschema.
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
 	$(PY) -m mypy shared
+	$(PY) -m shared.providers --check
 
 format: $(VENV)/.dev
 	$(PY) -m ruff format .
@@ -104,6 +108,7 @@ format: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) -m bench.operations
 	$(PY) -m bench.revalidation
+	$(PY) -m bench.local_writes
 
 clean:
 	rm -rf $(VENV) .venv-checkov .venv-fuzz .pytest_cache .ruff_cache .mypy_cache

@@ -10,7 +10,6 @@ from typing import Any
 
 import functions_framework
 
-from shared.bulk_import import import_integrations
 from shared.errors import BadRequest
 from shared.http import ApiCall, endpoint
 
@@ -18,6 +17,9 @@ from shared.http import ApiCall, endpoint
 @functions_framework.http
 @endpoint("POST", "/api/v1/integrations/<org_slug>/import")
 def integration_import(call: ApiCall) -> tuple[int, dict[str, Any]]:
+    # Imported here: main.py loads every entry point, and only this one needs the worker pool.
+    from shared.bulk_import import import_integrations
+
     body = call.json_body(
         required=("items",),
         optional=("validate", "dry_run"),

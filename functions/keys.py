@@ -15,18 +15,24 @@ import functions_framework
 
 from shared.errors import BadRequest
 from shared.http import ApiCall, endpoint
-from shared.key_rotation import key_report, rewrap_all, rotate_key
+
+# shared.key_rotation (and its worker pool) is imported inside each handler: main.py loads
+# every entry point, so a module-level import would be paid by every function's cold start.
 
 
 @functions_framework.http
 @endpoint("GET", "/api/v1/admin/keys", admin=True)
 def admin_keys(call: ApiCall) -> tuple[int, dict[str, Any]]:
+    from shared.key_rotation import key_report
+
     return 200, {"keys": key_report(call.service)}
 
 
 @functions_framework.http
 @endpoint("POST", "/api/v1/admin/keys/rotate", admin=True)
 def admin_key_rotate(call: ApiCall) -> tuple[int, dict[str, Any]]:
+    from shared.key_rotation import key_report, rotate_key
+
     call.json_body()
     return 200, {"rotation": rotate_key(call.service, call.caller), "keys": key_report(call.service)}
 
@@ -34,6 +40,8 @@ def admin_key_rotate(call: ApiCall) -> tuple[int, dict[str, Any]]:
 @functions_framework.http
 @endpoint("POST", "/api/v1/admin/keys/rewrap", admin=True)
 def admin_key_rewrap(call: ApiCall) -> tuple[int, dict[str, Any]]:
+    from shared.key_rotation import key_report, rewrap_all
+
     body = call.json_body(optional=("batch_size", "max_seconds"))
     for name in ("batch_size", "max_seconds"):
         value = body.get(name)

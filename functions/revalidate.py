@@ -13,7 +13,6 @@ import functions_framework
 
 from shared.errors import BadRequest
 from shared.http import ApiCall, endpoint
-from shared.revalidation import revalidate_all
 
 
 @functions_framework.http
@@ -25,4 +24,7 @@ def integration_revalidate(call: ApiCall) -> tuple[int, dict[str, Any]]:
         raise BadRequest("Field 'max_seconds' must be a number")
     if max_seconds is not None and not 0 < max_seconds <= 3600:
         raise BadRequest("Field 'max_seconds' must be a number of seconds from 0 (exclusive) to 3600")
+    # Imported here: main.py loads every entry point, and only this one needs the worker pool.
+    from shared.revalidation import revalidate_all
+
     return 200, {"summary": revalidate_all(call.service, call.caller, max_seconds=max_seconds)}

@@ -5,7 +5,18 @@ spec's keys) expect it. The JSON Schema (``providers.schema.json`` beside it)
 checks shapes; the cross-field rules below check what a schema cannot (every
 requirement names a declared check, every pipeline has a requirement, every
 required field is a declared config field, every placeholder is known).
-A broken registry fails at start-up with ``ConfigurationError``.
+
+The full check (schema + cross-field rules) runs where the file can still
+change: in the tests and at build time (``python -m shared.providers --check``,
+part of ``make lint``/``make test`` and so of Cloud Build). A passing check
+writes the parsed document beside the file (``providers.checked.json``, keyed
+by the YAML's SHA-256, git-ignored, shipped in the function archive). At run
+time the registry loads from that copy when its hash matches the YAML, so a
+cold start imports neither ``jsonschema`` nor ``yaml`` (together 40-100 ms of
+a first request on the dev machine); without a matching copy it parses the
+YAML with libyaml. Either way the cheap cross-field rules run again, and a
+registry broken anyway fails at start-up with ``ConfigurationError``, never
+with a half-built spec.
 
 SaaS tools carry ``saas_category`` and ``connection``; a ``toggle`` tool has
 no credential, base URL or validation (its ProviderSpec says so with
@@ -14,14 +25,15 @@ no credential, base URL or validation (its ProviderSpec says so with
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from shared.errors import ConfigurationError
 
@@ -214,22 +226,113 @@ def _placeholder_problems(provider_id: str, entry: dict[str, Any]) -> list[str]:
     return problems
 
 
-def load_registry(path: Path = REGISTRY_PATH) -> Registry:
+def checked_copy_path(path: Path) -> Path:
+    """Where a passing check leaves the parsed registry: ``providers.yml`` -> ``providers.checked.json``."""
+    return path.with_name(f"{path.stem}.checked.json")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read provider registry {path}: {exc}") from exc
+
+
+def _parse_yaml(path: Path, raw: bytes) -> Any:
+    import yaml
+
+    # libyaml's loader when PyYAML has it (the wheels do): a tenth of the pure-Python parse time.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(raw, Loader=loader)  # noqa: S506 - a safe loader either way
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read provider registry {path}: {exc}") from exc
+
+
+def _checked_copy(path: Path, raw: bytes) -> Any | None:
+    """The document the build-time check wrote, if it was written for exactly these bytes."""
+    try:
+        copy = json.loads(checked_copy_path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(copy, dict) or copy.get("source_sha256") != hashlib.sha256(raw).hexdigest():
+        return None
+    return copy.get("document")
+
+
+def _read_document(path: Path) -> Any:
+    raw = _read_bytes(path)
+    checked = _checked_copy(path, raw)
+    return checked if checked is not None else _parse_yaml(path, raw)
+
+
+def write_checked_copy(path: Path, raw: bytes, document: Any) -> Path:
+    """Leave the checked document beside the registry (atomically: readers never see half a file)."""
+    import tempfile  # build time only, like argparse below: a cold start never writes the copy
+
+    target = checked_copy_path(path)
+    payload = {"source": path.name, "source_sha256": hashlib.sha256(raw).hexdigest(), "document": document}
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(payload, handle, separators=(",", ":"))
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def schema_problems(document: Any) -> list[str]:
+    """What the JSON Schema finds wrong with ``document`` (tests and the build-time check only)."""
     import jsonschema
 
     try:
-        document = yaml.safe_load(path.read_text())
         schema = json.loads(SCHEMA_PATH.read_text())
-    except (OSError, yaml.YAMLError, ValueError) as exc:
-        raise ConfigurationError(f"cannot read provider registry {path}: {exc}") from exc
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read provider registry schema {SCHEMA_PATH}: {exc}") from exc
     validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
     errors = sorted(validator.iter_errors(document), key=lambda error: list(error.path))
-    problems = [f"{'/'.join(map(str, error.path)) or '<root>'}: {error.message}" for error in errors]
-    if not problems:
-        problems = _check_cross_fields(document)
-    if problems:
-        raise ConfigurationError(f"provider registry {path} is invalid: " + "; ".join(problems))
+    return [f"{'/'.join(map(str, error.path)) or '<root>'}: {error.message}" for error in errors]
 
+
+def check_registry(path: Path = REGISTRY_PATH, *, write_copy: bool = False) -> list[str]:
+    """Every problem of the registry file (from the YAML itself): the JSON Schema, then the cross-field
+    rules. With ``write_copy``, a registry without problems also gets its checked copy written."""
+    raw = _read_bytes(path)
+    document = _parse_yaml(path, raw)
+    problems = schema_problems(document)
+    if not problems:
+        try:
+            problems = _check_cross_fields(document)
+        except (KeyError, TypeError, AttributeError) as exc:
+            problems = [f"malformed ({exc.__class__.__name__}: {exc})"]
+    if not problems and write_copy:
+        write_checked_copy(path, raw, document)
+    return problems
+
+
+def load_registry(path: Path = REGISTRY_PATH, *, check_schema: bool = False) -> Registry:
+    """The registry as specs. ``check_schema`` adds the full JSON Schema check on the YAML itself
+    (tests); otherwise the checked copy is used when it matches the YAML."""
+    document = _parse_yaml(path, _read_bytes(path)) if check_schema else _read_document(path)
+    problems = schema_problems(document) if check_schema else []
+    try:
+        if not problems:
+            problems = _check_cross_fields(document)
+        if problems:
+            raise ConfigurationError(f"provider registry {path} is invalid: " + "; ".join(problems))
+        return _build(document)
+    except (KeyError, TypeError, AttributeError, re.error) as exc:
+        # A shape the schema would have refused: the build-time check was skipped.
+        raise ConfigurationError(
+            f"provider registry {path} is malformed ({exc.__class__.__name__}: {exc}); "
+            "run `python -m shared.providers --check` for the full report"
+        ) from None
+
+
+def _build(document: dict[str, Any]) -> Registry:
     providers = {}
     for provider_id, entry in document["providers"].items():
         credential = entry.get("credential", {})
@@ -284,3 +387,35 @@ def _oauth_spec(block: dict[str, Any] | None) -> OAuthSpec | None:
 @cache
 def default_registry() -> Registry:
     return load_registry()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Check the provider registry against its schema and rules.")
+    parser.add_argument(
+        "--check", action="store_true", help="check the registry and, if it passes, write its checked copy"
+    )
+    parser.add_argument("path", nargs="?", type=Path, default=REGISTRY_PATH)
+    arguments = parser.parse_args(argv)
+    if not arguments.check:
+        parser.error("nothing to do: pass --check")
+    try:
+        problems = check_registry(arguments.path, write_copy=True)
+    except ConfigurationError as exc:
+        problems = [str(exc)]
+    if problems:
+        print(f"{arguments.path}: {len(problems)} problem(s)", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    registry = load_registry(arguments.path)
+    print(
+        f"{arguments.path}: OK ({len(registry.providers)} providers: {', '.join(registry.providers)}); "
+        f"checked copy in {checked_copy_path(arguments.path).name}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -67,9 +67,12 @@ class RevalidationSummary:
     more: bool = False
     duration_seconds: float = 0.0
     store_jobs: int = 0
+    # Where the time went (wall seconds per phase; decrypt/provider are summed over workers),
+    # so a slow run says whether the store, our CPU, KMS or the providers were the cause.
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "phase_seconds": dict(self.phase_seconds)}
 
 
 def run_bounded(
@@ -166,6 +169,8 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
     run_at = utc_now()
     summary = RevalidationSummary()
 
+    phases: defaultdict[str, float] = defaultdict(float)
+    phases_lock = threading.Lock()
     due = store.list_integrations_for_revalidation(
         checked_before=run_at - timedelta(seconds=settings.revalidation_min_interval_seconds),
         limit=settings.revalidation_batch_limit,
@@ -176,7 +181,9 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
     retired = [pair for pair in due if service.registry.get(pair[0].provider) is None]
     retired_ids = {pair[0].integration_id for pair in retired}
     past_expiry = [pair for pair in past_expiry if pair[0].integration_id not in retired_ids]
-    to_check = [pair for pair in due if pair[0].integration_id not in expired_ids | retired_ids]
+    skipped_ids = expired_ids | retired_ids
+    to_check = [pair for pair in due if pair[0].integration_id not in skipped_ids]
+    phases["read"] = time.monotonic() - started
 
     def check(pair: Pair) -> ValidationResult:
         integration, credential = pair
@@ -186,6 +193,7 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
 
             # Refreshes first (once, whatever else is refreshing it), then checks the new access token.
             return oauth_validation(service, integration, credential)
+        decrypt_started = time.perf_counter()
         try:
             secret = service.decrypt_credential(integration, credential)
         except EncryptionFailed:
@@ -197,8 +205,15 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
                 failure=Failure.UNREACHABLE,
                 failure_class=FailureClass.TRANSIENT,
             )
-        return validate_credential(spec, secret, integration.config, service.adapters.validation_context(spec))
+        provider_started = time.perf_counter()
+        result = validate_credential(spec, secret, integration.config, service.adapters.validation_context(spec))
+        finished = time.perf_counter()
+        with phases_lock:
+            phases["decrypt_total"] += provider_started - decrypt_started
+            phases["provider_total"] += finished - provider_started
+        return result
 
+    check_started = time.monotonic()
     checked, not_started = run_bounded(
         to_check,
         check,
@@ -206,6 +221,8 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
         per_provider=settings.revalidation_per_provider,
         deadline=deadline,
     )
+    phases["check"] = time.monotonic() - check_started
+    fold_started = time.monotonic()
     outcomes = [
         (pair, expired_result(service.provider(pair[0].provider), pair[0].expires_at or run_at)) for pair in past_expiry
     ]
@@ -248,7 +265,10 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
         if integration.status in (Status.ACTIVE, Status.ERROR, Status.EXPIRED):
             setattr(summary, str(integration.status), getattr(summary, str(integration.status)) + 1)
 
+    write_started = time.monotonic()
+    phases["fold"] = write_started - fold_started
     written, inserted = store.save_revalidation_results(results, alerts)
+    phases["write"] = time.monotonic() - write_started
     summary.written = written
     summary.skipped = len(to_check) - len(checked) + len(retired) + (len(results) - written)
     inserted_ids = set(inserted)
@@ -256,9 +276,11 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
     summary.alerts = len(new_alerts)
     if new_alerts:
         deliver_alerts(service.adapters, new_alerts)
+        phases["deliver"] = time.monotonic() - write_started - phases["write"]
         summary.alerts_delivered = sum(alert.delivery_status == "delivered" for alert in new_alerts)
     summary.more = not_started > 0 or len(due) >= settings.revalidation_batch_limit
     summary.duration_seconds = round(time.monotonic() - started, 3)
+    summary.phase_seconds = {name: round(seconds, 3) for name, seconds in phases.items()}
     summary.store_jobs = store.counters["jobs"] - jobs_before
     logger.info("revalidation run", extra=summary.as_dict())
     return summary.as_dict()

@@ -122,9 +122,12 @@ class SecretManagerSource:
     i.e. a new Cloud Function instance). The payload's ``data_crc32c`` must be
     present and match the data; the value must be UTF-8.
 
-    ``api_endpoint`` (e.g. ``http://127.0.0.1:8086``) switches the client to the
-    REST transport against that endpoint; ``credentials`` defaults to the
-    application default credentials. The Google client is imported and created
+    The client always uses the REST transport (no gRPC channel on the request
+    path); ``api_endpoint`` (e.g. ``http://127.0.0.1:8086``) points it at a
+    loopback stand-in; ``credentials`` defaults to the application default
+    credentials. Production instances get the pepper as an environment
+    variable instead (see ``shared.wiring``), so this adapter serves deploys
+    without Terraform and the tests. The Google client is imported and created
     on first read and reused. Each attempt has ``timeout`` seconds and retries
     of unavailable/exhausted errors stop after ``retry_deadline`` seconds.
     """
@@ -194,9 +197,9 @@ class SecretManagerSource:
             from google.api_core import retry as api_retry
             from google.cloud import secretmanager
 
-            options: dict[str, Any] = {}
+            options: dict[str, Any] = {"transport": "rest"}
             if self._api_endpoint:
-                options = {"transport": "rest", "client_options": {"api_endpoint": self._api_endpoint}}
+                options["client_options"] = {"api_endpoint": self._api_endpoint}
             self._retry = api_retry.Retry(
                 predicate=api_retry.if_exception_type(
                     api_exceptions.ServiceUnavailable, api_exceptions.ResourceExhausted

@@ -92,13 +92,21 @@ class Adapters:
 
     @cached_property
     def api_key_pepper(self) -> bytes:
-        """Secret mixed into API-key hashes, so a copy of the table alone cannot be brute-forced offline."""
-        if self.settings.backend == "gcp":
-            return self.service_secrets.get(API_KEY_PEPPER_SECRET).encode()
+        """Secret mixed into API-key hashes, so a copy of the table alone cannot be brute-forced offline.
+
+        In production Cloud Functions hands the Secret Manager secret to the
+        instance as ``INTEGRATIONS_SECRET_API_KEY_PEPPER`` (Terraform's
+        ``secret_environment_variables``), resolved before the instance starts:
+        a cold start loads no Secret Manager client and makes no call. Without
+        that variable, gcp mode reads Secret Manager itself (the loopback
+        stand-in in tests, or a deploy made without Terraform).
+        """
         from shared.service_secrets import EnvSecretSource, env_var_name
 
         if os.environ.get(env_var_name(API_KEY_PEPPER_SECRET)):
             return EnvSecretSource().get(API_KEY_PEPPER_SECRET).encode()
+        if self.settings.backend == "gcp":
+            return self.service_secrets.get(API_KEY_PEPPER_SECRET).encode()
         return _local_pepper(self.settings.data_dir / "api_key_pepper")
 
 

@@ -195,6 +195,18 @@ resource "google_cloudfunctions2_function" "functions" {
     service_account_email            = google_service_account.runtime.email
     environment_variables            = local.function_environment
 
+    # The API-key pepper reaches the code as an environment variable that
+    # Cloud Run resolves from Secret Manager before the instance starts, so a
+    # cold start loads no Secret Manager client and makes no call
+    # (shared/wiring.py reads INTEGRATIONS_SECRET_API_KEY_PEPPER first). The
+    # version is pinned: the pepper never changes (secrets.tf).
+    secret_environment_variables {
+      key        = "INTEGRATIONS_SECRET_API_KEY_PEPPER"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.api_key_pepper.secret_id
+      version    = google_secret_manager_secret_version.api_key_pepper.version
+    }
+
     # API Gateway reaches its backends over the internet, not from a VPC, so
     # the gateway's functions accept all network paths and rely on IAM: only
     # the gateway's identity holds run.invoker (iam.tf). Revalidation is

@@ -415,3 +415,13 @@ def test_modules_import_no_google_library() -> None:
     )
 
     assert result.returncode == 0, result.stderr
+
+
+def test_production_client_speaks_rest_not_grpc(key_name: str) -> None:
+    """Without a stand-in endpoint (production) the client still uses REST: no gRPC channel on a cold start."""
+    cipher = CloudKmsCipher(key_name, credentials=AnonymousCredentials())
+
+    client = cipher._get_client()
+
+    assert client.transport.kind == "rest"
+    assert client.api_endpoint == "cloudkms.googleapis.com"

@@ -1,6 +1,8 @@
 """Client libraries load only where needed: local mode loads no Google client,
-list/get in gcp mode never load KMS, and nothing but an AWS validation loads
-boto3 (cold starts stay short)."""
+list/get in gcp mode never load KMS, nothing but an AWS validation loads boto3,
+a deployed instance (pepper mounted as an environment variable) never loads
+Secret Manager, and no request loads jsonschema (the registry is schema-checked
+at build time). Cold starts stay short."""
 
 from __future__ import annotations
 
@@ -30,7 +32,10 @@ for request in sys.argv[1:]:
     method, path, body = parts[0], parts[1], parts[2] if len(parts) > 2 else None
     response = client.open(path, method=method, json=json.loads(body) if body else None, headers={"X-API-Key": key})
     assert response.status_code in (200, 201, 404, 409, 503), response.get_json()
-loaded = sorted(m for m in sys.modules if m.startswith(("google.cloud.", "google.auth", "grpc", "boto3", "botocore")))
+loaded = sorted(
+    m for m in sys.modules
+    if m.startswith(("google.cloud.", "google.auth", "grpc", "boto3", "botocore", "jsonschema"))
+)
 print(json.dumps(loaded))
 """
 
@@ -47,6 +52,7 @@ def test_local_mode_loads_no_google_client(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "INTEGRATIONS_DATA_DIR": str(tmp_path)}
     loaded = _loaded_modules(env, "/api/v1/integrations/acme", "/api/v1/integrations/acme/openai")
     assert not [m for m in loaded if m.startswith(("google.cloud.bigquery", "google.cloud.kms", "google.cloud.secret"))]
+    assert not [m for m in loaded if m.startswith("jsonschema")]
 
 
 @pytest.mark.parametrize("backend", ["gcp"])
@@ -54,7 +60,26 @@ def test_list_and_get_in_gcp_mode_do_not_load_kms(tmp_path, gcp_stack, settings)
     env = {"PATH": "/usr/bin:/bin", "INTEGRATIONS_DATA_DIR": str(tmp_path), **gcp_stack.env(settings)}
     loaded = _loaded_modules(env, "/api/v1/integrations/acme", "/api/v1/integrations/acme/openai")
     assert any(m.startswith("google.cloud.bigquery") for m in loaded)
-    assert not any(m.startswith("google.cloud.kms") for m in loaded)
+    assert not any(m.startswith(("google.cloud.kms", "jsonschema")) for m in loaded)
+
+
+@pytest.mark.parametrize("backend", ["gcp"])
+def test_a_mounted_pepper_keeps_secret_manager_off_the_cold_start(tmp_path, gcp_stack, settings):
+    """As deployed (Terraform mounts the secret as an env var): no Secret Manager client, no call."""
+    from shared.config import API_KEY_PEPPER_SECRET
+    from shared.service_secrets import env_var_name
+
+    pepper = "mounted-pepper-" + tmp_path.name
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "INTEGRATIONS_DATA_DIR": str(tmp_path),
+        **gcp_stack.env(settings),
+        env_var_name(API_KEY_PEPPER_SECRET): pepper,
+    }
+    calls_before = dict(gcp_stack.secret_manager.calls)
+    loaded = _loaded_modules(env, "/api/v1/integrations/acme", "/api/v1/integrations/acme/openai")
+    assert not any(m.startswith(("google.cloud.secretmanager", "google.cloud.kms", "jsonschema")) for m in loaded)
+    assert dict(gcp_stack.secret_manager.calls) == calls_before
 
 
 def test_no_function_but_an_aws_validation_loads_boto3(tmp_path):

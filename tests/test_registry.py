@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from shared.errors import ConfigurationError
-from shared.providers import REGISTRY_PATH, default_registry, load_registry
+from shared.providers import REGISTRY_PATH, check_registry, checked_copy_path, default_registry, load_registry
+from shared.providers import main as providers_main
+
+REPO = Path(__file__).resolve().parent.parent
 
 # The spec's SaaS table: AI, Design, Productivity, Development, three tools each.
 SPEC_SAAS_TOOLS = {
@@ -120,8 +126,71 @@ def _broken(tmp_path: Path, mutate) -> Path:
     ],
 )
 def test_broken_registry_is_rejected(tmp_path, mutate, fragment):
+    path = _broken(tmp_path, mutate)
     with pytest.raises(ConfigurationError, match=fragment):
+        load_registry(path, check_schema=True)
+    assert any(re.search(fragment, problem) for problem in check_registry(path))
+
+
+def test_the_shipped_registry_passes_the_build_time_check(capsys):
+    assert check_registry() == []
+    assert providers_main(["--check"]) == 0
+    assert f"OK ({len(default_registry().providers)} providers" in capsys.readouterr().out
+
+
+def test_the_build_time_check_fails_on_a_broken_registry(tmp_path, capsys):
+    path = _broken(tmp_path, lambda d: d["providers"]["openai"].update(base_url="http://plain"))
+    assert providers_main(["--check", str(path)]) == 1
+    assert "base_url" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d["providers"]["openai"].pop("display_name"),
+        lambda d: d["providers"]["openai"]["credential"].update(pattern="(unclosed"),
+        lambda d: d["providers"]["openai"].update(validation="http"),
+        lambda d: d.update(providers=[]),
+    ],
+)
+def test_run_time_load_without_the_schema_still_refuses_a_malformed_registry(tmp_path, mutate):
+    """Run time skips the JSON Schema (the build checked the shipped file); a broken shape still fails cleanly."""
+    with pytest.raises(ConfigurationError, match=r"provider registry .* (is malformed|is invalid)"):
         load_registry(_broken(tmp_path, mutate))
+
+
+def _copy_registry(tmp_path: Path) -> Path:
+    path = tmp_path / "providers.yml"
+    path.write_bytes(REGISTRY_PATH.read_bytes())
+    return path
+
+
+def test_a_checked_registry_loads_without_yaml_or_jsonschema(tmp_path):
+    """The build-time check leaves the parsed registry beside the file; a cold start reads that."""
+    path = _copy_registry(tmp_path)
+    assert providers_main(["--check", str(path)]) == 0
+    assert checked_copy_path(path).exists()
+    probe = (
+        "import sys; from pathlib import Path; from shared.providers import load_registry; "
+        f"registry = load_registry(Path({str(path)!r})); "
+        "print(sorted(registry.providers), 'yaml' in sys.modules, 'jsonschema' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.split("]")[1].split() == ["False", "False"]
+    assert load_registry(path) == load_registry(path, check_schema=True)  # the copy is the YAML, nothing else
+
+
+def test_a_stale_checked_copy_is_ignored(tmp_path):
+    path = _copy_registry(tmp_path)
+    assert providers_main(["--check", str(path)]) == 0
+    path.write_text(path.read_text().replace("display_name: OpenAI", "display_name: OpenAI Platform"))
+    assert load_registry(path).get("openai").display_name == "OpenAI Platform"
+
+
+def test_a_failing_check_writes_no_copy(tmp_path):
+    path = _broken(tmp_path, lambda d: d["providers"]["openai"].update(base_url="http://plain"))
+    assert providers_main(["--check", str(path)]) == 1
+    assert not checked_copy_path(path).exists()
 
 
 def test_oauth_providers_declare_their_flow_and_no_client_secret():

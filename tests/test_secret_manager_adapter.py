@@ -246,3 +246,26 @@ def test_bad_file_is_a_configuration_error_without_values(tmp_path: Path, conten
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="cannot be read"):
         EnvSecretSource(tmp_path / "missing.json", environ={}).get("pepper")
+
+
+def test_production_client_speaks_rest_not_grpc() -> None:
+    client = SecretManagerSource("my-project", credentials=AnonymousCredentials())._get_client()
+
+    assert client.transport.kind == "rest"
+    assert client.api_endpoint == "secretmanager.googleapis.com"
+
+
+@pytest.mark.parametrize("backend", ["gcp"])
+def test_gcp_mode_takes_the_mounted_pepper_over_secret_manager(settings, gcp_stack, monkeypatch) -> None:
+    """Terraform mounts the secret as INTEGRATIONS_SECRET_API_KEY_PEPPER; then Secret Manager is not called."""
+    from shared.config import API_KEY_PEPPER_SECRET
+    from shared.wiring import Adapters
+
+    calls_before = Counter(gcp_stack.secret_manager.calls)
+    monkeypatch.setenv(env_var_name(API_KEY_PEPPER_SECRET), "mounted-pepper")
+    assert Adapters(settings).api_key_pepper == b"mounted-pepper"
+    assert Counter(gcp_stack.secret_manager.calls) == calls_before
+
+    monkeypatch.delenv(env_var_name(API_KEY_PEPPER_SECRET))
+    assert Adapters(settings).api_key_pepper.startswith(b"test-pepper-")  # what the stand-in holds
+    assert gcp_stack.secret_manager.calls["access_secret_version"] == calls_before["access_secret_version"] + 1

@@ -395,6 +395,18 @@ def test_secrets_are_the_ones_the_code_reads() -> None:
     assert not config().of_type("google_secret_manager_secret_version").keys() - {"api_key_pepper"}
 
 
+def test_the_pepper_reaches_functions_as_an_environment_variable() -> None:
+    """Cloud Run resolves it before start: no Secret Manager client or call on a cold start."""
+    from shared.service_secrets import env_var_name
+
+    service = block(config().resource(FUNCTION, "functions"), "service_config")
+    mounted = block(service, "secret_environment_variables")
+    assert mounted["key"] == env_var_name(API_KEY_PEPPER_SECRET)
+    assert expression(mounted["secret"]) == "google_secret_manager_secret.api_key_pepper.secret_id"
+    assert expression(mounted["version"]) == "google_secret_manager_secret_version.api_key_pepper.version"
+    assert expression(mounted["project_id"]) == "var.project_id"
+
+
 # --- identities ------------------------------------------------------------------------
 
 
