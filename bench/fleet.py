@@ -36,7 +36,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -45,9 +44,10 @@ from shared.config import Settings
 from shared.crypto import credential_aad
 from shared.key_rotation import rewrap_all
 from shared.models import AuditEvent, Integration, Status, StoredCredential, new_id
-from shared.providers import REGISTRY_PATH, load_registry
+from shared.providers import load_registry
 from shared.service import Caller, IntegrationService
 from shared.wiring import Adapters
+from tests.fakes.fleet_registry import write_fleet_registry
 
 ORG = "bench-fleet"
 OPERATOR = Caller(key_id="bench", org_slug="*", is_admin=True, request_id="bench-fleet")
@@ -65,25 +65,6 @@ class WhoAmI:
         return Response('{"id": "me"}', 200)(environ, start_response)
 
 
-def saas_provider(name: str) -> dict[str, Any]:
-    return {
-        "display_name": name.upper(),
-        "category": "saas",
-        "credential_type": "api_key",
-        "required_fields": [],
-        "pipelines": ["saas/seats"],
-        "credential": {"field": "api_key", "pattern": "^tok_[A-Za-z0-9]{8,64}$", "example": "tok_00000000"},
-        "base_url": "https://example.invalid",
-        "validation": {
-            "kind": "http",
-            "headers": {"Authorization": "Bearer {secret}"},
-            "checks": {"whoami": {"method": "GET", "path": "/me"}},
-            "responses": {"invalid_key": [{"status": 401}], "forbidden": [{"status": 403}]},
-            "requirements": {"saas/seats": {"description": "Seats", "requires": ["whoami"], "fix": "New token"}},
-        },
-    }
-
-
 @contextmanager
 def who_am_i(latency_ms: float) -> Iterator[str]:
     server = make_server("127.0.0.1", 0, WhoAmI(latency_ms / 1000), threaded=True)
@@ -95,10 +76,7 @@ def who_am_i(latency_ms: float) -> Iterator[str]:
 
 
 def fleet_service(settings: Settings, providers: list[str], base: str, work_dir: Path) -> IntegrationService:
-    document = yaml.safe_load(REGISTRY_PATH.read_text())
-    document["providers"].update({name: saas_provider(name) for name in providers})
-    path = work_dir / f"providers-{uuid.uuid4().hex[:6]}.yml"
-    path.write_text(yaml.safe_dump(document))
+    path = write_fleet_registry(work_dir, providers)
     urls = {**settings.provider_base_urls, **{name: f"{base}/{name}" for name in providers}}
     return IntegrationService(Adapters(replace(settings, provider_base_urls=urls)), load_registry(path))
 

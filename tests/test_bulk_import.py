@@ -15,17 +15,17 @@ from collections import Counter
 from dataclasses import replace
 
 import pytest
-import yaml
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from shared import http
 from shared.bulk_import import MAX_IMPORT_ITEMS
 from shared.errors import EncryptionFailed
-from shared.providers import REGISTRY_PATH, load_registry
+from shared.providers import load_registry
 from shared.service import MAX_SECRET_CHARS, IntegrationService
 from shared.wiring import Adapters
 from tests.conftest import ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY
+from tests.fakes.fleet_registry import write_fleet_registry
 
 SAAS = [f"saas{number:02d}" for number in range(60)]
 IMPORT = "/api/v1/integrations/acme/import"
@@ -62,27 +62,6 @@ class WhoAmI:
         return response(environ, start_response)
 
 
-def saas_provider(name: str) -> dict:
-    return {
-        "display_name": name.upper(),
-        "category": "saas",
-        "saas_category": "development",
-        "connection": "api_token",
-        "credential_type": "api_key",
-        "required_fields": [],
-        "pipelines": ["saas/seats"],
-        "credential": {"field": "api_key", "pattern": "^tok_[A-Za-z0-9]{8,64}$", "example": "tok_00000000"},
-        "base_url": "https://example.invalid",
-        "validation": {
-            "kind": "http",
-            "headers": {"Authorization": "Bearer {secret}"},
-            "checks": {"whoami": {"method": "GET", "path": "/me"}},
-            "responses": {"invalid_key": [{"status": 401}], "forbidden": [{"status": 403}]},
-            "requirements": {"saas/seats": {"description": "Seats", "requires": ["whoami"], "fix": "New token"}},
-        },
-    }
-
-
 @pytest.fixture
 def who_am_i():
     app = WhoAmI()
@@ -97,10 +76,7 @@ def who_am_i():
 
 @pytest.fixture
 def fleet_service(tmp_path, settings, who_am_i):
-    document = yaml.safe_load(REGISTRY_PATH.read_text())
-    document["providers"].update({name: saas_provider(name) for name in SAAS})
-    path = tmp_path / "providers.yml"
-    path.write_text(yaml.safe_dump(document))
+    path = write_fleet_registry(tmp_path, SAAS)
     settings.provider_base_urls.update({name: f"{who_am_i.base}/{name}" for name in SAAS})
     return IntegrationService(Adapters(settings), load_registry(path))
 
