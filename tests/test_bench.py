@@ -22,3 +22,21 @@ def test_every_cold_case_calls_its_own_entry_points_route():
         method, rule = main.ENTRY_POINTS[name].route
         routes = Map([Rule(rule, endpoint=name, methods=[method])]).bind("")
         assert routes.match(case.cold[1], method=case.cold[0])[0] == name
+
+
+def test_the_fleet_bench_still_runs_on_a_small_fleet(tmp_path):
+    """A registry or port change that breaks the bench shows here, not on the next hand run."""
+    import json
+
+    from bench import fleet
+
+    output = tmp_path / "fleet.json"
+    assert (
+        fleet.main(
+            ["--modes", "local", "--items", "5", "--credentials", "20", "--latency-ms", "1", "--json", str(output)]
+        )
+        == 0
+    )
+    rows = json.loads(output.read_text())
+    rows = rows["results"] if isinstance(rows, dict) else rows
+    assert {row["work"] for row in rows} == {"import 5", "import 5 + validate", "rewrap 20"}
