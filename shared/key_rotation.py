@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.crypto import credential_aad
 from shared.errors import EncryptionFailed
-from shared.models import AuditEvent, StoredCredential, utc_now
+from shared.models import StoredCredential, utc_now
 
 if TYPE_CHECKING:
     from shared.service import Caller, IntegrationService
@@ -78,7 +78,7 @@ def rotate_key(service: IntegrationService, caller: Caller) -> dict[str, Any]:
     previous = cipher.primary_version()
     new_version = cipher.rotate_key()
     service.adapters.store.record_audit(
-        _audit(caller, FLEET_ORG, "kms", "rotate_key", detail=f"primary key version {previous} -> {new_version}")
+        caller.audit(FLEET_ORG, "kms", "rotate_key", detail=f"primary key version {previous} -> {new_version}")
     )
     logger.info("key rotated", extra={"previous": previous, "primary": new_version})
     return {"previous_version": previous, "primary_version": new_version}
@@ -148,7 +148,7 @@ def rewrap_all(
                     summary.failed += 1
                     continue
                 detail = f"key version {old.key_version} -> {new.key_version}"
-                audit = _audit(caller, old.org_slug, old.provider, "rewrap", fingerprint=old.fingerprint, detail=detail)
+                audit = caller.audit(old.org_slug, old.provider, "rewrap", fingerprint=old.fingerprint, detail=detail)
                 writes.append((old, new, audit))
             written = store.save_rewrapped_credentials(writes)
             summary.rewrapped += len(written)
@@ -162,25 +162,3 @@ def rewrap_all(
     summary.kms_calls = cipher.counters["encrypt"] + cipher.counters["decrypt"] - kms_before
     logger.info("rewrap run", extra=summary.as_dict())
     return summary.as_dict()
-
-
-def _audit(
-    caller: Caller,
-    org_slug: str,
-    provider: str,
-    action: str,
-    *,
-    fingerprint: str | None = None,
-    detail: str | None = None,
-) -> AuditEvent:
-    return AuditEvent(
-        org_slug=org_slug,
-        provider=provider,
-        action=action,
-        outcome="success",
-        actor_key_id=caller.key_id,
-        request_id=caller.request_id,
-        credential_fingerprint=fingerprint,
-        detail=detail,
-        actor=caller.actor,
-    )

@@ -249,16 +249,13 @@ def revalidate_all(service: IntegrationService, caller: Caller, *, max_seconds: 
         ):
             if alert is not None:
                 alerts.append(alert)
-        audit = AuditEvent(
-            org_slug=integration.org_slug,
-            provider=integration.provider,
-            action="revalidate",
-            outcome="success" if result.ok else "failure",
-            actor_key_id=caller.key_id,
-            request_id=caller.request_id,
-            credential_fingerprint=credential.fingerprint,
+        audit = caller.audit(
+            integration.org_slug,
+            integration.provider,
+            "revalidate",
+            "success" if result.ok else "failure",
+            fingerprint=credential.fingerprint,
             detail=result.message,
-            actor=caller.actor,
         )
         results.append((integration, audit, read_version))
         summary.checked += 1

@@ -92,6 +92,29 @@ class Caller:
     def actor(self) -> str:
         return self.user_id or self.key_id
 
+    def audit(
+        self,
+        org_slug: str,
+        provider: str,
+        action: str,
+        outcome: str = "success",
+        *,
+        fingerprint: str | None = None,
+        detail: str | None = None,
+    ) -> AuditEvent:
+        """An audit row of this caller's doing (its key, request and acting user)."""
+        return AuditEvent(
+            org_slug=org_slug,
+            provider=provider,
+            action=action,
+            outcome=outcome,
+            actor_key_id=self.key_id,
+            request_id=self.request_id,
+            credential_fingerprint=fingerprint,
+            detail=detail,
+            actor=self.actor,
+        )
+
 
 @dataclass
 class _CachedKey:
@@ -280,17 +303,7 @@ class IntegrationService:
         fingerprint: str | None = None,
         detail: str | None = None,
     ) -> AuditEvent:
-        return AuditEvent(
-            org_slug=caller.org_slug,
-            provider=spec.provider_id,
-            action=action,
-            outcome=outcome,
-            actor_key_id=caller.key_id,
-            request_id=caller.request_id,
-            credential_fingerprint=fingerprint,
-            detail=detail,
-            actor=caller.actor,
-        )
+        return caller.audit(caller.org_slug, spec.provider_id, action, outcome, fingerprint=fingerprint, detail=detail)
 
     def encrypt_credential(
         self, caller: Caller, spec: ProviderSpec, secret: str, action: str, expires_at: datetime | None
@@ -610,15 +623,7 @@ class IntegrationService:
         return self.adapters.store.list_alerts(caller.org_slug, limit=limit)
 
     def _webhook_audit(self, caller: Caller, action: str) -> AuditEvent:
-        return AuditEvent(
-            org_slug=caller.org_slug,
-            provider="webhook",
-            action=action,
-            outcome="success",
-            actor_key_id=caller.key_id,
-            request_id=caller.request_id,
-            actor=caller.actor,
-        )
+        return caller.audit(caller.org_slug, "webhook", action)
 
 
 def no_integration(spec: ProviderSpec) -> NotFound:

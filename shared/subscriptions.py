@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import BadRequest, UnknownProvider
-from shared.models import AuditEvent, SubscriptionToggle, iso
+from shared.models import SubscriptionToggle, iso
 from shared.providers import SAAS_CATEGORIES, ProviderSpec
 
 if TYPE_CHECKING:
@@ -76,14 +76,8 @@ def set_subscription_provider(
         updated_by_key_id=caller.key_id,
     )
     toggle.updated_at = toggle.created_at
-    audit = AuditEvent(
-        org_slug=caller.org_slug,
-        provider=spec.provider_id,
-        action="subscription_enable" if enabled else "subscription_disable",
-        outcome="success",
-        actor_key_id=caller.key_id,
-        request_id=caller.request_id,
-        actor=caller.actor,
+    audit = caller.audit(
+        caller.org_slug, spec.provider_id, "subscription_enable" if enabled else "subscription_disable"
     )
     stored, changed, integration_status = service.adapters.store.set_subscription_toggle(toggle, audit)
     state = "on" if stored.enabled else "off"

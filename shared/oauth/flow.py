@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 
 from shared.crypto import oauth_state_aad
 from shared.errors import BadRequest, Conflict, OAuthFlowRejected, OAuthNotConfigured, ProviderUnavailable, ServiceError
-from shared.models import AuditEvent, Integration, OAuthState, Status, new_id, utc_now
+from shared.models import Integration, OAuthState, Status, new_id, utc_now
 from shared.oauth import (
     TokenSet,
     authorize_url,
@@ -226,16 +226,13 @@ def _store(
     action = "oauth_connect" if existing is None else "oauth_reauthorize"
     credential = service.encrypt_credential(caller, spec, tokens.to_secret(), action, tokens.expires_at)
     now = credential.created_at
-    audit = AuditEvent(
-        org_slug=flow.org_slug,
-        provider=spec.provider_id,
-        action=action,
-        outcome="success" if result.ok else "failure",
-        actor_key_id=caller.key_id,
-        request_id=caller.request_id,
-        credential_fingerprint=credential.fingerprint,
+    audit = caller.audit(
+        flow.org_slug,
+        spec.provider_id,
+        action,
+        "success" if result.ok else "failure",
+        fingerprint=credential.fingerprint,
         detail=result.message,
-        actor=caller.actor,
     )
     if existing is None:
         integration = Integration(

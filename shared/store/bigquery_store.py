@@ -225,7 +225,13 @@ class BigQueryStore:
         )
 
     def _conditional_integration_write(self, condition: str, statements: Sequence[str], parameters: list[Any]) -> bool:
-        """Run ``statements`` in one transaction if the integration row still meets ``condition``.
+        """Run ``statements`` if the integration row ``@i_integration_id`` still meets ``condition``."""
+        return self._conditional_write(
+            INTEGRATIONS_TABLE, f"integration_id = @i_integration_id AND {condition}", statements, parameters
+        )
+
+    def _conditional_write(self, table: str, where: str, statements: Sequence[str], parameters: list[Any]) -> bool:
+        """Run ``statements`` in one transaction if a row of ``table`` still meets ``where``; whether it did.
 
         The check and the writes share the transaction's snapshot; a concurrent
         writer makes one of the two transactions abort, and ``_run`` retries it.
@@ -234,9 +240,7 @@ class BigQueryStore:
         sql = f"""
 DECLARE matched BOOL DEFAULT FALSE;
 BEGIN TRANSACTION;
-SET matched = EXISTS (
-  SELECT 1 FROM {self._table(INTEGRATIONS_TABLE)} WHERE integration_id = @i_integration_id AND {condition}
-);
+SET matched = EXISTS (SELECT 1 FROM {self._table(table)} WHERE {where});
 IF matched THEN
 {body}
 END IF;
@@ -887,21 +891,11 @@ SELECT outcome AS consume_outcome, * FROM {states} WHERE state_hash = @state_has
         lease_expires_at: datetime,
         version: datetime,
     ) -> bool:
-        credentials = self._table(CREDENTIALS_TABLE)
-        sql = f"""
-DECLARE matched BOOL DEFAULT FALSE;
-BEGIN TRANSACTION;
-SET matched = EXISTS (
-  SELECT 1 FROM {credentials} WHERE credential_id = @credential_id AND updated_at = @expected_updated_at
-);
-IF matched THEN
-  UPDATE {credentials}
-  SET refresh_lease_id = @lease_id, refresh_lease_expires_at = @lease_expires_at, updated_at = @version
-  WHERE credential_id = @credential_id AND updated_at = @expected_updated_at;
-END IF;
-COMMIT TRANSACTION;
-SELECT matched;
-"""
+        where = "credential_id = @credential_id AND updated_at = @expected_updated_at"
+        claim = (
+            f"UPDATE {self._table(CREDENTIALS_TABLE)} SET refresh_lease_id = @lease_id, "
+            f"refresh_lease_expires_at = @lease_expires_at, updated_at = @version WHERE {where}"
+        )
         parameters = [
             self._scalar("credential_id", credential_id),
             self._scalar("expected_updated_at", expected_updated_at),
@@ -909,31 +903,22 @@ SELECT matched;
             self._scalar("lease_expires_at", lease_expires_at),
             self._scalar("version", version),
         ]
-        return bool(self._run(sql, parameters)[0]["matched"])
+        return self._conditional_write(CREDENTIALS_TABLE, where, [claim], parameters)
 
     def finish_credential_refresh(self, credential: StoredCredential, *, lease_id: str) -> bool:
-        credentials = self._table(CREDENTIALS_TABLE)
-        sql = f"""
-DECLARE matched BOOL DEFAULT FALSE;
-BEGIN TRANSACTION;
-SET matched = EXISTS (
-  SELECT 1 FROM {credentials} WHERE credential_id = @c_credential_id AND refresh_lease_id = @lease_id
-);
-IF matched THEN
-  UPDATE {credentials}
-  SET encrypted_value = FROM_BASE64(@c_encrypted_value), key_version = @c_key_version,
-      fingerprint = @c_fingerprint, expires_at = @c_expires_at, updated_at = @c_updated_at,
-      refresh_error = @c_refresh_error, refresh_lease_id = NULL, refresh_lease_expires_at = NULL
-  WHERE credential_id = @c_credential_id AND refresh_lease_id = @lease_id;
-END IF;
-COMMIT TRANSACTION;
-SELECT matched;
-"""
+        where = "credential_id = @c_credential_id AND refresh_lease_id = @lease_id"
+        finish = (
+            f"UPDATE {self._table(CREDENTIALS_TABLE)} "
+            "SET encrypted_value = FROM_BASE64(@c_encrypted_value), key_version = @c_key_version, "
+            "fingerprint = @c_fingerprint, expires_at = @c_expires_at, updated_at = @c_updated_at, "
+            "refresh_error = @c_refresh_error, refresh_lease_id = NULL, refresh_lease_expires_at = NULL "
+            f"WHERE {where}"
+        )
         parameters = [
             *self._row_parameters("c_", CREDENTIALS_TABLE, rows.credential_to_row(credential)),
             self._scalar("lease_id", lease_id),
         ]
-        return bool(self._run(sql, parameters)[0]["matched"])
+        return self._conditional_write(CREDENTIALS_TABLE, where, [finish], parameters)
 
     # --- org webhooks ------------------------------------------------------------------------------
 
