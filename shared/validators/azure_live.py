@@ -154,11 +154,8 @@ def _send(
         headers=dict(headers or {}),
         params=params,
         data=data,
-        timeout_seconds=context.request_timeout_seconds,
+        context=context,
         deadline=deadline,
-        max_attempts=context.max_attempts,
-        retry_after_cap_seconds=context.retry_after_cap_seconds,
-        backoff_base_seconds=context.backoff_base_seconds,
         verify=context.azure_ca_bundle,
     )
 

@@ -98,11 +98,8 @@ def _call(
         url,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         data=None if body is None else json.dumps(body),
-        timeout_seconds=context.request_timeout_seconds,
+        context=context,
         deadline=deadline,
-        max_attempts=context.max_attempts,
-        retry_after_cap_seconds=context.retry_after_cap_seconds,
-        backoff_base_seconds=context.backoff_base_seconds,
     )
 
 

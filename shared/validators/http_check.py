@@ -170,11 +170,8 @@ def run_http_checks(
             context.base_url + (path or check["path"]),
             headers=headers,
             params=params,
-            timeout_seconds=context.request_timeout_seconds,
+            context=context,
             deadline=deadline,
-            max_attempts=context.max_attempts,
-            retry_after_cap_seconds=context.retry_after_cap_seconds,
-            backoff_base_seconds=context.backoff_base_seconds,
         )
         result = classify(spec, capability, attempted.response)
         result.lists_models = "models" in check

@@ -15,9 +15,12 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
+
+if TYPE_CHECKING:
+    from shared.validators import ValidationContext
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
 
@@ -71,14 +74,14 @@ def request_with_retries(
     headers: dict[str, str],
     params: dict[str, str] | None = None,
     data: Any = None,
-    timeout_seconds: float,
+    context: ValidationContext,
     deadline: float,
-    max_attempts: int,
-    retry_after_cap_seconds: float,
-    backoff_base_seconds: float,
     verify: str | None = None,
 ) -> Attempted:
     """Send one idempotent check, retrying faults; ``deadline`` is a monotonic time.
+
+    Timeout, attempts, backoff and the Retry-After cap are the operator's
+    (``context``), the same for every validator.
 
     ``verify`` names a CA bundle for this request (a simulator's own CA);
     None keeps the session's setting.
@@ -86,7 +89,7 @@ def request_with_retries(
     response: requests.Response | None = None
     error: Exception | None = None
     attempt = 0
-    while attempt < max_attempts:
+    while attempt < context.max_attempts:
         attempt += 1
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -98,7 +101,7 @@ def request_with_retries(
                 headers=headers,
                 params=params,
                 data=data,
-                timeout=min(timeout_seconds, remaining),
+                timeout=min(context.request_timeout_seconds, remaining),
                 allow_redirects=False,
                 verify=verify,
             )
@@ -107,12 +110,12 @@ def request_with_retries(
             response, error = None, exc
         if response is not None and response.status_code not in RETRYABLE_STATUS:
             break
-        if attempt >= max_attempts:
+        if attempt >= context.max_attempts:
             break
-        backoff = random.uniform(0, backoff_base_seconds * (2 ** (attempt - 1)))
+        backoff = random.uniform(0, context.backoff_base_seconds * (2 ** (attempt - 1)))
         hinted = retry_after_seconds(response) if response is not None else None
         if hinted is not None:
-            backoff = min(hinted, retry_after_cap_seconds)
+            backoff = min(hinted, context.retry_after_cap_seconds)
         if time.monotonic() + backoff >= deadline:
             break
         time.sleep(backoff)
