@@ -207,7 +207,12 @@ def endpoint(
     operation itself must prove who the request is for (the OAuth callback's
     single-use state does, and it is the only public one).
     """
-    url_map = Map([Rule(rule, endpoint="operation", methods=[method])], strict_slashes=False)
+
+    @functools.cache
+    def url_map() -> Map:
+        # Built on the first request, not at import: compiling a werkzeug rule costs ~0.3 ms and
+        # main.py imports every entry point, while an instance serves only one of them.
+        return Map([Rule(rule, endpoint="operation", methods=[method])], strict_slashes=False)
 
     def decorate(operation: Operation) -> Callable[[flask.Request], flask.Response]:
         @functools.wraps(operation)
@@ -249,11 +254,11 @@ def endpoint(
             return json_response(status, {"success": True, **payload}, request_id)
 
         def _path_matches(path: str) -> bool:
-            return bool(url_map.bind("").allowed_methods(path))
+            return bool(url_map().bind("").allowed_methods(path))
 
         def _dispatch(request: flask.Request, request_id: str) -> tuple[int, dict[str, Any]] | flask.Response:
             try:
-                _, arguments = url_map.bind("").match(request.path, method=request.method)
+                _, arguments = url_map().bind("").match(request.path, method=request.method)
             except RouteMethodNotAllowed:
                 raise MethodNotAllowed(
                     f"{request.method[:16]} is not allowed here; use {method}", allow=(method, "OPTIONS")

@@ -31,7 +31,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,10 @@ SCHEMA_PATH = CONFIG_DIR / "providers.schema.json"
 
 # The request field that carries each credential type (the spec's CredentialInput).
 # A cross-account IAM role is a service account in the spec's terms, carried as role_arn.
+ROLE_ARN_FIELD = "role_arn"
 CREDENTIAL_FIELDS = {
     "api_key": ("api_key",),
-    "service_account": ("service_account_json", "role_arn"),
+    "service_account": ("service_account_json", ROLE_ARN_FIELD),
     "oauth": ("oauth_token",),
 }
 
@@ -71,10 +72,16 @@ MULTI_FIELD_MODULES = {"azure_service_principal"}
 @dataclass(frozen=True)
 class ConfigField:
     name: str
-    pattern: re.Pattern[str]
+    regex: str
     required: bool
     description: str
     example: str | None = None
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        # Compiled on first use: an instance serves one or two providers of the dozens of
+        # patterns in the registry, and a cold start should not compile them all.
+        return re.compile(self.regex)
 
 
 @dataclass(frozen=True)
@@ -107,7 +114,7 @@ class ProviderSpec:
     category: str
     credential_type: str  # api_key | service_account | oauth (the spec's values); "" for a toggle
     credential_field: str  # the CredentialInput field that carries it; "" for a toggle
-    key_pattern: re.Pattern[str] | None
+    key_regex: str | None  # the credential's format (key_pattern compiles it on first use)
     config_fields: dict[str, ConfigField]
     base_url: str  # "" for a toggle
     validation: dict[str, Any]  # {} for a toggle
@@ -119,6 +126,10 @@ class ProviderSpec:
     credential_fields: tuple[str, ...] = ()
     saas_category: str | None = None  # ai | design | productivity | development (category saas only)
     connection: str | None = None  # toggle | api_token | oauth (category saas; None elsewhere)
+
+    @cached_property
+    def key_pattern(self) -> re.Pattern[str] | None:
+        return None if self.key_regex is None else re.compile(self.key_regex)
 
     @property
     def connectable(self) -> bool:
@@ -260,10 +271,11 @@ def _checked_copy(path: Path, raw: bytes) -> Any | None:
     return copy.get("document")
 
 
-def _read_document(path: Path) -> Any:
+def _read_document(path: Path) -> tuple[Any, bool]:
+    """The document, and whether it is the checked copy (whose patterns the schema check compiled)."""
     raw = _read_bytes(path)
     checked = _checked_copy(path, raw)
-    return checked if checked is not None else _parse_yaml(path, raw)
+    return (checked, True) if checked is not None else (_parse_yaml(path, raw), False)
 
 
 def write_checked_copy(path: Path, raw: bytes, document: Any) -> Path:
@@ -316,14 +328,23 @@ def check_registry(path: Path = REGISTRY_PATH, *, write_copy: bool = False) -> l
 def load_registry(path: Path = REGISTRY_PATH, *, check_schema: bool = False) -> Registry:
     """The registry as specs. ``check_schema`` adds the full JSON Schema check on the YAML itself
     (tests); otherwise the checked copy is used when it matches the YAML."""
-    document = _parse_yaml(path, _read_bytes(path)) if check_schema else _read_document(path)
+    if check_schema:
+        document, checked = _parse_yaml(path, _read_bytes(path)), False
+    else:
+        document, checked = _read_document(path)
     problems = schema_problems(document) if check_schema else []
     try:
         if not problems:
             problems = _check_cross_fields(document)
         if problems:
             raise ConfigurationError(f"provider registry {path} is invalid: " + "; ".join(problems))
-        return _build(document)
+        registry = _build(document)
+        if not checked:
+            # Specs compile their patterns on first use; the checked copy's were compiled by the
+            # schema check (format: regex), any other document's are compiled here, so a broken
+            # one fails at load as before, not in a request.
+            _compile_patterns(registry)
+        return registry
     except (KeyError, TypeError, AttributeError, re.error) as exc:
         # A shape the schema would have refused: the build-time check was skipped.
         raise ConfigurationError(
@@ -343,11 +364,11 @@ def _build(document: dict[str, Any]) -> Registry:
             category=entry["category"],
             credential_type=entry.get("credential_type", ""),
             credential_field=credential.get("field", ""),
-            key_pattern=re.compile(credential["pattern"]) if "pattern" in credential else None,
+            key_regex=credential.get("pattern"),
             config_fields={
                 name: ConfigField(
                     name=name,
-                    pattern=re.compile(spec["pattern"]),
+                    regex=spec["pattern"],
                     required=name in entry["required_fields"],
                     description=spec["description"],
                     example=spec.get("example"),
@@ -368,6 +389,13 @@ def _build(document: dict[str, Any]) -> Registry:
             credential_fields=tuple(credential.get("fields", ())),
         )
     return Registry(providers)
+
+
+def _compile_patterns(registry: Registry) -> None:
+    for spec in registry.providers.values():
+        _ = spec.key_pattern
+        for config_field in spec.config_fields.values():
+            _ = config_field.pattern
 
 
 def _oauth_spec(block: dict[str, Any] | None) -> OAuthSpec | None:

@@ -51,20 +51,15 @@ from shared.models import (
     new_id,
     utc_now,
 )
-from shared.providers import ProviderSpec, Registry
-from shared.validators import FailureClass, ValidationResult, validate_credential
-from shared.validators.aws import (
-    ROLE_ARN_FIELD,
-    new_external_id,
-    parse_role_arn,
-    setup_instructions,
-    stored_credential,
-)
-from shared.validators.gcp import parse_service_account
+from shared.providers import ROLE_ARN_FIELD, ProviderSpec, Registry
 
+# shared.validators (and its aws/gcp parsers) is imported where a credential is checked,
+# not here: list, get and an API key's setup never need it, and every cold start imports
+# this module (main.py imports every entry point).
 if TYPE_CHECKING:
     from shared.oauth.flow import CompletedFlow, StartedFlow
     from shared.ports import ServicePorts
+    from shared.validators import ValidationResult
 
 logger = logging.getLogger("integrations.service")
 
@@ -223,12 +218,16 @@ class IntegrationService:
         if len(value) > MAX_SECRET_CHARS:
             raise BadRequest(f"Field 'credentials.{field_name}' is longer than {MAX_SECRET_CHARS} characters")
         if field_name == "service_account_json":
+            from shared.validators.gcp import parse_service_account
+
             settings = self.adapters.settings
             document = parse_service_account(
                 value, spec.display_name, settings.allowed_token_hosts, settings.gcp_token_uri
             )
             return json.dumps(document, sort_keys=True)
         if field_name == ROLE_ARN_FIELD:
+            from shared.validators.aws import parse_role_arn
+
             return parse_role_arn(value, spec.display_name).arn
         value = value.strip()
         if spec.key_pattern is not None and not spec.key_pattern.fullmatch(value):
@@ -343,6 +342,8 @@ class IntegrationService:
         """A cross-account role is stored with the org's external ID, so checks need no extra read."""
         if spec.credential_field != ROLE_ARN_FIELD:
             return secret
+        from shared.validators.aws import new_external_id, stored_credential
+
         external_id = self.adapters.store.external_id(caller.org_slug, spec.provider_id, new_external_id())
         return stored_credential(secret, external_id)
 
@@ -406,6 +407,8 @@ class IntegrationService:
 
             result = oauth_validation(self, integration, credential)  # refreshes first when near expiry
         else:
+            from shared.validators import validate_credential
+
             secret = self.decrypt_credential(integration, credential)
             result = validate_credential(spec, secret, integration.config, self.adapters.validation_context(spec))
         apply_validation(integration, result, now, transient_tolerance=0)
@@ -517,6 +520,8 @@ class IntegrationService:
             self.adapters.store.record_audit(self._audit(caller, spec, "rotate", "rejected", detail=error.message))
             raise
         secret = self._with_external_id(caller, spec, secret)
+        from shared.validators import FailureClass, validate_credential
+
         result = validate_credential(spec, secret, integration.config, self.adapters.validation_context(spec))
         if not result.ok:
             message = result.message or f"{spec.display_name} API key is invalid or expired"
@@ -582,6 +587,8 @@ class IntegrationService:
             raise ProviderUnavailable(
                 f"{spec.display_name} is not configured on this deployment: the operator must set AWS_PLATFORM_ROLE_ARN"
             )
+        from shared.validators.aws import new_external_id, setup_instructions
+
         external_id = self.adapters.store.external_id(caller.org_slug, spec.provider_id, new_external_id())
         return setup_instructions(spec.display_name, platform_role_arn, external_id, export_bucket, export_prefix)
 
@@ -666,7 +673,7 @@ def parse_timestamp(value: Any, field_name: str) -> datetime | None:
 
 
 def expired_result(spec: ProviderSpec, expires_at: datetime) -> ValidationResult:
-    from shared.validators import Failure
+    from shared.validators import Failure, FailureClass, ValidationResult
 
     message = f"{spec.display_name} credential expired at {expires_at.astimezone(UTC).isoformat()}"
     return ValidationResult(
@@ -700,6 +707,8 @@ def apply_validation(
             integration.expires_at = result.expires_at  # the provider knows when the key stops working
             integration.expiry_alert_window = None
         return
+    from shared.validators import FailureClass
+
     integration.consecutive_failures += 1
     if result.details.get("expired"):
         integration.status = Status.EXPIRED

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.config import API_KEY_PEPPER_SECRET, Settings
-from shared.providers import ProviderSpec
-from shared.validators import ValidationContext
 
 if TYPE_CHECKING:
     from shared.crypto import CredentialCipher
+    from shared.providers import ProviderSpec
     from shared.service import IntegrationService
     from shared.service_secrets import SecretSource
     from shared.store import IntegrationStore
+    from shared.validators import ValidationContext
 
 
 class Adapters:
@@ -32,6 +32,8 @@ class Adapters:
         self.settings = settings
 
     def validation_context(self, spec: ProviderSpec) -> ValidationContext:
+        from shared.validators import ValidationContext  # only a credential check needs the validators
+
         settings = self.settings
         return ValidationContext(
             base_url=settings.provider_base_urls.get(spec.provider_id, spec.base_url),

@@ -173,3 +173,107 @@ def test_only_an_azure_credential_loads_msal(tmp_path, simulator):
     env["INTEGRATIONS_DATA_DIR"] = str(tmp_path / "azure")
     azure = _msal_loaded(env, "azure", principal, {"scope": "/subscriptions/00000000-0000-0000-0000-000000000003"})
     assert azure == {"cold_start": False, "after_requests": True}  # the probe can see msal load
+
+
+# Cloud Functions' way: load main.py for one target, then send it requests. Prints what loaded
+# (our modules and the heavy third-party ones), how many API routes werkzeug compiled and which
+# registry patterns were compiled, after the load and after the requests.
+TARGET_PROBE = """
+import gc, json, os, sys
+import functions_framework
+import werkzeug.routing
+
+WATCHED = ("shared.", "requests", "urllib3", "cryptography", "jsonschema", "yaml")
+
+def snapshot():
+    service = getattr(sys.modules.get("shared.http"), "_service", None)
+    compiled = []
+    for spec in service.registry.providers.values() if service is not None else ():
+        compiled += [f"{spec.provider_id}.key"] if "key_pattern" in vars(spec) else []
+        compiled += [f"{spec.provider_id}.{name}" for name, f in spec.config_fields.items() if "pattern" in vars(f)]
+    routes = [o for o in gc.get_objects() if isinstance(o, werkzeug.routing.Rule) and o.rule.startswith("/api/")]
+    return {
+        "modules": sorted(m for m in sys.modules if m.startswith(WATCHED)),
+        "api_routes": len(routes),
+        "compiled_patterns": sorted(compiled),
+    }
+
+app = functions_framework.create_app(target=sys.argv[1], source="main.py")
+loaded = snapshot()
+client = app.test_client()
+for method, path, body in json.loads(sys.argv[2]):
+    response = client.open(path, method=method, json=body, headers={"X-API-Key": os.environ["PROBE_API_KEY"]})
+    assert response.status_code in (200, 201), response.get_data(as_text=True)
+print(json.dumps({"loaded": loaded, "answered": snapshot()}))
+"""
+
+
+def _cold_start(env: dict[str, str], target: str, *calls: tuple[str, str, dict | None]) -> dict[str, dict]:
+    result = subprocess.run(
+        [sys.executable, "-c", TARGET_PROBE, target, json.dumps(calls)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def local_instance(settings, simulator):
+    """A local data dir with an org key and an OpenAI integration, and the env of a fresh instance on it."""
+    from shared.service import Caller
+    from tests.conftest import OPENAI_KEY, make_service
+
+    service = make_service(settings)
+    _, api_key = service.create_api_key("acme")
+    service.setup(Caller("setup", "acme", False, "r"), "openai", {"api_key": OPENAI_KEY}, None, None)
+    return {
+        "PATH": "/usr/bin:/bin",
+        "LOG_LEVEL": "WARNING",
+        "INTEGRATIONS_DATA_DIR": str(settings.data_dir),
+        "PROVIDER_OPENAI_BASE_URL": simulator.base_url("openai"),
+        "PROBE_API_KEY": api_key,
+    }
+
+
+def test_loading_main_compiles_no_route_and_imports_no_validator_store_or_client(local_instance):
+    """main.py imports every entry point; what they need per request loads with the request."""
+    loaded = _cold_start(local_instance, "integration_list")["loaded"]
+    assert loaded["api_routes"] == 0
+    assert not [m for m in loaded["modules"] if m.startswith(("requests", "urllib3", "cryptography", "jsonschema"))]
+    assert not [m for m in loaded["modules"] if m.startswith(("shared.validators", "shared.store", "shared.crypto."))]
+    assert not {"shared.config", "shared.wiring"} & set(loaded["modules"])
+
+
+def test_a_local_list_or_get_loads_no_cipher_no_http_client_and_compiles_no_pattern(local_instance):
+    for target, path in (("integration_list", "/api/v1/integrations/acme"), ("integration_get", API + "/openai")):
+        answered = _cold_start(local_instance, target, ("GET", path, None))["answered"]
+        assert answered["api_routes"] == 1, target  # its own route only
+        assert answered["compiled_patterns"] == [], target
+        modules = answered["modules"]
+        assert not [m for m in modules if m.startswith(("requests", "urllib3", "cryptography", "yaml"))], target
+        assert not [m for m in modules if m.startswith(("shared.validators", "shared.crypto."))], target
+
+
+def test_a_local_api_key_setup_loads_the_keyring_but_no_validator_or_http_client(local_instance):
+    setup = ("POST", API + "/anthropic/setup", {"credentials": {"api_key": ANTHROPIC_KEY}})
+    answered = _cold_start(local_instance, "integration_setup", setup)["answered"]
+    assert "shared.crypto.local_keyring" in answered["modules"]
+    assert any(m.startswith("cryptography") for m in answered["modules"])
+    assert not [m for m in answered["modules"] if m.startswith(("requests", "urllib3", "shared.validators"))]
+    # Only the pattern the request was checked against.
+    assert answered["compiled_patterns"] == ["anthropic.key"]
+
+
+def test_a_local_validate_loads_the_http_check_and_its_client(local_instance):
+    """The probe can see what a validation loads: the declarative check and requests."""
+    answered = _cold_start(local_instance, "integration_validate", ("POST", API + "/openai/validate", None))["answered"]
+    assert {"shared.validators", "shared.validators.http_check", "requests"} <= set(answered["modules"])
+    assert "shared.validators.aws_live" not in answered["modules"]
+
+
+API = "/api/v1/integrations/acme"
+ANTHROPIC_KEY = "sk-ant-admin01-ProbeKeyAbcdefghijklmnop0123456789"

@@ -180,6 +180,21 @@ def test_a_checked_registry_loads_without_yaml_or_jsonschema(tmp_path):
     assert load_registry(path) == load_registry(path, check_schema=True)  # the copy is the YAML, nothing else
 
 
+def test_patterns_compile_on_first_use_from_the_checked_copy_and_at_load_otherwise(tmp_path):
+    """The schema check compiled the checked copy's patterns, so a cold start compiles only those it uses;
+    a registry without a matching copy compiles all of them at load (a broken one fails there)."""
+    path = _copy_registry(tmp_path)
+    from_yaml = load_registry(path)
+    assert all("key_pattern" in vars(spec) for spec in from_yaml.providers.values())
+    assert all("pattern" in vars(f) for spec in from_yaml.providers.values() for f in spec.config_fields.values())
+    assert providers_main(["--check", str(path)]) == 0
+    openai = load_registry(path).get("openai")
+    assert "key_pattern" not in vars(openai)
+    assert not [name for name, f in openai.config_fields.items() if "pattern" in vars(f)]
+    assert openai.key_pattern.fullmatch("sk-proj-" + "a" * 24)
+    assert "key_pattern" in vars(openai)
+
+
 def test_a_stale_checked_copy_is_ignored(tmp_path):
     path = _copy_registry(tmp_path)
     assert providers_main(["--check", str(path)]) == 0

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import InvalidCredentialFormat
-from shared.providers import ProviderSpec
+from shared.providers import ROLE_ARN_FIELD, ProviderSpec
 from shared.validators import ValidationContext, ValidationResult
 
-ROLE_ARN_FIELD = "role_arn"
 PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
 ROLE_ARN = re.compile(
     r"^arn:(?P<partition>[a-z\-]+):iam::(?P<account>[^:]*):role/(?P<path>([\x21-\x7e]{0,510}/)?)(?P<name>[^/]*)$"
