@@ -1,5 +1,6 @@
 """Client libraries load only where needed: local mode loads no Google client,
-list/get in gcp mode never load KMS, nothing but an AWS validation loads boto3,
+list/get in gcp mode load neither the BigQuery nor the KMS client library (nor
+gRPC), nothing but an AWS validation loads boto3,
 a deployed instance (pepper mounted as an environment variable) never loads
 Secret Manager, and no request loads jsonschema (the registry is schema-checked
 at build time). Cold starts stay short."""
@@ -56,11 +57,12 @@ def test_local_mode_loads_no_google_client(tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["gcp"])
-def test_list_and_get_in_gcp_mode_do_not_load_kms(tmp_path, gcp_stack, settings):
+def test_list_and_get_in_gcp_mode_load_no_generated_google_client(tmp_path, gcp_stack, settings):
+    """BigQuery is spoken over REST (shared/store/bigquery_jobs.py): only google-auth is loaded."""
     env = {"PATH": "/usr/bin:/bin", "INTEGRATIONS_DATA_DIR": str(tmp_path), **gcp_stack.env(settings)}
     loaded = _loaded_modules(env, "/api/v1/integrations/acme", "/api/v1/integrations/acme/openai")
-    assert any(m.startswith("google.cloud.bigquery") for m in loaded)
-    assert not any(m.startswith(("google.cloud.kms", "jsonschema")) for m in loaded)
+    assert "google.auth.transport.requests" in loaded  # the probe sees Google modules when they load
+    assert not any(m.startswith(("google.cloud.bigquery", "google.cloud.kms", "jsonschema")) for m in loaded)
 
 
 @pytest.mark.parametrize("backend", ["gcp"])
@@ -78,7 +80,11 @@ def test_a_mounted_pepper_keeps_secret_manager_off_the_cold_start(tmp_path, gcp_
     }
     calls_before = dict(gcp_stack.secret_manager.calls)
     loaded = _loaded_modules(env, "/api/v1/integrations/acme", "/api/v1/integrations/acme/openai")
-    assert not any(m.startswith(("google.cloud.secretmanager", "google.cloud.kms", "jsonschema")) for m in loaded)
+    # Without Secret Manager's client nothing on the path loads gRPC either.
+    assert not any(
+        m.startswith(("google.cloud.secretmanager", "google.cloud.bigquery", "google.cloud.kms", "grpc", "jsonschema"))
+        for m in loaded
+    )
     assert dict(gcp_stack.secret_manager.calls) == calls_before
 
 
