@@ -7,9 +7,9 @@ its REST transport) about as much again; a list or get paid 3x a hello
 world's first response for it (issue 17, ``bench/operations.py``). Both APIs
 are plain JSON over HTTPS, so the adapters speak it through google-auth's
 ``AuthorizedSession`` (token refresh, a retry on 401) and ``requests``, which
-the provider validators load anyway. ``google-cloud-bigquery`` stays the
-client of ``shared.cli bootstrap`` (datasets and tables) and of the tests that
-read back what these adapters wrote.
+the provider validators load anyway. The generated libraries remain the
+tests' reference clients: the tests check that what these adapters send and
+store is what those libraries send and read (``tests/test_bigquery_jobs.py``).
 
 Credentials are Google's application default credentials (on Cloud Functions
 the runtime service account, through the metadata server), or anonymous ones

@@ -84,7 +84,7 @@ class GcpStack:
         from shared.store.bigquery_store import BigQueryStore
 
         dataset = f"organizations_{uuid.uuid4().hex[:10]}"
-        BigQueryStore(self.bigquery.client(), dataset).bootstrap()
+        BigQueryStore(self.bigquery.jobs(), dataset).bootstrap()
         return replace(
             base,
             backend="gcp",

@@ -160,9 +160,10 @@ def upgraded_service(backend, settings, gcp_stack_getter):
         return service, lambda: SqliteStore(settings.data_dir / "integrations.sqlite3").counters["schema_changes"]
     from shared.store.bigquery_store import BigQueryStore
 
-    client = gcp_stack_getter().bigquery.client()
-    write_v1_bigquery(client, settings.bigquery_dataset, rows)
-    return service, lambda: len(BigQueryStore(client, settings.bigquery_dataset).bootstrap()["schema_changes"])
+    emulator = gcp_stack_getter().bigquery
+    write_v1_bigquery(emulator.client(), settings.bigquery_dataset, rows)
+    store = BigQueryStore(emulator.jobs(), settings.bigquery_dataset)
+    return service, lambda: len(store.bootstrap()["schema_changes"])
 
 
 @pytest.fixture

@@ -14,8 +14,10 @@ access ...") and retried here with backoff, and then finds the winner's row.
 
 Every value is a query parameter. Ciphertext travels as a base64 STRING and
 is written with ``FROM_BASE64`` (the emulator mangles BYTES parameters; this
-form is also correct on BigQuery). The Google client library is imported only
-when the store is built, so local mode never loads it.
+form is also correct on BigQuery). Jobs go through ``bigquery_jobs``
+(BigQuery's REST API over google-auth and requests, not the generated client
+library, whose import alone outweighed a cold start); google-auth is imported
+only when the first job is sent, so local mode never loads it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import StoreUnavailable
+from shared.google_rest import GoogleApiError
 from shared.models import (
     Alert,
     ApiKeyRecord,
@@ -60,10 +63,9 @@ from shared.schemas import (
     table_schema,
 )
 from shared.store import rows
+from shared.store.bigquery_jobs import BigQueryJobs, Parameter, QueryResult, array, scalar, struct_array
 
 if TYPE_CHECKING:
-    from google.cloud import bigquery
-
     from shared.config import Settings
 
 logger = logging.getLogger("integrations.store.bigquery")
@@ -94,21 +96,16 @@ MUTABLE_INTEGRATION_COLUMNS = [
 class BigQueryStore:
     def __init__(
         self,
-        client: bigquery.Client,
+        jobs: BigQueryJobs,
         dataset: str,
         *,
-        location: str | None = None,
         max_attempts: int = 6,
         backoff_base_seconds: float = 0.5,
         backoff_cap_seconds: float = 8.0,
     ) -> None:
-        from google.cloud import bigquery as bigquery_module
-
-        self._bq = bigquery_module
-        self.client = client
-        self.project = client.project
+        self.jobs = jobs
+        self.project = jobs.project
         self.dataset = dataset
-        self.location = location
         self.max_attempts = max_attempts
         self.backoff_base_seconds = backoff_base_seconds
         self.backoff_cap_seconds = backoff_cap_seconds
@@ -117,31 +114,32 @@ class BigQueryStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BigQueryStore:
-        from google.cloud import bigquery
-
-        options: dict[str, Any] = {"project": settings.gcp_project, "location": settings.bigquery_location}
-        if settings.bigquery_api_endpoint:
-            # Emulator on loopback: no Google credentials exist or are needed.
-            from google.auth.credentials import AnonymousCredentials
-
-            options["client_options"] = {"api_endpoint": settings.bigquery_api_endpoint}
-            options["credentials"] = AnonymousCredentials()
-        return cls(bigquery.Client(**options), settings.bigquery_dataset, location=settings.bigquery_location)
+        assert settings.gcp_project is not None
+        # With an endpoint (the emulator on loopback) no Google credentials exist or are needed.
+        jobs = BigQueryJobs(
+            settings.gcp_project, api_endpoint=settings.bigquery_api_endpoint, location=settings.bigquery_location
+        )
+        return cls(jobs, settings.bigquery_dataset)
 
     # --- plumbing -------------------------------------------------------------------------
 
     def _table(self, table: str) -> str:
         return f"`{self.project}.{self.dataset}.{table}`"
 
-    def _parameter(self, name: str, kind: str, value: Any) -> Any:
-        if kind == "BYTES":
-            return self._bq.ScalarQueryParameter(
-                name, "STRING", None if value is None else base64.b64encode(value).decode()
-            )
-        if kind == "JSON":
-            # JSON travels as text and becomes JSON with PARSE_JSON in the statement.
-            return self._bq.ScalarQueryParameter(name, "STRING", value)
-        return self._bq.ScalarQueryParameter(name, kind, value)
+    @staticmethod
+    def _parameter_kind(kind: str) -> str:
+        # BYTES travel as base64 text (FROM_BASE64 in the statement; the emulator
+        # mangles BYTES parameters), JSON as text (PARSE_JSON in the statement).
+        return "STRING" if kind in ("BYTES", "JSON") else kind
+
+    @staticmethod
+    def _parameter_value(kind: str, value: Any) -> Any:
+        if kind == "BYTES" and value is not None:
+            return base64.b64encode(value).decode()
+        return value
+
+    def _parameter(self, name: str, kind: str, value: Any) -> Parameter:
+        return scalar(name, self._parameter_kind(kind), self._parameter_value(kind, value))
 
     @staticmethod
     def _value(kind: str, reference: str) -> str:
@@ -167,30 +165,36 @@ class BigQueryStore:
     def _select_columns(self, alias: str, table: str, prefix: str) -> str:
         return ", ".join(f"{alias}.{name} AS {prefix}{name}" for name in column_names(table))
 
-    def _run(self, sql: str, parameters: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def _run(self, sql: str, parameters: Sequence[Parameter] = ()) -> list[dict[str, Any]]:
         """One job, retried on transaction conflicts and transient errors; its rows."""
-        return [dict(row.items()) for row in self._job(sql, parameters)]
+        return self._job(sql, parameters).rows
 
-    def _job(self, sql: str, parameters: Sequence[Any] = ()) -> Any:
-        """One job, retried on transaction conflicts and transient errors; its row iterator."""
-        from google.api_core import exceptions as api_exceptions
+    def _job(self, sql: str, parameters: Sequence[Parameter] = ()) -> QueryResult:
+        """One job, retried on transaction conflicts and transient errors; its result."""
+        from google.auth.exceptions import GoogleAuthError
 
-        config = self._bq.QueryJobConfig(query_parameters=list(parameters))
         for attempt in range(1, self.max_attempts + 1):
             self.counters["jobs"] += 1
             try:
-                return self.client.query_and_wait(sql, job_config=config, location=self.location)
-            except (api_exceptions.BadRequest, api_exceptions.Forbidden) as exc:
-                retryable = any(message in str(exc).lower() for message in RETRYABLE_MESSAGES)
-                if not retryable or attempt == self.max_attempts:
-                    logger.error("bigquery job failed", extra={"error": exc.__class__.__name__, "attempt": attempt})
-                    raise StoreUnavailable() from exc
-                self.counters["conflict_retries"] += 1
-            except (api_exceptions.ServerError, api_exceptions.TooManyRequests) as exc:
-                if attempt == self.max_attempts:
-                    raise StoreUnavailable() from exc
-                self.counters["transient_retries"] += 1
-            except (api_exceptions.GoogleAPIError, OSError) as exc:
+                return self.jobs.query(sql, parameters)
+            except GoogleApiError as exc:
+                if exc.transient:
+                    if attempt == self.max_attempts:
+                        raise StoreUnavailable() from exc
+                    self.counters["transient_retries"] += 1
+                else:
+                    # Conflicts come back as 400 (or 403 for a full DML queue) and are told apart by their text.
+                    retryable = exc.status in (400, 403) and any(
+                        message in exc.message.lower() for message in RETRYABLE_MESSAGES
+                    )
+                    if not retryable or attempt == self.max_attempts:
+                        logger.error(
+                            "bigquery job failed",
+                            extra={"error": f"{exc.status} {exc.reason}", "attempt": attempt},
+                        )
+                        raise StoreUnavailable() from exc
+                    self.counters["conflict_retries"] += 1
+            except (GoogleAuthError, OSError) as exc:  # requests' errors are OSErrors
                 logger.error("bigquery unavailable", extra={"error": exc.__class__.__name__})
                 raise StoreUnavailable() from exc
             time.sleep(random.uniform(0, min(self.backoff_cap_seconds, self.backoff_base_seconds * 2 ** (attempt - 1))))
@@ -202,9 +206,9 @@ class BigQueryStore:
     def _credential(self, row: dict[str, Any], prefix: str = "") -> StoredCredential:
         return rows.credential_from_row({name: row[prefix + name] for name in column_names(CREDENTIALS_TABLE)})
 
-    def _scalar(self, name: str, value: Any) -> Any:
+    def _scalar(self, name: str, value: Any) -> Parameter:
         kind = {bool: "BOOL", int: "INT64", str: "STRING", datetime: "TIMESTAMP"}[type(value)]
-        return self._bq.ScalarQueryParameter(name, kind, value)
+        return scalar(name, kind, value)
 
     def _integration_update_sql(self, prefix: str, condition: str) -> str:
         kinds = self._types[INTEGRATIONS_TABLE]
@@ -260,22 +264,15 @@ SELECT matched;
         the spec's new columns added and backfilled. Nothing is dropped but the
         STRING ``config`` once its JSON copy is written.
         """
-        dataset = self._bq.Dataset(f"{self.project}.{self.dataset}")
-        if self.location:
-            dataset.location = self.location
-        self.client.create_dataset(dataset, exists_ok=True)
+        self.jobs.create_dataset(self.dataset)
         for table in TABLES:
-            schema = [self._bq.SchemaField.from_api_repr(field) for field in table_schema(table)]
-            self.client.create_table(
-                self._bq.Table(f"{self.project}.{self.dataset}.{table}", schema=schema), exists_ok=True
-            )
+            self.jobs.create_table(self.dataset, table, table_schema(table))
         changes = self._upgrade()
         return {"dataset": f"{self.project}.{self.dataset}", "tables": list(TABLES), "schema_changes": changes}
 
     def _live_columns(self, table: str) -> dict[str, str]:
         """Column -> type as the table is now (a zero-row query: what the engine sees, free)."""
-        result = self._job(f"SELECT * FROM {self._table(table)} LIMIT 0")
-        return {field.name: field.field_type for field in result.schema or []}
+        return dict(self._job(f"SELECT * FROM {self._table(table)} LIMIT 0").columns)
 
     def _upgrade(self) -> list[str]:
         statements: list[str] = []
@@ -446,10 +443,10 @@ SELECT * FROM {self._table(INTEGRATIONS_TABLE)} WHERE org_slug = @org_slug AND p
         parameters = [
             self._scalar("org_slug", org_slug),
             self._scalar("provider", provider),
-            self._bq.ScalarQueryParameter("enabled", "BOOL", change.enabled),
-            self._bq.ScalarQueryParameter("config", "STRING", config_json),
-            self._bq.ScalarQueryParameter("expires_at", "TIMESTAMP", change.expires_at),
-            self._bq.ScalarQueryParameter("clear_expires_at", "BOOL", change.clear_expires_at),
+            scalar("enabled", "BOOL", change.enabled),
+            scalar("config", "STRING", config_json),
+            scalar("expires_at", "TIMESTAMP", change.expires_at),
+            scalar("clear_expires_at", "BOOL", change.clear_expires_at),
             *self._row_parameters("a_", AUDIT_TABLE, rows.audit_to_row(audit)),
         ]
         found = self._run(sql, parameters)
@@ -510,7 +507,7 @@ SELECT existed, deleted_fingerprint;
             *[
                 parameter
                 for parameter in self._row_parameters("a_", AUDIT_TABLE, audit_row)
-                if parameter.name != "a_credential_fingerprint"
+                if parameter["name"] != "a_credential_fingerprint"
             ],
         ]
         result = self._run(sql, parameters)[0]
@@ -529,7 +526,7 @@ SELECT existed, deleted_fingerprint;
             "AND (@provider IS NULL OR provider = @provider) ORDER BY created_at DESC LIMIT @limit",
             [
                 self._scalar("org_slug", org_slug),
-                self._bq.ScalarQueryParameter("provider", "STRING", provider),
+                scalar("provider", "STRING", provider),
                 self._scalar("limit", limit),
             ],
         )
@@ -640,7 +637,7 @@ SELECT integration_id FROM {outcome};
             "AND (@after IS NULL OR credential_id > @after) ORDER BY credential_id LIMIT @limit",
             [
                 self._scalar("primary_version", primary_version),
-                self._bq.ScalarQueryParameter("after", "STRING", after_credential_id),
+                scalar("after", "STRING", after_credential_id),
                 self._scalar("limit", limit),
             ],
         )
@@ -723,15 +720,12 @@ SELECT credential_id FROM {outcome};
 
     def _struct_array(
         self, name: str, kinds: dict[str, str], table_rows: list[dict[str, Any]], columns: Sequence[str]
-    ) -> Any:
+    ) -> Parameter:
         """ARRAY<STRUCT<...>> parameter: unlike arrays of scalars, struct fields may be NULL."""
-        return self._bq.ArrayQueryParameter(
+        return struct_array(
             name,
-            "STRUCT",
-            [
-                self._bq.StructQueryParameter(None, *[self._parameter(c, kinds[c], row[c]) for c in columns])
-                for row in table_rows
-            ],
+            [(column, self._parameter_kind(kinds[column])) for column in columns],
+            [[self._parameter_value(kinds[column], row[column]) for column in columns] for row in table_rows],
         )
 
     def save_revalidation_results(
@@ -947,7 +941,7 @@ SELECT existed;
             return {}
         found = self._run(
             f"SELECT * FROM {self._table(WEBHOOKS_TABLE)} WHERE org_slug IN UNNEST(@org_slugs)",
-            [self._bq.ArrayQueryParameter("org_slugs", "STRING", list(org_slugs))],
+            [array("org_slugs", "STRING", list(org_slugs))],
         )
         webhooks = [rows.webhook_from_row(row) for row in found]
         return {webhook.org_slug: webhook for webhook in webhooks}
@@ -1055,7 +1049,7 @@ FROM {toggles} AS toggle WHERE org_slug = @t_org_slug AND provider = @t_provider
         found = self._run(
             f"SELECT * FROM {self._table(API_KEYS_TABLE)} WHERE @org_slug IS NULL OR org_slug = @org_slug "
             "ORDER BY org_slug, created_at",
-            [self._bq.ScalarQueryParameter("org_slug", "STRING", org_slug)],
+            [scalar("org_slug", "STRING", org_slug)],
         )
         return [rows.api_key_from_row(row) for row in found]
 

@@ -17,6 +17,6 @@ def store(request, tmp_path):
 
     emulator = request.getfixturevalue("gcp_stack").bigquery
     # A dataset per test keeps tests independent on one emulator.
-    bigquery_store = BigQueryStore(emulator.client(), f"contract_{uuid.uuid4().hex[:12]}", backoff_base_seconds=0.05)
+    bigquery_store = BigQueryStore(emulator.jobs(), f"contract_{uuid.uuid4().hex[:12]}", backoff_base_seconds=0.05)
     bigquery_store.bootstrap()
     return bigquery_store

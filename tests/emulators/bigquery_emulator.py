@@ -51,6 +51,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from google.cloud import bigquery
 
+    from shared.store.bigquery_jobs import BigQueryJobs
+
 #: Repository root (``tests/emulators/`` is two levels below it).
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -449,6 +451,12 @@ class EmulatorProcess:
             credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
             client_options=ClientOptions(api_endpoint=self.endpoint),
         )
+
+    def jobs(self) -> BigQueryJobs:
+        """The store's REST runner (``shared.store.bigquery_jobs``) talking to this emulator."""
+        from shared.store.bigquery_jobs import BigQueryJobs
+
+        return BigQueryJobs(self.project, api_endpoint=self.endpoint)
 
     def log_tail(self, max_chars: int = 4000) -> str:
         return _log_tail(self.log_path, max_chars)

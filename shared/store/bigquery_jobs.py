@@ -1,0 +1,317 @@
+"""BigQuery query jobs over the REST API: what the BigQuery store needs and nothing more.
+
+The store sends every statement as one query job (``jobs.query``, waiting
+for it with ``jobs.getQueryResults`` and paging through its rows the same
+way) and creates its dataset and tables (``datasets.insert``,
+``tables.insert``). Those four calls are plain JSON, so they go through
+``shared.google_rest`` instead of ``google-cloud-bigquery``, whose import
+alone outweighs a whole functions-framework cold start (issue 17; the figures
+are in ``bench/operations.py``'s output). The wire format is the one
+``google-cloud-bigquery`` 3.x uses for ``Client.query_and_wait``: named
+parameters as ``{"name", "parameterType", "parameterValue"}``, lossless
+``useInt64Timestamp`` timestamps, and a ``requestId`` so a resent request
+cannot run the job twice. ``tests/test_bigquery_jobs.py`` checks rows written
+here read back through that library and the other way round.
+
+Values come back as Python types: INT64 -> int, FLOAT64 -> float, BOOL ->
+bool, TIMESTAMP -> aware UTC datetime, BYTES -> bytes, JSON -> the decoded
+value, STRING -> str; repeated and RECORD columns as lists and dicts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.google_rest import GoogleApiError, GoogleRestSession
+
+BIGQUERY_BASE_URL = "https://bigquery.googleapis.com"
+API_PATH = "/bigquery/v2"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# How long one jobs.query / getQueryResults call waits for the job server-side
+# before answering "not complete yet" (we then ask again).
+WAIT_MILLISECONDS = 10_000
+# The POST of a job is resent with the same requestId on a dropped connection
+# or a transient status: BigQuery answers the job it already started.
+SEND_ATTEMPTS = 3
+# HTTP status BigQuery uses for an error ``reason`` (its troubleshooting table), for a
+# failure reported inside a job's answer rather than as the answer's status.
+REASON_STATUS = {
+    "notFound": 404,
+    "duplicate": 409,
+    "accessDenied": 403,
+    "rateLimitExceeded": 403,
+    "quotaExceeded": 403,
+    "backendError": 503,
+    "internalError": 500,
+}
+
+Parameter = dict[str, Any]
+
+
+# --- parameters -------------------------------------------------------------------------------------
+
+
+def scalar(name: str | None, kind: str, value: Any) -> Parameter:
+    """A named parameter of type ``kind`` (STRING, INT64, BOOL, TIMESTAMP, ...); ``None`` is SQL NULL."""
+    parameter: Parameter = {"parameterType": {"type": kind}, "parameterValue": {"value": _to_parameter_text(value)}}
+    if name is not None:
+        parameter["name"] = name
+    return parameter
+
+
+def array(name: str, kind: str, values: Sequence[Any]) -> Parameter:
+    """ARRAY<kind> of scalars."""
+    return {
+        "name": name,
+        "parameterType": {"type": "ARRAY", "arrayType": {"type": kind}},
+        "parameterValue": {"arrayValues": [{"value": _to_parameter_text(value)} for value in values]},
+    }
+
+
+def struct_array(name: str, fields: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> Parameter:
+    """ARRAY<STRUCT<field kind, ...>>: one struct per row, fields in ``fields`` order (NULLs allowed)."""
+    return {
+        "name": name,
+        "parameterType": {
+            "type": "ARRAY",
+            "arrayType": {
+                "type": "STRUCT",
+                "structTypes": [{"name": field, "type": {"type": kind}} for field, kind in fields],
+            },
+        },
+        "parameterValue": {
+            "arrayValues": [
+                {
+                    "structValues": {
+                        field: {"value": _to_parameter_text(value)}
+                        for (field, _), value in zip(fields, row, strict=True)
+                    }
+                }
+                for row in rows
+            ]
+        },
+    }
+
+
+def _to_parameter_text(value: Any) -> Any:
+    """Query parameter values travel as text, as google-cloud-bigquery writes them."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("TIMESTAMP parameters must carry a time zone")
+        utc = value.astimezone(UTC)
+        return f"{utc.date().isoformat()} {utc.time().isoformat()}+00:00"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"unsupported query parameter type: {type(value).__name__}")
+
+
+# --- results ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    rows: list[dict[str, Any]]
+    # (column, type) as BigQuery reports the result's schema.
+    columns: list[tuple[str, str]]
+
+
+def _from_cell(field: dict[str, Any], cell: Any) -> Any:
+    value = cell.get("v") if isinstance(cell, dict) else cell
+    if value is None:
+        return None
+    if field.get("mode") == "REPEATED":
+        element = {**field, "mode": "NULLABLE"}
+        return [_from_cell(element, item) for item in value]
+    kind = field.get("type", "STRING")
+    if kind in ("RECORD", "STRUCT"):
+        return _record(field.get("fields", []), value)
+    if kind in ("INTEGER", "INT64"):
+        return int(value)
+    if kind in ("FLOAT", "FLOAT64"):
+        return float(value)
+    if kind in ("BOOLEAN", "BOOL"):
+        return value in (True, "true", "TRUE", "True")
+    if kind == "TIMESTAMP":
+        return _timestamp(value)
+    if kind == "BYTES":
+        return base64.b64decode(value)
+    if kind == "JSON":
+        return json.loads(value)
+    return value
+
+
+def _timestamp(value: str) -> datetime:
+    # useInt64Timestamp: microseconds since the epoch; an older server may still send float seconds.
+    if value.lstrip("-").isdigit():
+        return EPOCH + timedelta(microseconds=int(value))
+    return EPOCH + timedelta(seconds=float(value))
+
+
+def _raise_job_errors(answer: dict[str, Any]) -> None:
+    """A finished job that reports errors failed.
+
+    BigQuery answers a failed ``jobs.query`` with an error status, but may
+    also list errors in a 200 answer (the emulator reports every SQL failure
+    that way); a store write must never pass for done when it was not, so
+    any listed error fails the job.
+    """
+    errors = answer.get("errors") or []
+    if errors:
+        first = errors[0] if isinstance(errors[0], dict) else {}
+        reason = str(first.get("reason") or "jobFailed")
+        raise GoogleApiError(REASON_STATUS.get(reason, 400), reason, str(first.get("message") or ""))
+
+
+def _record(fields: list[dict[str, Any]], row: dict[str, Any]) -> dict[str, Any]:
+    return {field["name"]: _from_cell(field, cell) for field, cell in zip(fields, row.get("f", []), strict=True)}
+
+
+# --- the runner -------------------------------------------------------------------------------------
+
+
+class BigQueryJobs:
+    """Runs query jobs in ``project`` (and creates datasets/tables there) over REST.
+
+    ``api_endpoint`` points it at a stand-in on loopback (the BigQuery
+    emulator) with anonymous credentials; without it, Google's endpoint with
+    the application default credentials. The HTTP session is created on first
+    use and reused. Failures raise ``GoogleApiError`` (an error status),
+    ``requests.RequestException`` or google-auth's errors; the store decides
+    what to retry.
+    """
+
+    def __init__(
+        self,
+        project: str,
+        *,
+        api_endpoint: str | None = None,
+        location: str | None = None,
+        credentials: Any = None,
+        timeout_seconds: float = 60.0,
+        page_rows: int | None = None,
+        session: GoogleRestSession | None = None,
+    ) -> None:
+        self.project = project
+        # Rows per answer; None = BigQuery's own limit (10 MB per page).
+        self.page_rows = page_rows
+        self.location = location
+        self.timeout_seconds = timeout_seconds
+        self._api_endpoint = api_endpoint
+        self._credentials = credentials
+        self._session = session
+
+    @property
+    def session(self) -> GoogleRestSession:
+        if self._session is None:
+            self._session = GoogleRestSession(
+                BIGQUERY_BASE_URL, api_endpoint=self._api_endpoint, credentials=self._credentials
+            )
+        return self._session
+
+    def query(self, sql: str, parameters: Sequence[Parameter] = ()) -> QueryResult:
+        """Run ``sql`` (one statement or a script) as one job; its rows once the job is done."""
+        body: dict[str, Any] = {
+            "query": sql,
+            "useLegacySql": False,
+            "formatOptions": {"useInt64Timestamp": True},
+            "timeoutMs": WAIT_MILLISECONDS,
+            "requestId": str(uuid.uuid4()),
+        }
+        if parameters:
+            body["parameterMode"] = "NAMED"
+            body["queryParameters"] = list(parameters)
+        if self.location:
+            body["location"] = self.location
+        if self.page_rows:
+            body["maxResults"] = self.page_rows
+        deadline = time.monotonic() + self.timeout_seconds
+        answer = self._send_job(body)
+        reference = answer.get("jobReference") or {}
+        while not answer.get("jobComplete", False):
+            if time.monotonic() > deadline:
+                raise GoogleApiError(504, "timeout", "the query job did not finish in time")
+            # Once the job is done this answer carries the first page, as jobs.query's would have.
+            answer = self._results(reference, {"timeoutMs": WAIT_MILLISECONDS} | self._page_size())
+        _raise_job_errors(answer)
+        fields = (answer.get("schema") or {}).get("fields") or []
+        rows = [_record(fields, row) for row in answer.get("rows") or []]
+        page_token = answer.get("pageToken")
+        while page_token:
+            page = self._results(reference, {"pageToken": page_token} | self._page_size())
+            rows += [_record(fields, row) for row in page.get("rows") or []]
+            page_token = page.get("pageToken")
+        return QueryResult(rows=rows, columns=[(field["name"], field.get("type", "STRING")) for field in fields])
+
+    def create_dataset(self, dataset: str) -> bool:
+        """Create ``dataset`` if missing; whether it was created."""
+        body: dict[str, Any] = {"datasetReference": {"projectId": self.project, "datasetId": dataset}}
+        if self.location:
+            body["location"] = self.location
+        return self._create(f"/projects/{self.project}/datasets", body)
+
+    def create_table(self, dataset: str, table: str, fields: Sequence[dict[str, Any]]) -> bool:
+        """Create ``table`` with the schema ``fields`` (BigQuery's JSON form) if missing; whether it was."""
+        body = {
+            "tableReference": {"projectId": self.project, "datasetId": dataset, "tableId": table},
+            "schema": {"fields": list(fields)},
+        }
+        return self._create(f"/projects/{self.project}/datasets/{dataset}/tables", body)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _send_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        import requests
+
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                return self.session.call(
+                    "POST", f"{API_PATH}/projects/{self.project}/queries", body=body, timeout=self._http_timeout()
+                )
+            except GoogleApiError as error:
+                if not error.transient or attempt == SEND_ATTEMPTS:
+                    raise
+            except requests.ConnectionError:
+                if attempt == SEND_ATTEMPTS:
+                    raise
+            time.sleep(0.1 * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+    def _results(self, reference: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        job_id = reference.get("jobId")
+        if not job_id:
+            raise GoogleApiError(502, "malformedResponse", "an unfinished job came back without a job id")
+        location = reference.get("location") or self.location
+        if location:
+            params = {**params, "location": location}
+        return self.session.call(
+            "GET", f"{API_PATH}/projects/{self.project}/queries/{job_id}", params=params, timeout=self._http_timeout()
+        )
+
+    def _create(self, path: str, body: dict[str, Any]) -> bool:
+        try:
+            self.session.call("POST", API_PATH + path, body=body, timeout=self._http_timeout())
+        except GoogleApiError as error:
+            if error.status == 409:  # already exists
+                return False
+            raise
+        return True
+
+    def _page_size(self) -> dict[str, Any]:
+        return {"maxResults": self.page_rows} if self.page_rows else {}
+
+    def _http_timeout(self) -> float:
+        # The server holds a call up to WAIT_MILLISECONDS; give the answer time to arrive on top.
+        return WAIT_MILLISECONDS / 1000 + 20.0
