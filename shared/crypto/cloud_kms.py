@@ -109,7 +109,8 @@ DEFAULT_RETRY_DEADLINE = 20.0
 # Backoff between attempts: doubling from the first delay up to the cap, each jittered down by up to half.
 _FIRST_BACKOFF = 0.1
 _MAX_BACKOFF = 2.0
-# cryptoKeyVersions.list page size: the API's maximum, so a key's versions come in one page.
+# cryptoKeyVersions.list page size, the API's maximum: a key's versions (one per rotation) fit one page
+# for decades; more pages are followed all the same.
 _PAGE_SIZE = 1000
 
 
