@@ -748,10 +748,12 @@ def measure_first_requests(cases: list[dict[str, Any]], runs: int) -> list[dict[
             if round_number:
                 samples[case["label"]].append({**json.loads(line[len(RESULT_MARKER) :]), "process_s": wall})
     hello = [r["import_s"] + r["first_s"] for r in samples[cases[0]["label"]]]
+    hello_cpu = [r["import_cpu_s"] + r["first_cpu_s"] for r in samples[cases[0]["label"]]]
     rows = []
     for case in cases:
         runs_of = samples[case["label"]]
         to_first = [r["import_s"] + r["first_s"] for r in runs_of]
+        to_first_cpu = [r["import_cpu_s"] + r["first_cpu_s"] for r in runs_of]
         packages = google_packages(sorted({m for r in runs_of for m in r["modules"]}))
         jobs = {tuple(r["store_jobs"]) for r in runs_of if r["store_jobs"] is not None}
         if case.get("breakdown"):
@@ -767,6 +769,11 @@ def measure_first_requests(cases: list[dict[str, Any]], runs: int) -> list[dict[
                 "median_to_first_response_s": median(to_first),
                 # Each round's time over the hello world's in the same round: drift hits both alike.
                 "first_response_ratio": median([mine / base for mine, base in zip(to_first, hello, strict=True)]),
+                # The same for this process's CPU time: without the time spent waiting on the stand-ins.
+                "median_to_first_response_cpu_s": median(to_first_cpu),
+                "first_response_cpu_ratio": median(
+                    [mine / base for mine, base in zip(to_first_cpu, hello_cpu, strict=True)]
+                ),
                 "median_second_request_s": median([r["second_s"] for r in runs_of]),
                 "median_process_s": median([r["process_s"] for r in runs_of]),
                 "store_jobs_first_then_warm": runs_of[0]["store_jobs"],
@@ -786,12 +793,13 @@ def measure_first_requests(cases: list[dict[str, Any]], runs: int) -> list[dict[
     return rows
 
 
-def first_response_ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """mode -> entry point -> median ratio of its first response to the hello world's."""
+def first_response_ratios(rows: list[dict[str, Any]], key: str = "first_response_ratio") -> dict[str, dict[str, float]]:
+    """mode -> entry point -> median ratio of its first response (wall, or CPU with
+    ``key="first_response_cpu_ratio"``) to the hello world's."""
     ratios: dict[str, dict[str, float]] = {}
     for row in rows:
         if row["operation"] != "hello":
-            ratios.setdefault(row["mode"], {})[row["operation"]] = round(row["first_response_ratio"], 3)
+            ratios.setdefault(row["mode"], {})[row["operation"]] = round(row[key], 3)
     return ratios
 
 
@@ -814,7 +822,9 @@ def print_first_requests(rows: list[dict[str, Any]], runs: int, blocked: list[st
         "load = functions_framework.create_app(source=main.py); 1st = cold request (settings, clients, pepper, auth"
         " lookup, the work);\nx hello = median over rounds of (load + 1st) / the hello world's in the same round;"
         " 2nd = the same request warm (state restored in between, untimed).\njobs = store jobs of the 1st / 2nd"
-        " request (* = varied between runs; local mode's 1st includes opening the SQLite schema)."
+        " request (* = varied between runs; local mode's 1st includes opening the SQLite schema).\nx hello CPU = the"
+        " same ratio of the process's CPU time: it leaves out the wait on the stand-ins (the BigQuery emulator spends"
+        " ~10 ms on a read job and ~60-90 ms on a transaction script; production's BigQuery latency differs anyway)."
     )
     baseline = next(row for row in rows if row["operation"] == "hello")
     baseline_packages = set(baseline["google_packages"])
@@ -836,6 +846,7 @@ def print_first_requests(rows: list[dict[str, Any]], runs: int, blocked: list[st
                 ms(row["median_first_request_s"]),
                 ms(row["median_to_first_response_s"]),
                 f"{row['first_response_ratio']:.2f}",
+                f"{row['first_response_cpu_ratio']:.2f}",
                 "-" if goal is None else f"<= {goal:g} " + ("met" if row["first_response_ratio"] <= goal else "MISSED"),
                 ms(row["median_second_request_s"]),
                 ms(row["median_process_s"]),
@@ -851,6 +862,7 @@ def print_first_requests(rows: list[dict[str, Any]], runs: int, blocked: list[st
             "1st ms",
             "to 1st resp ms",
             "x hello",
+            "x hello CPU",
             "goal",
             "2nd ms",
             "process ms",
@@ -988,8 +1000,14 @@ def main(argv: list[str] | None = None) -> int:
         print_first_requests(first_requests, args.cold_runs, blocked)
 
     ratios = first_response_ratios(first_requests)
+    cpu_ratios = first_response_ratios(first_requests, key="first_response_cpu_ratio")
     verdicts = goal_verdicts(ratios)
     missed = [f"{v['mode']} {v['entry_point']} {v['ratio']:.2f} > {v['goal']:g}" for v in verdicts if not v["met"]]
+    cpu_missed = [
+        f"{v['mode']} {v['entry_point']} {v['ratio']:.2f} > {v['goal']:g}"
+        for v in goal_verdicts(cpu_ratios)
+        if not v["met"]
+    ]
     over = [f"{row['operation']} ({row['mode']})" for row in operations if row["verdict"] == "OVER"]
     kms_loaded = [
         row["label"]
@@ -1004,6 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
         f"KMS {'used by ' + ', '.join(kms_loaded) if kms_loaded else 'not used by list/get'}; "
         f"google.cloud.kms {'imported by ' + ', '.join(kms_imported) if kms_imported else 'imported by no request'}; "
         f"first-response goals {'MISSED: ' + '; '.join(missed) if missed else f'met ({len(verdicts)} of them)'}; "
+        f"by CPU time {'MISSED: ' + '; '.join(cpu_missed) if cpu_missed else 'all met'}; "
         f"run took {elapsed:.0f} s."
     )
     if args.json:
@@ -1018,6 +1037,7 @@ def main(argv: list[str] | None = None) -> int:
             "imports": imports,
             "first_requests": first_requests,
             "first_response_ratio": ratios,
+            "first_response_cpu_ratio": cpu_ratios,
             "first_response_goals": verdicts,
             "dev_only_modules_blocked_in_runtime_deps_rows": blocked,
             "elapsed_s": elapsed,
