@@ -1,10 +1,11 @@
-"""Cloud KMS adapter through the real ``google-cloud-kms`` REST client.
+"""Cloud KMS adapter (REST through ``shared.google_rest``) against the KMS stand-in.
 
 The server is ``tests.fakes.kms_server.FakeKmsServer`` on loopback: real
 AES-256-GCM per key version, rotation, disabled versions, CRC32C fields and
-injected failures. Rotation steps go through the real client's REST calls
-(``create_crypto_key_version``, ``update_crypto_key_primary_version``,
-``update_crypto_key_version``) so the fake's side of them is exercised too.
+injected failures. The generated client ``google-cloud-kms`` (REST transport)
+is the reference: the operator's rotation steps go through it, and blobs made
+by the adapter must decrypt through it and the other way round, which ties the
+adapter's wire format to the real API's as that library defines it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from google.cloud import kms
 from shared.crypto import CredentialCipher, credential_aad
 from shared.crypto.cloud_kms import CloudKmsCipher
 from shared.errors import ConfigurationError, EncryptionFailed
+from shared.google_rest import GoogleApiError
 from tests.fakes.kms_server import FakeKmsServer
 
 PLAINTEXT = b"sk-live-THIS-IS-A-SECRET-0123456789"
@@ -164,6 +166,93 @@ def test_tampered_ciphertext_fails(cipher: CloudKmsCipher) -> None:
         cipher.decrypt(bytes(sealed), AAD)
 
 
+# --- the wire format is the real API's (google-cloud-kms as the reference client) ----
+
+
+def test_adapter_ciphertext_decrypts_through_google_cloud_kms(
+    cipher: CloudKmsCipher, admin: kms.KeyManagementServiceClient, key_name: str
+) -> None:
+    sealed = cipher.encrypt(PLAINTEXT, AAD)
+
+    answer = admin.decrypt(
+        request={"name": key_name, "ciphertext": sealed.ciphertext, "additional_authenticated_data": AAD}
+    )
+
+    assert answer.plaintext == PLAINTEXT
+    with pytest.raises(api_exceptions.BadRequest, match="Decryption failed"):
+        admin.decrypt(
+            request={"name": key_name, "ciphertext": sealed.ciphertext, "additional_authenticated_data": OTHER_AAD}
+        )
+
+
+def test_google_cloud_kms_ciphertext_decrypts_through_the_adapter(
+    cipher: CloudKmsCipher, admin: kms.KeyManagementServiceClient, key_name: str
+) -> None:
+    made = admin.encrypt(request={"name": key_name, "plaintext": PLAINTEXT, "additional_authenticated_data": AAD})
+
+    assert cipher.decrypt(made.ciphertext, AAD) == PLAINTEXT
+    with pytest.raises(EncryptionFailed):
+        cipher.decrypt(made.ciphertext, OTHER_AAD)
+
+
+def test_request_bodies_name_the_fields_as_google_cloud_kms_does(
+    cipher: CloudKmsCipher, admin: kms.KeyManagementServiceClient, key_name: str, kms_server: FakeKmsServer
+) -> None:
+    """Same JSON field names and value encodings as the generated REST transport sends."""
+    import google_crc32c
+
+    def checksums(data: bytes, aad: bytes) -> dict[str, int]:
+        return {
+            "plaintext_crc32c": google_crc32c.value(data),
+            "additional_authenticated_data_crc32c": google_crc32c.value(aad),
+        }
+
+    sealed = cipher.encrypt(PLAINTEXT, AAD)
+    cipher.decrypt(sealed.ciphertext, AAD)
+    admin.encrypt(
+        request={
+            "name": key_name,
+            "plaintext": PLAINTEXT,
+            "additional_authenticated_data": AAD,
+            **checksums(PLAINTEXT, AAD),
+        }
+    )
+    admin.decrypt(
+        request={
+            "name": key_name,
+            "ciphertext": sealed.ciphertext,
+            "additional_authenticated_data": AAD,
+            "ciphertext_crc32c": google_crc32c.value(sealed.ciphertext),
+            "additional_authenticated_data_crc32c": google_crc32c.value(AAD),
+        }
+    )
+
+    ours_encrypt, ours_decrypt, theirs_encrypt, theirs_decrypt = kms_server.requests
+    assert [r.rpc for r in kms_server.requests] == ["encrypt", "decrypt", "encrypt", "decrypt"]
+    assert {r.path for r in (ours_encrypt, theirs_encrypt)} == {f"/v1/{key_name}:encrypt"}
+    assert {r.path for r in (ours_decrypt, theirs_decrypt)} == {f"/v1/{key_name}:decrypt"}
+    assert ours_encrypt.body.keys() == theirs_encrypt.body.keys() - {"name"}
+    assert ours_decrypt.body == {k: v for k, v in theirs_decrypt.body.items() if k != "name"}
+    for field in ("plaintext", "additionalAuthenticatedData", "plaintextCrc32c", "additionalAuthenticatedDataCrc32c"):
+        assert ours_encrypt.body[field] == theirs_encrypt.body[field]
+
+
+def test_key_management_agrees_with_google_cloud_kms(
+    cipher: CloudKmsCipher, admin: kms.KeyManagementServiceClient, key_name: str
+) -> None:
+    assert cipher.rotate_key() == "2"
+    set_state(admin, key_name, "1", "DISABLED")
+
+    key = admin.get_crypto_key(request={"name": key_name})
+    listed = {
+        v.name.rsplit("/", 1)[1]: v.state.name.lower()
+        for v in admin.list_crypto_key_versions(request={"parent": key_name})
+    }
+    assert cipher.primary_version() == key.primary.name.rsplit("/", 1)[1] == "2"
+    assert cipher.key_versions() == listed == {"1": "disabled", "2": "enabled"}
+    assert cipher.counters == Counter(rotate=1)
+
+
 # --- rotation and version states ----------------------------------------------------
 
 
@@ -230,10 +319,10 @@ def test_outage_503_fails_within_the_retry_budget(
         cipher.encrypt(PLAINTEXT, AAD)
 
     assert time.monotonic() - started < 3.0  # retry_deadline 0.5 s + one attempt
-    assert kms_server.calls["encrypt"] > 1  # the client retried 503 ...
+    assert kms_server.calls["encrypt"] > 1  # the adapter retried 503 ...
     assert cipher.counters == Counter(encrypt=1)  # ... inside one adapter call
     assert_no_plaintext(caught.value, caplog.text)
-    assert "RetryError" in caplog.text
+    assert "GoogleApiError (HTTP 503 UNAVAILABLE)" in caplog.text
 
 
 def test_single_503_is_retried_transparently(cipher: CloudKmsCipher, kms_server: FakeKmsServer) -> None:
@@ -244,6 +333,97 @@ def test_single_503_is_retried_transparently(cipher: CloudKmsCipher, kms_server:
     assert cipher.decrypt(sealed.ciphertext, AAD) == PLAINTEXT
     assert kms_server.calls == Counter(encrypt=2, decrypt=1)
     assert cipher.counters == Counter(encrypt=1, decrypt=1)
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+def test_transient_statuses_are_retried(cipher: CloudKmsCipher, kms_server: FakeKmsServer, status: int) -> None:
+    kms_server.fail_next(1, status=status)
+
+    assert cipher.encrypt(PLAINTEXT, AAD).key_version == "1"
+
+    assert kms_server.calls == Counter(encrypt=2)
+    assert cipher.counters == Counter(encrypt=1)
+
+
+def test_every_idempotent_call_is_retried(cipher: CloudKmsCipher, kms_server: FakeKmsServer) -> None:
+    sealed = cipher.encrypt(PLAINTEXT, AAD)
+    kms_server.reset_calls()
+    for rpc in ("decrypt", "get_crypto_key", "list_crypto_key_versions"):
+        kms_server.fail_next(1, status=503, rpc=rpc)
+
+    assert cipher.decrypt(sealed.ciphertext, AAD) == PLAINTEXT
+    assert cipher.primary_version() == "1"
+    assert cipher.key_versions() == {"1": "enabled"}
+
+    assert kms_server.calls == Counter(decrypt=2, get_crypto_key=2, list_crypto_key_versions=2)
+    assert cipher.counters == Counter(encrypt=1, decrypt=1)
+
+
+def test_creating_a_version_is_not_retried(cipher: CloudKmsCipher, kms_server: FakeKmsServer, key_name: str) -> None:
+    """A create answered 503 may have happened: retrying could make two versions, so rotation fails instead."""
+    kms_server.fail_next(1, status=503, rpc="create_crypto_key_version")
+
+    with pytest.raises(EncryptionFailed):
+        cipher.rotate_key()
+
+    assert kms_server.calls == Counter(create_crypto_key_version=1)
+    assert kms_server.primary_version(key_name) == "1"
+    assert cipher.rotate_key() == "2"  # the next attempt (an operator's) works
+    assert kms_server.primary_version(key_name) == "2"
+
+
+def test_setting_the_primary_is_retried(cipher: CloudKmsCipher, kms_server: FakeKmsServer, key_name: str) -> None:
+    kms_server.fail_next(1, status=503, rpc="update_primary_version")
+
+    assert cipher.rotate_key() == "2"
+
+    assert kms_server.calls == Counter(create_crypto_key_version=1, update_primary_version=2)
+    assert kms_server.primary_version(key_name) == "2"
+
+
+def test_key_versions_follow_page_tokens(cipher: CloudKmsCipher, kms_server: FakeKmsServer, key_name: str) -> None:
+    for _ in range(1000):  # 1,001 versions: two pages of at most 1,000
+        kms_server.add_version(key_name)
+    kms_server.set_version_state(key_name, "1001", "DISABLED")
+
+    versions = cipher.key_versions()
+
+    assert len(versions) == 1001 and list(versions)[:3] == ["1", "2", "3"]
+    assert (versions["1000"], versions["1001"]) == ("enabled", "disabled")
+    assert kms_server.calls == Counter(list_crypto_key_versions=2)
+    assert [r.query.get("pageToken") for r in kms_server.requests] == [None, "1000"]
+
+
+def test_slow_kms_is_retried_within_the_deadline(kms_server: FakeKmsServer, key_name: str) -> None:
+    """Every attempt times out: attempts stop starting at retry_deadline, so the call ends by deadline + timeout."""
+    cipher = make_cipher(kms_server, key_name, timeout=0.2, retry_deadline=0.5)
+    kms_server.delay_next(1.0, n=20)
+    started = time.monotonic()
+
+    with pytest.raises(EncryptionFailed) as caught:
+        cipher.encrypt(PLAINTEXT, AAD)
+
+    assert time.monotonic() - started < 0.5 + 0.2 + 0.4
+    assert isinstance(caught.value.__cause__, requests.exceptions.Timeout)
+    assert kms_server.calls["encrypt"] >= 2
+    assert cipher.counters == Counter(encrypt=1)
+
+
+def test_refused_connections_are_retried_within_the_deadline(key_name: str) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    cipher = CloudKmsCipher(
+        key_name, api_endpoint=f"http://127.0.0.1:{closed_port}", credentials=AnonymousCredentials(), retry_deadline=0.4
+    )
+    started = time.monotonic()
+
+    with pytest.raises(EncryptionFailed) as caught:
+        cipher.decrypt(b"x" * 40, AAD)
+
+    elapsed = time.monotonic() - started
+    assert 0.3 < elapsed < 1.5  # it kept trying until the deadline, then gave up
+    assert isinstance(caught.value.__cause__, requests.exceptions.ConnectionError)
 
 
 def test_permission_denied_is_not_retried(
@@ -258,12 +438,12 @@ def test_permission_denied_is_not_retried(
         with pytest.raises(EncryptionFailed) as on_decrypt:
             cipher.decrypt(sealed.ciphertext, AAD)
 
-    # Over REST, api_core picks the class from the HTTP code: 403 -> Forbidden
-    # (gRPC would give PermissionDenied).
-    assert isinstance(on_encrypt.value.__cause__, api_exceptions.Forbidden)
+    cause = on_encrypt.value.__cause__
+    assert isinstance(cause, GoogleApiError) and (cause.status, cause.reason) == (403, "PERMISSION_DENIED")
     assert_no_plaintext(on_encrypt.value, caplog.text)
     assert_no_plaintext(on_decrypt.value, caplog.text)
-    assert "Forbidden" in caplog.text
+    assert "GoogleApiError (HTTP 403 PERMISSION_DENIED)" in caplog.text
+    assert "cloudkms.cryptoKeyVersions.useToEncrypt" not in caplog.text  # Google's message stays out of logs
     assert kms_server.calls == Counter(encrypt=2, decrypt=1)
     assert cipher.counters == Counter(encrypt=2, decrypt=1)
 
@@ -284,7 +464,8 @@ def test_unknown_key_fails(kms_server: FakeKmsServer, key_name: str) -> None:
     with pytest.raises(EncryptionFailed) as caught:
         cipher.encrypt(PLAINTEXT, AAD)
 
-    assert isinstance(caught.value.__cause__, api_exceptions.NotFound)
+    cause = caught.value.__cause__
+    assert isinstance(cause, GoogleApiError) and cause.status == 404 and not cause.transient
 
 
 def test_corrupted_ciphertext_crc_is_detected(cipher: CloudKmsCipher, kms_server: FakeKmsServer) -> None:
@@ -417,11 +598,29 @@ def test_modules_import_no_google_library() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_production_client_speaks_rest_not_grpc(key_name: str) -> None:
-    """Without a stand-in endpoint (production) the client still uses REST: no gRPC channel on a cold start."""
-    cipher = CloudKmsCipher(key_name, credentials=AnonymousCredentials())
+def test_production_endpoint_is_googles_over_https(key_name: str) -> None:
+    """Without a stand-in the session targets Cloud KMS itself; a bare host means HTTPS, as for the generated client."""
+    production = CloudKmsCipher(key_name, credentials=AnonymousCredentials())
+    bare_host = CloudKmsCipher(key_name, api_endpoint="cloudkms.googleapis.com", credentials=AnonymousCredentials())
 
-    client = cipher._get_client()
+    assert production._get_session().base_url == "https://cloudkms.googleapis.com"
+    assert bare_host._get_session().base_url == "https://cloudkms.googleapis.com"
 
-    assert client.transport.kind == "rest"
-    assert client.api_endpoint == "cloudkms.googleapis.com"
+
+def test_a_call_loads_no_kms_client_library_nor_grpc(kms_server: FakeKmsServer, key_name: str) -> None:
+    """The request path (encrypt, decrypt, key management) runs on google-auth + requests only."""
+    code = (
+        "import sys; "
+        "from google.auth.credentials import AnonymousCredentials; "
+        "from shared.crypto.cloud_kms import CloudKmsCipher; "
+        f"c = CloudKmsCipher({key_name!r}, api_endpoint={kms_server.endpoint!r}, credentials=AnonymousCredentials()); "
+        "sealed = c.encrypt(b'secret', b'aad'); assert c.decrypt(sealed.ciphertext, b'aad') == b'secret'; "
+        "c.primary_version(); c.key_versions(); "
+        "loaded = sorted(m for m in sys.modules if m.startswith(('google.cloud', 'google.api_core', 'grpc'))); "
+        "assert loaded == ['google.cloud'] or not loaded, loaded"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -1,5 +1,5 @@
 """Key rotation and re-encryption onto the primary version, on both backends
-(local keyring + SQLite; Cloud KMS fake through google-cloud-kms + BigQuery
+(local keyring + SQLite; Cloud KMS fake through the REST adapter + BigQuery
 emulator): 1,000 credentials over three versions, an interrupted run resumed
 without double work, a user's rotation during the run, the key report."""
 

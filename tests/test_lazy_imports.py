@@ -1,9 +1,10 @@
 """Client libraries load only where needed: local mode loads no Google client,
 list/get in gcp mode load neither the BigQuery nor the KMS client library (nor
-gRPC), nothing but an AWS validation loads boto3,
-a deployed instance (pepper mounted as an environment variable) never loads
-Secret Manager, and no request loads jsonschema (the registry is schema-checked
-at build time). Cold starts stay short."""
+gRPC), setup/validate/rotate (KMS calls) load neither google-cloud-kms nor gRPC,
+nothing but an AWS validation loads boto3, a deployed instance (pepper mounted
+as an environment variable) never loads Secret Manager, and no
+request loads jsonschema (the registry is schema-checked at build time).
+Cold starts stay short."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 PROBE = """
 import json, sys
+WATCHED = ("google.cloud.", "google.auth", "google.api_core", "grpc", "boto3", "botocore", "jsonschema")
 import main
 from shared.local_server import create_app
 from shared.config import Settings
@@ -33,20 +35,22 @@ for request in sys.argv[1:]:
     method, path, body = parts[0], parts[1], parts[2] if len(parts) > 2 else None
     response = client.open(path, method=method, json=json.loads(body) if body else None, headers={"X-API-Key": key})
     assert response.status_code in (200, 201, 404, 409, 503), response.get_json()
-loaded = sorted(
-    m for m in sys.modules
-    if m.startswith(("google.cloud.", "google.auth", "grpc", "boto3", "botocore", "jsonschema"))
-)
-print(json.dumps(loaded))
+    print("LOADED", json.dumps(sorted(m for m in sys.modules if m.startswith(WATCHED))))  # so far
+print("LOADED", json.dumps(sorted(m for m in sys.modules if m.startswith(WATCHED))))
 """
 
 
 def _loaded_modules(env: dict[str, str], *paths: str) -> list[str]:
+    return _loaded_after_each(env, *paths)[-1]
+
+
+def _loaded_after_each(env: dict[str, str], *paths: str) -> list[list[str]]:
+    """The watched modules loaded after each request (and once more at the end)."""
     result = subprocess.run(
         [sys.executable, "-c", PROBE, *paths], cwd=REPO, env=env, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return [json.loads(line[len("LOADED ") :]) for line in result.stdout.splitlines() if line.startswith("LOADED ")]
 
 
 def test_local_mode_loads_no_google_client(tmp_path):
@@ -86,6 +90,38 @@ def test_a_mounted_pepper_keeps_secret_manager_off_the_cold_start(tmp_path, gcp_
         for m in loaded
     )
     assert dict(gcp_stack.secret_manager.calls) == calls_before
+
+
+@pytest.mark.parametrize("backend", ["gcp"])
+def test_setup_validate_rotate_in_gcp_mode_load_no_kms_client_nor_grpc(tmp_path, gcp_stack, settings, simulator):
+    """Cloud KMS is spoken over REST with google-auth: the generated client and gRPC stay off the request path."""
+    from shared.config import API_KEY_PEPPER_SECRET
+    from shared.service_secrets import env_var_name
+    from tests.conftest import OPENAI_KEY, key_with
+
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "INTEGRATIONS_DATA_DIR": str(tmp_path),
+        **gcp_stack.env(settings),
+        env_var_name(API_KEY_PEPPER_SECRET): "mounted-pepper-" + tmp_path.name,
+        "PROVIDER_OPENAI_BASE_URL": simulator.base_url("openai"),
+    }
+    kms_calls_before = dict(gcp_stack.kms.calls)
+    base = "/api/v1/integrations/acme"
+    rotate = {"new_credentials": {"api_key": key_with("rotated")}}
+    _, after_setup, after_validate, after_rotate, _ = _loaded_after_each(
+        env,
+        base,
+        f"POST {base}/openai/setup " + json.dumps({"credentials": {"api_key": OPENAI_KEY}, "config": {}}),
+        f"POST {base}/openai/validate",
+        f"POST {base}/openai/rotate " + json.dumps(rotate),
+    )
+
+    kms_calls = {rpc: n - kms_calls_before.get(rpc, 0) for rpc, n in gcp_stack.kms.calls.items()}
+    assert kms_calls.get("encrypt", 0) >= 2 and kms_calls.get("decrypt", 0) >= 1  # KMS was really used
+    assert "google.auth.transport.requests" in after_setup  # the probe sees what the adapter loads
+    for step in (after_setup, after_validate, after_rotate):
+        assert not [m for m in step if m.startswith(("google.cloud.kms", "grpc", "google.api_core"))], step
 
 
 def test_no_function_but_an_aws_validation_loads_boto3(tmp_path):

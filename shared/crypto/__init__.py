@@ -4,7 +4,7 @@ The service sees only ``CredentialCipher``. Adapters:
 
 - ``shared.crypto.local_keyring.LocalKeyring`` — AES-256-GCM keyring file
   (embedded default);
-- ``shared.crypto.cloud_kms.CloudKmsCipher`` — Cloud KMS symmetric key.
+- ``shared.crypto.cloud_kms.CloudKmsCipher`` — Cloud KMS symmetric key, over its REST API.
 
 Associated data binds a ciphertext to its row (``credential_aad``): a blob
 copied to another org, provider or credential id fails to decrypt.

@@ -1,4 +1,4 @@
-"""Cloud KMS adapter of the crypto port (``CredentialCipher``).
+"""Cloud KMS adapter of the crypto port (``CredentialCipher``), over the REST API.
 
 Translates ``encrypt(plaintext, associated_data)`` / ``decrypt(...)`` into
 Cloud KMS ``cryptoKeys.encrypt`` / ``cryptoKeys.decrypt`` on one symmetric
@@ -10,51 +10,78 @@ then ``cryptoKeys.updatePrimaryVersion``; a version still being generated, as
 an HSM one may be, is waited for first). The runtime identity needs only the
 permissions of these calls on this one key (terraform/iam.tf).
 
-Wire contract (``google-cloud-kms``, REST ``/v1/{key}:encrypt``):
+Why REST by hand: the generated client (``google-cloud-kms``) costs about
+60 ms of imports plus gRPC's 20 ms even with its REST transport, close to a
+whole functions-framework cold start (issue 17). The API is plain JSON over
+HTTPS, so the adapter speaks it through ``shared.google_rest`` (google-auth's
+``AuthorizedSession``). ``tests/test_cloud_kms_adapter.py`` checks the wire
+format against the generated client: blobs this adapter makes decrypt through
+``google-cloud-kms`` and the other way round, on the same stand-in.
 
-- Cloud KMS picks the key's *primary* version for encryption and records it
-  inside the ciphertext; decryption finds that version itself, so a blob made
-  before a rotation still decrypts while its version is enabled.
+Wire contract (Cloud KMS REST v1, proto3 JSON: camelCase names, bytes as
+base64, int64 as decimal strings):
+
+- ``POST /v1/{key}:encrypt`` ``{plaintext, additionalAuthenticatedData,
+  plaintextCrc32c, additionalAuthenticatedDataCrc32c}`` answers ``{name,
+  ciphertext, ciphertextCrc32c, verifiedPlaintextCrc32c,
+  verifiedAdditionalAuthenticatedDataCrc32c}``. Cloud KMS picks the key's
+  *primary* version and records it inside the ciphertext; decryption finds
+  that version itself, so a blob made before a rotation still decrypts while
+  its version is enabled.
+- ``POST /v1/{key}:decrypt`` ``{ciphertext, additionalAuthenticatedData,
+  ciphertextCrc32c, additionalAuthenticatedDataCrc32c}`` answers
+  ``{plaintext, plaintextCrc32c}``.
 - ``EncryptedSecret.key_version`` is the trailing id of the version that
-  encrypted the blob, parsed from the response ``name``
+  encrypted the blob, parsed from the encrypt answer's ``name``
   (``{key}/cryptoKeyVersions/3`` -> ``"3"``). It is stored beside the blob to
   tell which rows still use an old version (re-encryption before disabling
   it); it is not needed to decrypt.
-- ``associated_data`` is sent as KMS ``additional_authenticated_data``; a
-  different value at decrypt fails.
+- ``associated_data`` is sent as ``additionalAuthenticatedData``; a different
+  value at decrypt fails.
 - Integrity: both directions carry CRC32C (``google_crc32c``) as KMS asks
-  clients to do. Encrypt sends ``plaintext_crc32c`` and
-  ``additional_authenticated_data_crc32c`` and requires the response to say
-  both were verified and ``ciphertext_crc32c`` to match the ciphertext;
-  decrypt sends ``ciphertext_crc32c`` and the AAD checksum and checks
-  ``plaintext_crc32c``. A mismatch is treated as a failed call.
+  clients to do. Encrypt requires the answer to say both request checksums
+  were verified and ``ciphertextCrc32c`` to match the ciphertext; decrypt
+  checks ``plaintextCrc32c``. A mismatch (or a missing checksum) is treated as
+  a failed call.
+- Key management: ``GET /v1/{key}`` (``primary.name``), ``GET
+  /v1/{key}/cryptoKeyVersions?pageSize=&pageToken=`` (``cryptoKeyVersions[]
+  .{name, state}``, ``nextPageToken``), ``POST /v1/{key}/cryptoKeyVersions``
+  (``{}``), ``GET /v1/{version}`` (``state``) and ``POST
+  /v1/{key}:updatePrimaryVersion`` (``{cryptoKeyVersionId}``).
 
-Failures — any ``google.api_core.exceptions.GoogleAPIError`` (including the
-retry helper's ``RetryError``; over REST the class follows the HTTP code, so a
-403 is ``Forbidden``, not ``PermissionDenied``), ``google.auth`` errors,
-``requests`` transport errors and integrity mismatches — raise
-``EncryptionFailed()`` with the generic message, chained from the cause; the
-log line (WARNING) names only the cause's class. Any other exception inside the
-call (a malformed response, a client-library bug) fails the same way but is
-logged at ERROR: its text might quote request or response data. Arguments that
-are not ``bytes`` raise ``TypeError`` before KMS is called.
+Failures — ``shared.google_rest.GoogleApiError`` (an error status),
+``google.auth`` errors, ``requests`` transport errors and integrity
+mismatches — raise ``EncryptionFailed()`` with the generic message, chained
+from the cause; the log line (WARNING) names only the cause's class (and for
+an API error its HTTP status and Google's status name, never its message).
+Any other exception inside the call (a malformed answer, a bug) fails the same
+way but is logged at ERROR: its text might quote request or response data.
+Arguments that are not ``bytes`` raise ``TypeError`` before KMS is called.
 
-Time is bounded: each attempt has ``timeout`` seconds, the client's retry
-(``ServiceUnavailable``/``DeadlineExceeded`` only, exponential backoff) stops
-starting attempts after ``retry_deadline`` seconds, so one call takes at most
-about ``retry_deadline + timeout``.
+Time is bounded: each attempt has ``timeout`` seconds; transient answers
+(429, 500, 502, 503, 504) and transport failures (connection refused or
+reset, timeouts) are retried with capped exponential backoff (0.1 s doubling
+to 2 s, jittered), and no attempt starts after ``retry_deadline`` seconds, so
+one call takes at most about ``retry_deadline + timeout``. Every call but
+``cryptoKeyVersions.create`` is retried: KMS encrypt/decrypt/get/list and
+setting the primary version are safe to repeat, a repeated create could make
+two versions.
 
-``counters["encrypt"]``/``counters["decrypt"]`` count calls of this adapter
-(one per ``encrypt``/``decrypt`` invocation, failed ones included); retries
-inside the client library are not counted separately.
+``counters["encrypt"]``/``counters["decrypt"]``/``counters["rotate"]`` count
+calls of this adapter (one per invocation, failed ones included); retries are
+not counted separately.
 
-Google libraries are imported on first use, never at import time of this
-module, so the local runtime and functions that never call KMS start fast.
+Google libraries (google-auth, requests, google_crc32c) are imported on first
+use, never at import time of this module, so the local runtime and functions
+that never call KMS start fast.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import random
 import re
 import threading
 import time
@@ -63,9 +90,11 @@ from typing import Any
 
 from shared.crypto import EncryptedSecret
 from shared.errors import ConfigurationError, EncryptionFailed
+from shared.google_rest import GoogleApiError, GoogleRestSession
 
 logger = logging.getLogger(__name__)
 
+KMS_BASE_URL = "https://cloudkms.googleapis.com"
 KEY_NAME_FORMAT = "projects/{project}/locations/{location}/keyRings/{key_ring}/cryptoKeys/{crypto_key}"
 _KEY_NAME = re.compile(
     r"projects/(?P<project>[a-z0-9.:-]+)"
@@ -77,10 +106,16 @@ _VERSION_ID = re.compile(r"[0-9]+")
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRY_DEADLINE = 20.0
+# Backoff between attempts: doubling from the first delay up to the cap, each jittered down by up to half.
+_FIRST_BACKOFF = 0.1
+_MAX_BACKOFF = 2.0
+# cryptoKeyVersions.list page size, the API's maximum: a key's versions (one per rotation) fit one page
+# for decades; more pages are followed all the same.
+_PAGE_SIZE = 1000
 
 
 class _IntegrityError(Exception):
-    """A CRC32C check failed or the response was not what KMS promises."""
+    """A CRC32C check failed or the answer was not what KMS promises."""
 
 
 def validate_key_name(key_name: str) -> str:
@@ -100,15 +135,13 @@ def _crc32c(data: bytes) -> int:
 
 
 class CloudKmsCipher:
-    """``CredentialCipher`` over one Cloud KMS symmetric ``CryptoKey``.
+    """``CredentialCipher`` over one Cloud KMS symmetric ``CryptoKey``, through the KMS REST API.
 
-    The client always uses the REST transport (HTTP/1.1 through ``requests``,
-    which the BigQuery client has loaded already): no gRPC channel is opened on
-    the request path, which keeps a cold start short. ``api_endpoint`` (e.g.
-    ``http://127.0.0.1:8085``) points it at a loopback stand-in; without it
-    the library's default endpoint is used. ``credentials`` defaults to the
-    application default credentials. The client is created on first call and
-    reused for the life of the instance.
+    ``api_endpoint`` (e.g. ``http://127.0.0.1:8085``) points it at a loopback
+    stand-in; without it Google's endpoint (``https://cloudkms.googleapis.com``)
+    is used. ``credentials`` defaults to the application default credentials
+    (anonymous ones for a stand-in). The HTTP session is created on first call
+    and reused, by every thread, for the life of the instance.
     """
 
     def __init__(
@@ -126,36 +159,39 @@ class CloudKmsCipher:
                 f"Cloud KMS timeouts must be positive: got timeout={timeout}, retry_deadline={retry_deadline}"
             )
         self.counters: Counter[str] = Counter()
+        # The generated client took a bare host ("cloudkms.googleapis.com") and meant HTTPS; so do we.
+        if api_endpoint and "://" not in api_endpoint:
+            api_endpoint = f"https://{api_endpoint}"
         self._api_endpoint = api_endpoint
         self._credentials = credentials
         self._timeout = timeout
         self._retry_deadline = retry_deadline
-        self._client: Any = None
-        self._retry: Any = None
-        self._client_lock = threading.Lock()
+        self._session: GoogleRestSession | None = None
+        self._session_lock = threading.Lock()
 
     def encrypt(self, plaintext: bytes, associated_data: bytes) -> EncryptedSecret:
         _require_bytes(plaintext, associated_data)
         self.counters["encrypt"] += 1
         try:
-            response = self._call(
-                "encrypt",
-                {
-                    "name": self.key_name,
-                    "plaintext": plaintext,
-                    "additional_authenticated_data": associated_data,
-                    "plaintext_crc32c": _crc32c(plaintext),
-                    "additional_authenticated_data_crc32c": _crc32c(associated_data),
+            answer = self._call(
+                "POST",
+                f"/v1/{self.key_name}:encrypt",
+                body={
+                    "plaintext": _b64encode(plaintext),
+                    "additionalAuthenticatedData": _b64encode(associated_data),
+                    "plaintextCrc32c": str(_crc32c(plaintext)),
+                    "additionalAuthenticatedDataCrc32c": str(_crc32c(associated_data)),
                 },
             )
-            if not response.verified_plaintext_crc32c:
-                raise _IntegrityError("plaintext_crc32c not verified by KMS")
-            if not response.verified_additional_authenticated_data_crc32c:
-                raise _IntegrityError("additional_authenticated_data_crc32c not verified by KMS")
-            ciphertext = bytes(response.ciphertext)
-            if response.ciphertext_crc32c != _crc32c(ciphertext):
-                raise _IntegrityError("ciphertext_crc32c does not match the ciphertext")
-            key_version = self._version_id(response.name)
+            # proto3 JSON leaves out a false bool: absent means not verified.
+            if answer.get("verifiedPlaintextCrc32c") is not True:
+                raise _IntegrityError("plaintextCrc32c not verified by KMS")
+            if answer.get("verifiedAdditionalAuthenticatedDataCrc32c") is not True:
+                raise _IntegrityError("additionalAuthenticatedDataCrc32c not verified by KMS")
+            ciphertext = _bytes_field(answer, "ciphertext")
+            if _int64_field(answer, "ciphertextCrc32c") != _crc32c(ciphertext):
+                raise _IntegrityError("ciphertextCrc32c does not match the ciphertext")
+            key_version = self._version_id(answer.get("name"))
         except Exception as exc:
             raise self._failure("encrypt", exc) from exc
         return EncryptedSecret(ciphertext=ciphertext, key_version=key_version)
@@ -164,19 +200,19 @@ class CloudKmsCipher:
         _require_bytes(ciphertext, associated_data)
         self.counters["decrypt"] += 1
         try:
-            response = self._call(
-                "decrypt",
-                {
-                    "name": self.key_name,
-                    "ciphertext": ciphertext,
-                    "additional_authenticated_data": associated_data,
-                    "ciphertext_crc32c": _crc32c(ciphertext),
-                    "additional_authenticated_data_crc32c": _crc32c(associated_data),
+            answer = self._call(
+                "POST",
+                f"/v1/{self.key_name}:decrypt",
+                body={
+                    "ciphertext": _b64encode(ciphertext),
+                    "additionalAuthenticatedData": _b64encode(associated_data),
+                    "ciphertextCrc32c": str(_crc32c(ciphertext)),
+                    "additionalAuthenticatedDataCrc32c": str(_crc32c(associated_data)),
                 },
             )
-            plaintext = bytes(response.plaintext)
-            if response.plaintext_crc32c != _crc32c(plaintext):
-                raise _IntegrityError("plaintext_crc32c does not match the plaintext")
+            plaintext = _bytes_field(answer, "plaintext")
+            if _int64_field(answer, "plaintextCrc32c") != _crc32c(plaintext):
+                raise _IntegrityError("plaintextCrc32c does not match the plaintext")
         except Exception as exc:
             raise self._failure("decrypt", exc) from exc
         return plaintext
@@ -185,19 +221,29 @@ class CloudKmsCipher:
 
     def primary_version(self) -> str:
         try:
-            key = self._call("get_crypto_key", {"name": self.key_name})
-            version_id = self._version_id(key.primary.name)
+            key = self._call("GET", f"/v1/{self.key_name}")
+            primary = key.get("primary")
+            version_id = self._version_id(primary.get("name") if isinstance(primary, dict) else None)
         except Exception as exc:
             raise self._failure("get_crypto_key", exc) from exc
         return version_id
 
     def key_versions(self) -> dict[str, str]:
         try:
-            client = self._get_client()
-            pages = client.list_crypto_key_versions(
-                request={"parent": self.key_name, "page_size": 1000}, retry=self._retry, timeout=self._timeout
-            )
-            versions = {self._version_id(version.name): version.state.name.lower() for version in pages}
+            versions: dict[str, str] = {}
+            params: dict[str, Any] = {"pageSize": _PAGE_SIZE}
+            seen_tokens: set[str] = set()
+            while True:
+                page = self._call("GET", f"/v1/{self.key_name}/cryptoKeyVersions", params=params)
+                for version in page.get("cryptoKeyVersions") or []:
+                    versions[self._version_id(version.get("name"))] = str(version.get("state", "")).lower()
+                token = page.get("nextPageToken")
+                if not token:
+                    break
+                if token in seen_tokens:  # a server repeating itself must not keep us here forever
+                    raise _IntegrityError("cryptoKeyVersions.list repeated a page token")
+                seen_tokens.add(token)
+                params = {"pageSize": _PAGE_SIZE, "pageToken": token}
         except Exception as exc:
             raise self._failure("list_crypto_key_versions", exc) from exc
         return dict(sorted(versions.items(), key=lambda item: int(item[0])))
@@ -205,87 +251,129 @@ class CloudKmsCipher:
     def rotate_key(self, *, generation_wait_seconds: float = 30.0) -> str:
         self.counters["rotate"] += 1
         try:
-            from google.cloud import kms
-
             # Not retried: a retried create could make two versions.
-            created = self._get_client().create_crypto_key_version(
-                request={"parent": self.key_name, "crypto_key_version": {}}, timeout=self._timeout
-            )
-            version_id = self._version_id(created.name)
+            created = self._call("POST", f"/v1/{self.key_name}/cryptoKeyVersions", body={}, retry=False)
+            version_id = self._version_id(created.get("name"))
             deadline = time.monotonic() + generation_wait_seconds
-            state = created.state
-            while state == kms.CryptoKeyVersion.CryptoKeyVersionState.PENDING_GENERATION:
+            state = created.get("state")
+            while state == "PENDING_GENERATION":
                 if time.monotonic() > deadline:
                     raise _IntegrityError("the new key version is still being generated")
                 time.sleep(0.5)
-                state = self._call("get_crypto_key_version", {"name": created.name}).state
-            self._call(
-                "update_crypto_key_primary_version", {"name": self.key_name, "crypto_key_version_id": version_id}
-            )
+                state = self._call("GET", f"/v1/{self.key_name}/cryptoKeyVersions/{version_id}").get("state")
+            self._call("POST", f"/v1/{self.key_name}:updatePrimaryVersion", body={"cryptoKeyVersionId": version_id})
         except Exception as exc:
             raise self._failure("rotate_key", exc) from exc
         return version_id
 
     # --- internals -----------------------------------------------------------------
 
-    def _call(self, method: str, request: dict[str, Any]) -> Any:
-        client = self._get_client()
-        return getattr(client, method)(request=request, retry=self._retry, timeout=self._timeout)
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        retry: bool = True,
+    ) -> dict[str, Any]:
+        """One KMS call; transient failures retried until ``retry_deadline`` (see the module docstring)."""
+        session = self._get_session()
+        deadline = time.monotonic() + self._retry_deadline
+        backoff = _FIRST_BACKOFF
+        while True:
+            try:
+                return session.call(method, path, body=body, params=params, timeout=self._timeout)
+            except Exception as exc:
+                remaining = deadline - time.monotonic()
+                if not retry or remaining <= 0 or not _is_transient(exc):
+                    raise
+            time.sleep(min(backoff * random.uniform(0.5, 1.0), remaining))
+            backoff = min(backoff * 2, _MAX_BACKOFF)
 
-    def _get_client(self) -> Any:
-        with self._client_lock:
-            if self._client is None:
-                from google.api_core import exceptions as api_exceptions
-                from google.api_core import retry as api_retry
-                from google.cloud import kms
-
-                options: dict[str, Any] = {"transport": "rest"}
-                if self._api_endpoint:
-                    options["client_options"] = {"api_endpoint": self._api_endpoint}
-                self._retry = api_retry.Retry(
-                    predicate=api_retry.if_exception_type(
-                        api_exceptions.ServiceUnavailable, api_exceptions.DeadlineExceeded
-                    ),
-                    initial=0.1,
-                    maximum=2.0,
-                    multiplier=2.0,
-                    timeout=self._retry_deadline,
+    def _get_session(self) -> GoogleRestSession:
+        with self._session_lock:
+            if self._session is None:
+                self._session = GoogleRestSession(
+                    KMS_BASE_URL, api_endpoint=self._api_endpoint, credentials=self._credentials
                 )
-                self._client = kms.KeyManagementServiceClient(credentials=self._credentials, **options)
-            return self._client
+            return self._session
 
-    def _version_id(self, version_name: str) -> str:
+    def _version_id(self, version_name: Any) -> str:
         prefix = f"{self.key_name}/cryptoKeyVersions/"
-        version_id = version_name[len(prefix) :] if version_name.startswith(prefix) else ""
+        if not isinstance(version_name, str) or not version_name.startswith(prefix):
+            raise _IntegrityError("answer name is not a version of the configured key")
+        version_id = version_name[len(prefix) :]
         if not _VERSION_ID.fullmatch(version_id):
-            raise _IntegrityError("response name is not a version of the configured key")
+            raise _IntegrityError("answer name is not a version of the configured key")
         return version_id
 
     @staticmethod
     def _failure(operation: str, cause: Exception) -> EncryptionFailed:
         if not _is_expected_failure(cause):
-            # A bug of ours (or of the client library) still must not leak
+            # A bug of ours (or a malformed answer) still must not leak
             # plaintext through its message; log it louder and fail the same way.
             logger.error("Cloud KMS %s failed unexpectedly: %s", operation, type(cause).__name__)
+        elif isinstance(cause, GoogleApiError):
+            # Status and Google's status name only: the error message may quote the request.
+            logger.warning(
+                "Cloud KMS %s failed: %s (HTTP %s %s)", operation, type(cause).__name__, cause.status, cause.reason
+            )
         else:
             logger.warning("Cloud KMS %s failed: %s", operation, type(cause).__name__)
         return EncryptionFailed()
 
 
 def _require_bytes(data: bytes, associated_data: bytes) -> None:
-    # Checked before the client sees them: protobuf's own type errors quote the value.
+    # Checked before anything touches them, so no error message can quote the value.
     if not isinstance(data, bytes) or not isinstance(associated_data, bytes):
         raise TypeError("Cloud KMS data and associated_data must be bytes")
 
 
+def _b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _bytes_field(answer: dict[str, Any], name: str) -> bytes:
+    """A proto3-JSON ``bytes`` field: standard or URL-safe base64; absent means empty."""
+    value = answer.get(name, "")
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is not a base64 string")
+    text = value.replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"{name} is not valid base64") from exc
+
+
+def _int64_field(answer: dict[str, Any], name: str) -> int | None:
+    """A proto3-JSON ``int64`` (a decimal string, or a number); None when absent or not a number."""
+    value = answer.get(name)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _is_transient(exc: Exception) -> bool:
+    """Worth another attempt: an API status that may pass on its own, or a failed transport."""
+    if isinstance(exc, GoogleApiError):
+        return exc.transient
+    from google.auth.exceptions import TransportError
+    from requests import exceptions as transport
+
+    return isinstance(exc, transport.ConnectionError | transport.Timeout | TransportError)
+
+
 def _is_expected_failure(exc: Exception) -> bool:
     """Errors a KMS call is expected to produce; anything else is logged as a bug."""
-    if isinstance(exc, _IntegrityError):
+    if isinstance(exc, _IntegrityError | GoogleApiError):
         return True
     try:
-        from google.api_core.exceptions import GoogleAPIError
         from google.auth.exceptions import GoogleAuthError
         from requests.exceptions import RequestException
     except ImportError:
         return False
-    return isinstance(exc, GoogleAPIError | GoogleAuthError | RequestException)
+    return isinstance(exc, GoogleAuthError | RequestException)

@@ -1,5 +1,5 @@
 """One crypto contract, run on every adapter: the local keyring and Cloud KMS
-(through google-cloud-kms against the KMS stand-in)."""
+(the REST adapter against the KMS stand-in)."""
 
 from __future__ import annotations
 
