@@ -392,6 +392,7 @@ def _build(document: dict[str, Any]) -> Registry:
 
 
 def _compile_patterns(registry: Registry) -> None:
+    """Compile every pattern now rather than on first use (``re.error`` if one is broken)."""
     for spec in registry.providers.values():
         _ = spec.key_pattern
         for config_field in spec.config_fields.values():
