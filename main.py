@@ -1,51 +1,65 @@
 """Cloud Functions entry points: each is deployed as its own function from
 this one source archive, chosen by ``--entry-point`` / Terraform's
-``entry_point``. The local server serves all of them from one process."""
+``entry_point``. The local server serves all of them from one process.
+
+An entry point's module is imported when the entry point is first looked up
+(a module ``__getattr__``, PEP 562): functions_framework looks up the one
+target an instance serves, so a cold start imports that function's module
+(and what it uses), not the other twenty. ``ENTRY_POINTS`` (the local server,
+the tests) imports them all."""
+
+from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from importlib import import_module
+from typing import Any
 
-from functions.alerts import alerts_list
-from functions.aws_setup_instructions import aws_setup_instructions
-from functions.delete import integration_delete
-from functions.get import integration_get
-from functions.import_integrations import integration_import
-from functions.keys import admin_key_rewrap, admin_key_rotate, admin_keys
-from functions.list_integrations import integration_list
-from functions.oauth_callback import oauth_callback
-from functions.oauth_start import oauth_start
-from functions.revalidate import integration_revalidate
-from functions.rotate import integration_rotate
-from functions.setup import integration_setup
-from functions.subscriptions import subscription_provider_update, subscription_providers_list
-from functions.update import integration_update
-from functions.validate import integration_validate
-from functions.webhook import webhook_delete, webhook_get, webhook_set
 from shared import logs
 
 logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
 
-ENTRY_POINTS = {
-    "integration_setup": integration_setup,
-    "integration_validate": integration_validate,
-    "integration_list": integration_list,
-    "integration_get": integration_get,
-    "integration_update": integration_update,
-    "integration_delete": integration_delete,
-    "integration_rotate": integration_rotate,
-    "integration_revalidate": integration_revalidate,
-    "webhook_set": webhook_set,
-    "webhook_get": webhook_get,
-    "webhook_delete": webhook_delete,
-    "alerts_list": alerts_list,
-    "aws_setup_instructions": aws_setup_instructions,
-    "oauth_start": oauth_start,
-    "oauth_callback": oauth_callback,
-    "subscription_providers_list": subscription_providers_list,
-    "subscription_provider_update": subscription_provider_update,
-    "integration_import": integration_import,
-    "admin_keys": admin_keys,
-    "admin_key_rotate": admin_key_rotate,
-    "admin_key_rewrap": admin_key_rewrap,
+# Entry point -> the module of functions/ that defines it.
+ENTRY_POINT_MODULES = {
+    "integration_setup": "functions.setup",
+    "integration_validate": "functions.validate",
+    "integration_list": "functions.list_integrations",
+    "integration_get": "functions.get",
+    "integration_update": "functions.update",
+    "integration_delete": "functions.delete",
+    "integration_rotate": "functions.rotate",
+    "integration_revalidate": "functions.revalidate",
+    "webhook_set": "functions.webhook",
+    "webhook_get": "functions.webhook",
+    "webhook_delete": "functions.webhook",
+    "alerts_list": "functions.alerts",
+    "aws_setup_instructions": "functions.aws_setup_instructions",
+    "oauth_start": "functions.oauth_start",
+    "oauth_callback": "functions.oauth_callback",
+    "subscription_providers_list": "functions.subscriptions",
+    "subscription_provider_update": "functions.subscriptions",
+    "integration_import": "functions.import_integrations",
+    "admin_keys": "functions.keys",
+    "admin_key_rotate": "functions.keys",
+    "admin_key_rewrap": "functions.keys",
 }
 
-__all__ = list(ENTRY_POINTS)
+__all__ = list(ENTRY_POINT_MODULES)
+
+
+def __getattr__(name: str) -> Any:
+    """An entry point (importing its module), or ``ENTRY_POINTS``: every entry point by name."""
+    if name == "ENTRY_POINTS":
+        return {entry_point: _handler(entry_point) for entry_point in ENTRY_POINT_MODULES}
+    if name in ENTRY_POINT_MODULES:
+        return _handler(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *ENTRY_POINT_MODULES, "ENTRY_POINTS"})
+
+
+def _handler(entry_point: str) -> Callable[..., Any]:
+    handler: Callable[..., Any] = getattr(import_module(ENTRY_POINT_MODULES[entry_point]), entry_point)
+    return handler

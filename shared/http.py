@@ -210,8 +210,8 @@ def endpoint(
 
     @functools.cache
     def url_map() -> Map:
-        # Built on the first request, not at import: compiling a werkzeug rule costs ~0.3 ms and
-        # main.py imports every entry point, while an instance serves only one of them.
+        # Built on the first request, not at import: compiling a werkzeug rule costs ~0.3 ms, and
+        # an instance imports entry points it never serves (a module's others; all, locally).
         return Map([Rule(rule, endpoint="operation", methods=[method])], strict_slashes=False)
 
     def decorate(operation: Operation) -> Callable[[flask.Request], flask.Response]:

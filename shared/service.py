@@ -55,7 +55,7 @@ from shared.providers import ROLE_ARN_FIELD, ProviderSpec, Registry
 
 # shared.validators (and its aws/gcp parsers) is imported where a credential is checked,
 # not here: list, get and an API key's setup never need it, and every cold start imports
-# this module (main.py imports every entry point).
+# this module.
 if TYPE_CHECKING:
     from shared.oauth.flow import CompletedFlow, StartedFlow
     from shared.ports import ServicePorts

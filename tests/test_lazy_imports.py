@@ -225,7 +225,7 @@ import gc, json, os, sys
 import functions_framework
 import werkzeug.routing
 
-WATCHED = ("shared.", "requests", "urllib3", "cryptography", "jsonschema", "yaml")
+WATCHED = ("functions.", "shared.", "requests", "urllib3", "cryptography", "jsonschema", "yaml")
 
 def snapshot():
     service = getattr(sys.modules.get("shared.http"), "_service", None)
@@ -281,9 +281,11 @@ def local_instance(settings, simulator):
     }
 
 
-def test_loading_main_compiles_no_route_and_imports_no_validator_store_or_client(local_instance):
-    """main.py imports every entry point; what they need per request loads with the request."""
+def test_loading_main_imports_only_its_target_compiles_no_route_and_no_validator_store_or_client(local_instance):
+    """An instance serves one entry point: main.py imports that one's module; the rest loads with a request."""
     loaded = _cold_start(local_instance, "integration_list")["loaded"]
+    assert [m for m in loaded["modules"] if m.startswith("functions.")] == ["functions.list_integrations"]
+    assert "shared.subscriptions" not in loaded["modules"]
     assert loaded["api_routes"] == 0
     assert not [m for m in loaded["modules"] if m.startswith(("requests", "urllib3", "cryptography", "jsonschema"))]
     assert not [m for m in loaded["modules"] if m.startswith(("shared.validators", "shared.store", "shared.crypto."))]
