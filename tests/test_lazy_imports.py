@@ -62,33 +62,39 @@ def test_local_mode_loads_no_google_client(tmp_path):
 
 @pytest.mark.parametrize("backend", ["gcp"])
 def test_list_and_get_in_gcp_mode_load_no_generated_google_client(tmp_path, gcp_stack, settings):
-    """BigQuery is spoken over REST (shared/store/bigquery_jobs.py): only google-auth is loaded."""
+    """BigQuery is spoken over REST (shared/store/bigquery_jobs.py)."""
     env = {"PATH": "/usr/bin:/bin", "INTEGRATIONS_DATA_DIR": str(tmp_path), **gcp_stack.env(settings)}
     loaded = _loaded_modules(env, "/api/v1/integrations/acme", "/api/v1/integrations/acme/openai")
-    assert "google.auth.transport.requests" in loaded  # the probe sees Google modules when they load
+    assert "google.auth.exceptions" in loaded  # the probe sees Google modules when they load
     assert not any(m.startswith(("google.cloud.bigquery", "google.cloud.kms", "jsonschema")) for m in loaded)
 
 
 @pytest.mark.parametrize("backend", ["gcp"])
 def test_a_mounted_pepper_keeps_secret_manager_off_the_cold_start(tmp_path, gcp_stack, settings):
-    """As deployed (Terraform mounts the secret as an env var): no Secret Manager client, no call."""
+    """As deployed (Terraform mounts the secret as an env var; the token comes from the metadata
+    server): no Secret Manager client or call, no gRPC, no google-auth credentials or crypto."""
     from shared.config import API_KEY_PEPPER_SECRET
     from shared.service_secrets import env_var_name
+    from tests.fakes.metadata_server import FakeMetadataServer
 
     pepper = "mounted-pepper-" + tmp_path.name
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "INTEGRATIONS_DATA_DIR": str(tmp_path),
-        **gcp_stack.env(settings),
-        env_var_name(API_KEY_PEPPER_SECRET): pepper,
-    }
-    calls_before = dict(gcp_stack.secret_manager.calls)
-    loaded = _loaded_modules(env, "/api/v1/integrations/acme", "/api/v1/integrations/acme/openai")
-    # Without Secret Manager's client nothing on the path loads gRPC either.
+    with FakeMetadataServer() as metadata:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "INTEGRATIONS_DATA_DIR": str(tmp_path),
+            **gcp_stack.env(settings),
+            env_var_name(API_KEY_PEPPER_SECRET): pepper,
+            "GCE_METADATA_HOST": metadata.host,
+        }
+        calls_before = dict(gcp_stack.secret_manager.calls)
+        loaded = _loaded_modules(env, "/api/v1/integrations/acme", "/api/v1/integrations/acme/openai")
+        assert metadata.fetches == 1  # one token for the instance's BigQuery jobs
     assert not any(
         m.startswith(("google.cloud.secretmanager", "google.cloud.bigquery", "google.cloud.kms", "grpc", "jsonschema"))
         for m in loaded
     )
+    heavy_auth = ("google.auth.transport.requests", "google.oauth2", "google.auth.crypt", "google.auth.compute_engine")
+    assert not [m for m in loaded if m.startswith(heavy_auth)]
     assert dict(gcp_stack.secret_manager.calls) == calls_before
 
 
@@ -119,7 +125,7 @@ def test_setup_validate_rotate_in_gcp_mode_load_no_kms_client_nor_grpc(tmp_path,
 
     kms_calls = {rpc: n - kms_calls_before.get(rpc, 0) for rpc, n in gcp_stack.kms.calls.items()}
     assert kms_calls.get("encrypt", 0) >= 2 and kms_calls.get("decrypt", 0) >= 1  # KMS was really used
-    assert "google.auth.transport.requests" in after_setup  # the probe sees what the adapter loads
+    assert "google.auth.exceptions" in after_setup  # the probe sees what the adapters load
     for step in (after_setup, after_validate, after_rotate):
         assert not [m for m in step if m.startswith(("google.cloud.kms", "grpc", "google.api_core"))], step
 
@@ -266,9 +272,13 @@ def _cold_start(env: dict[str, str], target: str, *calls: tuple[str, str, dict |
 @pytest.fixture
 def local_instance(settings, simulator):
     """A local data dir with an org key and an OpenAI integration, and the env of a fresh instance on it."""
+    from shared.providers import check_registry
     from shared.service import Caller
     from tests.conftest import OPENAI_KEY, make_service
 
+    # As a deploy's build step does (make test does too): instances then load the checked copy,
+    # whose patterns were compiled by the check (a run of pytest alone must not depend on make).
+    assert check_registry(write_copy=True) == []
     service = make_service(settings)
     _, api_key = service.create_api_key("acme")
     service.setup(Caller("setup", "acme", False, "r"), "openai", {"api_key": OPENAI_KEY}, None, None)

@@ -171,6 +171,10 @@ class FakeGoogleRestServer:
       RPC) get that HTTP error;
     - ``permission_denied = True``: every RPC answers 403 until reset;
     - ``delay_next(seconds)``: the next request sleeps before answering;
+    - ``required_bearer``: a callable giving the one access token accepted;
+      when set, a request without ``Authorization: Bearer <that token>`` gets
+      401 UNAUTHENTICATED, as Google's APIs answer a missing or stale token;
+      ``authorizations`` records every request's Authorization header;
     - ``reset_faults()``: clears all of the above except stored resources.
     """
 
@@ -185,6 +189,8 @@ class FakeGoogleRestServer:
         self.calls: Counter[str] = Counter()
         self.requests: list[RecordedRequest] = []
         self.permission_denied = False
+        self.required_bearer: Callable[[], str] | None = None
+        self.authorizations: list[str | None] = []
         self._failures: deque[tuple[int, str | None, str]] = deque()
         self._delays: deque[float] = deque()
 
@@ -238,12 +244,14 @@ class FakeGoogleRestServer:
             self._failures.clear()
             self._delays.clear()
             self.permission_denied = False
+            self.required_bearer = None
             self._reset_extra_faults()
 
     def reset_calls(self) -> None:
         with self._lock:
             self.calls.clear()
             self.requests.clear()
+            self.authorizations.clear()
 
     def _reset_extra_faults(self) -> None:
         """Subclasses clear their own injected faults here."""
@@ -291,6 +299,11 @@ class FakeGoogleRestServer:
         return response(environ, start_response)
 
     def _dispatch(self, request: Request) -> dict[str, Any]:
+        authorization = request.headers.get("Authorization")
+        with self._lock:
+            self.authorizations.append(authorization)
+        if self.required_bearer is not None and authorization != f"Bearer {self.required_bearer()}":
+            raise ApiError(401, "Request had invalid authentication credentials. Expected OAuth 2 access token.")
         for route in self._routes:
             if route.http_method != request.method:
                 continue
