@@ -30,6 +30,7 @@ Where the token comes from, first match wins:
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 from collections.abc import Mapping
@@ -45,6 +46,9 @@ METADATA_TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/tok
 METADATA_TIMEOUT_SECONDS = 5.0
 # A token is fetched again this long before it expires (they live ~1 h), as google-auth does.
 REFRESH_MARGIN_SECONDS = 225.0
+# Backoff between attempts of a retried call.
+FIRST_BACKOFF_SECONDS = 0.1
+MAX_BACKOFF_SECONDS = 2.0
 # Connections kept per host: at least the widest worker pool (revalidation, rewrap: 16).
 POOL_SIZE = 32
 
@@ -192,6 +196,31 @@ class GoogleRestSession:
             raise GoogleApiError(response.status_code, "malformedResponse", "the answer is not a JSON object")
         return answer
 
+    def call_with_retries(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        timeout: float,
+        retry_deadline: float,
+    ) -> dict[str, Any]:
+        """``call``, with transient failures (``is_transient``) retried: capped exponential
+        backoff (0.1 s doubling to 2 s, jittered), no attempt started after
+        ``retry_deadline`` seconds. Only for calls that are safe to repeat."""
+        deadline = time.monotonic() + retry_deadline
+        backoff = FIRST_BACKOFF_SECONDS
+        while True:
+            try:
+                return self.call(method, path, body=body, params=params, timeout=timeout)
+            except Exception as exc:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not is_transient(exc):
+                    raise
+            time.sleep(min(backoff * random.uniform(0.5, 1.0), remaining))
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
     def _send(
         self, method: str, path: str, body: dict[str, Any] | None, params: dict[str, Any] | None, timeout: float
     ) -> Any:
@@ -199,6 +228,16 @@ class GoogleRestSession:
         return self.session.request(
             method, self.base_url + path, json=body, params=params, headers=headers, timeout=timeout
         )
+
+
+def is_transient(exc: Exception) -> bool:
+    """Worth another attempt: an API status that may pass on its own, or a failed transport."""
+    if isinstance(exc, GoogleApiError):
+        return exc.transient
+    from google.auth.exceptions import TransportError
+    from requests import exceptions as transport
+
+    return isinstance(exc, transport.ConnectionError | transport.Timeout | TransportError)
 
 
 def _default_credentials() -> Any:

@@ -81,7 +81,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import random
 import re
 import threading
 import time
@@ -107,8 +106,6 @@ _VERSION_ID = re.compile(r"[0-9]+")
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRY_DEADLINE = 20.0
 # Backoff between attempts: doubling from the first delay up to the cap, each jittered down by up to half.
-_FIRST_BACKOFF = 0.1
-_MAX_BACKOFF = 2.0
 # cryptoKeyVersions.list page size, the API's maximum: a key's versions (one per rotation) fit one page
 # for decades; more pages are followed all the same.
 _PAGE_SIZE = 1000
@@ -279,17 +276,11 @@ class CloudKmsCipher:
     ) -> dict[str, Any]:
         """One KMS call; transient failures retried until ``retry_deadline`` (see the module docstring)."""
         session = self._get_session()
-        deadline = time.monotonic() + self._retry_deadline
-        backoff = _FIRST_BACKOFF
-        while True:
-            try:
-                return session.call(method, path, body=body, params=params, timeout=self._timeout)
-            except Exception as exc:
-                remaining = deadline - time.monotonic()
-                if not retry or remaining <= 0 or not _is_transient(exc):
-                    raise
-            time.sleep(min(backoff * random.uniform(0.5, 1.0), remaining))
-            backoff = min(backoff * 2, _MAX_BACKOFF)
+        if not retry:
+            return session.call(method, path, body=body, params=params, timeout=self._timeout)
+        return session.call_with_retries(
+            method, path, body=body, params=params, timeout=self._timeout, retry_deadline=self._retry_deadline
+        )
 
     def _get_session(self) -> GoogleRestSession:
         with self._session_lock:
@@ -355,16 +346,6 @@ def _int64_field(answer: dict[str, Any], name: str) -> int | None:
         return int(value)
     except ValueError:
         return None
-
-
-def _is_transient(exc: Exception) -> bool:
-    """Worth another attempt: an API status that may pass on its own, or a failed transport."""
-    if isinstance(exc, GoogleApiError):
-        return exc.transient
-    from google.auth.exceptions import TransportError
-    from requests import exceptions as transport
-
-    return isinstance(exc, transport.ConnectionError | transport.Timeout | TransportError)
 
 
 def _is_expected_failure(exc: Exception) -> bool:
