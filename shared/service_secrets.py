@@ -15,6 +15,7 @@ was expected — never its value.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -22,9 +23,12 @@ import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from shared.google_rest import GoogleRestSession
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,7 @@ ENV_PREFIX = "INTEGRATIONS_SECRET_"
 _SECRET_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _PROJECT = re.compile(r"[a-z0-9][a-z0-9.:-]{0,99}")
 
+SECRET_MANAGER_BASE_URL = "https://secretmanager.googleapis.com"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRY_DEADLINE = 20.0
 
@@ -122,14 +127,16 @@ class SecretManagerSource:
     i.e. a new Cloud Function instance). The payload's ``data_crc32c`` must be
     present and match the data; the value must be UTF-8.
 
-    The client always uses the REST transport (no gRPC channel on the request
-    path); ``api_endpoint`` (e.g. ``http://127.0.0.1:8086``) points it at a
-    loopback stand-in; ``credentials`` defaults to the application default
-    credentials. Production instances get the pepper as an environment
-    variable instead (see ``shared.wiring``), so this adapter serves deploys
-    without Terraform and the tests. The Google client is imported and created
-    on first read and reused. Each attempt has ``timeout`` seconds and retries
-    of unavailable/exhausted errors stop after ``retry_deadline`` seconds.
+    It speaks Secret Manager's REST API (``versions.access``) through
+    ``shared.google_rest``, as the BigQuery and KMS adapters do, so neither
+    ``google-cloud-secret-manager`` nor gRPC is loaded (the OAuth start reads
+    its client secret here on a cold start); the tests hold it to that library.
+    ``api_endpoint`` (e.g. ``http://127.0.0.1:8086``) points it at a loopback
+    stand-in; the token comes as ``shared.google_rest`` says. Production
+    instances get the pepper as an environment variable instead (see
+    ``shared.wiring``). Each attempt has ``timeout`` seconds and retries of
+    transient failures (429, 5xx, transport) stop after ``retry_deadline``
+    seconds.
     """
 
     def __init__(
@@ -150,8 +157,7 @@ class SecretManagerSource:
         self._credentials = credentials
         self._timeout = timeout
         self._retry_deadline = retry_deadline
-        self._client: Any = None
-        self._retry: Any = None
+        self._session: GoogleRestSession | None = None
         self._values: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -167,17 +173,22 @@ class SecretManagerSource:
     def _read(self, name: str) -> str:
         resource = f"projects/{self.project}/secrets/{name}/versions/latest"
         try:
-            response = self._get_client().access_secret_version(
-                request={"name": resource}, retry=self._retry, timeout=self._timeout
+            answer = self._get_session().call_with_retries(
+                "GET", f"/v1/{resource}:access", timeout=self._timeout, retry_deadline=self._retry_deadline
             )
+            payload = answer.get("payload")
+            payload = payload if isinstance(payload, dict) else {}
+            data = base64.b64decode(str(payload.get("data", "")), validate=True)
+            expected_crc = payload.get("dataCrc32c")
         except Exception as exc:
-            logger.warning("Secret Manager read of %s failed: %s", resource, type(exc).__name__)
+            # The class, and for an API error its status ("HTTP 404 NOT_FOUND"): never Google's message.
+            cause = type(exc).__name__ + (f" ({exc})" if type(exc).__name__ == "GoogleApiError" else "")
+            logger.warning("Secret Manager read of %s failed: %s", resource, cause)
             raise ConfigurationError(
-                f"Secret {name!r} could not be read from Secret Manager ({resource}): {type(exc).__name__}"
+                f"Secret {name!r} could not be read from Secret Manager ({resource}): {cause}"
             ) from exc
-        payload = response.payload
-        data = bytes(payload.data)
-        if "data_crc32c" not in payload or payload.data_crc32c != _crc32c(data):
+        # proto3 JSON writes an int64 as a decimal string.
+        if expected_crc is None or str(expected_crc) != str(_crc32c(data)):
             logger.warning("Secret Manager read of %s failed: payload checksum mismatch", resource)
             raise ConfigurationError(
                 f"Secret {name!r} from Secret Manager ({resource}) failed its CRC32C check: "
@@ -191,26 +202,14 @@ class SecretManagerSource:
                 f"Secret {name!r} from Secret Manager ({resource}) is not UTF-8 text: expected a text value"
             ) from None
 
-    def _get_client(self) -> Any:
-        if self._client is None:
-            from google.api_core import exceptions as api_exceptions
-            from google.api_core import retry as api_retry
-            from google.cloud import secretmanager
+    def _get_session(self) -> GoogleRestSession:
+        if self._session is None:
+            from shared.google_rest import GoogleRestSession
 
-            options: dict[str, Any] = {"transport": "rest"}
-            if self._api_endpoint:
-                options["client_options"] = {"api_endpoint": self._api_endpoint}
-            self._retry = api_retry.Retry(
-                predicate=api_retry.if_exception_type(
-                    api_exceptions.ServiceUnavailable, api_exceptions.ResourceExhausted
-                ),
-                initial=0.2,
-                maximum=2.0,
-                multiplier=2.0,
-                timeout=self._retry_deadline,
+            self._session = GoogleRestSession(
+                SECRET_MANAGER_BASE_URL, api_endpoint=self._api_endpoint, credentials=self._credentials
             )
-            self._client = secretmanager.SecretManagerServiceClient(credentials=self._credentials, **options)
-        return self._client
+        return self._session
 
 
 def _crc32c(data: bytes) -> int:

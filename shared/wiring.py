@@ -69,10 +69,8 @@ class Adapters:
             from shared.crypto.cloud_kms import CloudKmsCipher
 
             assert self.settings.kms_key_name is not None
-            endpoint = self.settings.kms_api_endpoint
-            return CloudKmsCipher(
-                self.settings.kms_key_name, api_endpoint=endpoint, credentials=_stand_in_credentials(endpoint)
-            )
+            # The token (metadata server, a stand-in's none, or google-auth's) is shared.google_rest's choice.
+            return CloudKmsCipher(self.settings.kms_key_name, api_endpoint=self.settings.kms_api_endpoint)
         from shared.crypto.local_keyring import LocalKeyring
 
         return LocalKeyring.open(self.settings.data_dir / "keyring.json")
@@ -84,9 +82,8 @@ class Adapters:
             from shared.service_secrets import SecretManagerSource
 
             assert self.settings.gcp_project is not None
-            endpoint = self.settings.secret_manager_api_endpoint
             return SecretManagerSource(
-                self.settings.gcp_project, api_endpoint=endpoint, credentials=_stand_in_credentials(endpoint)
+                self.settings.gcp_project, api_endpoint=self.settings.secret_manager_api_endpoint
             )
         from shared.service_secrets import EnvSecretSource
 
@@ -110,15 +107,6 @@ class Adapters:
         if self.settings.backend == "gcp":
             return self.service_secrets.get(API_KEY_PEPPER_SECRET).encode()
         return _local_pepper(self.settings.data_dir / "api_key_pepper")
-
-
-def _stand_in_credentials(endpoint: str | None) -> object | None:
-    """Anonymous credentials for a loopback stand-in; None = Google's default credentials."""
-    if not endpoint:
-        return None
-    from google.auth.credentials import AnonymousCredentials
-
-    return AnonymousCredentials()
 
 
 def _local_pepper(path: Path) -> bytes:

@@ -100,34 +100,43 @@ def test_a_mounted_pepper_keeps_secret_manager_off_the_cold_start(tmp_path, gcp_
 
 @pytest.mark.parametrize("backend", ["gcp"])
 def test_setup_validate_rotate_in_gcp_mode_load_no_kms_client_nor_grpc(tmp_path, gcp_stack, settings, simulator):
-    """Cloud KMS is spoken over REST with google-auth: the generated client and gRPC stay off the request path."""
+    """Cloud KMS is spoken over REST with the metadata server's token, as deployed: the generated
+    client, gRPC and google-auth's credentials (and their crypto) stay off the request path."""
     from shared.config import API_KEY_PEPPER_SECRET
     from shared.service_secrets import env_var_name
     from tests.conftest import OPENAI_KEY, key_with
+    from tests.fakes.metadata_server import FakeMetadataServer
 
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "INTEGRATIONS_DATA_DIR": str(tmp_path),
-        **gcp_stack.env(settings),
-        env_var_name(API_KEY_PEPPER_SECRET): "mounted-pepper-" + tmp_path.name,
-        "PROVIDER_OPENAI_BASE_URL": simulator.base_url("openai"),
-    }
-    kms_calls_before = dict(gcp_stack.kms.calls)
     base = "/api/v1/integrations/acme"
     rotate = {"new_credentials": {"api_key": key_with("rotated")}}
-    _, after_setup, after_validate, after_rotate, _ = _loaded_after_each(
-        env,
-        base,
-        f"POST {base}/openai/setup " + json.dumps({"credentials": {"api_key": OPENAI_KEY}, "config": {}}),
-        f"POST {base}/openai/validate",
-        f"POST {base}/openai/rotate " + json.dumps(rotate),
-    )
+    kms_calls_before = dict(gcp_stack.kms.calls)
+    with FakeMetadataServer() as metadata:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "INTEGRATIONS_DATA_DIR": str(tmp_path),
+            **gcp_stack.env(settings),
+            env_var_name(API_KEY_PEPPER_SECRET): "mounted-pepper-" + tmp_path.name,
+            "PROVIDER_OPENAI_BASE_URL": simulator.base_url("openai"),
+            "GCE_METADATA_HOST": metadata.host,
+        }
+        gcp_stack.kms.required_bearer = lambda: metadata.token  # KMS refuses any other token
+        try:
+            _, after_setup, after_validate, after_rotate, _ = _loaded_after_each(
+                env,
+                base,
+                f"POST {base}/openai/setup " + json.dumps({"credentials": {"api_key": OPENAI_KEY}, "config": {}}),
+                f"POST {base}/openai/validate",
+                f"POST {base}/openai/rotate " + json.dumps(rotate),
+            )
+        finally:
+            gcp_stack.kms.required_bearer = None
 
     kms_calls = {rpc: n - kms_calls_before.get(rpc, 0) for rpc, n in gcp_stack.kms.calls.items()}
     assert kms_calls.get("encrypt", 0) >= 2 and kms_calls.get("decrypt", 0) >= 1  # KMS was really used
     assert "google.auth.exceptions" in after_setup  # the probe sees what the adapters load
+    heavy = ("google.cloud.kms", "grpc", "google.api_core", "google.auth.transport.requests", "google.oauth2")
     for step in (after_setup, after_validate, after_rotate):
-        assert not [m for m in step if m.startswith(("google.cloud.kms", "grpc", "google.api_core"))], step
+        assert not [m for m in step if m.startswith(heavy)], step
 
 
 def test_no_function_but_an_aws_validation_loads_boto3(tmp_path):

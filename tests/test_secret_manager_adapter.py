@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -91,14 +93,14 @@ def test_missing_secret_names_it(source: SecretManagerSource, project: str) -> N
 
     assert "'absent-secret'" in str(caught.value)
     assert f"projects/{project}/secrets/absent-secret/versions/latest" in str(caught.value)
-    assert "NotFound" in str(caught.value)
+    assert "HTTP 404" in str(caught.value)
 
 
 def test_failures_are_not_cached(source: SecretManagerSource, sm_server: FakeSecretManagerServer, project: str) -> None:
     sm_server.put_secret(project, "pepper", PEPPER)
     sm_server.permission_denied = True
 
-    with pytest.raises(ConfigurationError, match="Forbidden"):
+    with pytest.raises(ConfigurationError, match="HTTP 403"):
         source.get("pepper")
     sm_server.permission_denied = False
 
@@ -139,7 +141,7 @@ def test_disabled_latest_version_fails(
     sm_server.put_secret(project, "pepper", PEPPER)
     sm_server.set_version_state(project, "pepper", 1, "DISABLED")
 
-    with pytest.raises(ConfigurationError, match="BadRequest"):
+    with pytest.raises(ConfigurationError, match="HTTP 400"):
         source.get("pepper")
 
 
@@ -248,11 +250,35 @@ def test_unreadable_file(tmp_path: Path) -> None:
         EnvSecretSource(tmp_path / "missing.json", environ={}).get("pepper")
 
 
-def test_production_client_speaks_rest_not_grpc() -> None:
-    client = SecretManagerSource("my-project", credentials=AnonymousCredentials())._get_client()
+def test_reads_what_the_google_client_library_reads(sm_server: FakeSecretManagerServer, project: str) -> None:
+    """google-cloud-secret-manager (a test-only dependency) is the reference for the wire format."""
+    from google.cloud import secretmanager
 
-    assert client.transport.kind == "rest"
-    assert client.api_endpoint == "secretmanager.googleapis.com"
+    sm_server.put_secret(project, "pepper", "zürich-" + PEPPER)
+    library = secretmanager.SecretManagerServiceClient(
+        transport="rest",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": sm_server.endpoint},
+    )
+    name = f"projects/{project}/secrets/pepper/versions/latest"
+    expected = library.access_secret_version(request={"name": name}).payload.data.decode()
+    assert make_source(sm_server, project).get("pepper") == expected == "zürich-" + PEPPER
+
+
+def test_reading_loads_neither_the_client_library_nor_grpc(sm_server: FakeSecretManagerServer, project: str) -> None:
+    sm_server.put_secret(project, "pepper", PEPPER)
+    probe = (
+        "import sys\n"
+        "from shared.service_secrets import SecretManagerSource\n"
+        f"assert SecretManagerSource({project!r}, api_endpoint={sm_server.endpoint!r}).get('pepper')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('google.cloud.', 'grpc', 'google.api_core'))))\n"
+    )
+    repo = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=repo, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("backend", ["gcp"])
