@@ -177,13 +177,33 @@ class GoogleRestSession:
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
         timeout: float,
+        retry_deadline: float | None = None,
     ) -> dict[str, Any]:
         """``method`` ``base_url + path``; the decoded JSON answer, or ``GoogleApiError``.
 
-        Transport failures (``requests.RequestException``) and google-auth
-        errors (``google.auth.exceptions.GoogleAuthError``) pass through: the
-        adapter maps them to its own error like any other failure.
+        With ``retry_deadline`` (only for calls that are safe to repeat),
+        transient failures (``is_transient``) are retried with capped
+        exponential backoff (0.1 s doubling to 2 s, jittered) and no attempt
+        starts after that many seconds. Transport failures
+        (``requests.RequestException``) and google-auth errors
+        (``google.auth.exceptions.GoogleAuthError``) pass through: the adapter
+        maps them to its own error like any other failure.
         """
+        deadline = time.monotonic() + (retry_deadline or 0.0)
+        backoff = FIRST_BACKOFF_SECONDS
+        while True:
+            try:
+                return self._call_once(method, path, body, params, timeout)
+            except Exception as exc:
+                remaining = deadline - time.monotonic()
+                if retry_deadline is None or remaining <= 0 or not is_transient(exc):
+                    raise
+            time.sleep(min(backoff * random.uniform(0.5, 1.0), remaining))
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    def _call_once(
+        self, method: str, path: str, body: dict[str, Any] | None, params: dict[str, Any] | None, timeout: float
+    ) -> dict[str, Any]:
         response = self._send(method, path, body, params, timeout)
         if response.status_code == 401 and self.token is not None:
             # The token was revoked or expired early: fetch a new one, once (as AuthorizedSession does).
@@ -195,31 +215,6 @@ class GoogleRestSession:
         if not isinstance(answer, dict):
             raise GoogleApiError(response.status_code, "malformedResponse", "the answer is not a JSON object")
         return answer
-
-    def call_with_retries(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: dict[str, Any] | None = None,
-        params: dict[str, Any] | None = None,
-        timeout: float,
-        retry_deadline: float,
-    ) -> dict[str, Any]:
-        """``call``, with transient failures (``is_transient``) retried: capped exponential
-        backoff (0.1 s doubling to 2 s, jittered), no attempt started after
-        ``retry_deadline`` seconds. Only for calls that are safe to repeat."""
-        deadline = time.monotonic() + retry_deadline
-        backoff = FIRST_BACKOFF_SECONDS
-        while True:
-            try:
-                return self.call(method, path, body=body, params=params, timeout=timeout)
-            except Exception as exc:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not is_transient(exc):
-                    raise
-            time.sleep(min(backoff * random.uniform(0.5, 1.0), remaining))
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
     def _send(
         self, method: str, path: str, body: dict[str, Any] | None, params: dict[str, Any] | None, timeout: float

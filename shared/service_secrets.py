@@ -173,7 +173,7 @@ class SecretManagerSource:
     def _read(self, name: str) -> str:
         resource = f"projects/{self.project}/secrets/{name}/versions/latest"
         try:
-            answer = self._get_session().call_with_retries(
+            answer = self._get_session().call(
                 "GET", f"/v1/{resource}:access", timeout=self._timeout, retry_deadline=self._retry_deadline
             )
             payload = answer.get("payload")

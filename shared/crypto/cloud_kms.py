@@ -275,11 +275,13 @@ class CloudKmsCipher:
         retry: bool = True,
     ) -> dict[str, Any]:
         """One KMS call; transient failures retried until ``retry_deadline`` (see the module docstring)."""
-        session = self._get_session()
-        if not retry:
-            return session.call(method, path, body=body, params=params, timeout=self._timeout)
-        return session.call_with_retries(
-            method, path, body=body, params=params, timeout=self._timeout, retry_deadline=self._retry_deadline
+        return self._get_session().call(
+            method,
+            path,
+            body=body,
+            params=params,
+            timeout=self._timeout,
+            retry_deadline=self._retry_deadline if retry else None,
         )
 
     def _get_session(self) -> GoogleRestSession:
