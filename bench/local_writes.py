@@ -33,14 +33,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from bench.revalidation import _free_port, start_simulator
+from bench.revalidation import _free_port, start_simulator, wait_until_answering
 
 REPO = Path(__file__).resolve().parent.parent
 OPENAI_KEY = "sk-admin-BenchKeyAbcdefghijklmnop0123456789"
@@ -72,14 +71,8 @@ def start_server(data_dir: Path, simulator_url: str) -> tuple[subprocess.Popen[b
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1)
-            return process, url
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise SystemExit("local server did not start")
+    wait_until_answering(process, url + "/healthz", "local server", attempts=300)
+    return process, url
 
 
 def create_keys(data_dir: Path, clients: int) -> list[tuple[str, str]]:

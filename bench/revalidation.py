@@ -76,14 +76,20 @@ def start_simulator(latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
+    wait_until_answering(process, url + "/_sim/stats", "simulator", attempts=200)
+    return process, url
+
+
+def wait_until_answering(process: subprocess.Popen[bytes], url: str, what: str, *, attempts: int) -> None:
+    """Poll ``url`` every 50 ms until it answers; kill ``process`` and stop the bench if it never does."""
+    for _ in range(attempts):
         try:
-            urllib.request.urlopen(url + "/_sim/stats", timeout=1)
-            return process, url
+            urllib.request.urlopen(url, timeout=1)
+            return
         except OSError:
             time.sleep(0.05)
     process.kill()
-    raise SystemExit("simulator did not start")
+    raise SystemExit(f"{what} did not start")
 
 
 def simulator_call(url: str, path: str, body: dict | None = None) -> dict:

@@ -156,7 +156,7 @@ class GoogleRestSession:
         self.token: MetadataServerToken | None = None
         if credentials is None and uses_metadata_server():
             self.session = requests.Session()
-            self.token = MetadataServerToken(requests.Session())
+            self.token = MetadataServerToken(self.session)
         elif credentials is None and api_endpoint:
             self.session = requests.Session()  # a stand-in on loopback: no token exists or is needed
         else:
@@ -223,6 +223,13 @@ class GoogleRestSession:
         return self.session.request(
             method, self.base_url + path, json=body, params=params, headers=headers, timeout=timeout
         )
+
+
+def failure_text(exc: BaseException) -> str:
+    """What a log line or error may say about a failed call: the class, and for an API error
+    its status ("GoogleApiError (HTTP 404 NOT_FOUND)"), never a message that could quote data."""
+    name = type(exc).__name__
+    return f"{name} ({exc})" if isinstance(exc, GoogleApiError) else name
 
 
 def is_transient(exc: Exception) -> bool:

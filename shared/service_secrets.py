@@ -23,12 +23,10 @@ import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from shared.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from shared.google_rest import GoogleRestSession
+from shared.google_rest import GoogleRestSession, failure_text
 
 logger = logging.getLogger(__name__)
 
@@ -181,8 +179,7 @@ class SecretManagerSource:
             data = base64.b64decode(str(payload.get("data", "")), validate=True)
             expected_crc = payload.get("dataCrc32c")
         except Exception as exc:
-            # The class, and for an API error its status ("HTTP 404 NOT_FOUND"): never Google's message.
-            cause = type(exc).__name__ + (f" ({exc})" if type(exc).__name__ == "GoogleApiError" else "")
+            cause = failure_text(exc)
             logger.warning("Secret Manager read of %s failed: %s", resource, cause)
             raise ConfigurationError(
                 f"Secret {name!r} could not be read from Secret Manager ({resource}): {cause}"
@@ -204,8 +201,6 @@ class SecretManagerSource:
 
     def _get_session(self) -> GoogleRestSession:
         if self._session is None:
-            from shared.google_rest import GoogleRestSession
-
             self._session = GoogleRestSession(
                 SECRET_MANAGER_BASE_URL, api_endpoint=self._api_endpoint, credentials=self._credentials
             )

@@ -89,7 +89,7 @@ from typing import Any
 
 from shared.crypto import EncryptedSecret
 from shared.errors import ConfigurationError, EncryptionFailed
-from shared.google_rest import GoogleApiError, GoogleRestSession
+from shared.google_rest import GoogleApiError, GoogleRestSession, failure_text
 
 logger = logging.getLogger(__name__)
 
@@ -307,13 +307,8 @@ class CloudKmsCipher:
             # A bug of ours (or a malformed answer) still must not leak
             # plaintext through its message; log it louder and fail the same way.
             logger.error("Cloud KMS %s failed unexpectedly: %s", operation, type(cause).__name__)
-        elif isinstance(cause, GoogleApiError):
-            # Status and Google's status name only: the error message may quote the request.
-            logger.warning(
-                "Cloud KMS %s failed: %s (HTTP %s %s)", operation, type(cause).__name__, cause.status, cause.reason
-            )
         else:
-            logger.warning("Cloud KMS %s failed: %s", operation, type(cause).__name__)
+            logger.warning("Cloud KMS %s failed: %s", operation, failure_text(cause))
         return EncryptionFailed()
 
 

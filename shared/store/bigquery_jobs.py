@@ -40,6 +40,8 @@ WAIT_MILLISECONDS = 10_000
 # The POST of a job is resent with the same requestId on a dropped connection
 # or a transient status: BigQuery answers the job it already started.
 SEND_ATTEMPTS = 3
+# One HTTP call: the server holds it up to WAIT_MILLISECONDS; the answer gets time to arrive on top.
+HTTP_TIMEOUT_SECONDS = WAIT_MILLISECONDS / 1000 + 20.0
 # HTTP status BigQuery uses for an error ``reason`` (its troubleshooting table), for a
 # failure reported inside a job's answer rather than as the answer's status.
 REASON_STATUS = {
@@ -278,7 +280,7 @@ class BigQueryJobs:
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
                 return self.session.call(
-                    "POST", f"{API_PATH}/projects/{self.project}/queries", body=body, timeout=self._http_timeout()
+                    "POST", f"{API_PATH}/projects/{self.project}/queries", body=body, timeout=HTTP_TIMEOUT_SECONDS
                 )
             except GoogleApiError as error:
                 if not error.transient or attempt == SEND_ATTEMPTS:
@@ -297,12 +299,12 @@ class BigQueryJobs:
         if location:
             params = {**params, "location": location}
         return self.session.call(
-            "GET", f"{API_PATH}/projects/{self.project}/queries/{job_id}", params=params, timeout=self._http_timeout()
+            "GET", f"{API_PATH}/projects/{self.project}/queries/{job_id}", params=params, timeout=HTTP_TIMEOUT_SECONDS
         )
 
     def _create(self, path: str, body: dict[str, Any]) -> bool:
         try:
-            self.session.call("POST", API_PATH + path, body=body, timeout=self._http_timeout())
+            self.session.call("POST", API_PATH + path, body=body, timeout=HTTP_TIMEOUT_SECONDS)
         except GoogleApiError as error:
             if error.status == 409:  # already exists
                 return False
@@ -311,7 +313,3 @@ class BigQueryJobs:
 
     def _page_size(self) -> dict[str, Any]:
         return {"maxResults": self.page_rows} if self.page_rows else {}
-
-    def _http_timeout(self) -> float:
-        # The server holds a call up to WAIT_MILLISECONDS; give the answer time to arrive on top.
-        return WAIT_MILLISECONDS / 1000 + 20.0

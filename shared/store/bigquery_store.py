@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import StoreUnavailable
-from shared.google_rest import GoogleApiError
+from shared.google_rest import GoogleApiError, failure_text
 from shared.models import (
     Alert,
     ApiKeyRecord,
@@ -190,7 +190,7 @@ class BigQueryStore:
                     if not retryable or attempt == self.max_attempts:
                         logger.error(
                             "bigquery job failed",
-                            extra={"error": f"{exc.status} {exc.reason}", "attempt": attempt},
+                            extra={"error": failure_text(exc), "attempt": attempt},
                         )
                         raise StoreUnavailable() from exc
                     self.counters["conflict_retries"] += 1
