@@ -5,15 +5,17 @@ Why not the generated client libraries on the request path: importing
 cold start, and ``google.cloud.kms`` (which drags in gRPC even when asked for
 its REST transport) about as much again; a list or get paid 3x a hello
 world's first response for it (issue 17, ``bench/operations.py``). Both APIs
-are plain JSON over HTTPS, so the adapters speak it through google-auth's
-``AuthorizedSession`` (token refresh, a retry on 401) and ``requests``, which
-the provider validators load anyway. The generated libraries remain the
+are plain JSON over HTTPS, so the adapters speak it through
+``shared.http_client`` (the standard library's ``http.client``, already loaded
+by the functions framework; ``requests`` alone would add ~26 ms to a cold
+start). The generated libraries remain the
 tests' reference clients: the tests check that what these adapters send and
 store is what those libraries send and read (``tests/test_bigquery_jobs.py``).
 
 Where the token comes from, first match wins:
 
-1. credentials passed in (a test, a tool): google-auth's ``AuthorizedSession``;
+1. credentials passed in (a test, a tool): google-auth's ``AuthorizedSession``
+   (``requests``; not a cold-start path);
 2. on Google's serverless runtime (``K_SERVICE`` set, as Cloud Functions and
    Cloud Run set it) or wherever ``GCE_METADATA_HOST`` names a metadata
    server (google-auth's variable): the runtime service account's access
@@ -31,10 +33,13 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
+
+from shared.http_client import HttpClient
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 # Status codes a Google API answers for a condition that may pass on its own.
@@ -98,7 +103,7 @@ class MetadataServerToken:
     ``RefreshError``, as its own credentials would.
     """
 
-    def __init__(self, session: Any, host: str | None = None) -> None:
+    def __init__(self, session: HttpClient, host: str | None = None) -> None:
         self.host = host or os.environ.get(METADATA_HOST_ENV) or DEFAULT_METADATA_HOST
         self._session = session
         self._lock = threading.Lock()
@@ -118,12 +123,12 @@ class MetadataServerToken:
             self._token = None
 
     def _fetch(self) -> tuple[str, float]:
-        import requests
         from google.auth.exceptions import RefreshError
 
         self.fetches += 1
         try:
-            response = self._session.get(
+            response = self._session.request(
+                "GET",
                 f"http://{self.host}{METADATA_TOKEN_PATH}",
                 headers={"Metadata-Flavor": "Google"},
                 timeout=METADATA_TIMEOUT_SECONDS,
@@ -131,7 +136,7 @@ class MetadataServerToken:
             )
             answer = response.json() if response.status_code == 200 else {}
             answer = answer if isinstance(answer, dict) else {}
-        except (requests.RequestException, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # transport failures are OSErrors
             raise RefreshError(f"the metadata server did not answer: {type(exc).__name__}") from exc
         token, lifetime = answer.get("access_token"), answer.get("expires_in")
         if not isinstance(token, str) or not token or not isinstance(lifetime, int | float):
@@ -146,28 +151,29 @@ def uses_metadata_server(environ: Mapping[str, str] | None = None) -> bool:
 
 
 class GoogleRestSession:
-    """One authorized ``requests`` session to one API's base URL, reused for the instance's life."""
+    """One authorized session to one API's base URL, reused for the instance's life.
+
+    Revalidation and re-wrapping call KMS from up to 16 workers at once: the
+    session keeps a connection for each (``POOL_SIZE``) instead of reopening them.
+    """
 
     def __init__(self, base_url: str, *, api_endpoint: str | None = None, credentials: Any = None) -> None:
-        import requests
-        from requests.adapters import HTTPAdapter
-
         self.base_url = (api_endpoint or base_url).rstrip("/")
         self.token: MetadataServerToken | None = None
+        self.session: Any
         if credentials is None and uses_metadata_server():
-            self.session = requests.Session()
+            self.session = HttpClient(pool_size=POOL_SIZE)
             self.token = MetadataServerToken(self.session)
         elif credentials is None and api_endpoint:
-            self.session = requests.Session()  # a stand-in on loopback: no token exists or is needed
+            self.session = HttpClient(pool_size=POOL_SIZE)  # a stand-in on loopback: no token exists or is needed
         else:
             from google.auth.transport.requests import AuthorizedSession
+            from requests.adapters import HTTPAdapter
 
             self.session = AuthorizedSession(credentials or _default_credentials())
-        # Revalidation and re-wrapping call KMS from up to 16 workers at once: keep a
-        # connection for each instead of requests' default 10 (the rest would be reopened per call).
-        adapter = HTTPAdapter(pool_maxsize=POOL_SIZE)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
+            adapter = HTTPAdapter(pool_maxsize=POOL_SIZE)
+            self.session.mount("https://", adapter)
+            self.session.mount("http://", adapter)
 
     def call(
         self,
@@ -185,7 +191,7 @@ class GoogleRestSession:
         transient failures (``is_transient``) are retried with capped
         exponential backoff (0.1 s doubling to 2 s, jittered) and no attempt
         starts after that many seconds. Transport failures
-        (``requests.RequestException``) and google-auth errors
+        (OSErrors, as ``requests.RequestException`` is too) and google-auth errors
         (``google.auth.exceptions.GoogleAuthError``) pass through: the adapter
         maps them to its own error like any other failure.
         """
@@ -221,7 +227,13 @@ class GoogleRestSession:
     ) -> Any:
         headers = {"Authorization": self.token.authorization()} if self.token is not None else None
         return self.session.request(
-            method, self.base_url + path, json=body, params=params, headers=headers, timeout=timeout
+            method,
+            self.base_url + path,
+            json=body,
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,  # Google's APIs answer, they do not redirect
         )
 
 
@@ -236,10 +248,23 @@ def is_transient(exc: Exception) -> bool:
     """Worth another attempt: an API status that may pass on its own, or a failed transport."""
     if isinstance(exc, GoogleApiError):
         return exc.transient
+    if isinstance(exc, ConnectionError | TimeoutError):  # shared.http_client's failures
+        return True
     from google.auth.exceptions import TransportError
-    from requests import exceptions as transport
 
-    return isinstance(exc, transport.ConnectionError | transport.Timeout | TransportError)
+    if isinstance(exc, TransportError):
+        return True
+    # requests only ever failed a call if something loaded it (the AuthorizedSession path).
+    transport = sys.modules.get("requests.exceptions")
+    return transport is not None and isinstance(exc, transport.ConnectionError | transport.Timeout)
+
+
+def is_connection_failure(exc: Exception) -> bool:
+    """The call failed in the transport (refused, reset, dropped), not with an answer."""
+    if isinstance(exc, ConnectionError):
+        return True
+    transport = sys.modules.get("requests.exceptions")
+    return transport is not None and isinstance(exc, transport.ConnectionError)
 
 
 def _default_credentials() -> Any:

@@ -122,6 +122,7 @@ def test_parallel_setups_have_exactly_one_winner(service, backend):
 def test_no_secret_in_logs_even_when_provider_echoes_it(client, org_key, caplog):
     secret = key_with("bad")
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="integrations")  # whatever level an earlier test configured
     _setup(client, org_key, secret)
     client.post(BASE + "/openai/validate", headers={"X-API-Key": org_key})
     client.post(BASE + "/openai/rotate", json={"new_credentials": {"api_key": secret}}, headers={"X-API-Key": org_key})

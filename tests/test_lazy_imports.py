@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 PROBE = """
 import json, sys
-WATCHED = ("google.cloud.", "google.auth", "google.api_core", "grpc", "boto3", "botocore", "jsonschema")
+WATCHED = ("google.cloud.", "google.auth", "google.api_core", "grpc", "boto3", "botocore", "jsonschema",
+           "requests", "urllib3", "shared.http_client")
 import main
 from shared.local_server import create_app
 from shared.config import Settings
@@ -134,7 +135,16 @@ def test_setup_validate_rotate_in_gcp_mode_load_no_kms_client_nor_grpc(tmp_path,
     kms_calls = {rpc: n - kms_calls_before.get(rpc, 0) for rpc, n in gcp_stack.kms.calls.items()}
     assert kms_calls.get("encrypt", 0) >= 2 and kms_calls.get("decrypt", 0) >= 1  # KMS was really used
     assert "google.auth.exceptions" in after_setup  # the probe sees what the adapters load
-    heavy = ("google.cloud.kms", "grpc", "google.api_core", "google.auth.transport.requests", "google.oauth2")
+    heavy = (
+        "google.cloud.kms",
+        "grpc",
+        "google.api_core",
+        "google.auth.transport.requests",
+        "google.oauth2",
+        "requests",  # shared.http_client carries the Google calls and the OpenAI check
+        "urllib3",
+    )
+    assert "shared.http_client" in after_setup
     for step in (after_setup, after_validate, after_rotate):
         assert not [m for m in step if m.startswith(heavy)], step
 
@@ -332,9 +342,10 @@ def test_a_local_api_key_setup_loads_the_keyring_but_no_validator_or_http_client
 
 
 def test_a_local_validate_loads_the_http_check_and_its_client(local_instance):
-    """The probe can see what a validation loads: the declarative check and requests."""
+    """A validation loads the declarative check and the standard-library client, not requests."""
     answered = _cold_start(local_instance, "integration_validate", ("POST", API + "/openai/validate", None))["answered"]
-    assert {"shared.validators", "shared.validators.http_check", "requests"} <= set(answered["modules"])
+    assert {"shared.validators", "shared.validators.http_check", "shared.http_client"} <= set(answered["modules"])
+    assert not [m for m in answered["modules"] if m.startswith(("requests", "urllib3"))]
     assert "shared.validators.aws_live" not in answered["modules"]
 
 

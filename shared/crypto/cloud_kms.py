@@ -50,7 +50,7 @@ base64, int64 as decimal strings):
   /v1/{key}:updatePrimaryVersion`` (``{cryptoKeyVersionId}``).
 
 Failures — ``shared.google_rest.GoogleApiError`` (an error status),
-``google.auth`` errors, ``requests`` transport errors and integrity
+``google.auth`` errors, transport errors (OSErrors) and integrity
 mismatches — raise ``EncryptionFailed()`` with the generic message, chained
 from the cause; the log line (WARNING) names only the cause's class (and for
 an API error its HTTP status and Google's status name, never its message).
@@ -71,7 +71,7 @@ two versions.
 calls of this adapter (one per invocation, failed ones included); retries are
 not counted separately.
 
-Google libraries (google-auth, requests, google_crc32c) are imported on first
+Google libraries (google-auth, google_crc32c) are imported on first
 use, never at import time of this module, so the local runtime and functions
 that never call KMS start fast.
 """
@@ -349,9 +349,7 @@ def _is_expected_failure(exc: Exception) -> bool:
     """Errors a KMS call is expected to produce; anything else is logged as a bug."""
     if isinstance(exc, _IntegrityError | GoogleApiError):
         return True
-    try:
-        from google.auth.exceptions import GoogleAuthError
-        from requests.exceptions import RequestException
-    except ImportError:
-        return False
-    return isinstance(exc, GoogleAuthError | RequestException)
+    from google.auth.exceptions import GoogleAuthError
+
+    # Transport failures are OSErrors (shared.http_client's, and requests' on the AuthorizedSession path).
+    return isinstance(exc, GoogleAuthError | OSError)

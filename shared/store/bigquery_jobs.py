@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.google_rest import GoogleApiError, GoogleRestSession
+from shared.google_rest import GoogleApiError, GoogleRestSession, is_connection_failure
 
 BIGQUERY_BASE_URL = "https://bigquery.googleapis.com"
 API_PATH = "/bigquery/v2"
@@ -191,7 +191,7 @@ class BigQueryJobs:
     emulator) with anonymous credentials; without it, Google's endpoint with
     the application default credentials. The HTTP session is created on first
     use and reused. Failures raise ``GoogleApiError`` (an error status),
-    ``requests.RequestException`` or google-auth's errors; the store decides
+    an OSError (the transport's) or google-auth's errors; the store decides
     what to retry.
     """
 
@@ -275,8 +275,6 @@ class BigQueryJobs:
     # --- internals ---------------------------------------------------------------------------
 
     def _send_job(self, body: dict[str, Any]) -> dict[str, Any]:
-        import requests
-
         for attempt in range(1, SEND_ATTEMPTS + 1):
             try:
                 return self.session.call(
@@ -285,8 +283,8 @@ class BigQueryJobs:
             except GoogleApiError as error:
                 if not error.transient or attempt == SEND_ATTEMPTS:
                     raise
-            except requests.ConnectionError:
-                if attempt == SEND_ATTEMPTS:
+            except Exception as error:
+                if not is_connection_failure(error) or attempt == SEND_ATTEMPTS:
                     raise
             time.sleep(0.1 * 2 ** (attempt - 1))
         raise AssertionError("unreachable")

@@ -37,7 +37,7 @@ from shared.validators import (
     ValidationResult,
     summarize,
 )
-from shared.validators.retry import Attempted, request_with_retries
+from shared.validators.retry import Answer, Attempted, request_with_retries, session
 
 ARM_SCOPE = "https://management.azure.com/.default"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -117,10 +117,10 @@ class _BoundedHttp:
     def __init__(self, context: ValidationContext, deadline: float) -> None:
         self.context = context
         self.deadline = deadline
-        self.last: requests.Response | None = None
+        self.last: Answer | None = None
         self.requests = 0
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def _send(self, method: str, url: str, **kwargs: Any) -> Any:
         attempted = _send(method, url, self.context, self.deadline, **kwargs)
         self.requests += attempted.attempts
         self.last = attempted.response
@@ -157,10 +157,11 @@ def _send(
         context=context,
         deadline=deadline,
         verify=context.azure_ca_bundle,
+        client=session(),  # msal reads requests' own answers (raise_for_status and its errors)
     )
 
 
-def _error_codes(response: requests.Response | None) -> list[int]:
+def _error_codes(response: Answer | None) -> list[int]:
     if response is None:
         return []
     try:
@@ -243,7 +244,7 @@ def _client(principal: _Principal, context: ValidationContext, http: _BoundedHtt
     return app, None
 
 
-def _arm_error_code(response: requests.Response) -> str:
+def _arm_error_code(response: Answer) -> str:
     try:
         code = response.json()["error"]["code"]
     except (ValueError, KeyError, TypeError):

@@ -14,11 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from shared.providers import ProviderSpec
 from shared.validators import CheckResult, Failure, FailureClass, ValidationContext
-from shared.validators.retry import request_with_retries
+from shared.validators.retry import Answer, request_with_retries
 
 MAX_MODELS_REPORTED = 200
 
@@ -61,7 +59,7 @@ def check_order(spec: ProviderSpec, secret: str) -> list[str]:
     return checks
 
 
-def _json_fields_match(response: requests.Response, wanted: dict[str, Any]) -> bool:
+def _json_fields_match(response: Answer, wanted: dict[str, Any]) -> bool:
     try:
         body = response.json()
     except ValueError:
@@ -75,7 +73,7 @@ def _json_fields_match(response: requests.Response, wanted: dict[str, Any]) -> b
     return True
 
 
-def _matches(response: requests.Response, matchers: list[dict[str, Any]]) -> bool:
+def _matches(response: Answer, matchers: list[dict[str, Any]]) -> bool:
     for matcher in matchers:
         if response.status_code != matcher["status"]:
             continue
@@ -88,7 +86,7 @@ def _matches(response: requests.Response, matchers: list[dict[str, Any]]) -> boo
     return False
 
 
-def classify(spec: ProviderSpec, capability: str, response: requests.Response | None) -> CheckResult:
+def classify(spec: ProviderSpec, capability: str, response: Answer | None) -> CheckResult:
     """Turn one (final) response into a CheckResult; provider text is never kept."""
     if response is None:
         return CheckResult(
@@ -135,7 +133,7 @@ def classify(spec: ProviderSpec, capability: str, response: requests.Response | 
     )
 
 
-def _models(response: requests.Response, models_spec: dict[str, str]) -> list[str] | None:
+def _models(response: Answer, models_spec: dict[str, str]) -> list[str] | None:
     try:
         items = response.json().get(models_spec["items"], [])
         return [str(item[models_spec["id"]]) for item in items][:MAX_MODELS_REPORTED]

@@ -4,6 +4,12 @@ Retries only what is a fault rather than an answer (429, 5xx, 529, network
 errors), at most ``max_attempts`` times, with full-jitter exponential backoff
 that honours ``Retry-After`` up to a cap, and never past the overall deadline:
 a validation cannot hang a function.
+
+Checks go through ``shared.http_client`` (the standard library's client: a
+cold start does not pay ~26 ms to import requests). ``session()`` is the
+``requests`` session for libraries that need one (google-auth's token
+refresh, msal, the AWS metadata call, OAuth token exchange); msal's checks
+also pass it as ``client``.
 """
 
 from __future__ import annotations
@@ -15,20 +21,42 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-import requests
+from shared.http_client import HttpClient
 
 if TYPE_CHECKING:
+    from email.message import Message
+
+    import requests
+
     from shared.validators import ValidationContext
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
 
 _sessions = threading.local()
+# Thread-safe and pooled: revalidation's workers share it.
+CHECKS = HttpClient()
+
+
+class Answer(Protocol):
+    """What a check reads of an answer (``shared.http_client.Response`` or ``requests.Response``)."""
+
+    status_code: int
+
+    @property
+    def headers(self) -> Message | Any: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
 
 
 def session() -> requests.Session:
-    """One pooled session per thread (requests.Session is not thread-safe)."""
+    """One pooled ``requests`` session per thread (requests.Session is not thread-safe)."""
+    import requests
+
     current = getattr(_sessions, "session", None)
     if current is None:
         current = requests.Session()
@@ -48,12 +76,12 @@ def session() -> requests.Session:
 class Attempted:
     """The last response (or network error) after retries, and how many tries."""
 
-    response: requests.Response | None
+    response: Answer | None
     error: Exception | None
     attempts: int
 
 
-def retry_after_seconds(response: requests.Response) -> float | None:
+def retry_after_seconds(response: Answer) -> float | None:
     value = response.headers.get("Retry-After")
     if value is None:
         return None
@@ -77,6 +105,7 @@ def request_with_retries(
     context: ValidationContext,
     deadline: float,
     verify: str | None = None,
+    client: Any = CHECKS,  # HttpClient or a requests.Session: the same request() signature
 ) -> Attempted:
     """Send one idempotent check, retrying faults; ``deadline`` is a monotonic time.
 
@@ -84,9 +113,10 @@ def request_with_retries(
     (``context``), the same for every validator.
 
     ``verify`` names a CA bundle for this request (a simulator's own CA);
-    None keeps the session's setting.
+    None keeps the client's setting. ``client`` is ``CHECKS`` unless a library
+    needs ``requests``' own answers (msal: ``session()``).
     """
-    response: requests.Response | None = None
+    response: Answer | None = None
     error: Exception | None = None
     attempt = 0
     while attempt < context.max_attempts:
@@ -95,7 +125,7 @@ def request_with_retries(
         if remaining <= 0:
             break
         try:
-            response = session().request(
+            response = client.request(
                 method,
                 url,
                 headers=headers,
@@ -106,7 +136,7 @@ def request_with_retries(
                 verify=verify,
             )
             error = None
-        except requests.RequestException as exc:
+        except OSError as exc:  # transport failures, requests' included
             response, error = None, exc
         if response is not None and response.status_code not in RETRYABLE_STATUS:
             break

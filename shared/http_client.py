@@ -1,0 +1,277 @@
+"""A small pooled HTTP client on the standard library, for the request path.
+
+Why not ``requests`` here: importing it (with urllib3, charset_normalizer,
+idna and cookiejar) costs ~26 ms of a cold start, more than a quarter of a
+bare function's whole first answer, while ``http.client`` and ``ssl`` are
+already loaded by the functions framework. The calls on the request path
+(Google REST APIs, the metadata server, the LLM providers' checks) need only
+this much: one request, a pooled keep-alive connection, TLS verified against
+the same CA bundle requests would use, a proxy from the environment, no
+redirects. Paths that hand a session to another library (google-auth's token
+refresh, msal, boto) keep ``requests``.
+
+Failures are OSErrors, as requests' are: ``ConnectionError`` (refused, reset,
+a malformed or truncated answer, TLS), ``TimeoutError``. Their messages name
+the host only: a URL may carry a key in its query.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json as jsonlib
+import os
+import select
+import ssl
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+USER_AGENT = "integrations-service"
+MAX_BODY_BYTES = 32 * 1024 * 1024  # no provider or Google answer we read comes near this
+DEFAULT_POOL_SIZE = 8
+CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # honoured as requests does
+
+
+class TransportError(ConnectionError):
+    """No usable answer: refused, reset, TLS refused, a malformed or oversized answer."""
+
+
+@dataclass
+class Response:
+    """The parts of an answer the callers read (named as requests names them)."""
+
+    status_code: int
+    reason: str
+    headers: Message  # case-insensitive lookups; a missing header reads as None
+    content: bytes
+    url: str = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code < 400
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.headers.get_content_charset() or "utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON; ``ValueError`` when it is not."""
+        return jsonlib.loads(self.content)
+
+
+def default_ca_bundle() -> str | None:
+    """The CA bundle requests would verify against: the environment's, else certifi's."""
+    for name in CA_BUNDLE_ENV:
+        if os.environ.get(name):
+            return os.environ[name]
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - certifi comes with requests, which we install
+        return None
+    return certifi.where()
+
+
+class HttpClient:
+    """Thread-safe; keeps up to ``pool_size`` idle connections per origin."""
+
+    def __init__(self, *, pool_size: int = DEFAULT_POOL_SIZE, user_agent: str = USER_AGENT) -> None:
+        self.pool_size = pool_size
+        self.user_agent = user_agent
+        self._lock = threading.Lock()
+        self._idle: dict[tuple[Any, ...], list[http.client.HTTPConnection]] = {}
+        self._tls: dict[str | None, ssl.SSLContext] = {}
+        self.connections_opened = 0
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        data: str | bytes | Mapping[str, Any] | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+        verify: str | bool | None = None,
+    ) -> Response:
+        """Send one request and read the whole answer. Redirects are never followed
+        (``allow_redirects`` exists for requests' signature and must stay False):
+        every caller here treats a 3xx as the answer."""
+        if allow_redirects:
+            raise ValueError("HttpClient does not follow redirects")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("an absolute http(s) URL is needed")
+        target = parts.path or "/"
+        query = "&".join(filter(None, [parts.query, urlencode(params, doseq=True) if params else ""]))
+        if query:
+            target += "?" + query
+        body, content_type = _encode_body(data, json)
+        sent_headers = {"User-Agent": self.user_agent, "Accept-Encoding": "identity", "Accept": "*/*"}
+        if content_type:
+            sent_headers["Content-Type"] = content_type
+        sent_headers.update(headers or {})
+        if body is not None or method.upper() in ("POST", "PUT", "PATCH"):
+            sent_headers["Content-Length"] = str(len(body or b""))
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        cafile = self._cafile(verify) if parts.scheme == "https" else None
+        proxy = _proxy_for(parts.scheme, parts.hostname)
+        key = (parts.scheme, parts.hostname, port, cafile, proxy)
+        if proxy and parts.scheme == "http":
+            target = f"http://{parts.netloc}{target}"  # a plain-HTTP proxy takes the absolute form
+
+        reused, connection = self._checkout(key, timeout)
+        try:
+            response = self._exchange(connection, method, target, body, sent_headers)
+        except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+            connection.close()
+            if not reused:
+                raise TransportError(f"{parts.hostname} closed the connection") from None
+            # The server closed an idle keep-alive connection as we reused it: once more on a new one.
+            connection = self._open(key, timeout)
+            response = self._exchange_or_fail(connection, method, target, body, sent_headers, parts.hostname)
+        except TimeoutError:
+            connection.close()
+            raise TimeoutError(f"{parts.hostname} did not answer in time") from None
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            raise TransportError(f"{parts.hostname}: {type(exc).__name__}") from None
+        status, reason, answer_headers, content, keep = response
+        if keep:
+            self._checkin(key, connection)
+        else:
+            connection.close()
+        return Response(status, reason, answer_headers, content, url)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
+
+    # --- connections -----------------------------------------------------------------------
+
+    def _exchange_or_fail(
+        self,
+        connection: http.client.HTTPConnection,
+        method: str,
+        target: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        host: str,
+    ) -> tuple[int, str, Message, bytes, bool]:
+        try:
+            return self._exchange(connection, method, target, body, headers)
+        except TimeoutError:
+            connection.close()
+            raise TimeoutError(f"{host} did not answer in time") from None
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            raise TransportError(f"{host}: {type(exc).__name__}") from None
+
+    @staticmethod
+    def _exchange(
+        connection: http.client.HTTPConnection, method: str, target: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, str, Message, bytes, bool]:
+        connection.request(method, target, body=body, headers=headers)
+        answer = connection.getresponse()
+        content = answer.read(MAX_BODY_BYTES + 1)
+        if len(content) > MAX_BODY_BYTES:
+            raise http.client.HTTPException("answer larger than the client accepts")
+        return answer.status, answer.reason, answer.headers, content, not answer.will_close
+
+    def _checkout(self, key: tuple[Any, ...], timeout: float | None) -> tuple[bool, http.client.HTTPConnection]:
+        with self._lock:
+            idle = self._idle.get(key) or []
+            while idle:
+                connection = idle.pop()
+                if _still_open(connection):
+                    connection.timeout = timeout
+                    if connection.sock is not None:
+                        connection.sock.settimeout(timeout)
+                    return True, connection
+                connection.close()
+        return False, self._open(key, timeout)
+
+    def _checkin(self, key: tuple[Any, ...], connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self.pool_size:
+                idle.append(connection)
+                return
+        connection.close()
+
+    def _open(self, key: tuple[Any, ...], timeout: float | None) -> http.client.HTTPConnection:
+        scheme, host, port, cafile, proxy = key
+        self.connections_opened += 1
+        connection: http.client.HTTPConnection
+        if scheme == "https":
+            context = self._context(cafile)
+            if proxy:
+                proxy_host, proxy_port = proxy
+                connection = http.client.HTTPSConnection(proxy_host, proxy_port, timeout=timeout, context=context)
+                connection.set_tunnel(host, port)
+            else:
+                connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+        elif proxy:
+            connection = http.client.HTTPConnection(proxy[0], proxy[1], timeout=timeout)
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        return connection
+
+    def _cafile(self, verify: str | bool | None) -> str | None:
+        if verify is False:
+            raise ValueError("TLS verification cannot be turned off")
+        return verify if isinstance(verify, str) else default_ca_bundle()
+
+    def _context(self, cafile: str | None) -> ssl.SSLContext:
+        # Building a context and loading a bundle costs ~16 ms: once per bundle, not per connection.
+        with self._lock:
+            context = self._tls.get(cafile)
+            if context is None:
+                context = self._tls[cafile] = ssl.create_default_context(cafile=cafile)
+            return context
+
+
+def _still_open(connection: http.client.HTTPConnection) -> bool:
+    """An idle keep-alive socket that reads as ready was closed by the server (or sent junk)."""
+    sock = connection.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+def _encode_body(data: str | bytes | Mapping[str, Any] | None, json: Any) -> tuple[bytes | None, str | None]:
+    if json is not None:
+        return jsonlib.dumps(json).encode(), "application/json"
+    if data is None:
+        return None, None
+    if isinstance(data, Mapping):
+        return urlencode(data, doseq=True).encode(), "application/x-www-form-urlencoded"
+    return (data.encode() if isinstance(data, str) else data), None
+
+
+def _proxy_for(scheme: str, host: str) -> tuple[str, int] | None:
+    """The environment's proxy for ``scheme`` (HTTPS_PROXY / HTTP_PROXY, NO_PROXY honoured), if any."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return None
+    import urllib.request
+
+    if urllib.request.proxy_bypass_environment(host):  # type: ignore[attr-defined]  # public, untyped
+        return None
+    proxy = urllib.request.getproxies_environment().get(scheme)
+    if not proxy:
+        return None
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"only an http:// proxy is supported (the {scheme} proxy is {parts.scheme}://)")
+    return parts.hostname, parts.port or 80

@@ -1,0 +1,215 @@
+"""shared.http_client against real HTTP(S) servers on loopback: what it sends, pooling, failures, TLS, proxies."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from shared import http_client
+from shared.http_client import HttpClient, TransportError
+from tests.simulators.azure import _self_signed_tls
+
+
+class Recorder(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), RecordingHandler)
+        self.requests: list[dict] = []
+        self.connections = 0
+        self.close_after_answer = False  # answer with Connection: close
+        self.drop_idle = False  # close the connection after answering, without saying so
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if isinstance(self.socket, ssl.SSLSocket) else "http"
+        return f"{scheme}://127.0.0.1:{self.server_address[1]}"
+
+
+class RecordingHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Recorder
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections += 1
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.requests.append(
+            {"method": self.command, "target": self.path, "headers": dict(self.headers), "body": body}
+        )
+        if self.path.startswith("/redirect"):
+            status, payload = 302, b""
+        elif self.path.startswith("/big"):
+            status, payload = 200, b"x" * 2048
+        elif self.path.startswith("/slow"):
+            threading.Event().wait(1.0)
+            status, payload = 200, b"{}"
+        else:
+            status, payload = 200, json.dumps({"path": self.path}).encode()
+        self.send_response(status)
+        if status == 302:
+            self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        if self.server.close_after_answer:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(payload)
+        if self.server.drop_idle:
+            self.close_connection = True
+
+    do_GET = do_POST = do_PUT = _answer
+
+
+@pytest.fixture
+def server() -> Iterator[Recorder]:
+    recorder = Recorder()
+    threading.Thread(target=recorder.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield recorder
+    recorder.shutdown()
+    recorder.server_close()
+
+
+@pytest.fixture
+def client() -> Iterator[HttpClient]:
+    pooled = HttpClient()
+    yield pooled
+    pooled.close()
+
+
+def test_sends_the_query_the_body_and_the_headers_it_is_given(server, client):
+    answer = client.request(
+        "POST",
+        server.url + "/v1/things?fixed=1",
+        params={"page": "2", "tag": ["a", "b"]},
+        json={"name": "x"},
+        headers={"Authorization": "Bearer t"},
+        timeout=5,
+    )
+    sent = server.requests[-1]
+    assert answer.status_code == 200 and answer.ok
+    assert answer.json() == {"path": "/v1/things?fixed=1&page=2&tag=a&tag=b"}
+    assert answer.headers["content-type"] == "application/json; charset=utf-8"  # case-insensitive
+    assert answer.text == json.dumps({"path": sent["target"]})
+    assert sent["method"] == "POST" and json.loads(sent["body"]) == {"name": "x"}
+    assert sent["headers"]["Content-Type"] == "application/json"
+    assert sent["headers"]["Authorization"] == "Bearer t"
+    assert sent["headers"]["Accept-Encoding"] == "identity"  # the body is read as sent, never compressed
+
+    client.request("POST", server.url + "/form", data={"grant_type": "x", "scope": "a b"}, timeout=5)
+    assert server.requests[-1]["body"] == b"grant_type=x&scope=a+b"
+    assert server.requests[-1]["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+def test_one_kept_alive_connection_serves_consecutive_calls(server, client):
+    for _ in range(5):
+        assert client.request("GET", server.url + "/ping", timeout=5).status_code == 200
+    assert server.connections == 1 and client.connections_opened == 1
+
+
+def test_a_connection_the_server_closed_is_not_reused(server, client):
+    server.drop_idle = True
+    for _ in range(3):
+        assert client.request("GET", server.url + "/ping", timeout=5).status_code == 200
+    assert server.connections == 3 and len(server.requests) == 3  # each call once, on a fresh connection
+
+
+def test_connection_close_is_honoured(server, client):
+    server.close_after_answer = True
+    client.request("GET", server.url + "/a", timeout=5)
+    client.request("GET", server.url + "/b", timeout=5)
+    assert client.connections_opened == 2
+
+
+def test_redirects_are_answers_not_followed(server, client):
+    answer = client.request("GET", server.url + "/redirect", timeout=5)
+    assert answer.status_code == 302 and len(server.requests) == 1
+    with pytest.raises(ValueError):
+        client.request("GET", server.url + "/redirect", timeout=5, allow_redirects=True)
+
+
+def test_failures_are_oserrors_that_name_the_host_but_not_the_query(server, client, monkeypatch):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    with pytest.raises(TransportError) as refused:
+        client.request("GET", f"http://127.0.0.1:{closed_port}/v1?key=SECRET-IN-QUERY", timeout=2)
+    assert isinstance(refused.value, ConnectionError | OSError)
+    assert "127.0.0.1" in str(refused.value) and "SECRET" not in str(refused.value)
+
+    with pytest.raises(TimeoutError) as slow:
+        client.request("GET", server.url + "/slow?key=SECRET-IN-QUERY", timeout=0.2)
+    assert "SECRET" not in str(slow.value)
+
+    monkeypatch.setattr(http_client, "MAX_BODY_BYTES", 1024)
+    with pytest.raises(TransportError):
+        client.request("GET", server.url + "/big", timeout=5)
+
+
+def test_pool_is_shared_safely_by_many_threads(server):
+    pooled = HttpClient(pool_size=4)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(10):
+                assert pooled.request("GET", server.url + "/ping", timeout=5).status_code == 200
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pooled.close()
+    assert not errors and len(server.requests) == 80
+    assert pooled.connections_opened <= 80 and server.connections == pooled.connections_opened
+
+
+def test_tls_is_verified_against_the_given_or_default_bundle(tmp_path: Path, monkeypatch):
+    ca, cert, key = _self_signed_tls(tmp_path)
+    recorder = Recorder()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    recorder.socket = context.wrap_socket(recorder.socket, server_side=True)
+    threading.Thread(target=recorder.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        pooled = HttpClient()
+        assert pooled.request("GET", recorder.url + "/tls", timeout=5, verify=str(ca)).status_code == 200
+        with pytest.raises(TransportError):  # certifi's bundle does not know the throwaway CA
+            pooled.request("GET", recorder.url + "/tls", timeout=5)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca))  # the variable requests honours
+        assert HttpClient().request("GET", recorder.url + "/tls", timeout=5).status_code == 200
+        with pytest.raises(ValueError):
+            pooled.request("GET", recorder.url + "/tls", timeout=5, verify=False)
+    finally:
+        recorder.shutdown()
+        recorder.server_close()
+
+
+def test_an_http_proxy_from_the_environment_gets_the_absolute_url(server, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", server.url)  # the recorder plays the proxy
+    pooled = HttpClient()
+    pooled.request("GET", "http://provider.invalid:8080/v1/models?x=1", timeout=5)
+    assert server.requests[-1]["target"] == "http://provider.invalid:8080/v1/models?x=1"
+    assert server.requests[-1]["headers"]["Host"] == "provider.invalid:8080"
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    before = len(server.requests)
+    pooled.request("GET", server.url + "/direct", timeout=5)
+    assert server.requests[before]["target"] == "/direct"  # bypassed: origin form, straight to the server
