@@ -23,10 +23,12 @@ import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.errors import ConfigurationError
-from shared.google_rest import GoogleRestSession, failure_text
+
+if TYPE_CHECKING:
+    from shared.google_rest import GoogleRestSession
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +181,8 @@ class SecretManagerSource:
             data = base64.b64decode(str(payload.get("data", "")), validate=True)
             expected_crc = payload.get("dataCrc32c")
         except Exception as exc:
+            from shared.google_rest import failure_text
+
             cause = failure_text(exc)
             logger.warning("Secret Manager read of %s failed: %s", resource, cause)
             raise ConfigurationError(
@@ -200,6 +204,9 @@ class SecretManagerSource:
             ) from None
 
     def _get_session(self) -> GoogleRestSession:
+        # Imported here: the local runtime reads its secrets from the environment and never needs it.
+        from shared.google_rest import GoogleRestSession
+
         if self._session is None:
             self._session = GoogleRestSession(
                 SECRET_MANAGER_BASE_URL, api_endpoint=self._api_endpoint, credentials=self._credentials

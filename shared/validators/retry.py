@@ -18,7 +18,6 @@ import os
 import random
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -55,6 +54,8 @@ class Answer(Protocol):
 
 def session() -> requests.Session:
     """One pooled ``requests`` session per thread (requests.Session is not thread-safe)."""
+    import urllib.request
+
     import requests
 
     current = getattr(_sessions, "session", None)
