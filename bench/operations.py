@@ -900,6 +900,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cold-runs", type=int, default=5, help="fresh processes per first-request case, after a warm-up (default 5)"
     )
+    parser.add_argument(
+        "--only",
+        metavar="TEXT",
+        help="time the first request only of cases whose label contains TEXT (e.g. 'local integration_validate');"
+        " the hello world is always timed; for a quick look, not for the figures a note reports",
+    )
     args = parser.parse_args(argv)
     cpus = os.cpu_count() or 1
     started = time.perf_counter()
@@ -1003,6 +1009,8 @@ def main(argv: list[str] | None = None) -> int:
                         in (("gcp", "integration_list"), ("gcp", "integration_validate")),
                     }
                 )
+        if args.only:
+            cases = [case for case in cases if case["operation"] == "hello" or args.only in case["label"]]
         cases[0]["state"] = ColdState(None)
         first_requests = measure_first_requests(cases, args.cold_runs)
         print_first_requests(first_requests, args.cold_runs, blocked)
@@ -1036,6 +1044,7 @@ def main(argv: list[str] | None = None) -> int:
         f"first-response goals {'MISSED: ' + '; '.join(missed) if missed else f'met ({len(verdicts)} of them)'}; "
         f"by CPU time {'MISSED: ' + '; '.join(cpu_missed) if cpu_missed else 'all met'}; "
         f"run took {elapsed:.0f} s."
+        + (f" Only the cases matching {args.only!r} were timed: not a full run." if args.only else "")
     )
     if args.json:
         report = {
@@ -1043,7 +1052,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "platform": f"{platform.system()} {platform.machine()}",
             "cpus": cpus,
-            "settings": {"reps": args.reps, "import_runs": args.import_runs, "cold_runs": args.cold_runs},
+            "settings": {"reps": args.reps, "import_runs": args.import_runs, "cold_runs": args.cold_runs, "only": args.only},
             "budget_source": "ARCHITECTURE.md, Performance budgets",
             "operations": operations,
             "imports": imports,

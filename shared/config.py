@@ -76,6 +76,8 @@ def _authority_host(environ: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Settings:
+    """Everything the service reads from its environment (``Settings.from_env``), immutable once built."""
+
     backend: str = "local"
     data_dir: Path = Path(".data")
     # GCP mode

@@ -81,6 +81,8 @@ def use_service(service: IntegrationService | None) -> None:
 
 @dataclass
 class ApiCall:
+    """One authenticated request as a handler sees it: the request, the service, who called, which provider."""
+
     request: flask.Request
     service: IntegrationService
     caller: Caller

@@ -39,6 +39,8 @@ class Status(StrEnum):
 
 @dataclass
 class Integration:
+    """A row of org_integrations: one provider connected by one organization, and its lifecycle."""
+
     integration_id: str
     org_slug: str
     provider: str
@@ -133,6 +135,8 @@ class OAuthState:
 
 @dataclass
 class AuditEvent:
+    """A row of the audit log: one credential operation, who asked and how it ended (never a secret)."""
+
     org_slug: str
     provider: str
     action: str  # setup, validate, update, disable, enable, rotate, delete, revalidate
@@ -148,6 +152,8 @@ class AuditEvent:
 
 @dataclass
 class ApiKeyRecord:
+    """An org API key as stored: its id and peppered hash, never the key itself."""
+
     key_id: str
     org_slug: str
     key_hash: str
@@ -203,6 +209,8 @@ class SubscriptionToggle:
 
 @dataclass
 class Webhook:
+    """Where an organization's alerts are delivered."""
+
     org_slug: str
     webhook_id: str
     url: str

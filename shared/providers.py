@@ -71,6 +71,8 @@ MULTI_FIELD_MODULES = {"azure_service_principal"}
 
 @dataclass(frozen=True)
 class ConfigField:
+    """One provider config field from the registry: its pattern, whether it is required, what it means."""
+
     name: str
     regex: str
     required: bool
@@ -109,6 +111,8 @@ class OAuthSpec:
 
 @dataclass(frozen=True)
 class ProviderSpec:
+    """One provider of ``configs/system/providers.yml``, as the service uses it."""
+
     provider_id: str
     display_name: str
     category: str
@@ -144,6 +148,8 @@ class ProviderSpec:
 
 @dataclass(frozen=True)
 class Registry:
+    """Every provider of the registry file, by id."""
+
     providers: dict[str, ProviderSpec]
 
     def get(self, provider_id: str) -> ProviderSpec | None:

@@ -75,6 +75,8 @@ def credential_fingerprint(secret: str) -> str:
 
 @dataclass(frozen=True)
 class Caller:
+    """Who is calling: the API key's id and organization, and the request being served."""
+
     key_id: str
     org_slug: str
     is_admin: bool
@@ -113,18 +115,24 @@ class Caller:
 
 @dataclass
 class _CachedKey:
+    """An API key record and when it was read (the auth cache's entry)."""
+
     record: ApiKeyRecord
     fetched_at: float
 
 
 @dataclass
 class ValidationOutcome:
+    """The integration after a validation, and the validation's result."""
+
     integration: Integration
     result: ValidationResult
 
 
 @dataclass
 class IntegrationService:
+    """The credential operations, over the ports it is given (``shared.wiring`` builds it)."""
+
     adapters: ServicePorts
     registry: Registry
     _key_cache: dict[str, _CachedKey] = field(default_factory=dict)

@@ -7,9 +7,11 @@ import re
 import sqlite3
 import threading
 from datetime import timedelta
+from unittest.mock import patch
 
 import pytest
 
+from shared.errors import StoreUnavailable
 from shared.models import SettingsChange, utc_now
 from shared.revalidation import revalidate_all
 from shared.service import Caller
@@ -92,10 +94,38 @@ def test_a_store_from_before_the_indexes_gets_them_on_open(tmp_path):
     with sqlite3.connect(path) as connection:
         connection.execute("DROP INDEX uq_integration_id")
         connection.execute("DROP INDEX ix_alert_org")
+        connection.execute("PRAGMA user_version = 0")  # as every store written before the schema fingerprint
     SqliteStore(path)
     with sqlite3.connect(path) as connection:
         names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        fingerprint = connection.execute("PRAGMA user_version").fetchone()[0]
     assert {"uq_integration_id", "ix_alert_org"} <= names
+    assert fingerprint != 0
+
+
+def test_a_store_built_by_this_schema_opens_without_writing(tmp_path):
+    """The next process start only reads user_version: it does not wait for a writer holding the lock."""
+    path = tmp_path / "built.sqlite3"
+    SqliteStore(path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a CLI mid-write
+    try:
+        with patch("shared.store.sqlite_store.BUSY_TIMEOUT_MS", 50):
+            reopened = SqliteStore(path)
+        assert reopened.counters["jobs"] == 0 and reopened.counters["schema_changes"] == 0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA user_version = 0")  # schema unknown: the open builds (and checks) it again
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with patch("shared.store.sqlite_store.BUSY_TIMEOUT_MS", 50), pytest.raises(StoreUnavailable):
+            SqliteStore(path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 @pytest.mark.parametrize("writers", [32])

@@ -28,6 +28,8 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class EncryptedSecret:
+    """A credential as the cipher returns it: the ciphertext and the key version that sealed it."""
+
     ciphertext: bytes
     key_version: str  # adapter-specific version label, stored beside the blob
 

@@ -23,6 +23,7 @@ Concurrency (the local server answers each request on its own thread):
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import sqlite3
@@ -124,6 +125,14 @@ INDEXES = (
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_saas_toggle_org_provider ON {SAAS_TOGGLES_TABLE} (org_slug, provider)",
 )
 
+
+def _schema_fingerprint() -> int:
+    """What the schema statements below would build, as a positive 31-bit number for ``PRAGMA user_version``."""
+    statements = [_create_table_sql(table) for table in TABLES] + [" ".join(r) for r in RENAMED_COLUMNS]
+    digest = hashlib.sha256("\n".join([*statements, *BACKFILLS, *INDEXES]).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF or 1
+
+
 # Another process (the CLI) may hold the write lock; within this process the
 # writers queue on ``_write_lock`` and never see it busy.
 BUSY_TIMEOUT_MS = 10_000
@@ -196,12 +205,20 @@ class SqliteStore:
         self._timestamp_columns = {
             table: {name for name, kind in column_types(table).items() if kind == "TIMESTAMP"} for table in TABLES
         }
-        with self._transaction() as connection:
-            for table in TABLES:
-                connection.execute(_create_table_sql(table))
-            self.counters["schema_changes"] += _upgrade(connection)
-            for statement in INDEXES:
-                connection.execute(statement)
+        # A database already built by these very statements (its user_version says so) is
+        # only read: no write transaction at every process start, which would wait on a CLI
+        # or another process holding the write lock.
+        fingerprint = _schema_fingerprint()
+        with self._connection() as connection:
+            built = connection.execute("PRAGMA user_version").fetchone()[0] == fingerprint
+        if not built:
+            with self._transaction() as connection:
+                for table in TABLES:
+                    connection.execute(_create_table_sql(table))
+                self.counters["schema_changes"] += _upgrade(connection)
+                for statement in INDEXES:
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {fingerprint}")  # committed with the schema
 
     # --- plumbing -------------------------------------------------------------------
 

@@ -83,6 +83,8 @@ class CheckResult:
 
 @dataclass
 class ValidationResult:
+    """A validator's verdict: ok or the failure that decided it, and the frontend's details."""
+
     ok: bool
     details: dict[str, Any]
     message: str | None = None
