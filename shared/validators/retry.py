@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
 
 _sessions = threading.local()
-# Thread-safe and pooled: revalidation's workers share it.
+# Thread-safe and pooled: revalidation's workers share it (at most revalidation_per_provider = 8 at
+# once per provider, which the default pool of 8 connections per origin covers).
 CHECKS = HttpClient()
 
 
