@@ -32,6 +32,7 @@ from urllib.parse import urlencode, urlsplit
 USER_AGENT = "integrations-service"
 MAX_BODY_BYTES = 32 * 1024 * 1024  # no provider or Google answer we read comes near this
 DEFAULT_POOL_SIZE = 8
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # honoured as requests does
 
 
@@ -129,7 +130,9 @@ class HttpClient:
             response = self._exchange(connection, method, target, body, sent_headers)
         except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
             connection.close()
-            if not reused:
+            if not reused or method.upper() not in IDEMPOTENT_METHODS:
+                # A POST may have been acted on before the connection broke: its caller decides
+                # (BigQuery resends with the same requestId; KMS never repeats a key-version create).
                 raise TransportError(f"{parts.hostname} closed the connection") from None
             # The server closed an idle keep-alive connection as we reused it: once more on a new one.
             connection = self._open(key, timeout)

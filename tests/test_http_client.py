@@ -26,6 +26,10 @@ class Recorder(ThreadingHTTPServer):
         self.connections = 0
         self.close_after_answer = False  # answer with Connection: close
         self.drop_idle = False  # close the connection after answering, without saying so
+        self.vanish_on_reuse = False  # read a kept-alive connection's second request, then close without answering
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that hung up (the timeout and broken-connection tests) is expected here
 
     @property
     def url(self) -> str:
@@ -40,6 +44,7 @@ class RecordingHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.server.connections += 1
+        self.served_here = 0
 
     def log_message(self, *args: object) -> None:
         pass
@@ -50,6 +55,10 @@ class RecordingHandler(BaseHTTPRequestHandler):
         self.server.requests.append(
             {"method": self.command, "target": self.path, "headers": dict(self.headers), "body": body}
         )
+        self.served_here += 1
+        if self.server.vanish_on_reuse and self.served_here == 2:
+            self.close_connection = True  # as a server that timed the idle connection out just as it was reused
+            return
         if self.path.startswith("/redirect"):
             status, payload = 302, b""
         elif self.path.startswith("/big"):
@@ -126,6 +135,18 @@ def test_a_connection_the_server_closed_is_not_reused(server, client):
     for _ in range(3):
         assert client.request("GET", server.url + "/ping", timeout=5).status_code == 200
     assert server.connections == 3 and len(server.requests) == 3  # each call once, on a fresh connection
+
+
+def test_a_reused_connection_that_breaks_is_retried_only_for_an_idempotent_method(server, client):
+    server.vanish_on_reuse = True
+    client.request("GET", server.url + "/first", timeout=5)
+    assert client.request("GET", server.url + "/again", timeout=5).status_code == 200
+    assert [r["target"] for r in server.requests] == ["/first", "/again", "/again"]  # resent on a new connection
+    assert server.connections == 2
+
+    with pytest.raises(TransportError):  # the second on that connection; a POST may have been acted on
+        client.request("POST", server.url + "/create", json={}, timeout=5)
+    assert [r["target"] for r in server.requests][3:] == ["/create"]  # sent once: the caller decides
 
 
 def test_connection_close_is_honoured(server, client):
