@@ -1052,7 +1052,12 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "platform": f"{platform.system()} {platform.machine()}",
             "cpus": cpus,
-            "settings": {"reps": args.reps, "import_runs": args.import_runs, "cold_runs": args.cold_runs, "only": args.only},
+            "settings": {
+                "reps": args.reps,
+                "import_runs": args.import_runs,
+                "cold_runs": args.cold_runs,
+                "only": args.only,
+            },
             "budget_source": "ARCHITECTURE.md, Performance budgets",
             "operations": operations,
             "imports": imports,
