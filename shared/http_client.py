@@ -211,7 +211,8 @@ class HttpClient:
 
     def _open(self, key: tuple[Any, ...], timeout: float | None) -> http.client.HTTPConnection:
         scheme, host, port, cafile, proxy = key
-        self.connections_opened += 1
+        with self._lock:
+            self.connections_opened += 1
         connection: http.client.HTTPConnection
         if scheme == "https":
             context = self._context(cafile)
