@@ -126,24 +126,26 @@ class HttpClient:
             target = f"http://{parts.netloc}{target}"  # a plain-HTTP proxy takes the absolute form
 
         reused, connection = self._checkout(key, timeout)
-        try:
-            response = self._exchange(connection, method, target, body, sent_headers)
-        except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
-            connection.close()
-            if not reused or method.upper() not in IDEMPOTENT_METHODS:
-                # A POST may have been acted on before the connection broke: its caller decides
-                # (BigQuery resends with the same requestId; KMS never repeats a key-version create).
-                raise TransportError(f"{parts.hostname} closed the connection") from None
-            # The server closed an idle keep-alive connection as we reused it: once more on a new one.
-            connection = self._open(key, timeout)
-            response = self._exchange_or_fail(connection, method, target, body, sent_headers, parts.hostname)
-        except TimeoutError:
-            connection.close()
-            raise TimeoutError(f"{parts.hostname} did not answer in time") from None
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
-            raise TransportError(f"{parts.hostname}: {type(exc).__name__}") from None
-        status, reason, answer_headers, content, keep = response
+        while True:
+            try:
+                status, reason, answer_headers, content, keep = self._exchange(
+                    connection, method, target, body, sent_headers
+                )
+                break
+            except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+                connection.close()
+                if not reused or method.upper() not in IDEMPOTENT_METHODS:
+                    # A POST may have been acted on before the connection broke: its caller decides
+                    # (BigQuery resends with the same requestId; KMS never repeats a key-version create).
+                    raise TransportError(f"{parts.hostname} closed the connection") from None
+                # The server closed an idle keep-alive connection as we reused it: once more on a new one.
+                reused, connection = False, self._open(key, timeout)
+            except TimeoutError:
+                connection.close()
+                raise TimeoutError(f"{parts.hostname} did not answer in time") from None
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                raise TransportError(f"{parts.hostname}: {type(exc).__name__}") from None
         if keep:
             self._checkin(key, connection)
         else:
@@ -158,24 +160,6 @@ class HttpClient:
                 connection.close()
 
     # --- connections -----------------------------------------------------------------------
-
-    def _exchange_or_fail(
-        self,
-        connection: http.client.HTTPConnection,
-        method: str,
-        target: str,
-        body: bytes | None,
-        headers: dict[str, str],
-        host: str,
-    ) -> tuple[int, str, Message, bytes, bool]:
-        try:
-            return self._exchange(connection, method, target, body, headers)
-        except TimeoutError:
-            connection.close()
-            raise TimeoutError(f"{host} did not answer in time") from None
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
-            raise TransportError(f"{host}: {type(exc).__name__}") from None
 
     @staticmethod
     def _exchange(
