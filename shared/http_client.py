@@ -108,7 +108,9 @@ class HttpClient:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("an absolute http(s) URL is needed")
         target = parts.path or "/"
-        query = "&".join(filter(None, [parts.query, urlencode(params, doseq=True) if params else ""]))
+        # As requests does, a parameter whose value is None is left out.
+        given = {name: value for name, value in (params or {}).items() if value is not None}
+        query = "&".join(filter(None, [parts.query, urlencode(given, doseq=True)]))
         if query:
             target += "?" + query
         body, content_type = _encode_body(data, json)

@@ -104,7 +104,7 @@ def test_sends_the_query_the_body_and_the_headers_it_is_given(server, client):
     answer = client.request(
         "POST",
         server.url + "/v1/things?fixed=1",
-        params={"page": "2", "tag": ["a", "b"]},
+        params={"page": "2", "tag": ["a", "b"], "pageToken": None},
         json={"name": "x"},
         headers={"Authorization": "Bearer t"},
         timeout=5,
