@@ -172,6 +172,10 @@ class HttpClient:
         content = answer.read(MAX_BODY_BYTES + 1)
         if len(content) > MAX_BODY_BYTES:
             raise http.client.HTTPException("answer larger than the client accepts")
+        encoding = (answer.headers.get("Content-Encoding") or "identity").strip().lower()
+        if encoding != "identity":
+            # We ask for identity; a server that compresses anyway still gets read.
+            content = _decoded(content, encoding)
         return answer.status, answer.reason, answer.headers, content, not answer.will_close
 
     def _checkout(self, key: tuple[Any, ...], timeout: float | None) -> tuple[bool, http.client.HTTPConnection]:
@@ -226,6 +230,22 @@ class HttpClient:
             if context is None:
                 context = self._tls[cafile] = ssl.create_default_context(cafile=cafile)
             return context
+
+
+def _decoded(content: bytes, encoding: str) -> bytes:
+    import zlib
+
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise http.client.HTTPException(f"unsupported Content-Encoding {encoding[:32]!r}")
+    try:
+        # wbits: gzip header (16+), or zlib-wrapped deflate (what servers send for "deflate").
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS)
+        decoded = decompressor.decompress(content, MAX_BODY_BYTES + 1)
+    except zlib.error as exc:
+        raise http.client.HTTPException("a compressed answer did not decompress") from exc
+    if len(decoded) > MAX_BODY_BYTES or decompressor.unconsumed_tail:
+        raise http.client.HTTPException("answer larger than the client accepts")
+    return decoded
 
 
 def _still_open(connection: http.client.HTTPConnection) -> bool:

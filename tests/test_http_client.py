@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import ssl
@@ -63,6 +64,8 @@ class RecordingHandler(BaseHTTPRequestHandler):
             status, payload = 302, b""
         elif self.path.startswith("/big"):
             status, payload = 200, b"x" * 2048
+        elif self.path.startswith("/gzip"):
+            status, payload = 200, gzip.compress(json.dumps({"compressed": True, "pad": "x" * 2000}).encode())
         elif self.path.startswith("/slow"):
             threading.Event().wait(1.0)
             status, payload = 200, b"{}"
@@ -72,6 +75,8 @@ class RecordingHandler(BaseHTTPRequestHandler):
         if status == 302:
             self.send_header("Location", "http://127.0.0.1:9/elsewhere")
         self.send_header("Content-Type", "application/json; charset=utf-8")
+        if self.path.startswith("/gzip"):
+            self.send_header("Content-Encoding", "gzip")  # whatever the client asked for
         self.send_header("Content-Length", str(len(payload)))
         if self.server.close_after_answer:
             self.send_header("Connection", "close")
@@ -122,6 +127,14 @@ def test_sends_the_query_the_body_and_the_headers_it_is_given(server, client):
     client.request("POST", server.url + "/form", data={"grant_type": "x", "scope": "a b"}, timeout=5)
     assert server.requests[-1]["body"] == b"grant_type=x&scope=a+b"
     assert server.requests[-1]["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+def test_a_compressed_answer_is_decoded_and_bounded(server, client, monkeypatch):
+    assert client.request("GET", server.url + "/gzip", timeout=5).json()["compressed"] is True
+    # ~60 bytes on the wire, ~2 KB decoded: the decoded size is what is bounded.
+    monkeypatch.setattr(http_client, "MAX_BODY_BYTES", 1000)
+    with pytest.raises(TransportError):
+        client.request("GET", server.url + "/gzip", timeout=5)
 
 
 def test_one_kept_alive_connection_serves_consecutive_calls(server, client):
