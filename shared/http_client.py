@@ -56,7 +56,10 @@ class Response:
 
     @property
     def text(self) -> str:
-        return self.content.decode(self.headers.get_content_charset() or "utf-8", errors="replace")
+        try:
+            return self.content.decode(self.headers.get_content_charset() or "utf-8", errors="replace")
+        except LookupError:  # a charset Python does not know: read it as UTF-8, as requests falls back
+            return self.content.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
         """The body as JSON; ``ValueError`` when it is not."""
@@ -129,25 +132,31 @@ class HttpClient:
 
         reused, connection = self._checkout(key, timeout)
         while True:
+            failure: OSError | None = None
             try:
                 status, reason, answer_headers, content, keep = self._exchange(
-                    connection, method, target, body, sent_headers
+                    connection, method, target, body, sent_headers, proxy
                 )
                 break
             except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
                 connection.close()
-                if not reused or method.upper() not in IDEMPOTENT_METHODS:
-                    # A POST may have been acted on before the connection broke: its caller decides
-                    # (BigQuery resends with the same requestId; KMS never repeats a key-version create).
-                    raise TransportError(f"{parts.hostname} closed the connection") from None
-                # The server closed an idle keep-alive connection as we reused it: once more on a new one.
-                reused, connection = False, self._open(key, timeout)
+                if reused and method.upper() in IDEMPOTENT_METHODS:
+                    # The server closed an idle keep-alive connection as we reused it: once more on a new one.
+                    reused, connection = False, self._open(key, timeout)
+                    continue
+                # A POST may have been acted on before the connection broke: its caller decides
+                # (BigQuery resends with the same requestId; KMS never repeats a key-version create).
+                failure = TransportError(f"{parts.hostname} closed the connection")
             except TimeoutError:
                 connection.close()
-                raise TimeoutError(f"{parts.hostname} did not answer in time") from None
-            except (OSError, http.client.HTTPException) as exc:
+                failure = TimeoutError(f"{parts.hostname} did not answer in time")
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                # ValueError: http.client refusing a header value (its message quotes the value).
                 connection.close()
-                raise TransportError(f"{parts.hostname}: {type(exc).__name__}") from None
+                failure = TransportError(f"{parts.hostname}: {type(exc).__name__}")
+            # Raised here, outside the except clauses, so that it carries no __context__: the
+            # original error's text can quote a URL's query or a header value.
+            raise failure
         if keep:
             self._checkin(key, connection)
         else:
@@ -165,13 +174,22 @@ class HttpClient:
 
     @staticmethod
     def _exchange(
-        connection: http.client.HTTPConnection, method: str, target: str, body: bytes | None, headers: dict[str, str]
+        connection: http.client.HTTPConnection,
+        method: str,
+        target: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        proxy: Proxy | None,
     ) -> tuple[int, str, Message, bytes, bool]:
+        if proxy is not None and proxy.authorization and not isinstance(connection, http.client.HTTPSConnection):
+            headers = {**headers, "Proxy-Authorization": proxy.authorization}  # HTTPS sends it in the CONNECT
         connection.request(method, target, body=body, headers=headers)
         answer = connection.getresponse()
         content = answer.read(MAX_BODY_BYTES + 1)
         if len(content) > MAX_BODY_BYTES:
             raise http.client.HTTPException("answer larger than the client accepts")
+        if answer.length:  # read(amt) returns a body cut short of its Content-Length without raising
+            raise http.client.IncompleteRead(b"", answer.length)
         encoding = (answer.headers.get("Content-Encoding") or "identity").strip().lower()
         if encoding != "identity":
             # We ask for identity; a server that compresses anyway still gets read.
@@ -207,13 +225,13 @@ class HttpClient:
         if scheme == "https":
             context = self._context(cafile)
             if proxy:
-                proxy_host, proxy_port = proxy
-                connection = http.client.HTTPSConnection(proxy_host, proxy_port, timeout=timeout, context=context)
-                connection.set_tunnel(host, port)
+                connection = http.client.HTTPSConnection(proxy.host, proxy.port, timeout=timeout, context=context)
+                tunnel_headers = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+                connection.set_tunnel(host, port, headers=tunnel_headers)
             else:
                 connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
         elif proxy:
-            connection = http.client.HTTPConnection(proxy[0], proxy[1], timeout=timeout)
+            connection = http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout)
         else:
             connection = http.client.HTTPConnection(host, port, timeout=timeout)
         return connection
@@ -228,7 +246,15 @@ class HttpClient:
         with self._lock:
             context = self._tls.get(cafile)
             if context is None:
-                context = self._tls[cafile] = ssl.create_default_context(cafile=cafile)
+                try:
+                    # A directory of hashed certificates is accepted too, as requests accepts it.
+                    if cafile is not None and os.path.isdir(cafile):
+                        context = ssl.create_default_context(capath=cafile)
+                    else:
+                        context = ssl.create_default_context(cafile=cafile)
+                except (OSError, ssl.SSLError):
+                    raise TransportError(f"the CA bundle {cafile} could not be loaded") from None
+                self._tls[cafile] = context
             return context
 
 
@@ -270,18 +296,61 @@ def _encode_body(data: str | bytes | Mapping[str, Any] | None, json: Any) -> tup
     return (data.encode() if isinstance(data, str) else data), None
 
 
-def _proxy_for(scheme: str, host: str) -> tuple[str, int] | None:
-    """The environment's proxy for ``scheme`` (HTTPS_PROXY / HTTP_PROXY, NO_PROXY honoured), if any."""
+@dataclass(frozen=True)
+class Proxy:
+    """An ``http://`` proxy from the environment, and the Basic credentials its URL carried."""
+
+    host: str
+    port: int
+    authorization: str | None = field(default=None, repr=False)
+
+
+def _proxy_for(scheme: str, host: str) -> Proxy | None:
+    """The environment's proxy for ``scheme`` (``HTTPS_PROXY`` / ``HTTP_PROXY``, else
+    ``ALL_PROXY``), unless ``NO_PROXY`` names the host, a parent domain, ``*`` or, for an
+    IP address, a network containing it, as requests reads them."""
     if not any(name.lower().endswith("_proxy") for name in os.environ):
         return None
     import urllib.request
 
-    if urllib.request.proxy_bypass_environment(host):  # type: ignore[attr-defined]  # public, untyped
+    proxies = urllib.request.getproxies_environment()
+    if _bypassed(host, proxies.get("no", "")):
         return None
-    proxy = urllib.request.getproxies_environment().get(scheme)
+    proxy = proxies.get(scheme) or proxies.get("all")
     if not proxy:
         return None
     parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"only an http:// proxy is supported (the {scheme} proxy is {parts.scheme}://)")
-    return parts.hostname, parts.port or 80
+        raise TransportError(f"only an http:// proxy is supported (the {scheme} proxy is {parts.scheme}://)")
+    authorization = None
+    if parts.username is not None:
+        import base64
+        from urllib.parse import unquote
+
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        authorization = "Basic " + base64.b64encode(pair).decode()
+    return Proxy(parts.hostname, parts.port or 80, authorization)
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for entry in (item.strip().lower() for item in no_proxy.split(",")):
+        name = entry.split(":")[0] if entry.count(":") == 1 else entry  # "host:port" names the host
+        if not name:
+            continue
+        if name == "*":
+            return True
+        if address is not None and "/" in name:
+            try:
+                if address in ipaddress.ip_network(name, strict=False):
+                    return True
+            except ValueError:
+                continue
+        elif host.lower() == name.lstrip(".") or host.lower().endswith("." + name.lstrip(".")):
+            return True
+    return False

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,7 @@ import pytest
 from google.cloud import bigquery
 
 from shared.google_rest import GoogleApiError
+from shared.store import bigquery_jobs
 from shared.store.bigquery_jobs import BigQueryJobs, array, scalar, struct_array
 
 FIELDS = [
@@ -208,10 +210,13 @@ class RecordingBigQuery(BaseHTTPRequestHandler):
 
     script: list[tuple[int, dict]] = []
     seen: list[tuple[str, str, dict]] = []
+    delays: list[float] = []  # seconds the next requests wait before answering
 
     def _answer(self, body: dict) -> None:
-        status, answer = self.script.pop(0)
         self.seen.append((self.command, self.path, body))
+        if self.delays:
+            time.sleep(self.delays.pop(0))
+        status, answer = self.script.pop(0)
         data = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -233,7 +238,7 @@ class RecordingBigQuery(BaseHTTPRequestHandler):
 @pytest.fixture
 def recording_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), RecordingBigQuery)
-    RecordingBigQuery.script, RecordingBigQuery.seen = [], []
+    RecordingBigQuery.script, RecordingBigQuery.seen, RecordingBigQuery.delays = [], [], []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -261,6 +266,16 @@ def test_a_transient_answer_resends_the_same_request_id(recording_server):
     assert result.rows == [{"n": 1, "at": datetime(2025, 11, 29, 3, 4, 5, 123456, tzinfo=UTC)}]
     (first, second) = RecordingBigQuery.seen
     assert first[2]["requestId"] == second[2]["requestId"]
+
+
+def test_a_timed_out_insert_resends_the_same_request_id(recording_server, monkeypatch):
+    done = {"jobComplete": True, "jobReference": {"jobId": "j1"}, "schema": SCHEMA, "rows": []}
+    RecordingBigQuery.script = [(200, done), (200, done)]
+    RecordingBigQuery.delays = [1.0]  # the first POST is answered only after the client gave up on it
+    monkeypatch.setattr(bigquery_jobs, "HTTP_TIMEOUT_SECONDS", 0.3)
+    assert BigQueryJobs("p", api_endpoint=recording_server).query("SELECT 1").rows == []
+    (first, second) = RecordingBigQuery.seen[:2]
+    assert first[2]["requestId"] == second[2]["requestId"]  # BigQuery runs the job once
 
 
 def test_an_unfinished_job_is_waited_for_then_paged(recording_server):

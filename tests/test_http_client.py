@@ -6,6 +6,7 @@ import gzip
 import json
 import socket
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,6 +65,20 @@ class RecordingHandler(BaseHTTPRequestHandler):
             status, payload = 302, b""
         elif self.path.startswith("/big"):
             status, payload = 200, b"x" * 2048
+        elif self.path.startswith("/truncated"):
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b'{"access_token": "x')  # and the connection closes
+            self.close_connection = True
+            return
+        elif self.path.startswith("/charset"):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=utf8mb4")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+            return
         elif self.path.startswith("/gzip"):
             status, payload = 200, gzip.compress(json.dumps({"compressed": True, "pad": "x" * 2000}).encode())
         elif self.path.startswith("/slow"):
@@ -87,6 +102,12 @@ class RecordingHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     do_GET = do_POST = do_PUT = _answer
+
+    def do_CONNECT(self) -> None:  # as a proxy that wants credentials it does not accept
+        self.server.requests.append({"method": "CONNECT", "target": self.path, "headers": dict(self.headers)})
+        self.send_response(407)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
 
 @pytest.fixture
@@ -247,3 +268,64 @@ def test_an_http_proxy_from_the_environment_gets_the_absolute_url(server, monkey
     before = len(server.requests)
     pooled.request("GET", server.url + "/direct", timeout=5)
     assert server.requests[before]["target"] == "/direct"  # bypassed: origin form, straight to the server
+
+
+def test_a_body_cut_short_of_its_length_is_a_failure_not_an_answer(server, client):
+    with pytest.raises(TransportError):
+        client.request("GET", server.url + "/truncated", timeout=5)
+
+
+def test_an_unknown_charset_is_read_as_utf8(server, client):
+    assert client.request("GET", server.url + "/charset", timeout=5).text == "{}"
+
+
+def test_a_refused_header_fails_as_transport_error_without_the_value_or_its_cause(server, client):
+    with pytest.raises(TransportError) as refused:
+        client.request("GET", server.url + "/h", headers={"Authorization": "Bearer sk-SECRET\n"}, timeout=5)
+    assert "SECRET" not in str(refused.value)
+    assert refused.value.__context__ is None and refused.value.__cause__ is None  # nothing quoting it chained
+
+
+def test_proxy_credentials_no_proxy_networks_and_all_proxy(server, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", server.url.replace("http://", "http://user:p%40ss@"))
+    HttpClient().request("GET", "http://provider.invalid/v1/models", timeout=5)
+    assert server.requests[-1]["headers"]["Proxy-Authorization"] == "Basic dXNlcjpwQHNz"  # user:p@ss
+
+    monkeypatch.setenv("HTTPS_PROXY", server.url.replace("http://", "http://user:p%40ss@"))
+    with pytest.raises(TransportError):  # the proxy refuses the tunnel (407)
+        HttpClient().request("GET", "https://provider.invalid/v1/models", timeout=5)
+    assert server.requests[-1]["method"] == "CONNECT" and server.requests[-1]["target"] == "provider.invalid:443"
+    assert server.requests[-1]["headers"]["Proxy-Authorization"] == "Basic dXNlcjpwQHNz"
+
+    monkeypatch.setenv("NO_PROXY", "10.0.0.1, 127.0.0.0/8")  # a network, as requests reads NO_PROXY
+    HttpClient().request("GET", server.url + "/direct", timeout=5)
+    assert server.requests[-1]["target"] == "/direct"
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ALL_PROXY", server.url)
+    HttpClient().request("GET", "http://provider.invalid/all", timeout=5)
+    assert server.requests[-1]["target"] == "http://provider.invalid/all"
+
+
+def test_a_ca_directory_is_accepted_and_a_missing_bundle_is_a_transport_error(tmp_path: Path):
+    ca, cert, key = _self_signed_tls(tmp_path)
+    hashed = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(ca)], capture_output=True, text=True)
+    if hashed.returncode != 0:
+        pytest.skip("no openssl command to name the CA file by its subject hash")
+    directory = tmp_path / "certs"
+    directory.mkdir()
+    (directory / f"{hashed.stdout.strip()}.0").write_bytes(ca.read_bytes())
+    recorder = Recorder()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    recorder.socket = context.wrap_socket(recorder.socket, server_side=True)
+    threading.Thread(target=recorder.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        pooled = HttpClient()
+        assert pooled.request("GET", recorder.url + "/tls", timeout=5, verify=str(directory)).status_code == 200
+        with pytest.raises(TransportError):
+            pooled.request("GET", recorder.url + "/tls", timeout=5, verify=str(tmp_path / "missing.pem"))
+    finally:
+        recorder.shutdown()
+        recorder.server_close()

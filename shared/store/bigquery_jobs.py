@@ -284,7 +284,9 @@ class BigQueryJobs:
                 if not error.transient or attempt == SEND_ATTEMPTS:
                     raise
             except Exception as error:
-                if not is_connection_failure(error) or attempt == SEND_ATTEMPTS:
+                # A timeout too: whether or not the first POST arrived, the same requestId runs the job once.
+                resend = is_connection_failure(error) or isinstance(error, TimeoutError)
+                if not resend or attempt == SEND_ATTEMPTS:
                     raise
             time.sleep(0.1 * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
