@@ -11,7 +11,6 @@ generic 500.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import functools
 import json
 import logging
@@ -280,7 +279,7 @@ def endpoint(
                 caller = service.authenticate(request.headers.get("X-API-Key"), org_slug, request_id, admin=admin)
             user_id = acting_user(request)
             if user_id is not None:
-                caller = dataclasses.replace(caller, user_id=user_id)
+                caller = caller._replace(user_id=user_id)
             # An operation may answer success: false with a 200 (a validation
             # that found the credential bad): its payload's "success" wins.
             return operation(ApiCall(request, service, caller, arguments.get("provider")))

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 USER_AGENT = "integrations-service"
@@ -296,13 +296,12 @@ def _encode_body(data: str | bytes | Mapping[str, Any] | None, json: Any) -> tup
     return (data.encode() if isinstance(data, str) else data), None
 
 
-@dataclass(frozen=True)
-class Proxy:
+class Proxy(NamedTuple):
     """An ``http://`` proxy from the environment, and the Basic credentials its URL carried."""
 
     host: str
     port: int
-    authorization: str | None = field(default=None, repr=False)
+    authorization: str | None = None
 
 
 def _proxy_for(scheme: str, host: str) -> Proxy | None:

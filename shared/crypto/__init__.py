@@ -22,12 +22,10 @@ as ``shared.errors.EncryptionFailed`` with the generic message.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True)
-class EncryptedSecret:
+class EncryptedSecret(NamedTuple):  # a NamedTuple, not a frozen dataclass: see shared.service.Caller
     """A credential as the cipher returns it: the ciphertext and the key version that sealed it."""
 
     ciphertext: bytes

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.config import METADATA_IDENTITY_URL
 from shared.providers import ProviderSpec
@@ -96,8 +96,7 @@ class ValidationResult:
 CodeValidator = Callable[[ProviderSpec, str, dict[str, Any], "ValidationContext"], ValidationResult]
 
 
-@dataclass(frozen=True)
-class ValidationContext:
+class ValidationContext(NamedTuple):  # a NamedTuple, not a frozen dataclass: see shared.service.Caller
     """Operator settings a validator needs; built once from ``Settings``."""
 
     base_url: str
