@@ -74,7 +74,9 @@ def _authority_host(environ: Mapping[str, str]) -> str:
     return value
 
 
-@dataclass(frozen=True)
+# eq=False: settings are never compared, and their dict fields make them unhashable by value
+# anyway; that leaves two of the methods a 48-field dataclass compiles at every cold start.
+@dataclass(frozen=True, eq=False)
 class Settings:
     """Everything the service reads from its environment (``Settings.from_env``), immutable once built."""
 

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def utc_now() -> datetime:
@@ -85,8 +85,7 @@ class Integration:
         return info
 
 
-@dataclass(frozen=True)
-class SettingsChange:
+class SettingsChange(NamedTuple):  # not a frozen dataclass: see shared.service.Caller
     """What a user's PUT asks to change; None means "leave as is"."""
 
     config: dict[str, Any] | None = None

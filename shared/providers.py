@@ -33,7 +33,7 @@ import sys
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.errors import ConfigurationError
 
@@ -86,8 +86,7 @@ class ConfigField:
         return re.compile(self.regex)
 
 
-@dataclass(frozen=True)
-class Requirement:
+class Requirement(NamedTuple):  # not a frozen dataclass: see shared.service.Caller
     """What one pipeline (or, for a provider without pipelines, the connection) needs."""
 
     name: str
@@ -96,8 +95,7 @@ class Requirement:
     fix: str
 
 
-@dataclass(frozen=True)
-class OAuthSpec:
+class OAuthSpec(NamedTuple):  # not a frozen dataclass: see shared.service.Caller
     """The registry's ``oauth:`` block: how the authorization-code flow runs for a provider."""
 
     authorize_url: str
@@ -146,8 +144,7 @@ class ProviderSpec:
         return tuple(dict.fromkeys(c for r in self.requirements.values() for c in r.requires))
 
 
-@dataclass(frozen=True)
-class Registry:
+class Registry(NamedTuple):  # not a frozen dataclass: see shared.service.Caller
     """Every provider of the registry file, by id."""
 
     providers: dict[str, ProviderSpec]
