@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -236,7 +237,9 @@ def test_pool_is_shared_safely_by_many_threads(server):
     assert pooled.connections_opened <= 80 and server.connections == pooled.connections_opened
 
 
-def test_tls_is_verified_against_the_given_or_default_bundle(tmp_path: Path, monkeypatch):
+@contextmanager
+def tls_server(tmp_path: Path) -> Iterator[tuple[Recorder, Path]]:
+    """A recorder behind TLS with a certificate for 127.0.0.1 from a throwaway CA: (server, CA file)."""
     ca, cert, key = _self_signed_tls(tmp_path)
     recorder = Recorder()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -244,6 +247,14 @@ def test_tls_is_verified_against_the_given_or_default_bundle(tmp_path: Path, mon
     recorder.socket = context.wrap_socket(recorder.socket, server_side=True)
     threading.Thread(target=recorder.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
+        yield recorder, ca
+    finally:
+        recorder.shutdown()
+        recorder.server_close()
+
+
+def test_tls_is_verified_against_the_given_or_default_bundle(tmp_path: Path, monkeypatch):
+    with tls_server(tmp_path) as (recorder, ca):
         pooled = HttpClient()
         assert pooled.request("GET", recorder.url + "/tls", timeout=5, verify=str(ca)).status_code == 200
         with pytest.raises(TransportError):  # certifi's bundle does not know the throwaway CA
@@ -252,9 +263,6 @@ def test_tls_is_verified_against_the_given_or_default_bundle(tmp_path: Path, mon
         assert HttpClient().request("GET", recorder.url + "/tls", timeout=5).status_code == 200
         with pytest.raises(ValueError):
             pooled.request("GET", recorder.url + "/tls", timeout=5, verify=False)
-    finally:
-        recorder.shutdown()
-        recorder.server_close()
 
 
 def test_an_http_proxy_from_the_environment_gets_the_absolute_url(server, monkeypatch):
@@ -309,23 +317,14 @@ def test_proxy_credentials_no_proxy_networks_and_all_proxy(server, monkeypatch):
 
 
 def test_a_ca_directory_is_accepted_and_a_missing_bundle_is_a_transport_error(tmp_path: Path):
-    ca, cert, key = _self_signed_tls(tmp_path)
-    hashed = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(ca)], capture_output=True, text=True)
-    if hashed.returncode != 0:
-        pytest.skip("no openssl command to name the CA file by its subject hash")
-    directory = tmp_path / "certs"
-    directory.mkdir()
-    (directory / f"{hashed.stdout.strip()}.0").write_bytes(ca.read_bytes())
-    recorder = Recorder()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    recorder.socket = context.wrap_socket(recorder.socket, server_side=True)
-    threading.Thread(target=recorder.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
+    with tls_server(tmp_path) as (recorder, ca):
+        hashed = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(ca)], capture_output=True, text=True)
+        if hashed.returncode != 0:
+            pytest.skip("no openssl command to name the CA file by its subject hash")
+        directory = tmp_path / "certs"
+        directory.mkdir()
+        (directory / f"{hashed.stdout.strip()}.0").write_bytes(ca.read_bytes())
         pooled = HttpClient()
         assert pooled.request("GET", recorder.url + "/tls", timeout=5, verify=str(directory)).status_code == 200
         with pytest.raises(TransportError):
             pooled.request("GET", recorder.url + "/tls", timeout=5, verify=str(tmp_path / "missing.pem"))
-    finally:
-        recorder.shutdown()
-        recorder.server_close()
