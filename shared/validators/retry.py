@@ -18,9 +18,8 @@ import os
 import random
 import threading
 import time
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from shared.http_client import HttpClient
 
@@ -74,8 +73,7 @@ def session() -> requests.Session:
     return current
 
 
-@dataclass
-class Attempted:
+class Attempted(NamedTuple):  # not a dataclass: see shared.service.Caller
     """The last response (or network error) after retries, and how many tries."""
 
     response: Answer | None
