@@ -173,12 +173,7 @@ class CloudKmsCipher:
             answer = self._call(
                 "POST",
                 f"/v1/{self.key_name}:encrypt",
-                body={
-                    "plaintext": _b64encode(plaintext),
-                    "additionalAuthenticatedData": _b64encode(associated_data),
-                    "plaintextCrc32c": str(_crc32c(plaintext)),
-                    "additionalAuthenticatedDataCrc32c": str(_crc32c(associated_data)),
-                },
+                body=_checked_body("plaintext", plaintext, associated_data),
             )
             # proto3 JSON leaves out a false bool: absent means not verified.
             if answer.get("verifiedPlaintextCrc32c") is not True:
@@ -200,12 +195,7 @@ class CloudKmsCipher:
             answer = self._call(
                 "POST",
                 f"/v1/{self.key_name}:decrypt",
-                body={
-                    "ciphertext": _b64encode(ciphertext),
-                    "additionalAuthenticatedData": _b64encode(associated_data),
-                    "ciphertextCrc32c": str(_crc32c(ciphertext)),
-                    "additionalAuthenticatedDataCrc32c": str(_crc32c(associated_data)),
-                },
+                body=_checked_body("ciphertext", ciphertext, associated_data),
             )
             plaintext = _bytes_field(answer, "plaintext")
             if _int64_field(answer, "plaintextCrc32c") != _crc32c(plaintext):
@@ -343,6 +333,16 @@ def _int64_field(answer: dict[str, Any], name: str) -> int | None:
         return int(value)
     except ValueError:
         return None
+
+
+def _checked_body(field: str, data: bytes, associated_data: bytes) -> dict[str, str]:
+    """An encrypt/decrypt body: ``field`` and the AAD base64-encoded, each with the CRC32C KMS verifies."""
+    return {
+        field: _b64encode(data),
+        f"{field}Crc32c": str(_crc32c(data)),
+        "additionalAuthenticatedData": _b64encode(associated_data),
+        "additionalAuthenticatedDataCrc32c": str(_crc32c(associated_data)),
+    }
 
 
 def _is_expected_failure(exc: Exception) -> bool:

@@ -153,7 +153,47 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-class FakeGoogleRestServer:
+class LoopbackServer:
+    """A WSGI app (``_wsgi``) served on 127.0.0.1 from a daemon thread; ``with`` starts and stops it."""
+
+    _server: BaseWSGIServer | None = None
+    _thread: threading.Thread | None = None
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        if self._server is not None:
+            return self
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("server not started")
+        return self._server.server_port
+
+
+class FakeGoogleRestServer(LoopbackServer):
     """Base of the fakes: lifecycle, routing, errors, fault injection.
 
     Subclasses fill ``ENUMS`` (field name -> {enum name: number}) and return
@@ -183,8 +223,6 @@ class FakeGoogleRestServer:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
         self._routes = self.routes()
         self.calls: Counter[str] = Counter()
         self.requests: list[RecordedRequest] = []
@@ -194,38 +232,10 @@ class FakeGoogleRestServer:
         self._failures: deque[tuple[int, str | None, str]] = deque()
         self._delays: deque[float] = deque()
 
-    # --- lifecycle -------------------------------------------------------------
-
-    def start(self) -> Self:
-        if self._server is not None:
-            return self
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     @property
     def endpoint(self) -> str:
         """``http://127.0.0.1:<port>``, the value for ``client_options={"api_endpoint": ...}``."""
-        if self._server is None:
-            raise RuntimeError("server not started")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"http://127.0.0.1:{self.port}"
 
     # --- fault injection -------------------------------------------------------
 

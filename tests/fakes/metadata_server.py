@@ -14,46 +14,26 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from typing import Any, Self
+from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.fakes._google_rest import _QuietHandler
+from tests.fakes._google_rest import LoopbackServer
 
 TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
 
 
-class FakeMetadataServer:
+class FakeMetadataServer(LoopbackServer):
     def __init__(self, expires_in: int = 3599) -> None:
         self.expires_in = expires_in
         self.token = "ya29.stand-in-" + secrets.token_urlsafe(12)
         self.fetches = 0
         self.down = False
         self._lock = threading.Lock()
-        self._server: BaseWSGIServer | None = None
-
-    def start(self) -> Self:
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
-        threading.Thread(target=self._server.serve_forever, name="FakeMetadataServer", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def host(self) -> str:
-        assert self._server is not None, "server not started"
-        return f"127.0.0.1:{self._server.server_port}"
+        return f"127.0.0.1:{self.port}"
 
     def rotate(self) -> None:
         with self._lock:
