@@ -144,6 +144,21 @@ class MetadataServerToken:
         return token, float(lifetime)
 
 
+_runtime_tokens: dict[str, MetadataServerToken] = {}
+_runtime_tokens_lock = threading.Lock()
+
+
+def runtime_token() -> MetadataServerToken:
+    """The instance's token source, one per metadata server: the BigQuery, KMS and Secret
+    Manager sessions share it, so a cold start that uses several fetches the token once."""
+    host = os.environ.get(METADATA_HOST_ENV) or DEFAULT_METADATA_HOST
+    with _runtime_tokens_lock:
+        token = _runtime_tokens.get(host)
+        if token is None:
+            token = _runtime_tokens[host] = MetadataServerToken(HttpClient(pool_size=1), host)
+        return token
+
+
 def uses_metadata_server(environ: Mapping[str, str] | None = None) -> bool:
     """On Google's serverless runtime, or told where a metadata server is."""
     environ = os.environ if environ is None else environ
@@ -163,7 +178,7 @@ class GoogleRestSession:
         self.session: Any
         if credentials is None and uses_metadata_server():
             self.session = HttpClient(pool_size=POOL_SIZE)
-            self.token = MetadataServerToken(self.session)
+            self.token = runtime_token()
         elif credentials is None and api_endpoint:
             self.session = HttpClient(pool_size=POOL_SIZE)  # a stand-in on loopback: no token exists or is needed
         else:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from shared import google_rest
 from shared.crypto.cloud_kms import CloudKmsCipher
 from shared.errors import EncryptionFailed
 from shared.google_rest import GoogleRestSession, uses_metadata_server
@@ -26,6 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 def metadata(monkeypatch):
     with FakeMetadataServer() as server:
         monkeypatch.setenv("GCE_METADATA_HOST", server.host)
+        # A process keeps one token per metadata host: an earlier test's server on a reused port is not this one.
+        monkeypatch.setattr(google_rest, "_runtime_tokens", {})
         yield server
 
 
@@ -47,6 +50,12 @@ def test_the_runtime_token_is_fetched_once_and_sent_with_every_call(gcp_stack, m
     assert [cipher.decrypt(blob.ciphertext, b"aad") for blob in blobs] == [b"secret-0", b"secret-1", b"secret-2"]
     assert metadata.fetches == 1
     assert set(kms.authorizations) == {f"Bearer {metadata.token}"}
+
+
+def test_the_adapters_of_an_instance_share_one_token(gcp_stack, metadata, kms):
+    first, second = _cipher(gcp_stack), _cipher(gcp_stack)  # as the KMS, BigQuery and Secret Manager sessions
+    second.decrypt(first.encrypt(b"secret", b"aad").ciphertext, b"aad")
+    assert metadata.fetches == 1
 
 
 def test_a_refused_token_is_fetched_again_once(gcp_stack, metadata, kms):
