@@ -263,6 +263,8 @@ def test_tls_is_verified_against_the_given_or_default_bundle(tmp_path: Path, mon
         assert HttpClient().request("GET", recorder.url + "/tls", timeout=5).status_code == 200
         with pytest.raises(ValueError):
             pooled.request("GET", recorder.url + "/tls", timeout=5, verify=False)
+    # Every client of the process uses the one context built for a bundle.
+    assert http_client.tls_context(str(ca)) is http_client.tls_context(str(ca))
 
 
 def test_an_http_proxy_from_the_environment_gets_the_absolute_url(server, monkeypatch):
