@@ -42,6 +42,7 @@ ENTRY_POINT_MODULES = {
     "admin_keys": "functions.keys",
     "admin_key_rotate": "functions.keys",
     "admin_key_rewrap": "functions.keys",
+    "credential_access": "functions.credential_access",
 }
 
 __all__ = list(ENTRY_POINT_MODULES)

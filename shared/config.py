@@ -63,6 +63,23 @@ def _platform_role_arn(environ: Mapping[str, str]) -> str | None:
     return value
 
 
+SERVICE_ACCOUNT_EMAIL = re.compile(r"[a-z][a-z0-9\-]{4,28}[a-z0-9]@[a-z0-9\-.]+\.iam\.gserviceaccount\.com")
+
+
+def _service_account_email(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name) or None
+    if value is not None and not SERVICE_ACCOUNT_EMAIL.fullmatch(value):
+        raise ConfigurationError(f"{name} must be a service account email (name@project.iam.gserviceaccount.com)")
+    return value
+
+
+def _whole_in_range(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _float(environ, name, default)
+    if value != int(value) or not low <= value <= high:
+        raise ConfigurationError(f"{name} must be a whole number from {low} to {high}")
+    return int(value)
+
+
 def _authority_host(environ: Mapping[str, str]) -> str:
     """AZURE_AUTHORITY_HOST: https and no path, as msal requires (it appends the tenant)."""
     from urllib.parse import urlsplit
@@ -120,6 +137,11 @@ class Settings:
     azure_ca_bundle: str | None = None
     # Revalidation (Cloud Scheduler -> integration_revalidate)
     revalidate_auth: str = "admin_key"  # or "platform": Cloud Run verified the scheduler's OIDC token
+    # Credential access (the pipelines' route): in platform mode, the only service account whose
+    # OIDC token it accepts (Cloud Run's invoker binding is the first check, this the second).
+    pipelines_service_account: str | None = None
+    # Lifetime of the AWS STS session a pipeline gets: 900 (AWS's minimum) to 3600 (role chaining's maximum).
+    access_aws_session_seconds: int = 900
     revalidation_concurrency: int = 16
     revalidation_per_provider: int = 8
     revalidation_failures_before_error: int = 3
@@ -201,6 +223,8 @@ class Settings:
             azure_graph_base_url=(environ.get("AZURE_GRAPH_BASE_URL") or "https://graph.microsoft.com").rstrip("/"),
             azure_ca_bundle=environ.get("AZURE_CA_BUNDLE") or None,
             revalidate_auth=_choice(environ, "REVALIDATE_AUTH", ("admin_key", "platform")),
+            pipelines_service_account=_service_account_email(environ, "PIPELINES_SERVICE_ACCOUNT"),
+            access_aws_session_seconds=_whole_in_range(environ, "ACCESS_AWS_SESSION_SECONDS", 900, 900, 3600),
             revalidation_concurrency=max(1, int(_float(environ, "REVALIDATION_CONCURRENCY", 16))),
             revalidation_per_provider=max(1, int(_float(environ, "REVALIDATION_PER_PROVIDER", 8))),
             revalidation_failures_before_error=max(1, int(_float(environ, "REVALIDATION_FAILURES_BEFORE_ERROR", 3))),

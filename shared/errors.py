@@ -102,6 +102,12 @@ class IntegrationDisabled(Conflict):
     code = "integration_disabled"
 
 
+class IntegrationNotActive(Conflict):
+    """A pipeline asked for the credential of an integration that is not ``active`` (nothing is handed out)."""
+
+    code = "integration_not_active"
+
+
 class CredentialRejected(ServiceError):
     """A new credential (rotate) failed validation; the old one stays."""
 

@@ -86,6 +86,8 @@ class ApiCall:
     service: IntegrationService
     caller: Caller
     provider: str | None
+    # The path's organization: an org key's own (checked against it); an admin route's target.
+    org_slug: str | None = None
 
     def json_body(
         self, *, required: tuple[str, ...] = (), optional: tuple[str, ...] = (), max_bytes: int | None = None
@@ -282,7 +284,7 @@ def endpoint(
                 caller = caller._replace(user_id=user_id)
             # An operation may answer success: false with a 200 (a validation
             # that found the credential bad): its payload's "success" wins.
-            return operation(ApiCall(request, service, caller, arguments.get("provider")))
+            return operation(ApiCall(request, service, caller, arguments.get("provider"), arguments.get("org_slug")))
 
         handler.route = (method, rule)  # type: ignore[attr-defined]
         return handler

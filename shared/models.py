@@ -138,7 +138,7 @@ class AuditEvent:
 
     org_slug: str
     provider: str
-    action: str  # setup, validate, update, disable, enable, rotate, delete, revalidate
+    action: str  # setup, validate, update, disable, enable, rotate, delete, revalidate, credential_accessed
     outcome: str  # success, failure, rejected
     actor_key_id: str
     request_id: str
@@ -147,6 +147,7 @@ class AuditEvent:
     audit_id: str = field(default_factory=new_id)
     created_at: datetime = field(default_factory=utc_now)
     actor: str | None = None  # X-User-Id when the frontend sent one, else the key id
+    pipeline: str | None = None  # credential_accessed: the pipeline the credential was handed to
 
 
 @dataclass

@@ -68,6 +68,10 @@ CODE_VALIDATOR_CAPABILITIES = {
 # Code validators that parse a credential of several request fields (shared.validators.credential_parsers).
 MULTI_FIELD_MODULES = {"azure_service_principal"}
 
+# Code validators whose credential is exchanged for an access token before a pipeline gets it
+# (shared.credential_access): their providers declare the token's scopes per pipeline (`access.scopes`).
+TOKEN_ACCESS_MODULES = {"gcp_service_account", "azure_service_principal"}
+
 
 @dataclass(frozen=True)
 class ConfigField:
@@ -128,6 +132,8 @@ class ProviderSpec:
     credential_fields: tuple[str, ...] = ()
     saas_category: str | None = None  # ai | design | productivity | development (category saas only)
     connection: str | None = None  # toggle | api_token | oauth (category saas; None elsewhere)
+    # Pipeline -> the scopes of the access token a pipeline gets instead of the stored key (GCP, Azure).
+    access_scopes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @cached_property
     def key_pattern(self) -> re.Pattern[str] | None:
@@ -204,6 +210,19 @@ def _check_cross_fields(document: dict[str, Any]) -> list[str]:
             capabilities = CODE_VALIDATOR_CAPABILITIES.get(module, set())
         if (credential_type == "oauth") != ("oauth" in entry):
             problems.append(f"{provider_id}: an oauth block goes with credential_type oauth, and only with it")
+        scopes = entry.get("access", {}).get("scopes", {})
+        for pipeline in scopes:
+            if pipeline not in entry["pipelines"]:
+                problems.append(f"{provider_id}: access.scopes names {pipeline}, which is not a listed pipeline")
+        if validation.get("module") in TOKEN_ACCESS_MODULES:
+            for pipeline in entry["pipelines"]:
+                if pipeline not in scopes:
+                    problems.append(f"{provider_id}: pipeline {pipeline} needs its token scopes in access.scopes")
+        elif scopes:
+            problems.append(
+                f"{provider_id}: access.scopes goes with a validator module that mints tokens"
+                f" ({', '.join(sorted(TOKEN_ACCESS_MODULES))})"
+            )
         requirements = validation["requirements"]
         for pipeline in entry["pipelines"]:
             if pipeline not in requirements:
@@ -390,6 +409,9 @@ def _build(document: dict[str, Any]) -> Registry:
             saas_category=entry.get("saas_category"),
             connection=entry.get("connection"),
             credential_fields=tuple(credential.get("fields", ())),
+            access_scopes={
+                pipeline: tuple(scopes) for pipeline, scopes in entry.get("access", {}).get("scopes", {}).items()
+            },
         )
     return Registry(providers)
 

@@ -102,6 +102,7 @@ class Caller(NamedTuple):
         *,
         fingerprint: str | None = None,
         detail: str | None = None,
+        pipeline: str | None = None,
     ) -> AuditEvent:
         """An audit row of this caller's doing (its key, request and acting user)."""
         return AuditEvent(
@@ -114,6 +115,7 @@ class Caller(NamedTuple):
             credential_fingerprint=fingerprint,
             detail=detail,
             actor=self.actor,
+            pipeline=pipeline,
         )
 
 

@@ -28,6 +28,7 @@ locals {
     "admin_keys",
     "admin_key_rotate",
     "admin_key_rewrap",
+    "credential_access",
   ]
 
   # Reached only by Cloud Scheduler (scheduler.tf), never through the gateway.
@@ -39,8 +40,13 @@ locals {
   admin_entry_points        = ["integration_revalidate", "admin_keys", "admin_key_rotate", "admin_key_rewrap"]
   key_operator_entry_points = ["admin_keys", "admin_key_rotate", "admin_key_rewrap"]
 
+  # The pipelines' read side (POST .../access): never on the gateway; only the
+  # pipelines' service account may invoke it (iam.tf).
+  credential_access_entry_point = "credential_access"
+  internal_entry_points         = concat(local.admin_entry_points, [local.credential_access_entry_point])
+
   # Served on the public base URL through API Gateway (gateway.tf).
-  gateway_entry_points = [for entry_point in local.entry_points : entry_point if !contains(local.admin_entry_points, entry_point)]
+  gateway_entry_points = [for entry_point in local.entry_points : entry_point if !contains(local.internal_entry_points, entry_point)]
 
   function_source_dir = var.function_source_dir != null ? var.function_source_dir : abspath("${path.module}/..")
 
@@ -64,6 +70,8 @@ locals {
     # callback sends the browser afterwards (both empty until configured).
     OAUTH_REDIRECT_URI = var.oauth_redirect_uri
     OAUTH_FRONTEND_URL = var.oauth_frontend_url
+    # The only service account whose OIDC token credential_access accepts (besides Cloud Run's invoker check).
+    PIPELINES_SERVICE_ACCOUNT = var.pipelines_service_account
     # Browser origins allowed to call the API (CORS); empty = no CORS headers at all.
     CORS_ALLOWED_ORIGINS = join(",", var.cors_allowed_origins)
   }
@@ -212,6 +220,9 @@ resource "google_cloudfunctions2_function" "functions" {
     # the gateway's identity holds run.invoker (iam.tf). Revalidation is
     # called only by Cloud Scheduler of this project, which counts as
     # internal traffic on the run.app URL; so does every admin route.
+    # credential_access takes all network paths, like the gateway's functions:
+    # pipelines may run outside this project's network, and IAM lets only
+    # the pipelines' service account invoke it.
     ingress_settings = contains(local.admin_entry_points, each.key) ? "ALLOW_INTERNAL_ONLY" : "ALLOW_ALL"
   }
 

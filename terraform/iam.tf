@@ -8,6 +8,8 @@
 #               gateway-routed function, nothing else.
 #   scheduler - what Cloud Scheduler calls revalidation and re-encryption
 #               as: run.invoker on those two functions, nothing else.
+# The cost pipelines' own service account (var.pipelines_service_account,
+# not made here) gets run.invoker on credential_access alone.
 #   build     - what Cloud Build builds the functions as: logs, the one image
 #               repository, the function source objects.
 # No basic role (owner/editor/viewer) is granted anywhere;
@@ -124,6 +126,19 @@ resource "google_cloud_run_v2_service_iam_member" "scheduler_rewrap_invoker" {
   name     = google_cloudfunctions2_function.functions[local.rewrap_entry_point].name
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
+# The cost pipelines read credentials through credential_access, and only
+# there: their service account (var.pipelines_service_account) invokes that
+# one function. The function checks the token's email as well.
+resource "google_cloud_run_v2_service_iam_member" "pipelines_invoker" {
+  count = var.pipelines_service_account == "" ? 0 : 1
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.functions[local.credential_access_entry_point].name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${var.pipelines_service_account}"
 }
 
 # Operators named in var.key_operator_members may read the key report, rotate

@@ -217,6 +217,14 @@ variable "function_settings" {
       max_instance_request_concurrency = 1
       max_instance_count               = 1
     }
+    # The pipelines' read side: many short calls (one store read, one decrypt, one token call).
+    credential_access = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 16
+      max_instance_count               = 20
+    }
     # One run at a time: it reads and writes every integration in one batch.
     integration_revalidate = {
       memory                           = "1Gi"
@@ -272,6 +280,17 @@ variable "log_level" {
   validation {
     condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
     error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+variable "pipelines_service_account" {
+  type        = string
+  description = "Email of the cost pipelines' service account: the only identity that may invoke credential_access (roles/run.invoker on that function alone; the function checks the token's email too). Empty: no one may."
+  default     = ""
+
+  validation {
+    condition     = var.pipelines_service_account == "" || can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]@[a-z0-9.-]+\\.iam\\.gserviceaccount\\.com$", var.pipelines_service_account))
+    error_message = "pipelines_service_account must be a service account email (name@project.iam.gserviceaccount.com) or empty."
   }
 }
 

@@ -48,8 +48,13 @@ def test_every_spec_saas_tool_is_in_its_category():
         if spec.connection == "toggle":
             assert (spec.credential_type, spec.validation, spec.base_url, spec.requirements) == ("", {}, "", {})
         else:
-            # Each API tool proves what its pipeline needs (seat or spend read), or the connection alone.
-            assert spec.requirements and set(spec.requirements) <= {"saas/seats", "saas/spend", "connection"}
+            # Each API tool proves what its pipeline needs (seat or spend read, the OAuth account), or the connection.
+            assert spec.requirements and set(spec.requirements) <= {
+                "saas/seats",
+                "saas/spend",
+                "saas/usage",
+                "connection",
+            }
     others = [spec for spec in default_registry().providers.values() if spec.category != "saas"]
     assert all(spec.saas_category is None and spec.connectable for spec in others)
 

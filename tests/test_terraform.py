@@ -40,6 +40,9 @@ REVALIDATE = "integration_revalidate"
 REWRAP = "admin_key_rewrap"
 # Entry points on /api/v1/admin/...: internal traffic only, never on the gateway.
 ADMIN = {name for name, handler in main.ENTRY_POINTS.items() if handler.route[1].startswith("/api/v1/admin/")}
+# The pipelines' read side: never on the gateway either; only the pipelines' service account invokes it.
+CREDENTIAL_ACCESS = "credential_access"
+INTERNAL = ADMIN | {CREDENTIAL_ACCESS}
 FUNCTION = "google_cloudfunctions2_function"
 KMS_MAX_ROTATION_SECONDS = 90 * 24 * 3600
 
@@ -501,8 +504,28 @@ def test_only_the_scheduler_invokes_revalidation_and_only_the_gateway_the_rest()
     assert expression(gateway["name"]) == "google_cloudfunctions2_function.functions[each.key].name"
     gateway_entry_points = expression(config().locals["gateway_entry_points"])
     assert "local.entry_points" in gateway_entry_points
-    assert "!contains(local.admin_entry_points, entry_point)" in gateway_entry_points
-    assert set(invokers) == {"gateway_invoker", "scheduler_invoker", "scheduler_rewrap_invoker", "key_operator_invoker"}
+    assert "!contains(local.internal_entry_points, entry_point)" in gateway_entry_points
+    assert expression(config().locals["internal_entry_points"]) == (
+        "concat(local.admin_entry_points, [local.credential_access_entry_point])"
+    )
+    assert config().locals["credential_access_entry_point"] == CREDENTIAL_ACCESS
+
+    # The pipelines' service account invokes credential_access and nothing else; no one else invokes it.
+    pipelines = invokers["pipelines_invoker"]
+    assert pipelines["member"] == "serviceAccount:${var.pipelines_service_account}"
+    access_target = "google_cloudfunctions2_function.functions[local.credential_access_entry_point].name"
+    assert expression(pipelines["name"]) == access_target
+    assert [name for name, body in invokers.items() if expression(body["name"]) == access_target] == [
+        "pipelines_invoker"
+    ]
+    assert variable_default("pipelines_service_account") == ""
+    assert set(invokers) == {
+        "gateway_invoker",
+        "scheduler_invoker",
+        "scheduler_rewrap_invoker",
+        "key_operator_invoker",
+        "pipelines_invoker",
+    }
 
 
 def test_scheduler_posts_to_revalidation_with_its_own_oidc_identity() -> None:
@@ -559,7 +582,7 @@ def gateway_routes() -> dict[tuple[str, str], dict[str, Any]]:
 
 def test_gateway_routes_each_spec_path_to_the_function_that_serves_it() -> None:
     routes = gateway_routes()
-    code_routes = {route: ep for route, ep in entry_point_routes().items() if ep not in ADMIN}
+    code_routes = {route: ep for route, ep in entry_point_routes().items() if ep not in INTERNAL}
     assert {(method, normalized_route(path)) for method, path in routes} == set(code_routes)
     for (method, path), operation in routes.items():
         entry_point = code_routes[(method, normalized_route(path))]
@@ -584,9 +607,17 @@ def test_gateway_serves_exactly_the_public_contract() -> None:
         for path, operations in spec["paths"].items()
         if not operations.get("x-local-server-only")  # /healthz, /openapi.json: the local server's own
         for method, operation in operations.items()
-        if method in {"get", "post", "put", "delete", "patch"} and operation.get("operationId") not in ADMIN
+        if method in {"get", "post", "put", "delete", "patch"} and operation.get("operationId") not in INTERNAL
     }
-    assert set(routes) == set(public), "the gateway's paths must be openapi.yaml's (revalidation excepted)"
+    assert set(routes) == set(public), "the gateway's paths must be openapi.yaml's (the internal routes excepted)"
+    internal = {
+        operation["operationId"]
+        for path, operations in spec["paths"].items()
+        if operations.get("x-internal")
+        for method, operation in operations.items()
+        if method in {"get", "post", "put", "delete", "patch"}
+    }
+    assert internal == {CREDENTIAL_ACCESS}, "openapi.yaml marks the pipelines' route internal"
     for route, operation_id in public.items():
         assert routes[route]["operationId"] == operation_id, route
     assert {(method, normalized_route(path)) for method, path in public} >= SPEC_ROUTES

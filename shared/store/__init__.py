@@ -15,7 +15,8 @@ Rules every adapter keeps (the contract suite in ``tests/contract`` checks them)
   return False instead of overwriting a row someone else changed or deleted;
   ``updated_at`` is the row version: every write of an integration sets it;
 - ``counters["jobs"]`` counts round trips to the backing store (BigQuery
-  jobs), so tests can assert the per-operation budget exactly.
+  jobs), so tests can assert the per-operation budget exactly;
+  ``counters["appends"]`` counts audit rows streamed in by ``append_audit``.
 """
 
 from __future__ import annotations
@@ -92,6 +93,16 @@ class IntegrationStore(Protocol):
 
     def record_audit(self, audit: AuditEvent) -> None:
         """Audit an operation that changed nothing (rejected or failed)."""
+        ...
+
+    def append_audit(self, audit: AuditEvent) -> None:
+        """Append one audit row on its own, outside any transaction (``counters["appends"]``, not a job).
+
+        For high-volume reads that change nothing (a pipeline fetching a
+        credential): BigQuery streams the row in (``tabledata.insertAll``)
+        instead of running a DML statement, which its per-table DML queue
+        would cap at a few a second.
+        """
         ...
 
     def list_audit(self, org_slug: str, provider: str | None = None, limit: int = 100) -> list[AuditEvent]: ...

@@ -120,6 +120,17 @@ def _to_parameter_text(value: Any) -> Any:
     raise TypeError(f"unsupported query parameter type: {type(value).__name__}")
 
 
+def _to_insert_value(value: Any) -> Any:
+    """A row value as ``tabledata.insertAll`` takes it (JSON: timestamps as RFC 3339 text, bytes as base64)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("TIMESTAMP values must carry a time zone")
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return value
+
+
 # --- results ----------------------------------------------------------------------------------------
 
 
@@ -256,6 +267,34 @@ class BigQueryJobs:
             rows += [_record(fields, row) for row in page.get("rows") or []]
             page_token = page.get("pageToken")
         return QueryResult(rows=rows, columns=[(field["name"], field.get("type", "STRING")) for field in fields])
+
+    def insert_rows(
+        self, dataset: str, table: str, rows: Sequence[dict[str, Any]], *, insert_ids: Sequence[str]
+    ) -> None:
+        """Stream ``rows`` into ``table`` (``tabledata.insertAll``): no query job and no DML quota.
+
+        ``insert_ids`` let BigQuery drop a resent row (best effort). A row it
+        refuses fails the call (``insertErrors``), never passes for written.
+        """
+        body = {
+            "rows": [
+                {"insertId": insert_id, "json": {name: _to_insert_value(value) for name, value in row.items()}}
+                for insert_id, row in zip(insert_ids, rows, strict=True)
+            ],
+            "skipInvalidRows": False,
+            "ignoreUnknownValues": False,
+        }
+        answer = self.session.call(
+            "POST",
+            f"{API_PATH}/projects/{self.project}/datasets/{dataset}/tables/{table}/insertAll",
+            body=body,
+            timeout=HTTP_TIMEOUT_SECONDS,
+        )
+        refused = answer.get("insertErrors") or []
+        if refused:
+            first = (refused[0].get("errors") or [{}])[0] if isinstance(refused[0], dict) else {}
+            reason = str(first.get("reason") or "invalid")
+            raise GoogleApiError(REASON_STATUS.get(reason, 400), reason, f"{len(refused)} row(s) refused")
 
     def create_dataset(self, dataset: str) -> bool:
         """Create ``dataset`` if missing; whether it was created."""

@@ -29,9 +29,9 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.errors import StoreUnavailable
 from shared.google_rest import GoogleApiError, failure_text
@@ -69,6 +69,8 @@ if TYPE_CHECKING:
     from shared.config import Settings
 
 logger = logging.getLogger("integrations.store.bigquery")
+
+Result = TypeVar("Result")
 
 # Messages of the errors BigQuery raises when concurrent transactions or DML
 # collide, or its DML queue is full: all worth a retry after a pause.
@@ -168,12 +170,16 @@ class BigQueryStore:
 
     def _job(self, sql: str, parameters: Sequence[Parameter] = ()) -> QueryResult:
         """One job, retried on transaction conflicts and transient errors; its result."""
+        return self._retrying(lambda: self.jobs.query(sql, parameters), counted_as="jobs")
+
+    def _retrying(self, send: Callable[[], Result], *, counted_as: str) -> Result:
+        """``send`` (a job, or a streaming insert), retried on transaction conflicts and transient errors."""
         from google.auth.exceptions import GoogleAuthError
 
         for attempt in range(1, self.max_attempts + 1):
-            self.counters["jobs"] += 1
+            self.counters[counted_as] += 1
             try:
-                return self.jobs.query(sql, parameters)
+                return send()
             except GoogleApiError as exc:
                 if exc.transient:
                     if attempt == self.max_attempts:
@@ -520,6 +526,15 @@ SELECT existed, deleted_fingerprint;
     def record_audit(self, audit: AuditEvent) -> None:
         self._run(
             self._insert_sql("a_", AUDIT_TABLE), self._row_parameters("a_", AUDIT_TABLE, rows.audit_to_row(audit))
+        )
+
+    def append_audit(self, audit: AuditEvent) -> None:
+        # Streamed, not DML: no job, no slot in the table's DML queue; the audit id lets
+        # BigQuery drop a resent copy of the row.
+        row = rows.audit_to_row(audit)
+        self._retrying(
+            lambda: self.jobs.insert_rows(self.dataset, AUDIT_TABLE, [row], insert_ids=[audit.audit_id]),
+            counted_as="appends",
         )
 
     def list_audit(self, org_slug: str, provider: str | None = None, limit: int = 100) -> list[AuditEvent]:

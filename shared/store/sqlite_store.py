@@ -250,8 +250,8 @@ class SqliteStore:
                 self._idle.put(connection)
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self.counters["jobs"] += 1
+    def _transaction(self, *, counted_as: str = "jobs") -> Iterator[sqlite3.Connection]:
+        self.counters[counted_as] += 1
         with self._write_lock, self._connection() as connection:
             try:
                 connection.execute("BEGIN IMMEDIATE")
@@ -458,6 +458,10 @@ class SqliteStore:
 
     def record_audit(self, audit: AuditEvent) -> None:
         with self._transaction() as connection:
+            self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
+
+    def append_audit(self, audit: AuditEvent) -> None:
+        with self._transaction(counted_as="appends") as connection:
             self._insert(connection, AUDIT_TABLE, rows.audit_to_row(audit))
 
     def list_audit(self, org_slug: str, provider: str | None = None, limit: int = 100) -> list[AuditEvent]:

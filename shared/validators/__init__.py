@@ -123,6 +123,13 @@ class ValidationContext(NamedTuple):  # a NamedTuple, not a frozen dataclass: se
     azure_ca_bundle: str | None = None
 
 
+class MintedToken(NamedTuple):
+    """An access token minted from a stored credential for a pipeline, and when it stops working."""
+
+    access_token: str
+    expires_at: datetime | None
+
+
 def summarize(spec: ProviderSpec, checks: list[CheckResult]) -> ValidationResult:
     """Fold capability results into the ValidationDetails the frontend shows.
 

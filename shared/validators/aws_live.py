@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 # This module is the AWS adapter: it is imported only when an AWS credential
 # is validated, so these imports cost no other function's cold start.
@@ -230,8 +230,15 @@ def _platform_credentials(aws: _Aws) -> tuple[dict[str, str] | None, CheckResult
 
 
 def _assume_customer_role(
-    aws: _Aws, platform: dict[str, str], role_arn: str, external_id: str, context: ValidationContext
-) -> tuple[dict[str, str] | None, CheckResult]:
+    aws: _Aws,
+    platform: dict[str, str],
+    role_arn: str,
+    external_id: str,
+    context: ValidationContext,
+    *,
+    session_name: str = PLATFORM_SESSION_NAME,
+    duration_seconds: int = 900,
+) -> tuple[dict[str, Any] | None, CheckResult]:
     fix = (
         f"Let the platform assume the role: its trust policy must allow sts:AssumeRole for "
         f"{context.aws_platform_role_arn} with the condition StringEquals sts:ExternalId = {external_id} "
@@ -240,7 +247,7 @@ def _assume_customer_role(
     )
     try:
         answer = aws.client("sts", platform).assume_role(
-            RoleArn=role_arn, RoleSessionName=PLATFORM_SESSION_NAME, ExternalId=external_id, DurationSeconds=900
+            RoleArn=role_arn, RoleSessionName=session_name, ExternalId=external_id, DurationSeconds=duration_seconds
         )
     except Exception as error:  # noqa: BLE001
         code = _error_code(error)
@@ -490,6 +497,46 @@ def _finish(spec: ProviderSpec, checks: list[CheckResult]) -> ValidationResult:
     if worst is not None and worst.facts.get("fix"):
         result.details["fix"] = worst.facts["fix"]
     return result
+
+
+class AwsSession(NamedTuple):
+    """Temporary credentials of the customer's role (an STS session), for a pipeline; never a long-lived key."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expires_at: datetime
+
+
+def assume_for_pipeline(
+    spec: ProviderSpec,
+    secret: str,
+    config: dict[str, Any],
+    context: ValidationContext,
+    *,
+    session_name: str,
+    duration_seconds: int,
+) -> AwsSession | CheckResult:
+    """``sts:AssumeRole`` on the org's role with the org's external ID: one call once the platform
+    identity is cached. ``session_name`` shows in the customer's CloudTrail; a refusal comes back as
+    the validator's ``assume_role`` check."""
+    try:
+        role_arn, external_id = read_stored_credential(secret)
+    except (ValueError, KeyError, TypeError):
+        return _not_a_role_credential()
+    endpoint = None if context.base_url == spec.base_url else context.base_url
+    aws = _Aws(context, config.get("region", "us-east-1"), endpoint, time.monotonic() + context.deadline_seconds)
+    platform, failed = _platform_credentials(aws)
+    if platform is None:
+        return failed or CheckResult("assume_role", False, False, Failure.UNREACHABLE, FailureClass.PROVIDER_OUTAGE)
+    session, assumed = _assume_customer_role(
+        aws, platform, role_arn, external_id, context, session_name=session_name, duration_seconds=duration_seconds
+    )
+    if session is None:
+        return assumed
+    return AwsSession(
+        session["AccessKeyId"], session["SecretAccessKey"], session["SessionToken"], session["Expiration"]
+    )
 
 
 def check_role(spec: ProviderSpec, secret: str, config: dict[str, Any], context: ValidationContext) -> ValidationResult:

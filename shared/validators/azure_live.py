@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -33,6 +34,7 @@ from shared.validators import (
     CheckResult,
     Failure,
     FailureClass,
+    MintedToken,
     ValidationContext,
     ValidationResult,
     summarize,
@@ -207,17 +209,43 @@ def _msal_errors() -> tuple[type[Exception], ...]:
 
 
 def _token(app: Any, http: _BoundedHttp, scope: str, principal: _Principal) -> tuple[str | None, CheckResult]:
+    answer, check = _token_answer(app, http, [scope], principal)
+    return (None if answer is None else str(answer["access_token"])), check
+
+
+def _token_answer(
+    app: Any, http: _BoundedHttp, scopes: Sequence[str], principal: _Principal
+) -> tuple[dict[str, Any] | None, CheckResult]:
+    """Entra's token answer (``access_token``, ``expires_in``) for ``scopes``, or None and why not."""
     try:
-        answer = app.acquire_token_for_client(scopes=[scope])
+        answer = app.acquire_token_for_client(scopes=list(scopes))
     except _msal_errors():
         status = http.last.status_code if http.last is not None else None
         return None, _token_failure("authenticate", status, _error_codes(http.last), principal)
-    token = answer.get("access_token") if isinstance(answer, dict) else None
-    if token:
-        return str(token), CheckResult("authenticate", True, True, http_status=200)
+    if isinstance(answer, dict) and answer.get("access_token"):
+        return answer, CheckResult("authenticate", True, True, http_status=200)
     status = http.last.status_code if http.last is not None else None
     codes = answer.get("error_codes") if isinstance(answer, dict) else None
     return None, _token_failure("authenticate", status, codes if isinstance(codes, list) else [], principal)
+
+
+def mint_access_token(secret: str, scopes: Sequence[str], context: ValidationContext) -> MintedToken | CheckResult:
+    """A client-credentials token of the stored service principal for ``scopes`` (ARM), never the secret itself.
+
+    One token request (after msal's discovery of the tenant); a refusal comes
+    back as the validator's ``authenticate`` check, with Entra's reason.
+    """
+    principal = _Principal.from_secret(secret)
+    http = _BoundedHttp(context, time.monotonic() + context.deadline_seconds)
+    app, failed = _client(principal, context, http)
+    if app is None:
+        return failed or CheckResult("authenticate", True, False, Failure.UNREACHABLE, FailureClass.TRANSIENT)
+    answer, check = _token_answer(app, http, scopes, principal)
+    if answer is None:
+        return check
+    expires_in = answer.get("expires_in")
+    lifetime = timedelta(seconds=int(expires_in)) if isinstance(expires_in, int | float | str) else None
+    return MintedToken(str(answer["access_token"]), datetime.now(UTC) + lifetime if lifetime else None)
 
 
 def _client(principal: _Principal, context: ValidationContext, http: _BoundedHttp) -> tuple[Any, CheckResult | None]:

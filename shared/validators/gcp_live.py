@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +32,7 @@ from shared.validators import (
     CheckResult,
     Failure,
     FailureClass,
+    MintedToken,
     ValidationContext,
     ValidationResult,
     summarize,
@@ -41,14 +43,31 @@ SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 EXPORT_TABLE = re.compile(r"^gcp_billing_export_(resource_)?v1_[A-Za-z0-9_]+$")
 
 
-def _token(info: dict[str, Any], context: ValidationContext) -> tuple[str | None, CheckResult | None]:
+def mint_access_token(secret: str, scopes: Sequence[str], context: ValidationContext) -> MintedToken | CheckResult:
+    """An access token of the stored service-account key, limited to ``scopes``: one JWT-bearer grant.
+
+    The pipeline gets this, never the private key. The failure (a refused or
+    unreachable token endpoint) comes back as the validator's own check result.
+    """
+    credentials, failed = _token(json.loads(secret), context, scopes)
+    if credentials is None:
+        return failed or CheckResult("list_datasets", True, False, Failure.UNREACHABLE, FailureClass.TRANSIENT)
+    # google-auth keeps the expiry as a naive UTC datetime.
+    expiry = credentials.expiry.replace(tzinfo=UTC) if credentials.expiry else None
+    return MintedToken(str(credentials.token), expiry)
+
+
+def _token(
+    info: dict[str, Any], context: ValidationContext, scopes: Sequence[str] = SCOPES
+) -> tuple[Any, CheckResult | None]:
+    """google-auth's refreshed credentials (``.token``, ``.expiry``), or the failed check."""
     from google.auth import exceptions as auth_exceptions
     from google.auth.transport.requests import Request
     from google.oauth2 import service_account
 
     try:
         credentials = service_account.Credentials.from_service_account_info(
-            {**info, "token_uri": context.gcp_token_uri}, scopes=SCOPES
+            {**info, "token_uri": context.gcp_token_uri}, scopes=list(scopes)
         )
     except (ValueError, KeyError):
         return None, CheckResult(
@@ -87,7 +106,7 @@ def _token(info: dict[str, Any], context: ValidationContext) -> tuple[str | None
             FailureClass.TRANSIENT,
             reason="token endpoint unreachable",
         )
-    return str(credentials.token), None
+    return credentials, None
 
 
 def _call(
@@ -201,9 +220,10 @@ def check_service_account(
 ) -> ValidationResult:
     info = json.loads(secret)
     deadline = time.monotonic() + context.deadline_seconds
-    token, failed = _token(info, context)
-    if failed is not None or token is None:
+    credentials, failed = _token(info, context)
+    if failed is not None or credentials is None:
         return summarize(spec, [failed] if failed else [])
+    token = str(credentials.token)
     base = f"{context.base_url}/bigquery/v2"
     # Path segments from user input, quoted so they cannot leave their segment.
     project = quote(str(config.get("project_id") or info["project_id"]), safe="")

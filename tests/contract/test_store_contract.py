@@ -431,3 +431,21 @@ def test_parallel_first_toggles_leave_one_row(store):
     assert sorted(outcomes) == [False] * 3 + [True]
     assert len(store.list_subscription_toggles("acme")[0]) == 1
     assert len(store.list_audit("acme", "slack")) == 4
+
+
+def test_an_appended_audit_row_is_streamed_not_a_job(store):
+    event = audit(action="credential_accessed", fingerprint="0a1b2c3d")
+    event.pipeline = "cost/billing"
+    event.detail = "Integration for OpenAI is pending, not active"
+    store.counters.clear()
+    store.append_audit(event)
+    # BigQuery: tabledata.insertAll, which takes no slot in the table's DML queue.
+    assert dict(store.counters) == {"appends": 1}
+    (row,) = store.list_audit("acme")
+    assert (row.action, row.pipeline, row.credential_fingerprint, row.detail) == (
+        "credential_accessed",
+        "cost/billing",
+        "0a1b2c3d",
+        "Integration for OpenAI is pending, not active",
+    )
+    assert row.created_at == event.created_at and row.audit_id == event.audit_id

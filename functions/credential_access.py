@@ -1,0 +1,25 @@
+"""POST /api/v1/integrations/{org}/{provider}/access — a usable credential for a cost pipeline.
+
+Body ``{"pipeline": "<one of the provider's pipelines>"}``. Internal: not on the
+public gateway; in Google Cloud only the pipelines' service account may invoke
+it, locally an admin key. An organization's own key gets 403. See
+``shared.credential_access`` for what each kind of credential becomes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import functions_framework
+
+from shared.credential_access import access, check_pipeline_caller
+from shared.http import ApiCall, endpoint
+
+
+@functions_framework.http
+@endpoint("POST", "/api/v1/integrations/<org_slug>/<provider>/access", admin=True)
+def credential_access(call: ApiCall) -> tuple[int, dict[str, Any]]:
+    check_pipeline_caller(call.caller, call.service.adapters.settings.pipelines_service_account)
+    body = call.json_body(required=("pipeline",))
+    answer = access(call.service, call.caller, call.org_slug or "", call.provider or "", body["pipeline"])
+    return 200, answer.to_answer()
