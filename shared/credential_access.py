@@ -68,6 +68,8 @@ class CredentialAccess(NamedTuple):
     credential: dict[str, Any]
     expires_at: datetime | None
     fingerprint: str  # of the stored credential the answer comes from (sha256, 8 hex)
+    # The integration's config (no secret): where the pipeline reads (dataset, bucket, scope, organization).
+    config: dict[str, Any]
 
     def to_answer(self) -> dict[str, Any]:
         """The route's answer body (besides ``success``)."""
@@ -79,6 +81,7 @@ class CredentialAccess(NamedTuple):
             "credential": self.credential,
             "expires_at": iso(self.expires_at),
             "fingerprint": self.fingerprint,
+            "config": self.config,
         }
 
 
@@ -160,6 +163,7 @@ def _access(
         credential=payload,
         expires_at=expires_at,
         fingerprint=audit.credential_fingerprint or credential.fingerprint,
+        config=dict(integration.config),
     )
 
 

@@ -14,19 +14,24 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import subprocess
+import sys
 import uuid
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import requests
 
+from examples.cost_reader import CostReadFailed, read_costs
 from shared.credential_access import access_credential, session_name
 from shared.errors import IntegrationNotActive
 from shared.models import utc_now
 from tests.conftest import ANTHROPIC_STANDARD_KEY, OPENAI_KEY, key_with
 from tests.openapi_contract import check_response
 
+REPO = Path(__file__).resolve().parent.parent
 BASE = "/api/v1/integrations"
 ACCESS = BASE + "/{org}/{provider}/access"
 
@@ -89,6 +94,7 @@ def test_an_api_key_goes_to_its_pipeline_within_budget_and_audited(client, org_k
         "credential": {"api_key": OPENAI_KEY},
         "expires_at": "2035-01-31T00:00:00.000Z",
         "fingerprint": credential.fingerprint,
+        "config": {},
     }
 
     admin_key_id = admin_key.split("_")[1]
@@ -270,8 +276,9 @@ def connect_gcp(client, org_key, service, gcp_stack, simulator, billing_dataset)
 
 
 def test_gcp_access_is_a_read_only_token_minted_from_the_key(
-    client, org_key, admin_key, service, gcp_stack, simulator, billing_dataset
+    client, org_key, admin_key, service, gcp_stack, simulator, billing_dataset, caplog
 ):
+    caplog.set_level(logging.DEBUG)
     key = connect_gcp(client, org_key, service, gcp_stack, simulator, billing_dataset)
     access(client, admin_key, "gcp", "cost/billing")  # warm the auth cache
     store, cipher = service.adapters.store, service.adapters.cipher
@@ -293,6 +300,9 @@ def test_gcp_access_is_a_read_only_token_minted_from_the_key(
     text = response.get_data(as_text=True)
     assert "PRIVATE KEY" not in text and key["private_key_id"] not in text and "private_key" not in text
     assert simulator.stats()["requests"]["google"] - token_calls == 1  # the one token call
+    assert body["credential"]["access_token"] not in caplog.text  # the token is in the answer only
+    stored = json.dumps([vars(a) for a in store.list_audit("acme")], default=str)
+    assert body["credential"]["access_token"] not in stored and key["private_key_id"] not in stored
 
 
 def test_gcp_token_endpoint_unreachable_is_503_and_changes_nothing(
@@ -401,8 +411,6 @@ def connect_azure(client, org_key, service, azure_sim):
 
 
 def test_azure_access_is_an_arm_token_that_reads_the_exports(client, org_key, admin_key, service, azure_sim):
-    import requests
-
     principal, scope = connect_azure(client, org_key, service, azure_sim)
     response = access(client, admin_key, "azure", "cost/billing")
     assert response.status_code == 200
@@ -431,3 +439,71 @@ def test_a_secret_deleted_at_the_provider_turns_the_integration_to_error(
     assert body["details"]["status"] == "error" and "AADSTS7000215" in body["error"]
     assert service.adapters.store.get_integration("acme", "azure").status == "error"
     # TODO(lead): assert the error alert once explicit validations alert (the edges branch).
+
+
+# --- the reference pipeline (examples/cost_reader.py) reads costs with each answer ----------
+
+
+def environ_of(settings) -> dict[str, str]:
+    """The provider hosts the service was pointed at, as the consumer reads them."""
+    environ = {f"PROVIDER_{p.upper()}_BASE_URL": url for p, url in settings.provider_base_urls.items()}
+    if settings.azure_ca_bundle:
+        environ["AZURE_CA_BUNDLE"] = settings.azure_ca_bundle
+    return environ
+
+
+def test_openai_costs_with_the_admin_key_also_from_the_command_line(client, org_key, admin_key, service):
+    connect(client, org_key)
+    answer = access(client, admin_key).get_json()
+    summary = read_costs(answer, environ_of(service.adapters.settings))
+    assert summary == {
+        "org_slug": "acme",
+        "provider": "openai",
+        "pipeline": "cost/usage_cost",
+        "rows": 1,
+        "total": 12.5,
+        "currency": "usd",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "examples.cost_reader"],
+        input=json.dumps(answer),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", **environ_of(service.adapters.settings)},
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == summary
+
+
+def test_a_revoked_key_fails_the_read(client, org_key, admin_key, service, simulator):
+    connect(client, org_key)
+    answer = access(client, admin_key).get_json()
+    requests.post(simulator.url + "/_sim/revoke", json={"api_key": answer["credential"]["api_key"]}, timeout=5)
+    with pytest.raises(CostReadFailed, match="401"):
+        read_costs(answer, environ_of(service.adapters.settings))
+
+
+def test_gcp_billing_export_through_the_minted_token(
+    client, org_key, admin_key, service, gcp_stack, simulator, billing_dataset
+):
+    connect_gcp(client, org_key, service, gcp_stack, simulator, billing_dataset)
+    answer = access(client, admin_key, "gcp", "cost/billing").get_json()
+    summary = read_costs(answer, environ_of(service.adapters.settings))
+    assert summary["table"].startswith("gcp_billing_export_v1_")
+    assert (summary["rows"], summary["total"]) == (2, 14.75)
+
+
+def test_aws_export_bucket_through_the_sts_session(client, org_key, admin_key, service, aws):
+    connect_aws(client, org_key, service, aws)
+    answer = access(client, admin_key, "aws", "cost/billing").get_json()
+    summary = read_costs(answer, environ_of(service.adapters.settings))
+    assert summary["manifest"].endswith("-Manifest.json") and summary["data_files"] == 1
+
+
+def test_azure_export_through_the_arm_token(client, org_key, admin_key, service, azure_sim):
+    connect_azure(client, org_key, service, azure_sim)
+    answer = access(client, admin_key, "azure", "cost/billing").get_json()
+    summary = read_costs(answer, environ_of(service.adapters.settings))
+    assert summary["exports"] == 1 and summary["last_run_end"]
