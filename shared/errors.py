@@ -155,6 +155,17 @@ class EncryptionFailed(ServiceError):
         super().__init__(message, **kwargs)
 
 
+class KeyRotationFailed(EncryptionFailed):
+    """A new key version could not be made primary durably; the previous primary stays primary.
+
+    The message names the keyring (a file, or the Cloud KMS key) and says which
+    version is still primary: a credential key is an operator's concern, and
+    only admin callers reach rotation.
+    """
+
+    code = "key_rotation_failed"
+
+
 class StoreUnavailable(ServiceError):
     """The store failed after retries; nothing was changed."""
 

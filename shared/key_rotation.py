@@ -2,8 +2,10 @@
 credential onto the new primary version, and report where they all are.
 
 - ``rotate_key``: the crypto port makes a new key version primary (Cloud KMS:
-  create + updatePrimaryVersion; local keyring: a new version in the file).
-  New ciphertext uses it at once; old ciphertext still decrypts.
+  create + updatePrimaryVersion, read back; local keyring: the new key written
+  durably, then made primary). New ciphertext uses it at once; old ciphertext
+  still decrypts. A rotation that cannot be confirmed raises
+  ``KeyRotationFailed`` (503, naming the keyring) and the old primary stays.
 - ``rewrap_all``: re-encrypts every credential not on the primary version:
   decrypt, encrypt with the same associated data (``credential_aad`` of its
   row), conditional write. In batches of ``rewrap_batch_size``: each batch is
@@ -27,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from shared.crypto import credential_aad
-from shared.errors import EncryptionFailed
+from shared.errors import EncryptionFailed, KeyRotationFailed
 from shared.models import StoredCredential, utc_now
 
 if TYPE_CHECKING:
@@ -74,9 +76,17 @@ def key_report(service: IntegrationService) -> dict[str, Any]:
 
 
 def rotate_key(service: IntegrationService, caller: Caller) -> dict[str, Any]:
+    """A new primary key version, audited; a rotation that fails is audited too and changes nothing."""
     cipher = service.adapters.cipher
     previous = cipher.primary_version()
-    new_version = cipher.rotate_key()
+    try:
+        new_version = cipher.rotate_key()
+    except KeyRotationFailed as error:
+        service.adapters.store.record_audit(
+            caller.audit(FLEET_ORG, "kms", "rotate_key", "failure", detail=f"primary key version {previous} kept")
+        )
+        logger.error("key rotation failed", extra={"primary": previous, "error": error.code})
+        raise
     service.adapters.store.record_audit(
         caller.audit(FLEET_ORG, "kms", "rotate_key", detail=f"primary key version {previous} -> {new_version}")
     )

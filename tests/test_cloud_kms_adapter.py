@@ -30,7 +30,7 @@ from google.cloud import kms
 
 from shared.crypto import CredentialCipher, credential_aad
 from shared.crypto.cloud_kms import CloudKmsCipher
-from shared.errors import ConfigurationError, EncryptionFailed
+from shared.errors import ConfigurationError, EncryptionFailed, KeyRotationFailed
 from shared.google_rest import GoogleApiError
 from tests.fakes.kms_server import FakeKmsServer
 
@@ -363,10 +363,10 @@ def test_creating_a_version_is_not_retried(cipher: CloudKmsCipher, kms_server: F
     """A create answered 503 may have happened: retrying could make two versions, so rotation fails instead."""
     kms_server.fail_next(1, status=503, rpc="create_crypto_key_version")
 
-    with pytest.raises(EncryptionFailed):
+    with pytest.raises(KeyRotationFailed):
         cipher.rotate_key()
 
-    assert kms_server.calls == Counter(create_crypto_key_version=1)
+    assert kms_server.calls == Counter(get_crypto_key=1, create_crypto_key_version=1)
     assert kms_server.primary_version(key_name) == "1"
     assert cipher.rotate_key() == "2"  # the next attempt (an operator's) works
     assert kms_server.primary_version(key_name) == "2"
@@ -377,8 +377,43 @@ def test_setting_the_primary_is_retried(cipher: CloudKmsCipher, kms_server: Fake
 
     assert cipher.rotate_key() == "2"
 
-    assert kms_server.calls == Counter(create_crypto_key_version=1, update_primary_version=2)
+    # the primary before, the create, the update (once more after the 503), the primary read back
+    assert kms_server.calls == Counter(get_crypto_key=2, create_crypto_key_version=1, update_primary_version=2)
     assert kms_server.primary_version(key_name) == "2"
+
+
+def test_a_rotation_kms_does_not_confirm_keeps_the_old_primary(
+    cipher: CloudKmsCipher, kms_server: FakeKmsServer, key_name: str
+) -> None:
+    """Create succeeds, updatePrimaryVersion answers 200 but the key still names version 1: the rotation fails."""
+    before = cipher.encrypt(PLAINTEXT, AAD)
+    kms_server.drop_next_primary_update(1)
+
+    with pytest.raises(KeyRotationFailed) as caught:
+        cipher.rotate_key()
+
+    assert caught.value.status_code == 503 and caught.value.code == "key_rotation_failed"
+    assert key_name in caught.value.message and "key version 1 stays primary" in caught.value.message
+    assert kms_server.primary_version(key_name) == "1"
+    assert cipher.key_versions() == {"1": "enabled", "2": "enabled"}  # the new version exists, unused
+    after = cipher.encrypt(PLAINTEXT, AAD)
+    assert after.key_version == "1"  # still sealing with the old primary
+    assert cipher.decrypt(before.ciphertext, AAD) == cipher.decrypt(after.ciphertext, AAD) == PLAINTEXT
+    assert cipher.rotate_key() == "3"  # the next attempt works
+
+
+def test_a_refused_primary_update_keeps_the_old_primary(
+    cipher: CloudKmsCipher, kms_server: FakeKmsServer, key_name: str
+) -> None:
+    kms_server.fail_next(1, status=400, rpc="update_primary_version")
+
+    with pytest.raises(KeyRotationFailed) as caught:
+        cipher.rotate_key()
+
+    assert "key version 1 stays primary" in caught.value.message
+    assert kms_server.primary_version(key_name) == "1" and cipher.encrypt(PLAINTEXT, AAD).key_version == "1"
+    # the primary read back showed version 1: nothing to put back
+    assert kms_server.calls["update_primary_version"] == 1
 
 
 def test_key_versions_follow_page_tokens(cipher: CloudKmsCipher, kms_server: FakeKmsServer, key_name: str) -> None:

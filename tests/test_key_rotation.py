@@ -14,6 +14,7 @@ from dataclasses import replace
 import pytest
 
 from shared.crypto import credential_aad
+from shared.errors import KeyRotationFailed
 from shared.key_rotation import key_report, rewrap_all, rotate_key
 from shared.models import AuditEvent, Integration, Status, StoredCredential, new_id
 from shared.service import Caller
@@ -293,3 +294,58 @@ def test_admin_key_routes_over_http(service):
         assert [v["unused"] for v in body["keys"]["versions"]] == [True, True, True, True, False]
     finally:
         http.use_service(None)
+
+
+@pytest.mark.parametrize("backend", ["local"])
+def test_a_rotation_the_keyring_cannot_write_answers_503_and_loses_nothing(service, settings):
+    """The keyring's temp path is blocked: rotate answers 503 naming the keyring, the old primary stays primary
+    (in memory and on disk), and after a restart every credential, before and after the failure, decrypts."""
+    from shared import http
+    from shared.local_server import create_app
+
+    seed(service, 6, versions=2)
+    cipher = service.adapters.cipher
+    primary, rotations = cipher.primary_version(), cipher.counters["rotate"]
+    blocked = settings.data_dir / "keyring.tmp"
+    blocked.mkdir()  # the durable write's temp file cannot be created
+    http.use_service(service)
+    try:
+        client = create_app().test_client()
+        admin = {"X-API-Key": service.create_api_key("ops", is_admin=True)[1]}
+        failed = client.post("/api/v1/admin/keys/rotate", headers=admin)
+        body = failed.get_json()
+        assert failed.status_code == 503 and body["code"] == "key_rotation_failed", body
+        assert str(settings.data_dir / "keyring.json") in body["error"]
+        assert f"key version {primary} stays primary" in body["error"]
+        assert cipher.primary_version() == primary and cipher.counters["rotate"] == rotations
+        # Traffic after the failure still seals with the old primary, which is on disk.
+        service.setup(USER, "openai", {"api_key": OPENAI_KEY}, {}, None)
+        _, after = service.adapters.store.get_integration_with_credential("acme", "openai")
+        assert after.key_version == primary
+        keys = client.get("/api/v1/admin/keys", headers=admin).get_json()["keys"]
+        assert keys["primary_version"] == primary
+    finally:
+        http.use_service(None)
+    (audit,) = [a for a in service.adapters.store.list_audit("*") if a.action == "rotate_key"]
+    assert audit.outcome == "failure" and primary in (audit.detail or "")
+
+    restarted = make_service(settings)  # a fresh process on the same data dir
+    assert restarted.adapters.cipher.primary_version() == primary
+    credentials = all_credentials(restarted.adapters.store)
+    assert len(credentials) == 7
+    for credential in credentials:
+        aad = credential_aad(credential.org_slug, credential.provider, credential.credential_id)
+        assert restarted.adapters.cipher.decrypt(credential.encrypted_value, aad)
+
+    blocked.rmdir()
+    assert rotate_key(restarted, OPERATOR)["primary_version"] == str(int(primary) + 1)  # unblocked, it works
+
+
+@pytest.mark.parametrize("backend", ["local"])
+def test_a_keyring_lock_that_cannot_be_taken_fails_the_rotation_cleanly(service, settings):
+    service.adapters.cipher.primary_version()  # the keyring exists
+    (settings.data_dir / "keyring.lock").mkdir()
+    with pytest.raises(KeyRotationFailed) as caught:
+        rotate_key(service, OPERATOR)
+    assert "keyring" in caught.value.message and service.adapters.cipher.primary_version() == "1"
+    assert service.adapters.cipher.encrypt(b"x", b"aad").key_version == "1"

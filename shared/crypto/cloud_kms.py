@@ -6,8 +6,10 @@ Cloud KMS ``cryptoKeys.encrypt`` / ``cryptoKeys.decrypt`` on one symmetric
 no envelope, no caching. Key management is three calls of the port:
 ``primary_version`` (``cryptoKeys.get``), ``key_versions``
 (``cryptoKeyVersions.list``) and ``rotate_key`` (``cryptoKeyVersions.create``
-then ``cryptoKeys.updatePrimaryVersion``; a version still being generated, as
-an HSM one may be, is waited for first). The runtime identity needs only the
+then ``cryptoKeys.updatePrimaryVersion``, confirmed by reading the key back; a
+version still being generated, as an HSM one may be, is waited for first; a
+rotation that cannot be confirmed leaves the previous primary in place and
+raises ``KeyRotationFailed``). The runtime identity needs only the
 permissions of these calls on this one key (terraform/iam.tf).
 
 Why REST by hand: the generated client (``google-cloud-kms``) costs about
@@ -88,7 +90,7 @@ from collections import Counter
 from typing import Any
 
 from shared.crypto import EncryptedSecret
-from shared.errors import ConfigurationError, EncryptionFailed
+from shared.errors import ConfigurationError, EncryptionFailed, KeyRotationFailed
 from shared.google_rest import GoogleApiError, GoogleRestSession, failure_text
 
 logger = logging.getLogger(__name__)
@@ -208,12 +210,9 @@ class CloudKmsCipher:
 
     def primary_version(self) -> str:
         try:
-            key = self._call("GET", f"/v1/{self.key_name}")
-            primary = key.get("primary")
-            version_id = self._version_id(primary.get("name") if isinstance(primary, dict) else None)
+            return self._primary_id()
         except Exception as exc:
             raise self._failure("get_crypto_key", exc) from exc
-        return version_id
 
     def key_versions(self) -> dict[str, str]:
         try:
@@ -236,7 +235,19 @@ class CloudKmsCipher:
         return dict(sorted(versions.items(), key=lambda item: int(item[0])))
 
     def rotate_key(self, *, generation_wait_seconds: float = 30.0) -> str:
+        """A new version, made primary and confirmed; on any failure the previous primary stays primary.
+
+        Cloud KMS picks the version ``encrypt`` uses, so "unchanged" is checked
+        at the key itself: a rotation that cannot read back its new version as
+        primary puts the previous one back (``updatePrimaryVersion``, which is
+        safe to repeat) and fails. The new version stays enabled either way, so
+        a blob it may have sealed meanwhile still decrypts.
+        """
         self.counters["rotate"] += 1
+        try:
+            previous = self._primary_id()
+        except Exception as exc:
+            raise self._rotation_failure(exc, None) from exc
         try:
             # Not retried: a retried create could make two versions.
             created = self._call("POST", f"/v1/{self.key_name}/cryptoKeyVersions", body={}, retry=False)
@@ -248,10 +259,43 @@ class CloudKmsCipher:
                     raise _IntegrityError("the new key version is still being generated")
                 time.sleep(0.5)
                 state = self._call("GET", f"/v1/{self.key_name}/cryptoKeyVersions/{version_id}").get("state")
-            self._call("POST", f"/v1/{self.key_name}:updatePrimaryVersion", body={"cryptoKeyVersionId": version_id})
         except Exception as exc:
-            raise self._failure("rotate_key", exc) from exc
+            # Nothing was made primary (at worst an unused version exists).
+            raise self._rotation_failure(exc, previous) from exc
+        try:
+            self._set_primary(version_id)
+        except Exception as exc:
+            raise self._rotation_failure(exc, self._restore_primary(previous)) from exc
         return version_id
+
+    def _primary_id(self) -> str:
+        key = self._call("GET", f"/v1/{self.key_name}")
+        primary = key.get("primary")
+        return self._version_id(primary.get("name") if isinstance(primary, dict) else None)
+
+    def _set_primary(self, version_id: str) -> None:
+        """``updatePrimaryVersion``, then read the key back: only a confirmed primary counts."""
+        self._call("POST", f"/v1/{self.key_name}:updatePrimaryVersion", body={"cryptoKeyVersionId": version_id})
+        if self._primary_id() != version_id:
+            raise _IntegrityError("the key does not name the new version as primary")
+
+    def _restore_primary(self, previous: str) -> str | None:
+        """Put ``previous`` back as primary after a rotation that could not be confirmed; None if that fails too."""
+        try:
+            if self._primary_id() != previous:  # the update may have landed after all
+                self._set_primary(previous)
+        except Exception as exc:  # noqa: BLE001 - reported by the caller's error, logged here by class
+            logger.error("Cloud KMS rotate_key could not restore the primary version: %s", type(exc).__name__)
+            return None
+        return previous
+
+    def _rotation_failure(self, cause: Exception, primary: str | None) -> KeyRotationFailed:
+        self._failure("rotate_key", cause)  # logs it
+        if primary is None:
+            state = "the primary key version could not be confirmed; check it before retrying"
+        else:
+            state = f"key version {primary} stays primary and no credential changed"
+        return KeyRotationFailed(f"Key rotation failed: Cloud KMS key {self.key_name} did not confirm it; {state}")
 
     # --- internals -----------------------------------------------------------------
 

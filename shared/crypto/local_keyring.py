@@ -20,6 +20,12 @@ Several processes share the file (the server, ``python -m shared.cli``): each
 rereads it when it changed on disk (one ``stat`` per call), so a rotation made
 by one is used by the others at their next call, and rotations hold an
 exclusive lock so two of them cannot both write "version 3".
+
+Every change replaces the file durably (temp file, fsync, rename, fsync of the
+directory), and a rotation writes the new key to disk before it makes it
+primary: no ciphertext can name a key version the file may lose. A rotation
+that cannot write answers ``KeyRotationFailed`` (503) and the old primary stays
+primary, in memory and on disk (docs/design/atomic-key-rotation.md).
 """
 
 from __future__ import annotations
@@ -27,19 +33,23 @@ from __future__ import annotations
 import base64
 import fcntl
 import json
+import logging
 import os
 import secrets
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared.crypto import EncryptedSecret
-from shared.errors import ConfigurationError, EncryptionFailed
+from shared.errors import ConfigurationError, EncryptionFailed, KeyRotationFailed
+
+logger = logging.getLogger("integrations.keyring")
 
 FORMAT_MARKER = 0x01
 NONCE_BYTES = 12
@@ -109,24 +119,59 @@ class LocalKeyring:
 
     @staticmethod
     def _create(path: Path) -> None:
+        """Write the first key durably before anything can encrypt with it.
+
+        The file appears whole or not at all (a temp file, fsynced, hard-linked
+        into place): two processes starting at once cannot both write a key,
+        the loser reads the winner's.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
         document = {"format": 1, "primary": 1, "versions": {"1": _new_version_entry()}}
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".keyring-", suffix=".new")  # mode 0600
         try:
-            # O_EXCL: two processes starting at once must not both write a key.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return
-        with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle, indent=2)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(document, handle, indent=2)
+                handle.flush()
+                os.fsync(handle.fileno())
+            with suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+        _fsync_directory(path.parent)
 
     def rotate(self) -> int:
-        """Add a new key version and make it primary; old versions still decrypt."""
-        with self._exclusive():
-            new_version = max(self._keys) + 1
-            self._keys[new_version] = AESGCM.generate_key(bit_length=256)
-            self._states[new_version] = "enabled"
-            self.primary = new_version
-            self._save()
+        """Add a new key version and make it primary; old versions still decrypt.
+
+        Two durable writes, so no ciphertext can ever name a key that is not on
+        disk: first the new version is added beside the others (the primary
+        unchanged), then the primary moves to it. Memory changes only after the
+        second write: until then ``encrypt`` keeps using the old primary. Any
+        failure raises ``KeyRotationFailed`` and leaves the old primary primary,
+        in this process and in the file; at worst the file keeps an unused new
+        version, which is harmless.
+        """
+        previous = self.primary
+        try:
+            with self._exclusive():
+                previous = self.primary
+                new_version = max(self._keys) + 1
+                keys = {**self._keys, new_version: AESGCM.generate_key(bit_length=256)}
+                states = {**self._states, new_version: "enabled"}
+                self._write(previous, keys, states)
+                # The key is on disk for good now: if only this rename cannot be made durable,
+                # a crash can at worst bring back the old primary, and both versions decrypt.
+                self._write(new_version, keys, states, directory_sync_required=False)
+                self._keys, self._states = keys, states
+                self.primary = new_version  # last: encrypt reads primary, then its key
+        except (OSError, ConfigurationError) as exc:
+            logger.error(
+                "keyring rotation failed; the primary key version is unchanged",
+                extra={"keyring": str(self.path), "primary": previous, "cause": type(exc).__name__},
+            )
+            raise KeyRotationFailed(
+                f"Key rotation failed: the local keyring {self.path} could not be written"
+                f" ({_reason(exc)}); key version {previous} stays primary and no credential changed"
+            ) from None
         self.counters["rotate"] += 1
         return new_version
 
@@ -137,27 +182,46 @@ class LocalKeyring:
                 raise ConfigurationError(f"unknown key version {version} or state {state!r}")
             if version == self.primary and state != "enabled":
                 raise ConfigurationError("the primary key version cannot be disabled; rotate first")
-            self._states[version] = state
-            self._save()
+            states = {**self._states, version: state}
+            self._write(self.primary, self._keys, states)
+            self._states = states
 
-    def _save(self) -> None:
+    def _write(
+        self, primary: int, keys: dict[int, bytes], states: dict[int, str], *, directory_sync_required: bool = True
+    ) -> None:
+        """Replace the file durably: a temp file written and fsynced, renamed over the file, the directory fsynced.
+
+        Called under ``_exclusive``, so one fixed temp name is enough. A crash
+        at any point leaves either the old file or the new one, whole.
+        """
         document = {
             "format": 1,
-            "primary": self.primary,
+            "primary": primary,
             "versions": {
-                str(version): {
-                    "key": base64.b64encode(key).decode(),
-                    "state": self._states[version],
-                }
-                for version, key in sorted(self._keys.items())
+                str(version): {"key": base64.b64encode(key).decode(), "state": states[version]}
+                for version, key in sorted(keys.items())
             },
         }
         temporary = self.path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle, indent=2)
-        os.replace(temporary, self.path)
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(document, handle, indent=2)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        except OSError:
+            with suppress(OSError):
+                if temporary.is_file():
+                    temporary.unlink()
+            raise
         self._signature = _file_signature(self.path)
+        try:
+            _fsync_directory(self.path.parent)
+        except OSError as exc:
+            if directory_sync_required:
+                raise
+            logger.warning("keyring directory could not be synced", extra={"cause": type(exc).__name__})
 
     # --- the port --------------------------------------------------------------
 
@@ -197,6 +261,22 @@ class LocalKeyring:
             return AESGCM(key).decrypt(nonce, ciphertext[HEADER_BYTES:], associated_data)
         except InvalidTag as exc:
             raise EncryptionFailed() from exc
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX: the entry lives in the directory)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong in words an operator can act on, without quoting paths twice."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return "unreadable or malformed" if isinstance(exc, ConfigurationError) else type(exc).__name__
 
 
 def _file_signature(path: Path) -> tuple[int, int, int] | None:

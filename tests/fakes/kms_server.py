@@ -124,7 +124,8 @@ class FakeKmsServer(FakeGoogleRestServer):
     ``calls`` counts requests by client method name (``encrypt``, ``decrypt``,
     ``get_crypto_key``, ``create_crypto_key_version``, ``update_primary_version``,
     ``update_crypto_key_version``, ...). Besides the base class's faults:
-    ``corrupt_next_response_crc()`` and ``skip_next_request_crc_verification()``.
+    ``corrupt_next_response_crc()``, ``skip_next_request_crc_verification()`` and
+    ``drop_next_primary_update()``.
     """
 
     ENUMS: Mapping[str, Mapping[str, int]] = {
@@ -159,6 +160,7 @@ class FakeKmsServer(FakeGoogleRestServer):
         self._keys: dict[str, _CryptoKey] = {}
         self._corrupt_crc = 0
         self._skip_request_crc = 0
+        self._drop_primary_update = 0
         super().__init__()
 
     # --- test helpers ------------------------------------------------------------
@@ -221,9 +223,15 @@ class FakeKmsServer(FakeGoogleRestServer):
         with self._lock:
             self._skip_request_crc += n
 
+    def drop_next_primary_update(self, n: int = 1) -> None:
+        """The next ``n`` ``updatePrimaryVersion`` calls answer success but change nothing (a lost write)."""
+        with self._lock:
+            self._drop_primary_update += n
+
     def _reset_extra_faults(self) -> None:
         self._corrupt_crc = 0
         self._skip_request_crc = 0
+        self._drop_primary_update = 0
 
     def _take(self, counter: str) -> bool:
         with self._lock:
@@ -462,8 +470,12 @@ class FakeKmsServer(FakeGoogleRestServer):
         version_id = json_field(body, "cryptoKeyVersionId")
         if not version_id:
             raise invalid_argument("crypto_key_version_id must be set.")
+        dropped = self._take("_drop_primary_update")
         with self._lock:
             key = self._key(match["name"])
+            if dropped:
+                self._version(key, str(version_id))  # still a real version: only the write is lost
+                return {**self._key_json(key), "primary": self._version_json(key, self._version(key, version_id))}
             self._update_primary(key, str(version_id))
             return self._key_json(key)
 
