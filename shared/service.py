@@ -434,8 +434,10 @@ class IntegrationService:
             fingerprint=credential.fingerprint,
             detail=result.message,
         )
-        if result.details.get("reauthorize"):
-            saved = self._save_with_status_alert(integration, audit, read_version, before, spec)
+        # Every change to error or expired (and back to active) alerts the org, as revalidation's do.
+        alert = status_alert(before, integration, spec.display_name, integration.updated_at)
+        if alert is not None:
+            saved = self._save_with_status_alert(integration, audit, read_version, alert)
         else:
             saved = self.adapters.store.save_integration(integration, audit, expected_updated_at=read_version)
         if not saved:
@@ -443,14 +445,11 @@ class IntegrationService:
         return ValidationOutcome(integration, result)
 
     def _save_with_status_alert(
-        self, integration: Integration, audit: AuditEvent, read_version: datetime, before: str, spec: ProviderSpec
+        self, integration: Integration, audit: AuditEvent, read_version: datetime, alert: Alert
     ) -> bool:
-        """Save a validation that needs the org's attention (re-authorize) with its alert, and deliver it."""
-        alert = status_alert(before, integration, spec.display_name, integration.updated_at)
-        written, inserted = self.adapters.store.save_revalidation_results(
-            [(integration, audit, read_version)], [alert] if alert else []
-        )
-        if alert is not None and alert.alert_id in inserted:
+        """Save a validation that changed the status with its alert (one job), and deliver the alert."""
+        written, inserted = self.adapters.store.save_revalidation_results([(integration, audit, read_version)], [alert])
+        if alert.alert_id in inserted:
             deliver_alerts(self.adapters, [alert])
         return written == 1
 

@@ -93,12 +93,14 @@ def test_flapping_provider_never_causes_a_false_error(service, simulator):
     connect(service, "acme", "gemini", secret=key_with("flap", GEMINI_KEY))  # 1st request: 503 -> error
     integration = service.validate(caller_for("acme"), "gemini").integration  # 2nd: 200 -> active
     assert integration.status == "active"
+    # The explicit validations changed the status twice, and each change alerted.
+    assert [alert.kind for alert in service.adapters.store.list_alerts("acme")] == ["recovered", "error"]
     for _ in range(8):
         revalidate(service)
         integration = service.get(caller_for("acme"), "gemini")
         assert integration.consecutive_failures <= 1
     assert integration.status == "active"
-    assert service.adapters.store.list_alerts("acme") == []
+    assert len(service.adapters.store.list_alerts("acme")) == 2  # revalidation's flaps alerted nobody
 
 
 def test_config_failure_flips_at_once(service):
@@ -215,6 +217,33 @@ def test_failing_webhook_never_fails_the_run(service):
     assert summary["checked"] == 1 and summary["alerts"] == 1 and summary["alerts_delivered"] == 0
     assert service.adapters.store.list_alerts("acme")[0].delivery_status == "failed"
     assert len(receiver.received) == service.adapters.settings.webhook_max_attempts
+
+
+def test_an_explicit_validation_alerts_on_every_status_change(service, simulator):
+    """Not only revalidation: a validate that turns an integration error (or back) alerts and delivers, once."""
+    receiver = Receiver()
+    try:
+        service.set_webhook("acme", receiver.url)
+        connect(service, "acme")  # pending -> active: no alert
+        assert receiver.received == []
+        good_url = service.adapters.settings.provider_base_urls["openai"]
+        point_openai_at(service, "http://127.0.0.1:9")  # refused
+        jobs = service.adapters.store.counters["jobs"]
+        broken = service.validate(caller_for("acme"), "openai").integration
+        # read + (write and alert: one job) + the webhook lookup + the delivery record
+        assert service.adapters.store.counters["jobs"] - jobs == 4
+        assert broken.status == "error" and len(receiver.received) == 1
+        service.validate(caller_for("acme"), "openai")  # still error: no new alert
+        assert len(receiver.received) == 1
+        point_openai_at(service, good_url)
+        assert service.validate(caller_for("acme"), "openai").integration.status == "active"
+    finally:
+        receiver.stop()
+    kinds = [json.loads(body)["type"] for _, body in receiver.received]
+    assert kinds == ["integration.error", "integration.recovered"]
+    alerts = service.adapters.store.list_alerts("acme")
+    assert [(a.kind, a.delivery_status) for a in alerts] == [("recovered", "delivered"), ("error", "delivered")]
+    assert alerts[1].message == "OpenAI integration is error: Unable to connect to OpenAI"
 
 
 def test_webhook_url_must_be_https(service):
