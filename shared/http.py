@@ -215,7 +215,9 @@ def endpoint(
     def url_map() -> Map:
         # Built on the first request, not at import: compiling a werkzeug rule costs ~0.3 ms, and
         # an instance imports entry points it never serves (a module's others; all, locally).
-        return Map([Rule(rule, endpoint="operation", methods=[method])], strict_slashes=False)
+        # merge_slashes=False: werkzeug would answer "//" in a path with an HTML 308 to the merged path;
+        # no route of ours has an empty segment, so such a path is simply not found (JSON 404).
+        return Map([Rule(rule, endpoint="operation", methods=[method])], strict_slashes=False, merge_slashes=False)
 
     def decorate(operation: Operation) -> Callable[[flask.Request], flask.Response]:
         @functools.wraps(operation)

@@ -53,8 +53,11 @@ def create_app(entry_points: Mapping[str, Handler] | None = None) -> flask.Flask
     for name, handler in handlers.items():
         method, rule = getattr(handler, "route")  # noqa: B009 - set by shared.http.endpoint
         rules.append(Rule(rule, endpoint=name, methods=[method]))
-    url_map = Map(rules, strict_slashes=False)
+    # merge_slashes=False, here and on Flask's own map: "//" in a path would otherwise get werkzeug's
+    # HTML 308 to the merged path; it is no path of ours, so it gets the JSON 404.
+    url_map = Map(rules, strict_slashes=False, merge_slashes=False)
     app = flask.Flask(FLASK_APP_NAME)
+    app.url_map.merge_slashes = False  # before any route is added: a rule takes the map's setting when bound
     openapi_document = yaml.safe_load(OPENAPI_PATH.read_text()) if OPENAPI_PATH.exists() else {}
 
     @app.before_request

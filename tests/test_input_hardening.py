@@ -229,6 +229,27 @@ def test_each_function_answers_options_and_cors_itself(service):
     assert wrong_method.status_code == 405 and wrong_method.headers["Allow"] == "PUT, OPTIONS"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [BASE + "//openai", BASE + "/acme//openai", "/api/v1//integrations/acme", BASE + "/acme/openai//validate"],
+)
+def test_a_double_slash_is_a_json_404_not_a_redirect(client, service, org_key, path):
+    """werkzeug merges "//" with an HTML 308; no path of ours has an empty segment, so it is not found."""
+    from shared import http
+
+    answered = client.get(path, headers={"X-API-Key": org_key})
+    assert answered.status_code == 404 and answered.get_json()["code"] == "not_found"
+    assert "Location" not in answered.headers
+    # The same through a function alone, as Cloud Functions calls it.
+    http.use_service(service)
+    try:
+        with flask.Flask("function").test_request_context(path, headers={"X-API-Key": org_key}):
+            alone = main.ENTRY_POINTS["integration_get"](flask.request)
+    finally:
+        http.use_service(None)
+    assert alone.status_code == 404 and alone.get_json()["code"] == "not_found"
+
+
 # --- the local server's own errors -------------------------------------------------------------
 
 
