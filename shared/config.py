@@ -54,6 +54,33 @@ def _days(environ: Mapping[str, str], name: str, default: tuple[int, ...]) -> tu
     return days
 
 
+def _port(environ: Mapping[str, str]) -> int:
+    """PORT: the local server's port, a whole number from 1 to 65535 (default 8001)."""
+    raw = environ.get("PORT") or "8001"
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 65535):
+        raise ConfigurationError(f"PORT must be a whole number from 1 to 65535, got {raw[:40]!r}")
+    return int(raw)
+
+
+def check_data_dir(path: Path) -> None:
+    """Refuse an INTEGRATIONS_DATA_DIR that cannot hold the local state, before anything is written.
+
+    It must be a writable directory, or not exist yet under a writable
+    directory (it is created on first use). Only looks; creates nothing.
+    """
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is not a directory" if existing == path else f"cannot be created: {existing} is not a directory"
+        raise ConfigurationError(f"INTEGRATIONS_DATA_DIR {str(path)!r} {what}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == path else f"cannot be created: {existing} is not writable"
+        raise ConfigurationError(f"INTEGRATIONS_DATA_DIR {str(path)!r} {what}")
+
+
 def _platform_role_arn(environ: Mapping[str, str]) -> str | None:
     value = environ.get("AWS_PLATFORM_ROLE_ARN") or None
     if value is not None and not re.fullmatch(
@@ -99,6 +126,9 @@ class Settings:
 
     backend: str = "local"
     data_dir: Path = Path(".data")
+    # The local server's address (make run, make demo); Cloud Functions picks its own.
+    host: str = "127.0.0.1"
+    port: int = 8001
     # GCP mode
     gcp_project: str | None = None
     bigquery_dataset: str = "organizations"
@@ -184,17 +214,20 @@ class Settings:
             for suffix, kind in (("_AUTHORIZE_URL", "authorize"), ("_TOKEN_URL", "token"))
             if key.startswith("PROVIDER_") and key.endswith(suffix) and value
         }
+        port = _port(environ)
         redirect_uri = environ.get("OAUTH_REDIRECT_URI") or None
         if redirect_uri is None and backend == "local":
             # make run serves the callback itself; in GCP it is the gateway's URL, which only the operator knows.
-            redirect_uri = f"http://127.0.0.1:{environ.get('PORT') or 8001}/api/v1/oauth/callback"
+            redirect_uri = f"http://127.0.0.1:{port}/api/v1/oauth/callback"
         frontend_url = environ.get("OAUTH_FRONTEND_URL") or None
         for name, url in (("OAUTH_REDIRECT_URI", redirect_uri), ("OAUTH_FRONTEND_URL", frontend_url)):
             if url is not None and not url.startswith(("https://", "http://")):
                 raise ConfigurationError(f"{name} must be an absolute http(s) URL, got {url!r}")
         settings = cls(
             backend=backend,
-            data_dir=Path(environ.get("INTEGRATIONS_DATA_DIR", ".data")),
+            data_dir=Path(environ.get("INTEGRATIONS_DATA_DIR") or ".data"),
+            host=environ.get("HOST") or "127.0.0.1",
+            port=port,
             gcp_project=environ.get("GCP_PROJECT") or environ.get("GOOGLE_CLOUD_PROJECT"),
             bigquery_dataset=environ.get("BIGQUERY_DATASET", "organizations"),
             bigquery_location=environ.get("BIGQUERY_LOCATION", "US"),
@@ -250,4 +283,6 @@ class Settings:
         )
         if backend == "gcp" and not (settings.gcp_project and settings.kms_key_name):
             raise ConfigurationError("INTEGRATIONS_BACKEND=gcp needs GCP_PROJECT and KMS_KEY_NAME")
+        if backend == "local":
+            check_data_dir(settings.data_dir)
         return settings

@@ -4,6 +4,10 @@
 127.0.0.1:$PORT (default 8001), keeps state under $INTEGRATIONS_DATA_DIR
 (default ./.data) and serves ``/openapi.json`` and ``/healthz`` besides the API.
 Each request goes to the same handler Cloud Functions would call.
+
+A bad setting (PORT, INTEGRATIONS_DATA_DIR, LOG_LEVEL, ...) is one JSON line
+``{"error": ...}`` on stderr and exit code 2, as with the CLI; a port already
+taken is exit code 1.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import sys
 import time
 import uuid
@@ -24,11 +29,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as RouteMethodNotAllowed
 from werkzeug.exceptions import NotFound as RouteNotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import WSGIRequestHandler
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from shared import logs
 from shared.cors import apply_cors
-from shared.errors import MethodNotAllowed, NotFound, ServiceError
+from shared.errors import ConfigurationError, MethodNotAllowed, NotFound, ServiceError
 from shared.http import REQUEST_ID_HEADER, cors_origins, error_response, options_response
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
@@ -204,30 +209,99 @@ class JsonLoggingRequestHandler(JsonErrorRequestHandler):
         )
 
 
-def main() -> int:
-    from werkzeug.serving import make_server
+EXIT_CANNOT_LISTEN = 1
+EXIT_BAD_SETTINGS = 2  # the CLI's code for the same thing
 
-    logs.configure(os.environ.get("LOG_LEVEL", "INFO"), "werkzeug", FLASK_APP_NAME)
-    # Fail at start (bad env, bad registry, unreadable keyring), not at the first request.
+
+def start_up_problem() -> str | None:
+    """Why the service cannot start with these settings (bad env, registry, data dir, keyring), or None.
+
+    Builds the instance's service, store and cipher now, so a bad setting fails
+    at start rather than at the first request.
+    """
     from shared.http import get_service
 
-    service = get_service()
-    service.adapters.store  # noqa: B018 - build the store now so a bad data dir fails fast
-    service.adapters.cipher  # noqa: B018
-    host = os.environ.get("HOST", "127.0.0.1")
-    port = int(os.environ.get("PORT", "8001"))
     try:
-        server = make_server(host, port, create_app(), threaded=True, request_handler=JsonLoggingRequestHandler)
-    except OSError as error:
-        logger.error(f"cannot listen on {host}:{port}: {error.strerror}; is another server running? Set PORT.")
-        return 1
-    url, data_dir = f"http://{host}:{port}", str(service.adapters.settings.data_dir)
+        service = get_service()
+        service.adapters.store  # noqa: B018 - build the store now so a bad data dir fails fast
+        service.adapters.cipher  # noqa: B018
+    except (ConfigurationError, ServiceError) as error:
+        return str(error)
+    return None
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or ``OSError`` when the port is taken.
+
+    Bound by us rather than by werkzeug, whose server prints to stderr and
+    exits the process when the port is taken; ``make demo`` also holds it
+    before it starts anything else.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug does: TIME_WAIT is no conflict
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def bind(sock: socket.socket) -> BaseWSGIServer:
+    """The server over a socket from ``listen``."""
+    host, port = sock.getsockname()[:2]
+    server = make_server(
+        host, port, create_app(), threaded=True, request_handler=JsonLoggingRequestHandler, fd=sock.fileno()
+    )
+    sock.close()  # the server holds its own duplicate of the descriptor
+    return server
+
+
+def serve(server: BaseWSGIServer) -> int:
+    from shared.http import get_service
+
+    url = f"http://{server.host}:{server.port}"
+    data_dir = str(get_service().adapters.settings.data_dir)
     logger.info(f"integrations service listening on {url} (data: {data_dir})", extra={"url": url, "data_dir": data_dir})
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def configure_logs() -> str | None:
+    """JSON logs for the service and werkzeug; the problem with LOG_LEVEL, if any."""
+    try:
+        logs.configure(os.environ.get("LOG_LEVEL", "INFO"), "werkzeug", FLASK_APP_NAME)
+    except ValueError:
+        return f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {os.environ.get('LOG_LEVEL', '')[:40]!r}"
+    return None
+
+
+def settings_error(problem: str) -> int:
+    """A settings error as one line on stderr (no traceback) and exit code 2, like the CLI."""
+    print(json.dumps({"error": problem}), file=sys.stderr, flush=True)
+    return EXIT_BAD_SETTINGS
+
+
+def main() -> int:
+    problem = configure_logs() or start_up_problem()
+    if problem:
+        return settings_error(problem)
+    from shared.http import get_service
+
+    settings = get_service().adapters.settings
+    try:
+        sock = listen(settings.host, settings.port)
+    except OSError as error:
+        logger.error(
+            f"cannot listen on {settings.host}:{settings.port}: {error.strerror}; is another server running? Set PORT."
+        )
+        return EXIT_CANNOT_LISTEN
+    return serve(bind(sock))
 
 
 if __name__ == "__main__":

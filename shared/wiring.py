@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.config import API_KEY_PEPPER_SECRET, Settings
+from shared.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from shared.crypto import CredentialCipher
@@ -61,7 +64,8 @@ class Adapters:
             return BigQueryStore.from_settings(self.settings)
         from shared.store.sqlite_store import SqliteStore
 
-        return SqliteStore(self.settings.data_dir / "integrations.sqlite3")
+        with _local_state(self.settings):
+            return SqliteStore(self.settings.data_dir / "integrations.sqlite3")
 
     @cached_property
     def cipher(self) -> CredentialCipher:
@@ -73,7 +77,8 @@ class Adapters:
             return CloudKmsCipher(self.settings.kms_key_name, api_endpoint=self.settings.kms_api_endpoint)
         from shared.crypto.local_keyring import LocalKeyring
 
-        return LocalKeyring.open(self.settings.data_dir / "keyring.json")
+        with _local_state(self.settings):
+            return LocalKeyring.open(self.settings.data_dir / "keyring.json")
 
     @cached_property
     def service_secrets(self) -> SecretSource:
@@ -106,7 +111,20 @@ class Adapters:
             return EnvSecretSource().get(API_KEY_PEPPER_SECRET).encode()
         if self.settings.backend == "gcp":
             return self.service_secrets.get(API_KEY_PEPPER_SECRET).encode()
-        return _local_pepper(self.settings.data_dir / "api_key_pepper")
+        with _local_state(self.settings):
+            return _local_pepper(self.settings.data_dir / "api_key_pepper")
+
+
+@contextmanager
+def _local_state(settings: Settings) -> Iterator[None]:
+    """A data dir the OS refuses (full, read-only, a file in the way) is a settings error: one line, not a traceback."""
+    import sqlite3  # local mode only: a gcp instance never loads it
+
+    try:
+        yield
+    except (OSError, sqlite3.Error) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+        raise ConfigurationError(f"INTEGRATIONS_DATA_DIR {str(settings.data_dir)!r} cannot be used: {reason}") from None
 
 
 def _local_pepper(path: Path) -> bytes:

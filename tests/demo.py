@@ -25,6 +25,12 @@ the simulator's own made-up values, never a real app's), and ``AZURE_DEMO_SETUP`
 the demo Azure setup body.
 ``. .data/demo.env`` there, then follow the README.
 
+Before it starts, writes or prints anything, it checks its settings (a bad
+port number or ``INTEGRATIONS_DATA_DIR`` is one line ``{"error": ...}`` on
+stderr and exit code 2, as with ``make run`` and the CLI) and that every fixed
+port is free (exit code 1 naming the ones taken); the service's own port is
+held from that check on.
+
 DEMO AND TESTS ONLY: the service here accepts a plain-http webhook on 127.0.0.1
 (``WEBHOOK_INSECURE_HOSTS``), so the receiver can run locally without TLS. In
 production webhooks must be https:// to a public host. Likewise the short OAuth
@@ -46,6 +52,17 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from shared.config import Settings
+from shared.errors import ConfigurationError
+from shared.local_server import (
+    EXIT_CANNOT_LISTEN,
+    bind,
+    configure_logs,
+    listen,
+    serve,
+    settings_error,
+    start_up_problem,
+)
 from tests.simulators.aws import ADMIN_PATH, AwsStandIn
 from tests.simulators.azure import AzureSimulator
 from tests.simulators.oauth import OAuthSimulator
@@ -189,22 +206,73 @@ def start_stage(ports: dict[str, int]) -> Stage:
     return Stage(simulator, azure, saas, aws, oauth, receiver)
 
 
+def read_ports(environ: dict[str, str]) -> dict[str, int]:
+    """Each port setting, a whole number up to 65535 (0: any free port, not for PORT); else ``ConfigurationError``."""
+    ports = {}
+    for name, default in DEFAULT_PORTS.items():
+        raw = environ.get(name) or str(default)
+        lowest = 1 if name == "PORT" else 0  # the service's address goes into demo.env: it must be known
+        if not (raw.isascii() and raw.isdigit() and lowest <= int(raw) <= 65535):
+            raise ConfigurationError(f"{name} must be a whole number from {lowest} to 65535, got {raw[:40]!r}")
+        ports[name] = int(raw)
+    return ports
+
+
+def taken_ports(ports: dict[str, int]) -> list[str]:
+    """The settings whose fixed port something else already listens on (0 means any free port: never taken)."""
+    from shared.local_server import listen
+
+    taken = []
+    for name, port in ports.items():
+        if name == "PORT" or not port:
+            continue  # the service's port is held by main() itself
+        try:
+            listen("127.0.0.1", port).close()
+        except OSError:
+            taken.append(f"{name}={port}")
+    return taken
+
+
+def _busy(names: list[str]) -> int:
+    say(f"demo: cannot listen: {', '.join(names)} already in use. Another demo running? Choose ports, e.g.:")
+    say("  make demo PORT=8011 SIMULATOR_PORT=9011 RECEIVER_PORT=9012 AZURE_SIMULATOR_PORT=9013 \\")
+    say("            SAAS_SIMULATOR_PORT=9014")
+    return EXIT_CANNOT_LISTEN
+
+
 def main() -> int:
-    ports = {name: int(os.environ.get(name, default)) for name, default in DEFAULT_PORTS.items()}
-    data_dir = Path(os.environ.get("INTEGRATIONS_DATA_DIR", ".data"))
+    # Settings and ports first: nothing is started, written or printed until they are known good.
+    try:
+        ports = read_ports(dict(os.environ))
+        os.environ["PORT"] = str(ports["PORT"])
+        settings = Settings.from_env()
+    except ConfigurationError as error:
+        return settings_error(str(error))
+    try:
+        service_socket = listen(settings.host, ports["PORT"])  # held from here on: nobody can take it meanwhile
+    except OSError:
+        return _busy([f"PORT={ports['PORT']}", *taken_ports(ports)])
+    taken = taken_ports(ports)
+    if taken:
+        service_socket.close()
+        return _busy(taken)
     try:
         stage = start_stage(ports)
-    except OSError as error:
-        say(f"demo: cannot listen: {error.strerror}. Another demo running? Choose ports, e.g.:")
-        say("  make demo PORT=8011 SIMULATOR_PORT=9011 RECEIVER_PORT=9012 AZURE_SIMULATOR_PORT=9013 \\")
-        say("            SAAS_SIMULATOR_PORT=9014")
-        return 1
+    except OSError:  # taken in the instant since the check
+        service_socket.close()
+        return _busy(["a simulator port"])
+    # What the service process needs: the simulators' URLs and (demo only) the local receiver.
+    os.environ.update(stage.service_env())
+    problem = configure_logs() or start_up_problem()
+    if problem:
+        stage.stop()
+        service_socket.close()
+        return settings_error(problem)
+    server = bind(service_socket)
     stage.receiver.start()
     principal, scope = stage.azure.seed_demo()
     azure_setup = {"credentials": principal.credentials(), "config": {"scope": scope}}
-    # What the service process needs: the simulators' URLs and (demo only) the local receiver.
-    os.environ.update(stage.service_env())
-    os.environ["PORT"] = str(ports["PORT"])
+    data_dir = settings.data_dir
     service_url = f"http://127.0.0.1:{ports['PORT']}"
     data_dir.mkdir(parents=True, exist_ok=True)
     env_file = data_dir / "demo.env"
@@ -223,10 +291,8 @@ def main() -> int:
     )
     say(f"demo: the service on {service_url}, data in {data_dir}; its JSON logs follow")
     say(f"demo: in a second terminal: . {env_file}   then the README walkthrough. Ctrl-C stops them all.")
-    from shared import local_server
-
     try:
-        return local_server.main()
+        return serve(server)
     finally:
         stage.stop()
 

@@ -135,7 +135,7 @@ EXPECTED: list[tuple[str, Callable[[str], None]]] = [
         _json(
             lambda a: (
                 [(x["kind"], x["provider"], x["delivery_status"]) for x in a["alerts"]]
-                == [("error", "openai", "delivered")]
+                == [("error", "openai", "delivered"), ("error", "anthropic", "no_webhook")]
             )
         ),
     ),
