@@ -1,7 +1,10 @@
 """Bulk import: an organization connects up to 100 providers in one call.
 
-Every item is checked exactly like a setup (provider, credential format,
-config, expiry); the answer has one result per item, in order:
+Every item is checked exactly like a setup, through the service's own checks
+(a provider that can be connected, the credential format, config, expiry), so
+an import refuses what setup refuses (a toggle-only SaaS tool, say). No error
+quotes what the caller sent: results say which item (``index``) and what is
+wrong in the service's words. The answer has one result per item, in order:
 
 - ``created`` (with ``integration_id``; after ``validate`` also ``status``);
 - ``exists``: the org already has this provider (or got it meanwhile);
@@ -19,8 +22,9 @@ one store write (``IntegrationStore.import_integrations``: a single MERGE
 script on BigQuery), plus one write of the validation results when
 ``validate`` is set; one encrypt per new item. Validation runs on the
 revalidation pool (``shared.revalidation.run_bounded``) with its total and
-per-provider caps. ``dry_run`` checks everything, reads once and writes
-nothing (and encrypts nothing: there is nothing to store).
+per-provider caps. ``dry_run`` checks everything, reads and writes nothing
+(not even an AWS item's external ID, which it only looks up) and encrypts
+nothing: there is nothing to store.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ logger = logging.getLogger("integrations.import")
 
 MAX_IMPORT_ITEMS = 100
 ITEM_FIELDS = ("provider", "credentials", "config", "expires_at")
+_ITEM_SHAPE = "provider, credentials, config?, expires_at?"
 
 # (stage, done, total): "checked", "encrypted", "validated"
 Progress = Callable[[str, int, int], None]
@@ -117,7 +122,7 @@ def import_integrations(
     store = service.adapters.store
     progress = on_progress or (lambda stage, done, total: None)
     existing = {integration.provider: integration for integration in store.list_integrations(caller.org_slug)}
-    batch = _check(service, caller, items, existing)
+    batch = _check(service, caller, items, existing, dry_run=dry_run)
     progress("checked", len(items), len(items))
 
     if dry_run:
@@ -164,40 +169,55 @@ def import_integrations(
 _SUMMARY_KEYS = ("created", "exists", "invalid", "failed", "would_create")
 
 
-def _check(service: IntegrationService, caller: Caller, items: list[Any], existing: dict[str, Integration]) -> _Batch:
+def _check(
+    service: IntegrationService, caller: Caller, items: list[Any], existing: dict[str, Integration], *, dry_run: bool
+) -> _Batch:
+    """Each item through setup's own checks, in order (``service.connectable_provider``, ``check_credentials``,
+    ``check_config``): an import refuses what setup refuses.
+
+    No message quotes what the caller sent (a provider name, a field name, a
+    value: a secret pasted into the wrong place must not come back); the
+    result's ``index`` says which item, and ``provider`` is set only once it
+    names a provider of the registry.
+    """
     batch = _Batch()
     first_index: dict[str, int] = {}
     for index, item in enumerate(items):
-        provider = item.get("provider") if isinstance(item, dict) else None
-        result = ItemResult(index=index, provider=provider if isinstance(provider, str) else None, result="invalid")
+        result = ItemResult(index=index, provider=None, result="invalid")
         batch.results.append(result)
         spec: ProviderSpec | None = None
         try:
             if not isinstance(item, dict):
-                raise BadRequest("Item must be an object with provider, credentials, config?, expires_at?")
-            unknown = sorted(set(item) - set(ITEM_FIELDS))
+                raise BadRequest(f"Item {index} must be an object with {_ITEM_SHAPE}")
+            unknown = set(item) - set(ITEM_FIELDS)
             if unknown:
-                raise BadRequest(f"Unknown field(s): {', '.join(unknown)}; allowed: {', '.join(ITEM_FIELDS)}")
+                raise BadRequest(
+                    f"Item {index} has {len(unknown)} field(s) an import item does not take; allowed: {_ITEM_SHAPE}"
+                )
+            provider = item.get("provider")
             if not isinstance(provider, str) or not provider:
-                raise BadRequest("Field 'provider' is required and must be a string")
+                raise BadRequest(f"Item {index}: field 'provider' is required and must be a string")
             if item.get("credentials") is None:
-                raise BadRequest("Missing required field(s): credentials")
-            spec = service.provider(provider)
-            secret = service._secret_from(spec, item["credentials"])
-            config = service._config_from(spec, item.get("config"))
+                raise BadRequest(f"Item {index}: missing required field(s): credentials")
+            result.provider = service.provider(provider).provider_id  # a registry name, never the caller's text
+            spec = service.connectable_provider(caller.org_slug, provider)
+            secret = service.check_credentials(spec, item["credentials"])
+            config = service.check_config(spec, item.get("config"))
             expires_at = parse_timestamp(item.get("expires_at"), "expires_at")
             if spec.provider_id in first_index:
                 raise DuplicateInImport(
                     f"{spec.display_name} appears more than once in this import (first at item "
                     f"{first_index[spec.provider_id]}); an organization has one integration per provider"
                 )
-            # A cross-account role is stored with the org's external ID, as setup does
-            # (one store job, only for an item that is such a role: at most one per import).
-            secret = service._with_external_id(caller, spec, secret)
+            # A cross-account role is stored with the org's external ID, as setup does (one store job, only
+            # for such a role: at most one per import). A dry run only reads it: it writes nothing.
+            secret = service.bind_external_id(caller, spec, secret, create=not dry_run)
         except ServiceError as error:
             result.error, result.code = error.message, error.code
             if spec is not None and isinstance(error, InvalidCredentialFormat):
-                batch.refused.append(service._audit(caller, spec, "import", "rejected", detail=error.message))
+                batch.refused.append(
+                    caller.audit(caller.org_slug, spec.provider_id, "import", "rejected", detail=error.message)
+                )
             continue
         first_index[spec.provider_id] = index
         if spec.provider_id in existing:
@@ -248,8 +268,13 @@ def _encrypt_all(service: IntegrationService, caller: Caller, batch: _Batch, pro
             )
         except EncryptionFailed as error:
             candidate.result.result, candidate.result.code, candidate.result.error = "failed", error.code, error.message
-            audit = service._audit(
-                caller, candidate.spec, "import", "failure", fingerprint=fingerprint, detail=error.message
+            audit = caller.audit(
+                caller.org_slug,
+                candidate.spec.provider_id,
+                "import",
+                "failure",
+                fingerprint=fingerprint,
+                detail=error.message,
             )
             with lock:
                 batch.refused.append(audit)
@@ -267,7 +292,9 @@ def _encrypt_all(service: IntegrationService, caller: Caller, batch: _Batch, pro
                 updated_at=integration.created_at,
                 created_by=caller.actor,
             )
-            candidate.audit = service._audit(caller, candidate.spec, "import", "success", fingerprint=fingerprint)
+            candidate.audit = caller.audit(
+                caller.org_slug, candidate.spec.provider_id, "import", "success", fingerprint=fingerprint
+            )
         with lock:
             done += 1
             progress("encrypted", done, len(batch.candidates))
@@ -317,9 +344,9 @@ def _validate_all(
         candidate.result.details = result.details
         if not result.ok and result.message:
             candidate.result.error = result.message
-        audit = service._audit(
-            caller,
-            candidate.spec,
+        audit = caller.audit(
+            caller.org_slug,
+            candidate.spec.provider_id,
             "validate",
             "success" if result.ok else "failure",
             fingerprint=credential.fingerprint,

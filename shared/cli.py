@@ -18,7 +18,10 @@
 ``{provider, credentials, config?, expires_at?}``) or a CSV file with columns
 ``provider``, ``credential`` (the secret), optional ``expires_at`` and
 ``config.<field>``; files of more than 100 items go in calls of 100. On a
-terminal it draws a progress bar on stderr.
+terminal it draws a progress bar on stderr. ``--org`` is checked as
+``create-key`` checks it, and a file that cannot be read, is over 64 MiB, is
+not UTF-8 or is malformed (a CSV field over csv's limit, JSON nested too deep)
+is a one-line error and exit code 2.
 
 Uses the same settings as the service (INTEGRATIONS_BACKEND, INTEGRATIONS_DATA_DIR,
 PROVIDER_*_BASE_URL, ...). Prints JSON; the API key is printed once, at creation,
@@ -32,6 +35,7 @@ store/keyring refused.
 from __future__ import annotations
 
 import argparse
+import codecs
 import csv
 import json
 import os
@@ -42,11 +46,12 @@ from typing import Any, TextIO
 from shared.bulk_import import MAX_IMPORT_ITEMS, import_integrations
 from shared.config import Settings
 from shared.errors import BadRequest, ConfigurationError, ServiceError
+from shared.jsonbody import loads_bounded
 from shared.key_rotation import key_report, rewrap_all, rotate_key
 from shared.models import ApiKeyRecord, iso, new_id
 from shared.providers import Registry
 from shared.revalidation import revalidate_all
-from shared.service import Caller
+from shared.service import Caller, check_org_slug
 from shared.wiring import build_service
 
 
@@ -122,6 +127,7 @@ def run(argv: list[str]) -> dict[str, Any]:
         return revalidate_all(service, caller, max_seconds=arguments.max_seconds)
     operator = Caller(key_id="cli", org_slug="*", is_admin=True, request_id=f"cli-{new_id()}")
     if arguments.command == "import":
+        check_org_slug(arguments.org)  # as create-key does, before the file is even read
         items = read_items(arguments.file, service.registry)
         caller = Caller(key_id="cli", org_slug=arguments.org, is_admin=True, request_id=f"cli-{new_id()}")
         return import_file(service, caller, items, validate=arguments.validate, dry_run=arguments.dry_run)
@@ -142,15 +148,46 @@ def run(argv: list[str]) -> dict[str, Any]:
     raise AssertionError(arguments.command)
 
 
+# Far above any real import (10,000 items of a few KiB each), far below what would hurt to read.
+MAX_IMPORT_FILE_BYTES = 64 * 1024 * 1024
+
+
 def read_items(path: Path, registry: Registry) -> list[Any]:
-    """Import items from a JSON file or a CSV file (see the module docstring)."""
+    """Import items from a JSON file or a CSV file (see the module docstring).
+
+    A file that cannot be read, is too large, is not UTF-8 or is malformed is
+    a ``ConfigurationError`` saying so in one line (exit code 2), never a
+    traceback; like the service, it never quotes the file's content.
+    """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_IMPORT_FILE_BYTES + 1)
     except OSError as exc:
-        raise ConfigurationError(f"cannot read {path}: {exc.strerror}") from None
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+    if len(raw) > MAX_IMPORT_FILE_BYTES:
+        raise ConfigurationError(f"{path} is larger than {MAX_IMPORT_FILE_BYTES:,} bytes: split it")
+    raw = raw.removeprefix(codecs.BOM_UTF8)
     if path.suffix.lower() == ".csv":
-        items: list[Any] = []
-        for row in csv.DictReader(text.splitlines()):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError(f"{path} is not valid UTF-8 (at byte {exc.start})") from None
+        return _csv_items(path, text, registry)
+    try:
+        document = loads_bounded(raw, what=str(path))
+    except BadRequest as error:
+        raise ConfigurationError(f"{error.message}: expected JSON, or a file named .csv") from None
+    found = document.get("items") if isinstance(document, dict) else document
+    if not isinstance(found, list):
+        raise ConfigurationError(f'{path} must hold a list of items or {{"items": [...]}}')
+    return found
+
+
+def _csv_items(path: Path, text: str, registry: Registry) -> list[Any]:
+    items: list[Any] = []
+    reader = csv.DictReader(text.splitlines())
+    try:
+        for row in reader:
             provider = (row.get("provider") or "").strip()
             spec = registry.get(provider)
             field = spec.credential_field if spec else "api_key"
@@ -161,15 +198,10 @@ def read_items(path: Path, registry: Registry) -> list[Any]:
             if row.get("expires_at"):
                 item["expires_at"] = row["expires_at"].strip()
             items.append(item)
-        return items
-    try:
-        document = json.loads(text)
-    except ValueError:
-        raise ConfigurationError(f"{path} is neither JSON nor a .csv file") from None
-    found = document.get("items") if isinstance(document, dict) else document
-    if not isinstance(found, list):
-        raise ConfigurationError(f'{path} must hold a list of items or {{"items": [...]}}')
-    return found
+    except csv.Error as exc:
+        # csv's own words ("field larger than field limit (131072)", ...) quote no content.
+        raise ConfigurationError(f"{path} is not a readable CSV file (line {reader.line_num}): {exc}") from None
+    return items
 
 
 class ProgressBar:

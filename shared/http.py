@@ -109,10 +109,11 @@ class ApiCall:
         missing = [name for name in required if body.get(name) is None]
         if missing:
             raise BadRequest(f"Missing required field(s): {', '.join(missing)}")
-        unknown = sorted(set(body) - set(required) - set(optional))
+        unknown = set(body) - set(required) - set(optional)
         if unknown:
+            # Counted, not named: a field name is caller input, and a pasted secret must not come back.
             allowed = ", ".join(required + optional)
-            raise BadRequest(f"Unknown field(s): {', '.join(unknown)}; allowed: {allowed}")
+            raise BadRequest(f"Unknown field(s) in the request body ({len(unknown)}); allowed: {allowed}")
         return body
 
     def query_int(self, name: str, *, default: int, low: int, high: int) -> int:

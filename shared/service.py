@@ -202,9 +202,25 @@ class IntegrationService:
     def provider(self, provider_id: str) -> ProviderSpec:
         spec = self.registry.get(provider_id)
         if spec is None:
+            # The name asked for is not repeated: a secret pasted into the wrong place must not come back.
             known = ", ".join(sorted(self.registry.providers))
-            raise UnknownProvider(f"Unknown provider '{provider_id[:64]}'; supported providers: {known}")
+            raise UnknownProvider(f"Unknown provider; supported providers: {known}")
         return spec
+
+    def connectable_provider(self, org_slug: str, provider_id: str) -> ProviderSpec:
+        """A provider a credential can be set up for; a toggle-only SaaS tool is refused (400)."""
+        spec = self.provider(provider_id)
+        if not spec.connectable:
+            raise ProviderNotConnectable(
+                f"{spec.display_name} has no API connection: it is a subscription toggle only;"
+                f" use PUT /api/v1/subscriptions/{org_slug}/providers/{spec.provider_id}"
+                ' with {"enabled": true}'
+            )
+        return spec
+
+    def check_credentials(self, spec: ProviderSpec, credentials: Any) -> str:
+        """The plaintext secret of ``credentials`` after setup's checks (400 saying what is wrong, never quoting it)."""
+        return self._secret_from(spec, credentials)
 
     def _secret_from(self, spec: ProviderSpec, credentials: Any) -> str:
         """The plaintext secret of ``credentials`` after the provider's format check."""
@@ -218,10 +234,11 @@ class IntegrationService:
                 f"{spec.display_name} connects through OAuth, not a pasted token: "
                 f"POST /api/v1/integrations/{{org}}/{spec.provider_id}/oauth/start"
             )
-        unknown = sorted(set(credentials) - {field_name})
+        unknown = set(credentials) - {field_name}
         if unknown:
             raise BadRequest(
-                f"Field 'credentials' for {spec.display_name} takes only '{field_name}', got {', '.join(unknown)}"
+                f"Field 'credentials' for {spec.display_name} takes only '{field_name}';"
+                f" {_count(len(unknown), 'other field was', 'other fields were')} sent"
             )
         value = credentials.get(field_name)
         # Both GCP keys and AWS roles are the spec's service_account; the request field tells them apart.
@@ -256,10 +273,13 @@ class IntegrationService:
         """A credential of several named fields (an Azure service principal), as canonical JSON."""
         from shared.validators import credential_parsers
 
-        unknown = sorted(set(credentials) - set(spec.credential_fields))
+        unknown = set(credentials) - set(spec.credential_fields)
         if unknown:
             allowed = ", ".join(spec.credential_fields)
-            raise BadRequest(f"Field 'credentials' for {spec.display_name} takes {allowed}; got {', '.join(unknown)}")
+            raise BadRequest(
+                f"Field 'credentials' for {spec.display_name} takes {allowed};"
+                f" {_count(len(unknown), 'other field was', 'other fields were')} sent"
+            )
         too_long = [
             name for name, value in credentials.items() if isinstance(value, str) and len(value) > MAX_SECRET_CHARS
         ]
@@ -272,11 +292,12 @@ class IntegrationService:
             config = {}
         if not isinstance(config, dict):
             raise BadRequest("Field 'config' must be an object")
-        unknown = sorted(set(config) - set(spec.config_fields))
+        unknown = set(config) - set(spec.config_fields)
         if unknown:
             allowed = ", ".join(sorted(spec.config_fields)) or "none"
             raise BadRequest(
-                f"Unknown config field(s) for {spec.display_name}: {', '.join(unknown)}; allowed: {allowed}"
+                f"Unknown config field(s) for {spec.display_name}"
+                f" ({_count(len(unknown), 'field', 'fields')} it does not take); allowed: {allowed}"
             )
         problems = []
         for name, field_spec in spec.config_fields.items():
@@ -354,11 +375,23 @@ class IntegrationService:
 
     def _with_external_id(self, caller: Caller, spec: ProviderSpec, secret: str) -> str:
         """A cross-account role is stored with the org's external ID, so checks need no extra read."""
+        return self.bind_external_id(caller, spec, secret)
+
+    def bind_external_id(self, caller: Caller, spec: ProviderSpec, secret: str, *, create: bool = True) -> str:
+        """The secret as stored: a cross-account role with the org's external ID (one store job), else as is.
+
+        ``create=False`` (a dry run) only reads: an org without an external ID
+        yet gets a throwaway one, which no customer's trust policy can name.
+        """
         if spec.credential_field != ROLE_ARN_FIELD:
             return secret
         from shared.validators.aws import new_external_id, stored_credential
 
-        external_id = self.adapters.store.external_id(caller.org_slug, spec.provider_id, new_external_id())
+        store = self.adapters.store
+        if create:
+            external_id = store.external_id(caller.org_slug, spec.provider_id, new_external_id())
+        else:
+            external_id = store.find_external_id(caller.org_slug, spec.provider_id) or new_external_id()
         return stored_credential(secret, external_id)
 
     def decrypt_credential(self, integration: Integration, credential: StoredCredential) -> str:
@@ -370,13 +403,7 @@ class IntegrationService:
     def setup(
         self, caller: Caller, provider_id: str, credentials: Any, config: Any, expires_at: datetime | None
     ) -> Integration:
-        spec = self.provider(provider_id)
-        if not spec.connectable:
-            raise ProviderNotConnectable(
-                f"{spec.display_name} has no API connection: it is a subscription toggle only;"
-                f" use PUT /api/v1/subscriptions/{caller.org_slug}/providers/{spec.provider_id}"
-                ' with {"enabled": true}'
-            )
+        spec = self.connectable_provider(caller.org_slug, provider_id)
         try:
             secret = self._secret_from(spec, credentials)
         except InvalidCredentialFormat as error:
@@ -644,6 +671,10 @@ class IntegrationService:
 
     def _webhook_audit(self, caller: Caller, action: str) -> AuditEvent:
         return caller.audit(caller.org_slug, "webhook", action)
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
 
 
 def no_integration(spec: ProviderSpec) -> NotFound:

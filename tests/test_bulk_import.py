@@ -321,3 +321,128 @@ def test_a_lost_validation_write_keeps_the_created_items_pending(fleet, backend)
     assert (result["result"], result["status"], result["code"]) == ("created", "pending", "store_unavailable")
     assert "validate it again" in result["error"]
     assert service.adapters.store.get_integration("acme", SAAS[0]).status == "pending"
+
+
+# --- setup's rules, item by item -----------------------------------------------------------------
+
+
+def test_toggle_only_providers_are_refused_as_setup_refuses_them(fleet):
+    service, client, headers = fleet
+    items = [
+        {"provider": "chatgpt_plus", "credentials": {"api_key": "tok_good123"}},
+        {"provider": "railway", "credentials": {"api_key": "tok_good123"}},
+        good(SAAS[0]),
+    ]
+    body = client.post(IMPORT, json={"items": items}, headers=headers).get_json()
+    refused = body["results"][:2]
+    assert [(r["result"], r["code"], r["provider"]) for r in refused] == [
+        ("invalid", "provider_not_connectable", "chatgpt_plus"),
+        ("invalid", "provider_not_connectable", "railway"),
+    ]
+    assert body["results"][2]["result"] == "created"
+    setup = client.post(
+        "/api/v1/integrations/acme/railway/setup", json={"credentials": {"api_key": "tok_x"}}, headers=headers
+    )
+    assert setup.status_code == 400 and setup.get_json()["error"] == refused[1]["error"]  # the same rule, word for word
+    assert {i.provider for i in service.adapters.store.list_integrations("acme")} == {SAAS[0]}
+
+
+# A secret pasted into the wrong place: no answer may carry it back.
+CANARY = "sk-CANARY-9f2b7c1e5d3a4b6c8d0e1f2a3b4c5d6e7f8a9b0c"
+
+
+def canary_items() -> list:
+    c = CANARY
+    aws_config = {"export_bucket": "acme-cur", "export_prefix": "cur", "region": "us-east-1"}
+    service_account = {
+        "type": "service_account",
+        "project_id": "acme",
+        "private_key_id": c,
+        "private_key": c,
+        "client_email": c,
+        "token_uri": f"https://{c}.example/token",
+    }
+    return [
+        c,  # the item itself
+        {"provider": c, "credentials": {"api_key": "tok_good123"}},  # the provider's name
+        {"provider": {c: c}, "credentials": {"api_key": "tok_good123"}},  # a provider that is not a name
+        {c: c, "provider": SAAS[0], "credentials": {"api_key": "tok_good123"}},  # an item field, its value
+        {"provider": SAAS[1], "credentials": {c: "tok_good123"}},  # a credential field's name
+        {"provider": SAAS[2], "credentials": {"api_key": c}},  # the secret, in the wrong format
+        {"provider": SAAS[3], "credentials": {"api_key": {c: c}}},  # a secret that is not a string
+        {"provider": SAAS[4], "credentials": c},  # credentials that are not an object
+        {"provider": SAAS[5], "credentials": {"api_key": "tok_good5aaa"}, "config": {c: c}},  # a config field
+        {"provider": "gemini", "credentials": {"api_key": GEMINI_KEY}, "config": {"project_id": c}},  # its value
+        {"provider": SAAS[6], "credentials": {"api_key": "tok_good6aaa"}, "config": c},  # config not an object
+        {"provider": SAAS[7], "credentials": {"api_key": "tok_good7aaa"}, "expires_at": c},  # the expiry
+        {"provider": "gcp", "credentials": {"service_account_json": c}},  # a key that is not JSON
+        {"provider": "gcp", "credentials": {"service_account_json": service_account}},  # every field of a key
+        {"provider": "gcp", "credentials": {"service_account_json": {c: c}}},
+        {"provider": "aws", "credentials": {"role_arn": c}, "config": aws_config},  # not an ARN
+        {"provider": "aws", "credentials": {"role_arn": f"arn:{c}:iam::123456789012:role/r"}, "config": aws_config},
+        {"provider": "azure", "credentials": {"tenant_id": c, "client_id": c, "client_secret": c + "\x00"}},
+        {"provider": "azure", "credentials": {c: c, "tenant_id": c}},
+        {"provider": "canva", "credentials": {"oauth_token": c}},  # an OAuth provider takes no pasted token
+        {"provider": "chatgpt_plus", "credentials": {"api_key": c}},  # a toggle-only tool
+    ]
+
+
+def test_no_answer_quotes_what_the_caller_sent(fleet, caplog):
+    service, client, headers = fleet
+    items = canary_items()
+    for dry_run in (False, True):
+        response = client.post(IMPORT, json={"items": items, "dry_run": dry_run}, headers=headers)
+        assert response.status_code == 200
+        text = response.get_data(as_text=True)
+        assert CANARY not in text and CANARY[3:20] not in text
+        results = response.get_json()["results"]
+        assert [r["result"] for r in results] == ["invalid"] * len(items), results
+        assert all(r["error"] and r["code"] for r in results)
+        assert results[1]["provider"] is None and results[2]["provider"] is None  # only registry names come back
+    # The same places through setup itself, one request each.
+    for item in items[3:]:
+        path = f"/api/v1/integrations/acme/{item['provider'] if isinstance(item['provider'], str) else 'x'}/setup"
+        answer = client.post(path, json={k: v for k, v in item.items() if k != "provider"}, headers=headers)
+        assert answer.status_code in (400, 404) and CANARY not in answer.get_data(as_text=True), path
+    stored = [a.detail or "" for a in service.adapters.store.list_audit("acme", limit=500)]
+    assert CANARY not in "".join(stored) and CANARY not in caplog.text
+    assert service.adapters.store.list_integrations("acme") == []
+
+
+def _store_bytes(service) -> dict[str, bytes]:
+    """Every file of the data dir: the database, its write-ahead log, the keyring, the pepper.
+
+    Not SQLite's ``-shm``: a shared-memory index of the log that readers update
+    too (their read marks), rebuilt from the log whenever it is lost; no data.
+    """
+    data_dir = service.adapters.settings.data_dir
+    files = sorted(path for path in data_dir.rglob("*") if path.is_file() and not path.name.endswith("-shm"))
+    return {str(path): path.read_bytes() for path in files}
+
+
+def test_a_dry_run_leaves_the_store_byte_identical(fleet, backend):
+    """An AWS item included: a dry run must not create the org's external ID (setup-instructions' job)."""
+    service, client, headers = fleet
+    aws_item = {
+        "provider": "aws",
+        "credentials": {"role_arn": "arn:aws:iam::222222222222:role/cost-export-reader"},
+        "config": {"export_bucket": "acme-cur", "export_prefix": "cur", "region": "us-east-1"},
+    }
+    items = [aws_item, *mixed_items()[0][:40]]
+    store = service.adapters.store
+    before = _store_bytes(service)
+    jobs = store.counters["jobs"]
+    body = client.post(IMPORT, json={"items": items, "dry_run": True}, headers=headers).get_json()
+    assert body["results"][0]["result"] == "would_create" and body["summary"]["would_create"] > 30
+    assert store.counters["jobs"] - jobs == 2  # the org's integrations, the external ID looked up: reads only
+    assert store.find_external_id("acme", "aws") is None
+    if backend == "local":
+        assert _store_bytes(service) == before
+    assert store.list_integrations("acme") == [] and store.list_audit("acme") == []
+    # With an external ID made by setup-instructions, the dry run reads it and still writes nothing.
+    made = store.external_id("acme", "aws", "pi-made-by-setup-instructions")
+    before = _store_bytes(service)
+    client.post(IMPORT, json={"items": [aws_item], "dry_run": True}, headers=headers)
+    assert store.find_external_id("acme", "aws") == made
+    if backend == "local":
+        assert _store_bytes(service) == before

@@ -55,6 +55,69 @@ def test_import_from_json_then_csv_in_calls_of_a_hundred(run_cli, tmp_path):
     assert code == 2 and "cannot read" in report["error"]
 
 
+SECRET_IN_FILE = "sk-CANARY-5e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b"
+
+
+def bad_import_files(directory) -> dict[str, tuple[str, str]]:
+    """name -> (file, what the one-line error must say)."""
+    files = {
+        "missing": ("nope.json", "cannot read"),
+        "a directory": ("adir.json", "cannot read"),
+        "oversized CSV field": ("big.csv", "field larger than field limit"),
+        "invalid UTF-8 CSV": ("latin1.csv", "not valid UTF-8"),
+        "invalid UTF-8 JSON": ("latin1.json", "not valid UTF-8"),
+        "deep JSON": ("deep.json", "nests deeper than"),
+        "broken JSON": ("broken.json", "is not valid JSON"),
+        "not a list": ("object.json", "must hold a list of items"),
+        "too large": ("large.json", "larger than"),
+    }
+    (directory / "adir.json").mkdir()
+    (directory / "big.csv").write_text("provider,credential\nopenai," + "x" * 200_000 + "\n")
+    (directory / "latin1.csv").write_bytes(("provider,credential\nopenai,caf\xe9" + SECRET_IN_FILE).encode("latin-1"))
+    (directory / "latin1.json").write_bytes(b'[{"provider": "caf\xe9", "x": "' + SECRET_IN_FILE.encode() + b'"}]')
+    (directory / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (directory / "broken.json").write_text('[{"provider": "openai", "credentials": {"api_key": "' + SECRET_IN_FILE)
+    (directory / "object.json").write_text(json.dumps({"provider": "openai", "secret": SECRET_IN_FILE}))
+    (directory / "large.json").write_text(json.dumps([{"provider": "openai", "pad": "x" * 2000}]))
+    return files
+
+
+def test_bad_import_files_and_orgs_are_one_line_errors(run_cli, tmp_path, monkeypatch, settings):
+    for case, (name, says) in bad_import_files(tmp_path).items():
+        if case == "too large":
+            monkeypatch.setattr(cli, "MAX_IMPORT_FILE_BYTES", 1024)  # without writing 64 MiB
+        code, report, err = run_cli("import", "--org", "acme", "--file", str(tmp_path / name))
+        assert code == 2 and says in report["error"], (case, report)
+        assert len(err.strip().splitlines()) == 1 and SECRET_IN_FILE not in err, case
+    (tmp_path / "good.json").write_text(json.dumps([{"provider": "openai", "credentials": {"api_key": OPENAI_KEY}}]))
+    for org in ("Acme Corp", "a", "-acme", "acme/../globex", "x" * 64):
+        code, report, _ = run_cli("import", f"--org={org}", "--file", str(tmp_path / "good.json"))
+        assert code == 2 and report["error"].startswith("Organization slug must be"), org
+    from tests.conftest import make_service
+
+    assert make_service(settings).adapters.store.list_integrations("acme") == []
+
+
+def test_a_bad_import_file_exits_2_without_a_traceback_in_a_real_process(settings, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    env = {**os.environ, "INTEGRATIONS_DATA_DIR": str(settings.data_dir)}
+    for arguments in (["--org", "acme", "--file", str(tmp_path / "deep.json")], ["--org", "Bad!", "--file", "x.csv"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "shared.cli", "import", *arguments],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and json.loads(done.stderr)["error"]
+
+
 def test_key_status_rotate_and_rewrap(run_cli, tmp_path):
     (tmp_path / "items.json").write_text(json.dumps([{"provider": "openai", "credentials": {"api_key": OPENAI_KEY}}]))
     run_cli("import", "--org", "acme", "--file", str(tmp_path / "items.json"))

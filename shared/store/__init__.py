@@ -229,6 +229,10 @@ class IntegrationStore(Protocol):
         """
         ...
 
+    def find_external_id(self, org_slug: str, provider: str) -> str | None:
+        """The org's external ID for ``provider`` if it has one; writes nothing (one job)."""
+        ...
+
     # --- SaaS subscription toggles ------------------------------------------------------
 
     def list_subscription_toggles(self, org_slug: str) -> tuple[list[SubscriptionToggle], dict[str, str]]:

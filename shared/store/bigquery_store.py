@@ -988,6 +988,14 @@ SELECT external_id FROM {self._table(EXTERNAL_IDS_TABLE)} WHERE org_slug = @org_
         )
         return str(found[0]["external_id"])
 
+    def find_external_id(self, org_slug: str, provider: str) -> str | None:
+        found = self._run(
+            f"SELECT external_id FROM {self._table(EXTERNAL_IDS_TABLE)} "
+            "WHERE org_slug = @org_slug AND provider = @provider",
+            [self._scalar("org_slug", org_slug), self._scalar("provider", provider)],
+        )
+        return str(found[0]["external_id"]) if found else None
+
     # --- SaaS subscription toggles ------------------------------------------------------------------
 
     def list_subscription_toggles(self, org_slug: str) -> tuple[list[SubscriptionToggle], dict[str, str]]:

@@ -705,6 +705,12 @@ class SqliteStore:
             ).fetchone()
         return str(row["external_id"])
 
+    def find_external_id(self, org_slug: str, provider: str) -> str | None:
+        found = self._query(
+            f"SELECT external_id FROM {EXTERNAL_IDS_TABLE} WHERE org_slug = ? AND provider = ?", (org_slug, provider)
+        )
+        return str(found[0]["external_id"]) if found else None
+
     # --- SaaS subscription toggles --------------------------------------------------------------
 
     def list_subscription_toggles(self, org_slug: str) -> tuple[list[SubscriptionToggle], dict[str, str]]:

@@ -50,9 +50,7 @@ def parse_role_arn(value: str, display_name: str, field_name: str = f"credential
         problems.append(f"{field_name} must be an IAM role ARN such as {expected}")
     else:
         if match["partition"] not in PARTITIONS:
-            problems.append(
-                f"{field_name} partition must be one of {', '.join(PARTITIONS)}, got {match['partition']!r}"
-            )
+            problems.append(f"{field_name} partition must be one of {', '.join(PARTITIONS)}")
         if not re.fullmatch(r"[0-9]{12}", match["account"]):
             problems.append(f"{field_name} account must be 12 digits")
         if not ROLE_NAME.fullmatch(match["name"]):

@@ -50,7 +50,8 @@ def parse_service_account(
     if isinstance(token_uri, str) and token_uri and token_uri != operator_token_uri:
         host = _plain_https_host(token_uri)
         if host is None or host not in allowed_token_hosts:
-            problems.append(f"token_uri {token_uri[:100]!r} is not an allowed Google token endpoint")
+            # What was sent is not repeated (any field of a pasted key could hold its secret).
+            problems.append(f"token_uri is not an allowed Google token endpoint ({', '.join(allowed_token_hosts)})")
     if problems:
         raise InvalidCredentialFormat(message, details={"problems": problems})
     return document

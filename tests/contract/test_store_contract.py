@@ -369,6 +369,15 @@ def test_external_id_is_generated_once_per_org_and_provider(store):
     assert store.external_id("acme", "azure", "candidate-four") == "candidate-four"
 
 
+def test_finding_an_external_id_only_reads(store):
+    before = store.counters["jobs"]
+    assert store.find_external_id("acme", "aws") is None
+    assert store.counters["jobs"] - before == 1
+    assert store.external_id("acme", "aws", "candidate-one") == "candidate-one"  # still free to create
+    assert store.find_external_id("acme", "aws") == "candidate-one"
+    assert store.find_external_id("globex", "aws") is None
+
+
 def test_concurrent_first_calls_agree_on_one_external_id(store):
     answers = []
 
