@@ -36,6 +36,7 @@ ENTRY_POINT_MODULES = {
     "aws_setup_instructions": "functions.aws_setup_instructions",
     "oauth_start": "functions.oauth_start",
     "oauth_callback": "functions.oauth_callback",
+    "oauth_complete": "functions.oauth_complete",
     "subscription_providers_list": "functions.subscriptions",
     "subscription_provider_update": "functions.subscriptions",
     "integration_import": "functions.import_integrations",

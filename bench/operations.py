@@ -214,6 +214,11 @@ COLD_CASES: dict[str, ColdCase] = {
     "oauth_start": ColdCase("present", ("POST", f"{API}/{ORG}/{OAUTH_PROVIDER}/oauth/start", None, 200)),
     # Without a started flow the callback's answer is the 400 page: the function's load and first answer.
     "oauth_callback": ColdCase("-", ("GET", "/api/v1/oauth/callback", None, 400)),
+    # Likewise a completion code no flow holds: the function's load, the key lookup and one store read.
+    "oauth_complete": ColdCase(
+        "present",
+        ("POST", f"{API}/{ORG}/{OAUTH_PROVIDER}/oauth/complete", {"completion_code": "B" * 43}, 400),
+    ),
     "subscription_providers_list": ColdCase("present", ("GET", f"/api/v1/subscriptions/{ORG}/providers", None, 200)),
     "subscription_provider_update": ColdCase(
         "present", ("PUT", f"/api/v1/subscriptions/{ORG}/providers/chatgpt_plus", {"enabled": True}, 200)

@@ -40,10 +40,12 @@ from shared.errors import (
     Unauthenticated,
 )
 from shared.jsonbody import loads_bounded
+from shared.models import iso
 from shared.service import Caller, IntegrationService, check_org_slug
 
 if TYPE_CHECKING:
-    from shared.oauth.flow import CompletedFlow
+    from shared.models import Integration
+    from shared.oauth.flow import AuthorizedFlow
 
 logger = logging.getLogger("integrations.http")
 
@@ -295,30 +297,39 @@ def endpoint(
     return decorate
 
 
-def oauth_callback_response(outcome: CompletedFlow, frontend_url: str | None, request_id: str) -> flask.Response:
+def oauth_callback_response(outcome: AuthorizedFlow, frontend_url: str | None, request_id: str) -> flask.Response:
     """The callback's answer: a redirect to the frontend with the outcome, or JSON without one.
 
-    Never a token: only the org, provider, status and our own message go in
-    the URL (a URL ends up in browser history, proxies and referrers).
+    On success the outcome is ``oauth=authorized`` with the one-time
+    ``completion_code``, which the org's frontend sends, with the org's own
+    key, to ``POST .../oauth/complete``: nothing is stored before that. Never
+    a token: only the org, provider, code and our own message go in the URL (a
+    URL ends up in browser history, proxies and referrers; the code is
+    single-use, short-lived and useless without the org's key).
     """
-    if outcome.error is None and outcome.integration is not None:
-        integration = outcome.integration
+    if outcome.error is None and outcome.completion_code is not None and outcome.org_slug and outcome.provider:
+        complete_path = f"/api/v1/integrations/{outcome.org_slug}/{outcome.provider}/oauth/complete"
         status, payload = (
             200,
             {
                 "success": True,
-                "oauth": "connected",
-                "org_slug": integration.org_slug,
-                "provider": integration.provider,
-                "status": integration.status,
-                "integration": integration.to_info(),
-                "message": f"Connected; integration is {integration.status}",
+                "oauth": "authorized",
+                "org_slug": outcome.org_slug,
+                "provider": outcome.provider,
+                "completion_code": outcome.completion_code,
+                "completion_expires_at": iso(outcome.completion_expires_at),
+                "message": (
+                    f"Authorized; nothing is stored until the organization confirms: POST {complete_path}"
+                    ' with {"completion_code": ...} and its API key'
+                ),
             },
         )
-        query = {"oauth": "connected", "org": integration.org_slug, "provider": integration.provider}
-        query["status"] = integration.status
-        if integration.error_message:
-            query["message"] = integration.error_message
+        query = {
+            "oauth": "authorized",
+            "org": outcome.org_slug,
+            "provider": outcome.provider,
+            "completion_code": outcome.completion_code,
+        }
     else:
         error = outcome.error or ServiceError("The OAuth callback did not complete")
         status, payload = (
@@ -343,3 +354,15 @@ def oauth_callback_response(outcome: CompletedFlow, frontend_url: str | None, re
     # The frontend URL must not learn the callback's URL (it carries the code) through Referer.
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def oauth_connected(integration: Integration) -> dict[str, Any]:
+    """The answer of a completed OAuth connection (what the callback answered before completion existed)."""
+    return {
+        "oauth": "connected",
+        "org_slug": integration.org_slug,
+        "provider": integration.provider,
+        "status": integration.status,
+        "integration": integration.to_info(),
+        "message": f"Connected; integration is {integration.status}",
+    }

@@ -116,7 +116,12 @@ class StoredCredential:
 
 @dataclass
 class OAuthState:
-    """One started authorization-code flow: single use, bound to org and provider, short-lived."""
+    """One started authorization-code flow: single use, bound to org and provider, short-lived.
+
+    After the callback it also holds the exchanged tokens (encrypted, bound to
+    the flow) and the hash of the one-time completion code, until the
+    organization completes the flow with its own key.
+    """
 
     state_hash: str
     org_slug: str
@@ -130,6 +135,11 @@ class OAuthState:
     used_at: datetime | None = None
     created_by: str | None = None
     actor_key_id: str | None = None
+    completion_code_hash: str | None = None
+    encrypted_tokens: bytes | None = None
+    tokens_key_version: str | None = None
+    completion_expires_at: datetime | None = None
+    completed_at: datetime | None = None
 
 
 @dataclass

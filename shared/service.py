@@ -57,7 +57,7 @@ from shared.providers import ROLE_ARN_FIELD, ProviderSpec, Registry
 # not here: list, get and an API key's setup never need it, and every cold start imports
 # this module.
 if TYPE_CHECKING:
-    from shared.oauth.flow import CompletedFlow, StartedFlow
+    from shared.oauth.flow import AuthorizedFlow, CompletedFlow, StartedFlow
     from shared.ports import ServicePorts
     from shared.validators import ValidationResult
 
@@ -508,10 +508,17 @@ class IntegrationService:
 
         return start(self, caller, provider_id, config)
 
-    def complete_oauth(self, arguments: dict[str, str], request_id: str) -> CompletedFlow:
+    def oauth_callback(self, arguments: dict[str, str]) -> AuthorizedFlow:
+        """The provider's redirect: exchange the code, hold the tokens for the org, answer a completion code."""
+        from shared.oauth.flow import callback
+
+        return callback(self, arguments)
+
+    def complete_oauth(self, caller: Caller, provider_id: str, completion_code: Any) -> CompletedFlow:
+        """The org's own confirmation of a flow it started: only this stores the tokens."""
         from shared.oauth.flow import complete
 
-        return complete(self, arguments, request_id)
+        return complete(self, caller, provider_id, completion_code)
 
     def list_integrations(self, caller: Caller) -> list[Integration]:
         return self.adapters.store.list_integrations(caller.org_slug)

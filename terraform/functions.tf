@@ -22,6 +22,7 @@ locals {
     "aws_setup_instructions",
     "oauth_start",
     "oauth_callback",
+    "oauth_complete",
     "subscription_providers_list",
     "subscription_provider_update",
     "integration_import",

@@ -158,8 +158,16 @@ variable "function_settings" {
       max_instance_request_concurrency = 8
       max_instance_count               = 5
     }
-    # The browser waits on it: code exchange, validation and the store write.
+    # The browser waits on it: the code exchange and holding the tokens for the org.
     oauth_callback = {
+      memory                           = "512Mi"
+      cpu                              = "1"
+      timeout_seconds                  = 60
+      max_instance_request_concurrency = 8
+      max_instance_count               = 5
+    }
+    # The org's confirmation: validation of the access token and the store write.
+    oauth_complete = {
       memory                           = "512Mi"
       cpu                              = "1"
       timeout_seconds                  = 60
@@ -324,7 +332,7 @@ variable "oauth_redirect_uri" {
 
 variable "oauth_frontend_url" {
   type        = string
-  description = "Where the OAuth callback redirects the browser, with the outcome in the query (oauth=connected|failed, org, provider, status or code and message). Empty: the callback answers JSON."
+  description = "Where the OAuth callback redirects the browser, with the outcome in the query (oauth=authorized, org, provider and the one-time completion_code the frontend confirms with the org's key; or oauth=failed, code and message). Empty: the callback answers JSON."
   default     = ""
 
   validation {

@@ -1,5 +1,7 @@
 """OAuth connections over HTTP against tests/simulators/oauth.py: the authorization-code
-flow with PKCE, state replay / expiry / cross-org, consent denied, single-flight
+flow with PKCE, state replay / expiry / cross-org, the org's own completion (a
+consent link clicked by someone else links nothing; a completion code works once,
+for its org and provider, within the TTL), consent denied, single-flight
 refresh (one token-endpoint call per expiry, whatever the concurrency),
 invalid_grant -> error + alert, and no token in any response, URL, log or stored byte."""
 
@@ -52,12 +54,14 @@ def settings(settings, oauth_sim, monkeypatch):
 
 
 class Browser:
-    """What the user's browser does: open the authorize URL, come back to the callback. Records every URL and body."""
+    """What the user's browser and the org's frontend do: open the authorize URL, come back to the callback,
+    confirm with the org's key. Records every URL and body."""
 
     def __init__(self, client, key: str) -> None:
         self.client = client
         self.key = key
         self.seen: list[str] = []
+        self.completion_codes: list[str] = []
 
     def start(self, provider: str, org: str = "acme", body: dict | None = None, expected: int = 200) -> dict:
         path = f"/api/v1/integrations/{org}/{provider}/oauth/start"
@@ -73,7 +77,7 @@ class Browser:
         assert answer.status_code == 302, answer.text
         return answer.headers["Location"]
 
-    def callback(self, callback_url: str) -> dict[str, list[str]]:
+    def callback(self, callback_url: str) -> dict[str, str]:
         """Follow the redirect to our callback; returns the outcome the frontend receives."""
         parts = urlsplit(callback_url)
         assert f"{parts.scheme}://{parts.netloc}{parts.path}" == REDIRECT
@@ -82,10 +86,32 @@ class Browser:
         location = response.headers["Location"]
         self.seen += [location, response.get_data(as_text=True)]
         assert location.startswith(FRONTEND + "?")
-        return parse_qs(urlsplit(location).query)
+        outcome = {name: values[0] for name, values in parse_qs(urlsplit(location).query).items()}
+        if "completion_code" in outcome:
+            self.completion_codes.append(outcome["completion_code"])
+        return outcome
 
-    def connect(self, provider: str, org: str = "acme") -> dict[str, list[str]]:
-        return self.callback(self.consent(self.start(provider, org)["authorize_url"]))
+    def complete(
+        self, outcome: dict[str, str], *, key: str | None = None, org: str | None = None, provider: str | None = None
+    ) -> tuple[int, dict]:
+        """The org's frontend confirms the flow with its own key (or, in a test, with someone else's)."""
+        org, provider = org or outcome["org"], provider or outcome["provider"]
+        path = f"/api/v1/integrations/{org}/{provider}/oauth/complete"
+        response = self.client.post(
+            path, json={"completion_code": outcome["completion_code"]}, headers={"X-API-Key": key or self.key}
+        )
+        self.seen.append(response.get_data(as_text=True))
+        check_response("POST", path, response.status_code, response.get_json())
+        return response.status_code, response.get_json()
+
+    def connect(self, provider: str, org: str = "acme") -> dict:
+        """The whole flow; the completion's answer, or the callback's outcome when it failed."""
+        outcome = self.callback(self.consent(self.start(provider, org)["authorize_url"]))
+        if outcome["oauth"] != "authorized":
+            return outcome
+        status, answer = self.complete(outcome)
+        assert status == 200, answer
+        return answer
 
 
 @pytest.fixture
@@ -102,8 +128,9 @@ def _all_tokens(oauth_sim) -> list[str]:
     return [*state.access_tokens, *state.refresh_tokens, *state.codes]
 
 
-def _assert_no_token_in(oauth_sim, haystacks: dict[str, bytes]) -> None:
-    tokens = _all_tokens(oauth_sim)
+def _assert_no_token_in(oauth_sim, haystacks: dict[str, bytes], secrets: list[str] = ()) -> None:
+    """No token or authorization code (nor any of ``secrets``, e.g. completion codes) in any haystack."""
+    tokens = [*_all_tokens(oauth_sim), *secrets]
     assert tokens
     for name, haystack in haystacks.items():
         for token in tokens:
@@ -134,10 +161,20 @@ def test_pkce_provider_connects_end_to_end(browser, client, org_key, service, oa
     callback_url = browser.consent(started["authorize_url"])
     jobs, encrypts, decrypts = store.counters["jobs"], cipher.counters["encrypt"], cipher.counters["decrypt"]
     outcome = browser.callback(callback_url)
-    # callback: consume the state, read the integration, write it with the credential and audit row
-    assert store.counters["jobs"] - jobs == 3
+    # callback: consume the state, hold the tokens (encrypted against the flow); decrypt the PKCE verifier
+    assert store.counters["jobs"] - jobs == 2
     assert (cipher.counters["encrypt"] - encrypts, cipher.counters["decrypt"] - decrypts) == (1, 1)
-    assert outcome == {"oauth": ["connected"], "org": ["acme"], "provider": ["canva"], "status": ["active"]}
+    assert outcome.keys() == {"oauth", "org", "provider", "completion_code"}
+    assert (outcome["oauth"], outcome["org"], outcome["provider"]) == ("authorized", "acme", "canva")
+    assert _stored(service) == []  # nothing is connected until the org confirms
+
+    jobs, encrypts, decrypts = store.counters["jobs"], cipher.counters["encrypt"], cipher.counters["decrypt"]
+    status, connected = browser.complete(outcome)
+    # completion: complete the flow, read the integration, write it with the credential and audit row
+    assert status == 200 and store.counters["jobs"] - jobs == 3
+    assert (cipher.counters["encrypt"] - encrypts, cipher.counters["decrypt"] - decrypts) == (1, 1)
+    assert (connected["oauth"], connected["status"], connected["provider"]) == ("connected", "active", "canva")
+    assert connected["integration"]["org_slug"] == "acme"
     got = client.get("/api/v1/integrations/acme/canva", headers={"X-API-Key": org_key}).get_json()
     assert got["integration"]["status"] == "active" and got["integration"]["details"]["connection"] is True
     integration, credential = service.adapters.store.get_integration_with_credential("acme", "canva")
@@ -159,12 +196,16 @@ def test_pkce_provider_connects_end_to_end(browser, client, org_key, service, oa
             **_data_dir_bytes(service),
         },
     )
+    # The completion code travels to the frontend, never into logs or the store (only its hash).
+    _assert_no_token_in(
+        oauth_sim, {"logs": caplog.text.encode(), **_data_dir_bytes(service)}, secrets=browser.completion_codes
+    )
 
 
 def test_rotating_provider_connects_and_revalidation_keeps_it_alive(browser, service, oauth_sim, caplog):
     caplog.set_level(logging.DEBUG)
     oauth_sim.configure(access_token_seconds=1)  # tokens die fast, so revalidation must refresh
-    assert browser.connect("github_app")["status"] == ["active"]
+    assert browser.connect("github_app")["status"] == "active"
     integration, first = service.adapters.store.get_integration_with_credential("acme", "github_app")
     assert integration.expires_at is not None  # the refresh token's six months: then only a new consent helps
     assert (integration.expires_at - integration.created_at).days > 150
@@ -192,26 +233,87 @@ def test_callback_without_frontend_url_answers_json(browser, service, oauth_sim)
     response = browser.client.get(f"{callback.path}?{callback.query}")
     body = response.get_json()
     check_response("GET", callback.path, response.status_code, body)
-    assert response.status_code == 200 and body["oauth"] == "connected" and body["status"] == "active"
+    assert response.status_code == 200 and body["oauth"] == "authorized" and body["org_slug"] == "acme"
+    assert "/api/v1/integrations/acme/canva/oauth/complete" in body["message"] and body["completion_expires_at"]
+    assert _stored(service) == []
     replay = browser.client.get(f"{callback.path}?{callback.query}")
     check_response("GET", callback.path, replay.status_code, replay.get_json())
     assert replay.status_code == 400 and replay.get_json()["code"] == "oauth_flow_rejected"
+    status, connected = browser.complete({**body, "org": "acme"})
+    assert status == 200 and connected["oauth"] == "connected" and connected["status"] == "active"
 
 
-# --- rejected callbacks store nothing ------------------------------------------------------------
+# --- completion: only the org that started the flow, once, in time -----------------------------------
 
 
 def _stored(service, org="acme"):
     return service.adapters.store.list_integrations(org)
 
 
+def test_a_consent_link_clicked_by_someone_else_links_nothing_without_the_org(
+    browser, client, service, oauth_sim, other_org_key
+):
+    """acme sends its consent link to a globex user, who consents and lands on the callback in their browser.
+    The completion code is in that browser only; globex's frontend, completing with globex's key, stores nothing."""
+    outcome = browser.callback(browser.consent(browser.start("canva")["authorize_url"]))
+    assert outcome["oauth"] == "authorized"
+    for org, key, expected in (
+        ("globex", other_org_key, 400),  # the victim's own org: the code is not globex's flow
+        ("acme", other_org_key, 403),  # globex's key on acme's path
+    ):
+        status, answer = browser.complete(outcome, key=key, org=org)
+        assert status == expected and answer["success"] is False, answer
+    unknown = browser.complete(outcome, key=other_org_key, org="globex")[1]
+    assert unknown["code"] == "oauth_flow_rejected" and unknown["error"] == (
+        "Unknown Canva completion code; start the connection again"  # the same words as a made-up code
+    )
+    anonymous = client.post(
+        "/api/v1/integrations/acme/canva/oauth/complete", json={"completion_code": outcome["completion_code"]}
+    )
+    assert anonymous.status_code == 401
+    assert _stored(service, "acme") == [] and _stored(service, "globex") == []
+    assert service.adapters.store.list_audit("acme") == service.adapters.store.list_audit("globex") == []
+    # The org's own frontend confirms: stored once.
+    status, connected = browser.complete(outcome)
+    assert status == 200 and connected["status"] == "active"
+    stored = service.adapters.store.get_integration_with_credential("acme", "canva")
+    status, again = browser.complete(outcome)
+    assert status == 400 and "already used" in again["error"]
+    assert service.adapters.store.get_integration_with_credential("acme", "canva") == stored
+    assert [a.action for a in service.adapters.store.list_audit("acme", "canva")] == ["oauth_connect"]
+
+
+def test_a_completion_after_the_ttl_or_for_another_provider_stores_nothing(browser, service, oauth_sim):
+    outcome = browser.callback(browser.consent(browser.start("canva")["authorize_url"]))
+    status, answer = browser.complete(outcome, provider="github_app")
+    assert status == 400 and answer["error"].startswith("Unknown GitHub App completion code")
+    service.adapters.settings = replace(service.adapters.settings, oauth_state_ttl_seconds=0.3)
+    late = browser.callback(browser.consent(browser.start("github_app")["authorize_url"]))
+    time.sleep(0.35)
+    status, answer = browser.complete(late)
+    assert status == 400 and "expired" in answer["error"]
+    assert _stored(service) == []
+    status, _ = browser.complete(outcome)  # the canva code is still good (its own TTL is 10 minutes)
+    assert status == 200 and [i.provider for i in _stored(service)] == ["canva"]
+
+
+@pytest.mark.parametrize("code", ["", "short", "x" * 43 + "!", 42, None, "a" * 44])
+def test_a_malformed_completion_code_is_a_400(browser, code):
+    status, answer = browser.complete({"org": "acme", "provider": "canva", "completion_code": code})
+    assert status == 400 and answer["code"] == "bad_request"
+
+
+# --- rejected callbacks store nothing ------------------------------------------------------------
+
+
 def test_replayed_state_is_refused_and_stores_nothing_more(browser, service, oauth_sim):
     callback = browser.consent(browser.start("canva")["authorize_url"])
-    assert browser.callback(callback)["oauth"] == ["connected"]
+    first = browser.callback(callback)
+    assert browser.complete(first)[0] == 200
     before = service.adapters.store.get_integration_with_credential("acme", "canva")
     replay = browser.callback(callback)
-    assert replay["oauth"] == ["failed"] and replay["code"] == ["oauth_flow_rejected"]
-    assert "already used" in replay["message"][0]
+    assert replay["oauth"] == "failed" and replay["code"] == "oauth_flow_rejected"
+    assert "already used" in replay["message"]
     assert service.adapters.store.get_integration_with_credential("acme", "canva") == before
     assert oauth_sim.stats()["token_calls"]["canva"]["authorization_code"] == 1  # the replay never reached it
 
@@ -221,8 +323,8 @@ def test_expired_state_is_refused(browser, service, oauth_sim):
     callback = browser.consent(browser.start("github_app")["authorize_url"])
     time.sleep(0.3)
     outcome = browser.callback(callback)
-    assert outcome["oauth"] == ["failed"] and "expired" in outcome["message"][0]
-    assert outcome["org"] == ["acme"] and outcome["provider"] == ["github_app"]
+    assert outcome["oauth"] == "failed" and "expired" in outcome["message"]
+    assert outcome["org"] == "acme" and outcome["provider"] == "github_app"
     assert _stored(service) == [] and oauth_sim.stats()["token_calls"]["github_app"]["authorization_code"] == 0
 
 
@@ -242,15 +344,15 @@ def test_code_of_another_orgs_flow_is_refused_and_stores_nothing(browser, client
     globex_state = parse_qs(urlsplit(globex_callback).query)["state"][0]
     # acme's code delivered with globex's state: globex's PKCE verifier does not match acme's challenge.
     outcome = globex.callback(f"{REDIRECT}?code={acme_code}&state={globex_state}")
-    assert outcome["oauth"] == ["failed"] and outcome["org"] == ["globex"]
-    assert "refused the authorization code" in outcome["message"][0]
+    assert outcome["oauth"] == "failed" and outcome["org"] == "globex"
+    assert "refused the authorization code" in outcome["message"]
     assert _stored(service, "acme") == [] and _stored(service, "globex") == []
 
 
 def test_consent_denied_stores_nothing(browser, service, oauth_sim):
     oauth_sim.configure(consent="deny")
     outcome = browser.connect("canva")
-    assert outcome["oauth"] == ["failed"] and "denied" in outcome["message"][0]
+    assert outcome["oauth"] == "failed" and "denied" in outcome["message"]
     assert _stored(service) == [] and oauth_sim.stats()["token_calls"]["canva"]["authorization_code"] == 0
 
 
@@ -272,7 +374,7 @@ def test_start_refuses_what_it_cannot_do(browser, client, org_key, service, monk
 def test_reauthorizing_replaces_the_credential(browser, service, oauth_sim):
     browser.connect("canva")
     integration, first = service.adapters.store.get_integration_with_credential("acme", "canva")
-    assert browser.connect("canva")["status"] == ["active"]
+    assert browser.connect("canva")["status"] == "active"
     again, second = service.adapters.store.get_integration_with_credential("acme", "canva")
     assert again.integration_id == integration.integration_id and second.credential_id != first.credential_id
     actions = [a.action for a in service.adapters.store.list_audit("acme", "canva")]
@@ -332,7 +434,7 @@ def test_invalid_grant_moves_to_error_with_reauthorize_and_alerts(browser, clien
     assert len(service.adapters.store.list_alerts("acme")) == 1  # still the one alert
     # A new consent brings it back.
     oauth_sim.configure(access_token_seconds=None)
-    assert browser.connect("github_app")["status"] == ["active"]
+    assert browser.connect("github_app")["status"] == "active"
     _, credential = service.adapters.store.get_integration_with_credential("acme", "github_app")
     assert credential.refresh_error is None
 
@@ -364,7 +466,9 @@ def test_a_near_expiry_token_is_still_used_while_the_token_endpoint_is_down(brow
 
 
 @pytest.mark.parametrize("backend", ["gcp"])
-def test_flow_replay_and_single_flight_refresh_on_bigquery(browser, service, oauth_sim, gcp_stack, settings):
+def test_flow_replay_and_single_flight_refresh_on_bigquery(
+    browser, service, oauth_sim, gcp_stack, settings, other_org_key
+):
     """The same flow on BigQuery (emulator), KMS and Secret Manager stand-ins: client secrets from Secret Manager."""
     for name, value in oauth_sim.env().items():
         if name.startswith("INTEGRATIONS_SECRET_OAUTH_"):
@@ -374,8 +478,11 @@ def test_flow_replay_and_single_flight_refresh_on_bigquery(browser, service, oau
             os.environ.pop(name, None)  # so only Secret Manager can have answered
     oauth_sim.configure(access_token_seconds=60)
     callback = browser.consent(browser.start("github_app")["authorize_url"])
-    assert browser.callback(callback)["status"] == ["active"]
-    assert browser.callback(callback)["oauth"] == ["failed"]  # replay
+    outcome = browser.callback(callback)
+    assert browser.callback(callback)["oauth"] == "failed"  # replay
+    assert browser.complete(outcome, key=other_org_key, org="globex")[0] == 400  # another org's key
+    assert browser.complete(outcome)[1]["status"] == "active"
+    assert browser.complete(outcome)[0] == 400  # completed once
     oauth_sim.configure(access_token_seconds=None, token_delay_seconds=0.5)
     barrier = threading.Barrier(20)
     tokens: list[str] = []
@@ -423,7 +530,16 @@ def test_readme_walkthrough_against_a_real_server_leaks_nothing(tmp_path, oauth_
         assert callback.startswith(f"http://127.0.0.1:{port}/api/v1/oauth/callback?")  # the default redirect URI
         landed = requests.get(callback, allow_redirects=False, timeout=30)
         transcript += [landed.headers["Location"], landed.text]
-        assert parse_qs(urlsplit(landed.headers["Location"]).query)["status"] == ["active"]
+        outcome = parse_qs(urlsplit(landed.headers["Location"]).query)
+        assert outcome["oauth"] == ["authorized"]
+        completed = requests.post(
+            f"{server.url}/api/v1/integrations/acme/canva/oauth/complete",
+            json={"completion_code": outcome["completion_code"][0]},
+            headers={"X-API-Key": key},
+            timeout=30,
+        )
+        transcript.append(completed.text)
+        assert completed.json()["status"] == "active"
         time.sleep(1.05)  # the access token has expired
         oauth_sim.configure(access_token_seconds=None)
         run = requests.post(f"{server.url}/api/v1/admin/revalidate", headers={"X-API-Key": admin}, json={}, timeout=60)

@@ -66,3 +66,9 @@ def oauth_state_aad(org_slug: str, provider: str, state_hash: str) -> bytes:
     """Associated data for an OAuth flow's PKCE verifier: bound to its state, org and provider."""
     parts = [b"integrations/oauth-state/v1", org_slug.encode(), provider.encode(), state_hash.encode()]
     return b"".join(len(part).to_bytes(2, "big") + part for part in parts)
+
+
+def oauth_tokens_aad(org_slug: str, provider: str, state_hash: str) -> bytes:
+    """Associated data for a flow's exchanged tokens, held until its org completes it: bound to that flow."""
+    parts = [b"integrations/oauth-tokens/v1", org_slug.encode(), provider.encode(), state_hash.encode()]
+    return b"".join(len(part).to_bytes(2, "big") + part for part in parts)

@@ -2,8 +2,9 @@
 one encrypted credential, and a refresh that never races.
 
 - ``flow``: ``start`` (authorize URL, single-use state, PKCE verifier kept
-  encrypted server-side) and ``complete`` (the callback: state check, code
-  exchange, store, validate);
+  encrypted server-side), ``callback`` (state check, code exchange, tokens held
+  encrypted against the flow, a one-time completion code) and ``complete`` (the
+  org's own key: validate, store);
 - ``token_endpoint``: the token requests (code and refresh grants), one attempt each;
 - ``refresh``: single-flight refresh decided by a conditional write on the
   credential's version.

@@ -1,4 +1,5 @@
-"""The authorization-code flow: start (org key) and callback (the state is the proof).
+"""The authorization-code flow: start (org key), callback (the state is the proof)
+and completion (the org's key again).
 
 ``start`` answers the provider's authorize URL with a fresh ``state`` (random,
 single use, bound to org and provider, expiring after
@@ -6,24 +7,32 @@ single use, bound to org and provider, expiring after
 verifier that never leaves the server except encrypted in ``oauth_states``.
 Only the state's SHA-256 is stored.
 
-``complete`` consumes the state atomically (so a replay finds it used),
+``callback`` consumes the state atomically (so a replay finds it used) and
 exchanges the code with the verifier of *that* state (so a code issued for
-another org's flow fails PKCE at the provider), validates the access token
-like any credential and stores the tokens as one encrypted credential:
-a new integration, or a re-authorization of the existing one. Every
-rejection before the store write stores nothing.
+another org's flow fails PKCE at the provider). It stores no integration: it
+keeps the tokens in the flow's row, encrypted with associated data bound to the
+flow, and answers a one-time ``completion_code`` (only its SHA-256 is stored).
+Whoever holds the consent link can reach the callback; only the org can finish.
+
+``complete`` takes that code with the org's own key: the flow must be that
+org's and that provider's, not completed yet and not older than
+``OAUTH_STATE_TTL_MINUTES`` since the callback. Then, and only then, it
+validates the access token like any credential and stores the tokens as one
+encrypted credential: a new integration, or a re-authorization of the existing
+one. Every rejection stores nothing (docs/design/oauth-completion.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from shared.crypto import oauth_state_aad
+from shared.crypto import oauth_state_aad, oauth_tokens_aad
 from shared.errors import BadRequest, Conflict, OAuthFlowRejected, OAuthNotConfigured, ProviderUnavailable, ServiceError
 from shared.models import Integration, OAuthState, Status, new_id, utc_now
 from shared.oauth import (
@@ -45,6 +54,7 @@ if TYPE_CHECKING:
     from shared.service import Caller, IntegrationService
 
 STATE_SHAPE = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+COMPLETION_CODE_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
 PROVIDER_ERROR_SHAPE = re.compile(r"^[a-z_]{1,64}$")
 MAX_CODE_CHARS = 2048
 
@@ -59,15 +69,22 @@ class StartedFlow:
 
 
 @dataclass
-class CompletedFlow:
-    """What the callback learned; never holds a token."""
+class AuthorizedFlow:
+    """What the callback answers: the flow's org and provider, and the completion code (never a token)."""
 
     org_slug: str | None = None
     provider: str | None = None
-    integration: Integration | None = None
-    result: ValidationResult | None = None
+    completion_code: str | None = None
+    completion_expires_at: datetime | None = None
     error: ServiceError | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CompletedFlow:
+    """The integration the org's completion stored, and the validation of its access token."""
+
+    integration: Integration
+    result: ValidationResult
 
 
 def _oauth_provider(service: IntegrationService, provider_id: str) -> ProviderSpec:
@@ -134,19 +151,17 @@ def start(service: IntegrationService, caller: Caller, provider_id: str, config:
     )
 
 
-def complete(service: IntegrationService, arguments: dict[str, str], request_id: str) -> CompletedFlow:
-    """Run the callback; errors are returned in ``CompletedFlow.error`` (the caller redirects either way)."""
-    outcome = CompletedFlow()
+def callback(service: IntegrationService, arguments: dict[str, str]) -> AuthorizedFlow:
+    """Run the callback; errors are returned in ``AuthorizedFlow.error`` (the caller redirects either way)."""
+    outcome = AuthorizedFlow()
     try:
-        _complete(service, arguments, request_id, outcome)
+        _callback(service, arguments, outcome)
     except ServiceError as error:
         outcome.error = error
     return outcome
 
 
-def _complete(service: IntegrationService, arguments: dict[str, str], request_id: str, outcome: CompletedFlow) -> None:
-    from shared.service import Caller
-
+def _callback(service: IntegrationService, arguments: dict[str, str], outcome: AuthorizedFlow) -> None:
     state = arguments.get("state") or ""
     if not STATE_SHAPE.fullmatch(state):
         raise OAuthFlowRejected("The OAuth callback has no valid state; start the connection again")
@@ -171,17 +186,47 @@ def _complete(service: IntegrationService, arguments: dict[str, str], request_id
     code = arguments.get("code") or ""
     if not code or len(code) > MAX_CODE_CHARS:
         raise OAuthFlowRejected("The OAuth callback has no authorization code; start the connection again")
-    caller = Caller(
-        key_id=flow.actor_key_id or "oauth",
-        org_slug=flow.org_slug,
-        is_admin=False,
-        request_id=request_id,
-        user_id=flow.created_by if flow.created_by != flow.actor_key_id else None,
-    )
     tokens = _exchange(service, spec, flow, code)
+    sealed = service.adapters.cipher.encrypt(
+        tokens.to_secret().encode(), oauth_tokens_aad(flow.org_slug, flow.provider, flow.state_hash)
+    )
+    completion_code = secrets.token_urlsafe(32)
+    expires_at = utc_now() + timedelta(seconds=service.adapters.settings.oauth_state_ttl_seconds)
+    if not store.hold_oauth_tokens(
+        flow.state_hash,
+        encrypted_tokens=sealed.ciphertext,
+        tokens_key_version=sealed.key_version,
+        completion_code_hash=completion_hash(completion_code),
+        completion_expires_at=expires_at,
+    ):  # cannot happen to a state this call consumed; refuse rather than hand out a dead code
+        raise Conflict(f"{spec.display_name} authorization could not be kept; start the connection again")
+    outcome.completion_code, outcome.completion_expires_at = completion_code, expires_at
+
+
+def complete(service: IntegrationService, caller: Caller, provider_id: str, completion_code: Any) -> CompletedFlow:
+    """The org confirms a flow its callback authorized: only now are the tokens validated and stored."""
+    spec = _oauth_provider(service, provider_id)
+    if not isinstance(completion_code, str) or not COMPLETION_CODE_SHAPE.fullmatch(completion_code):
+        raise BadRequest("Field 'completion_code' must be the completion_code the OAuth callback answered")
+    verdict, flow = service.adapters.store.complete_oauth_flow(
+        completion_hash(completion_code), caller.org_slug, spec.provider_id, utc_now()
+    )
+    # Another org's code, or another provider's, is unknown here: the answer tells nothing about it.
+    if verdict == "unknown" or flow is None:
+        raise OAuthFlowRejected(f"Unknown {spec.display_name} completion code; start the connection again")
+    if verdict == "used":
+        raise OAuthFlowRejected("This OAuth completion code was already used; start the connection again")
+    if verdict == "expired" or flow.encrypted_tokens is None:
+        raise OAuthFlowRejected("This OAuth completion code has expired; start the connection again")
+    aad = oauth_tokens_aad(flow.org_slug, flow.provider, flow.state_hash)
+    tokens = TokenSet.from_secret(service.adapters.cipher.decrypt(flow.encrypted_tokens, aad).decode())
     result = validate_credential(spec, tokens.access_token, flow.config, service.adapters.validation_context(spec))
-    outcome.integration = _store(service, caller, spec, flow, tokens, result)
-    outcome.result = result
+    return CompletedFlow(integration=_store(service, caller, spec, flow, tokens, result), result=result)
+
+
+def completion_hash(completion_code: str) -> str:
+    """Only this is stored: a copy of the table cannot complete anyone's flow."""
+    return hashlib.sha256(b"integrations/oauth-completion/v1:" + completion_code.encode()).hexdigest()
 
 
 def _exchange(service: IntegrationService, spec: ProviderSpec, flow: OAuthState, code: str) -> TokenSet:

@@ -176,7 +176,7 @@ class IntegrationStore(Protocol):
     # --- OAuth -------------------------------------------------------------------------
 
     def create_oauth_state(self, state: OAuthState) -> None:
-        """Store a started flow (one job); also drops flows that expired over a day ago."""
+        """Store a started flow (one job); also drops flows whose state and completion expired over a day ago."""
         ...
 
     def consume_oauth_state(self, state_hash: str, now: datetime) -> tuple[str, OAuthState | None]:
@@ -184,6 +184,33 @@ class IntegrationStore(Protocol):
 
         Returns ("consumed", state) to exactly one caller; otherwise ("used" |
         "expired", state) or ("unknown", None), and changes nothing.
+        """
+        ...
+
+    def hold_oauth_tokens(
+        self,
+        state_hash: str,
+        *,
+        encrypted_tokens: bytes,
+        tokens_key_version: str,
+        completion_code_hash: str,
+        completion_expires_at: datetime,
+    ) -> bool:
+        """Keep a consumed flow's tokens (encrypted) until its org completes it (one job).
+
+        Only a consumed flow that holds nothing yet takes them: True once per flow.
+        """
+        ...
+
+    def complete_oauth_flow(
+        self, completion_code_hash: str, org_slug: str, provider: str, now: datetime
+    ) -> tuple[str, OAuthState | None]:
+        """Mark the flow completed if the code is the org's and provider's, unused and unexpired (one job).
+
+        Returns ("completed", flow with its held tokens) to exactly one caller
+        and clears the tokens from the row; otherwise ("used" | "expired",
+        flow) and changes nothing. A code of another org or provider is
+        ("unknown", None), exactly like a code that does not exist.
         """
         ...
 

@@ -862,7 +862,8 @@ WHERE target.alert_id = delivery.alert_id
 
     def create_oauth_state(self, state: OAuthState) -> None:
         sql = f"""
-DELETE FROM {self._table(OAUTH_STATES_TABLE)} WHERE expires_at < @stale_before;
+DELETE FROM {self._table(OAUTH_STATES_TABLE)}
+WHERE GREATEST(expires_at, COALESCE(completion_expires_at, expires_at)) < @stale_before;
 {self._insert_sql("s_", OAUTH_STATES_TABLE)};
 """
         parameters = [
@@ -892,6 +893,69 @@ SELECT outcome AS consume_outcome, * FROM {states} WHERE state_hash = @state_has
         row = found[0]
         state = rows.oauth_state_from_row({name: row[name] for name in self._types[OAUTH_STATES_TABLE]})
         return str(row["consume_outcome"]), state
+
+    def hold_oauth_tokens(
+        self,
+        state_hash: str,
+        *,
+        encrypted_tokens: bytes,
+        tokens_key_version: str,
+        completion_code_hash: str,
+        completion_expires_at: datetime,
+    ) -> bool:
+        where = "state_hash = @state_hash AND used_at IS NOT NULL AND completion_code_hash IS NULL"
+        hold = (
+            f"UPDATE {self._table(OAUTH_STATES_TABLE)} SET encrypted_tokens = FROM_BASE64(@encrypted_tokens), "
+            "tokens_key_version = @tokens_key_version, completion_code_hash = @completion_code_hash, "
+            f"completion_expires_at = @completion_expires_at WHERE {where}"
+        )
+        parameters = [
+            self._scalar("state_hash", state_hash),
+            self._parameter("encrypted_tokens", "BYTES", encrypted_tokens),
+            self._scalar("tokens_key_version", tokens_key_version),
+            self._scalar("completion_code_hash", completion_code_hash),
+            self._scalar("completion_expires_at", completion_expires_at),
+        ]
+        return self._conditional_write(OAUTH_STATES_TABLE, where, [hold], parameters)
+
+    def complete_oauth_flow(
+        self, completion_code_hash: str, org_slug: str, provider: str, now: datetime
+    ) -> tuple[str, OAuthState | None]:
+        states = self._table(OAUTH_STATES_TABLE)
+        flow = "completion_code_hash = @code_hash AND org_slug = @org_slug AND provider = @provider"
+        # The held tokens are read into a variable first: completing clears them from the row.
+        sql = f"""
+DECLARE outcome STRING DEFAULT NULL;
+DECLARE held BYTES DEFAULT NULL;
+BEGIN TRANSACTION;
+SET outcome = (
+  SELECT CASE WHEN completed_at IS NOT NULL THEN 'used'
+              WHEN completion_expires_at IS NULL OR completion_expires_at <= @now THEN 'expired'
+              ELSE 'completed' END
+  FROM {states} WHERE {flow}
+);
+SET held = (SELECT encrypted_tokens FROM {states} WHERE {flow});
+IF outcome = 'completed' THEN
+  UPDATE {states} SET completed_at = @now, encrypted_tokens = NULL WHERE {flow} AND completed_at IS NULL;
+END IF;
+COMMIT TRANSACTION;
+SELECT outcome AS complete_outcome, held AS held_tokens, * FROM {states} WHERE {flow};
+"""
+        found = self._run(
+            sql,
+            [
+                self._scalar("code_hash", completion_code_hash),
+                self._scalar("org_slug", org_slug),
+                self._scalar("provider", provider),
+                self._scalar("now", now),
+            ],
+        )
+        if not found:
+            return "unknown", None
+        row = found[0]
+        values = {name: row[name] for name in self._types[OAUTH_STATES_TABLE]}
+        values["encrypted_tokens"] = row["held_tokens"]
+        return str(row["complete_outcome"]), rows.oauth_state_from_row(values)
 
     def claim_credential_refresh(
         self,

@@ -104,8 +104,9 @@ def oauth_state_to_row(state: OAuthState) -> dict[str, Any]:
 def oauth_state_from_row(row: dict[str, Any]) -> OAuthState:
     values = dict(row)
     values["config"] = _json_value(values.get("config")) or {}
-    if values.get("encrypted_verifier") is not None:
-        values["encrypted_verifier"] = bytes(values["encrypted_verifier"])
+    for name in ("encrypted_verifier", "encrypted_tokens"):
+        if values.get(name) is not None:
+            values[name] = bytes(values[name])
     return OAuthState(**_aware_timestamps(values))
 
 

@@ -609,9 +609,10 @@ class SqliteStore:
 
     def create_oauth_state(self, state: OAuthState) -> None:
         with self._transaction() as connection:
-            # Flows nobody finished go a day after they expired.
+            # Flows nobody finished go a day after they expired (their completion code too; held tokens with them).
             connection.execute(
-                f"DELETE FROM {OAUTH_STATES_TABLE} WHERE expires_at < ?",
+                f"DELETE FROM {OAUTH_STATES_TABLE} "
+                "WHERE MAX(expires_at, COALESCE(completion_expires_at, expires_at)) < ?",
                 (_timestamp_text(state.created_at - timedelta(days=1)),),
             )
             self._insert(connection, OAUTH_STATES_TABLE, rows.oauth_state_to_row(state))
@@ -634,6 +635,53 @@ class SqliteStore:
             )
             state.used_at = now
             return "consumed", state
+
+    def hold_oauth_tokens(
+        self,
+        state_hash: str,
+        *,
+        encrypted_tokens: bytes,
+        tokens_key_version: str,
+        completion_code_hash: str,
+        completion_expires_at: datetime,
+    ) -> bool:
+        with self._transaction() as connection:
+            cursor = connection.execute(
+                f"UPDATE {OAUTH_STATES_TABLE} SET encrypted_tokens = ?, tokens_key_version = ?, "
+                "completion_code_hash = ?, completion_expires_at = ? "
+                "WHERE state_hash = ? AND used_at IS NOT NULL AND completion_code_hash IS NULL",
+                (
+                    encrypted_tokens,
+                    tokens_key_version,
+                    completion_code_hash,
+                    _timestamp_text(completion_expires_at),
+                    state_hash,
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def complete_oauth_flow(
+        self, completion_code_hash: str, org_slug: str, provider: str, now: datetime
+    ) -> tuple[str, OAuthState | None]:
+        with self._transaction() as connection:
+            found = connection.execute(
+                f"SELECT * FROM {OAUTH_STATES_TABLE} WHERE completion_code_hash = ? AND org_slug = ? AND provider = ?",
+                (completion_code_hash, org_slug, provider),
+            ).fetchall()
+            if not found:
+                return "unknown", None
+            flow = rows.oauth_state_from_row(self._from_sql(OAUTH_STATES_TABLE, found[0]))
+            if flow.completed_at is not None:
+                return "used", flow
+            if flow.completion_expires_at is None or flow.completion_expires_at <= now:
+                return "expired", flow
+            connection.execute(
+                f"UPDATE {OAUTH_STATES_TABLE} SET completed_at = ?, encrypted_tokens = NULL "
+                "WHERE completion_code_hash = ? AND completed_at IS NULL",
+                (_timestamp_text(now), completion_code_hash),
+            )
+            flow.completed_at = now
+            return "completed", flow
 
     def claim_credential_refresh(
         self,

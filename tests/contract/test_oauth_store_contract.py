@@ -1,5 +1,6 @@
 """The store's OAuth contract on every adapter (SQLite and the BigQuery emulator):
-a state is consumed once, whatever the concurrency; a refresh claim on a
+a state is consumed once, whatever the concurrency; a consumed flow holds its
+tokens once, and only its own org and provider complete it, once, in time; a refresh claim on a
 credential version has exactly one winner; an OAuth credential's expiry is its
 own (integration writes never copy theirs onto it)."""
 
@@ -56,6 +57,73 @@ def test_expired_and_unknown_states_change_nothing(store):
     assert store.consume_oauth_state("e" * 64, utc_now())[0] == "expired"
     assert store.consume_oauth_state("e" * 64, utc_now())[0] == "expired"  # still unused, still refused
     assert store.consume_oauth_state("u" * 64, utc_now()) == ("unknown", None)
+
+
+def _held(store, state_hash="h" * 64, *, code_hash="c" * 64, ttl=timedelta(minutes=10)) -> None:
+    store.create_oauth_state(_state(state_hash))
+    assert store.consume_oauth_state(state_hash, utc_now())[0] == "consumed"
+    assert store.hold_oauth_tokens(
+        state_hash,
+        encrypted_tokens=BINARY,
+        tokens_key_version="1",
+        completion_code_hash=code_hash,
+        completion_expires_at=utc_now() + ttl,
+    )
+
+
+def test_a_flow_holds_tokens_once_and_only_after_its_callback(store):
+    store.create_oauth_state(_state("n" * 64))
+    hold = {"encrypted_tokens": BINARY, "tokens_key_version": "1", "completion_expires_at": utc_now()}
+    assert not store.hold_oauth_tokens("n" * 64, completion_code_hash="x" * 64, **hold)  # not consumed yet
+    assert not store.hold_oauth_tokens("u" * 64, completion_code_hash="x" * 64, **hold)  # unknown
+    _held(store)
+    assert not store.hold_oauth_tokens("h" * 64, completion_code_hash="y" * 64, **hold)  # holds already
+    assert store.complete_oauth_flow("y" * 64, "acme", "canva", utc_now()) == ("unknown", None)
+
+
+def test_a_flow_is_completed_once_by_its_own_org_and_provider(store):
+    _held(store)
+    now = utc_now()
+    for org, provider in (("globex", "canva"), ("acme", "github_app")):
+        assert store.complete_oauth_flow("c" * 64, org, provider, now) == ("unknown", None)  # as if it did not exist
+    outcomes: list[tuple[str, bytes | None]] = []
+    barrier = threading.Barrier(4)
+
+    def complete() -> None:
+        barrier.wait()
+        verdict, flow = store.complete_oauth_flow("c" * 64, "acme", "canva", utc_now())
+        outcomes.append((verdict, flow.encrypted_tokens if flow else None))
+
+    threads = [threading.Thread(target=complete) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(outcomes, key=lambda outcome: outcome[0]) == [
+        ("completed", BINARY),  # the one winner gets the tokens...
+        ("used", None),  # ...which leave the row with it
+        ("used", None),
+        ("used", None),
+    ]
+    verdict, flow = store.complete_oauth_flow("c" * 64, "acme", "canva", utc_now())
+    assert verdict == "used" and flow.completed_at is not None and flow.encrypted_tokens is None
+    assert flow.config == {"team": "x"} and flow.tokens_key_version == "1"
+
+
+def test_an_expired_completion_changes_nothing(store):
+    _held(store, ttl=timedelta(seconds=-1))
+    assert store.complete_oauth_flow("c" * 64, "acme", "canva", utc_now())[0] == "expired"
+    verdict, flow = store.complete_oauth_flow("c" * 64, "acme", "canva", utc_now())
+    assert verdict == "expired" and flow.completed_at is None
+
+
+def test_old_flows_go_with_their_held_tokens(store):
+    old = _state("o" * 64, ttl=timedelta(days=-3))
+    old.created_at = utc_now() - timedelta(days=3)
+    store.create_oauth_state(old)
+    assert store.consume_oauth_state("o" * 64, utc_now())[0] == "expired"
+    store.create_oauth_state(_state("f" * 64))  # a new flow sweeps flows expired over a day ago
+    assert store.consume_oauth_state("o" * 64, utc_now()) == ("unknown", None)
 
 
 def _oauth_pair(store):
