@@ -20,8 +20,8 @@ QUERY_PARAMETERS = ("export_bucket", "export_prefix")
 @functions_framework.http
 @endpoint("GET", "/api/v1/integrations/<org_slug>/aws/setup-instructions")
 def aws_setup_instructions(call: ApiCall) -> tuple[int, dict[str, Any]]:
-    unknown = sorted(set(call.request.args) - set(QUERY_PARAMETERS))
+    unknown = set(call.request.args) - set(QUERY_PARAMETERS)
     if unknown:
-        raise BadRequest(f"Unknown query parameter(s): {', '.join(unknown)}; allowed: {', '.join(QUERY_PARAMETERS)}")
+        raise BadRequest(f"Unknown query parameter(s) ({len(unknown)}); allowed: {', '.join(QUERY_PARAMETERS)}")
     bucket, prefix = (call.request.args.get(name) for name in QUERY_PARAMETERS)
     return 200, {"instructions": call.service.setup_instructions(call.caller, "aws", bucket, prefix)}

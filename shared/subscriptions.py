@@ -32,7 +32,7 @@ def _saas_tool(service: IntegrationService, provider_id: str) -> ProviderSpec:
     spec = service.registry.get(provider_id)
     if spec is None or spec.category != "saas":
         known = ", ".join(spec.provider_id for spec in saas_catalog(service))
-        raise UnknownProvider(f"Unknown SaaS provider '{provider_id[:64]}'; SaaS providers: {known}")
+        raise UnknownProvider(f"Unknown SaaS provider; SaaS providers: {known}")  # the name sent is not repeated
     return spec
 
 
