@@ -13,8 +13,10 @@ pipeline needs.
 4. ``run_queries``: a dry-run query that selects from the export table proves
    ``bigquery.jobs.create`` and read access to the table itself (free).
 
-Plain REST calls through the shared retrying session, so the base URL can
-point at the BigQuery emulator in tests.
+Plain REST calls through the service's HTTP client and retry policy
+(``shared.validators.retry``), so the base URL can point at the BigQuery
+emulator in tests; google-auth's token exchange goes through the same client
+(``GoogleAuthTransport``), bounded by the validation's deadline.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from shared.validators import (
     ValidationResult,
     summarize,
 )
-from shared.validators.retry import Attempted, request_with_retries, session
+from shared.validators.retry import CHECKS, Attempted, request_with_retries
 
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 EXPORT_TABLE = re.compile(r"^gcp_billing_export_(resource_)?v1_[A-Za-z0-9_]+$")
@@ -49,7 +51,7 @@ def mint_access_token(secret: str, scopes: Sequence[str], context: ValidationCon
     The pipeline gets this, never the private key. The failure (a refused or
     unreachable token endpoint) comes back as the validator's own check result.
     """
-    credentials, failed = _token(json.loads(secret), context, scopes)
+    credentials, failed = _token(json.loads(secret), context, time.monotonic() + context.deadline_seconds, scopes)
     if credentials is None:
         return failed or CheckResult("list_datasets", True, False, Failure.UNREACHABLE, FailureClass.TRANSIENT)
     # google-auth keeps the expiry as a naive UTC datetime.
@@ -58,12 +60,13 @@ def mint_access_token(secret: str, scopes: Sequence[str], context: ValidationCon
 
 
 def _token(
-    info: dict[str, Any], context: ValidationContext, scopes: Sequence[str] = SCOPES
+    info: dict[str, Any], context: ValidationContext, deadline: float, scopes: Sequence[str] = SCOPES
 ) -> tuple[Any, CheckResult | None]:
-    """google-auth's refreshed credentials (``.token``, ``.expiry``), or the failed check."""
+    """google-auth's refreshed credentials (``.token``, ``.expiry``), or the failed check; by ``deadline``."""
     from google.auth import exceptions as auth_exceptions
-    from google.auth.transport.requests import Request
     from google.oauth2 import service_account
+
+    from shared.google_rest import GoogleAuthTransport
 
     try:
         credentials = service_account.Credentials.from_service_account_info(
@@ -73,15 +76,10 @@ def _token(
         return None, CheckResult(
             "list_datasets", True, False, Failure.INVALID_KEY, FailureClass.CONFIG, reason="private key unusable"
         )
-    transport = Request(session())
-
-    def bounded(**kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", context.request_timeout_seconds)
-        # A redirect would carry the signed JWT to a host nobody checked.
-        return transport(allow_redirects=False, **kwargs)
-
+    # Never follows a redirect: one would carry the signed JWT to a host nobody checked.
+    transport = GoogleAuthTransport(CHECKS, timeout=context.request_timeout_seconds, deadline=deadline)
     try:
-        credentials.refresh(bounded)
+        credentials.refresh(transport)
     except auth_exceptions.RefreshError as exc:
         # google-auth puts the token endpoint's error code in the message;
         # we keep only the classification, never the text.
@@ -220,7 +218,7 @@ def check_service_account(
 ) -> ValidationResult:
     info = json.loads(secret)
     deadline = time.monotonic() + context.deadline_seconds
-    credentials, failed = _token(info, context)
+    credentials, failed = _token(info, context, deadline)
     if failed is not None or credentials is None:
         return summarize(spec, [failed] if failed else [])
     token = str(credentials.token)
