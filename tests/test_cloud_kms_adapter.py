@@ -314,7 +314,10 @@ def test_outage_503_fails_within_the_retry_budget(
     kms_server.fail_next(1000, status=503)
     started = time.monotonic()
 
-    with caplog.at_level(logging.WARNING, logger="shared.crypto.cloud_kms"), pytest.raises(EncryptionFailed) as caught:
+    with (
+        caplog.at_level(logging.WARNING, logger="integrations.crypto.cloud_kms"),
+        pytest.raises(EncryptionFailed) as caught,
+    ):
         cipher.encrypt(PLAINTEXT, AAD)
 
     assert time.monotonic() - started < 3.0  # retry_deadline 0.5 s + one attempt
@@ -431,7 +434,7 @@ def test_permission_denied_is_not_retried(
     sealed = cipher.encrypt(PLAINTEXT, AAD)
     kms_server.permission_denied = True
 
-    with caplog.at_level(logging.WARNING, logger="shared.crypto.cloud_kms"):
+    with caplog.at_level(logging.WARNING, logger="integrations.crypto.cloud_kms"):
         with pytest.raises(EncryptionFailed) as on_encrypt:
             cipher.encrypt(PLAINTEXT, AAD)
         with pytest.raises(EncryptionFailed) as on_decrypt:
