@@ -207,13 +207,6 @@ class _ClockedResponse(http.client.HTTPResponse):
 class _Connection(http.client.HTTPConnection):
     clock: _Clock
 
-    def use(self, clock: _Clock) -> None:
-        """Bound this connection's next exchange (reads of the answer included) by ``clock``."""
-        self.clock = clock
-        self.response_class = functools.partial(_ClockedResponse, clock=clock)  # type: ignore[assignment]
-        if self.sock is not None:
-            self.sock.settimeout(clock.left())
-
     def connect(self) -> None:
         self.timeout = self.clock.left()
         super().connect()
@@ -221,7 +214,6 @@ class _Connection(http.client.HTTPConnection):
 
 class _TlsConnection(http.client.HTTPSConnection):
     clock: _Clock
-    use = _Connection.use
     # The name TLS checks when the connection goes to a pinned address rather than to the name.
     server_name: str | None = None
 
@@ -235,6 +227,14 @@ class _TlsConnection(http.client.HTTPSConnection):
 
 
 _AnyConnection = _Connection | _TlsConnection
+
+
+def _use_clock(connection: _AnyConnection, clock: _Clock) -> None:
+    """Bound the connection's next exchange (connecting, sending, every read of the answer) by ``clock``."""
+    connection.clock = clock
+    connection.response_class = functools.partial(_ClockedResponse, clock=clock)  # type: ignore[assignment]
+    if connection.sock is not None:
+        connection.sock.settimeout(clock.left())
 
 
 class HttpClient:
@@ -392,7 +392,7 @@ class HttpClient:
             while idle:
                 connection = idle.pop()
                 if _still_open(connection):
-                    connection.use(clock)
+                    _use_clock(connection, clock)
                     return True, connection
                 connection.close()
         return False, self._open(key, clock)
@@ -426,7 +426,7 @@ class HttpClient:
             connection = _Connection(proxy.host, proxy.port, timeout=left)
         else:
             connection = _Connection(address, port, timeout=left)
-        connection.use(clock)
+        _use_clock(connection, clock)
         return connection
 
     def _cafile(self, verify: str | bool | None) -> str | None:
