@@ -300,15 +300,26 @@ class GoogleAuthTransport:
     ``timeout`` bounds each request google-auth makes; ``deadline`` (``time.monotonic()``)
     bounds them all together. A failure raises google-auth's ``TransportError``, as its own
     transports do, naming the failure's class only.
+
+    ``fault_statuses``: answers with these statuses raise ``TransportError`` too, with the
+    ``status`` (and ``retry_after``) on it, instead of reaching google-auth, which would retry
+    them on its own schedule; the caller's retry policy (``shared.retries``) decides instead.
     """
 
     def __init__(
-        self, client: HttpClient, *, timeout: float, deadline: float | None = None, verify: str | None = None
+        self,
+        client: HttpClient,
+        *,
+        timeout: float,
+        deadline: float | None = None,
+        verify: str | None = None,
+        fault_statuses: frozenset[int] = frozenset(),
     ) -> None:
         self.client = client
         self.timeout = timeout
         self.deadline = deadline
         self.verify = verify
+        self.fault_statuses = fault_statuses
 
     def __call__(
         self,
@@ -333,6 +344,13 @@ class GoogleAuthTransport:
             from google.auth.exceptions import TransportError
 
             raise TransportError(f"{type(exc).__name__} on a token request") from None
+        if answer.status_code in self.fault_statuses:
+            from google.auth.exceptions import TransportError
+
+            fault = TransportError(f"HTTP {answer.status_code} on a token request")
+            fault.status = answer.status_code  # type: ignore[attr-defined]
+            fault.retry_after = retry_after_seconds(answer.headers)  # type: ignore[attr-defined]
+            raise fault
         return GoogleAuthAnswer(answer.status_code, dict(answer.headers.items()), answer.content)
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 from shared.providers import ProviderSpec
+from shared.retries import attempt
 from shared.validators import (
     CheckResult,
     Failure,
@@ -39,7 +40,7 @@ from shared.validators import (
     ValidationResult,
     summarize,
 )
-from shared.validators.retry import CHECKS, Attempted, request_with_retries
+from shared.validators.retry import CHECKS, RETRYABLE_STATUS, Attempted, check_policy, request_with_retries
 
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 EXPORT_TABLE = re.compile(r"^gcp_billing_export_(resource_)?v1_[A-Za-z0-9_]+$")
@@ -76,14 +77,29 @@ def _token(
         return None, CheckResult(
             "list_datasets", True, False, Failure.INVALID_KEY, FailureClass.CONFIG, reason="private key unusable"
         )
-    # Never follows a redirect: one would carry the signed JWT to a host nobody checked.
-    transport = GoogleAuthTransport(CHECKS, timeout=context.request_timeout_seconds, deadline=deadline)
-    try:
+    # Never follows a redirect: one would carry the signed JWT to a host nobody checked. A 429/5xx comes
+    # back as a TransportError with its status, so this policy retries it, not google-auth's own loop.
+    transport = GoogleAuthTransport(
+        CHECKS, timeout=context.request_timeout_seconds, deadline=deadline, fault_statuses=RETRYABLE_STATUS
+    )
+
+    def refresh(_: int) -> None:
+        if time.monotonic() >= deadline:
+            raise auth_exceptions.TransportError("the validation's deadline passed")
         credentials.refresh(transport)
-    except auth_exceptions.RefreshError as exc:
+
+    tried = attempt(
+        refresh,
+        policy=check_policy(context),
+        retryable=lambda _, error: isinstance(error, auth_exceptions.TransportError),
+        deadline=deadline,
+        retry_after=lambda _, error: getattr(error, "retry_after", None),
+    )
+    error = tried.error
+    if isinstance(error, auth_exceptions.RefreshError):
         # google-auth puts the token endpoint's error code in the message;
         # we keep only the classification, never the text.
-        if "invalid_grant" in str(exc):
+        if "invalid_grant" in str(error):
             return None, CheckResult(
                 "list_datasets", True, False, Failure.INVALID_KEY, FailureClass.CONFIG, reason="invalid_grant"
             )
@@ -95,15 +111,23 @@ def _token(
             FailureClass.PROVIDER_OUTAGE,
             reason="token refresh failed",
         )
-    except auth_exceptions.TransportError:
+    if isinstance(error, auth_exceptions.TransportError):
+        status = getattr(error, "status", None)
+        if status == 429:
+            return None, CheckResult(
+                "list_datasets", True, False, Failure.RATE_LIMITED, FailureClass.TRANSIENT, "rate limited", 429
+            )
         return None, CheckResult(
             "list_datasets",
             True,
             False,
             Failure.UNREACHABLE,
-            FailureClass.TRANSIENT,
-            reason="token endpoint unreachable",
+            FailureClass.PROVIDER_OUTAGE if status else FailureClass.TRANSIENT,
+            reason="token refresh failed" if status else "token endpoint unreachable",
+            http_status=status,
         )
+    if error is not None:
+        raise error
     return credentials, None
 
 
