@@ -14,8 +14,9 @@ store is what those libraries send and read (``tests/test_bigquery_jobs.py``).
 
 Where the token comes from, first match wins:
 
-1. credentials passed in (a test, a tool): google-auth's ``AuthorizedSession``
-   (``requests``; not a cold-start path);
+1. credentials passed in (a test, a tool): google-auth puts their token on
+   each request (``before_request``), refreshing it through
+   ``GoogleAuthTransport`` (the same HTTP client; not a cold-start path);
 2. on Google's serverless runtime (``K_SERVICE`` set, as Cloud Functions and
    Cloud Run set it) or wherever ``GCE_METADATA_HOST`` names a metadata
    server (google-auth's variable): the runtime service account's access
@@ -26,20 +27,23 @@ Where the token comes from, first match wins:
    0.4x a whole hello-world cold start (issue 17);
 3. a stand-in on loopback (``api_endpoint`` set): no token at all;
 4. anything else (a laptop with ``gcloud auth application-default login``, a
-   key file): google-auth's application default credentials.
+   key file): google-auth's application default credentials, as in 1.
+
+Every call is bounded in total (``shared.http_client``) and repeated only
+by ``shared.retries``' policy (``GOOGLE_API_RETRY``).
 """
 
 from __future__ import annotations
 
 import os
-import random
 import sys
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.http_client import HttpClient
+from shared.retries import RetryPolicy, attempt, retry_after_seconds
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 # Status codes a Google API answers for a condition that may pass on its own.
@@ -48,12 +52,15 @@ TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 METADATA_HOST_ENV = "GCE_METADATA_HOST"
 DEFAULT_METADATA_HOST = "metadata.google.internal"
 METADATA_TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
-METADATA_TIMEOUT_SECONDS = 5.0
+METADATA_TIMEOUT_SECONDS = 5.0  # the whole token request: connect, send and every read
+METADATA_MAX_ANSWER_BYTES = 64 * 1024  # a token answer is ~1 KB
 # A token is fetched again this long before it expires (they live ~1 h), as google-auth does.
 REFRESH_MARGIN_SECONDS = 225.0
-# Backoff between attempts of a retried call.
-FIRST_BACKOFF_SECONDS = 0.1
-MAX_BACKOFF_SECONDS = 2.0
+# A call that is safe to repeat: up to 6 sends, full-jitter backoff from 0.1 s doubling to at most
+# 2 s (a Retry-After up to 5 s), and none of it past the caller's retry_deadline.
+GOOGLE_API_RETRY = RetryPolicy(
+    attempts=6, backoff_base_seconds=0.1, backoff_cap_seconds=2.0, retry_after_cap_seconds=5.0
+)
 # Connections kept per host: at least the widest worker pool (revalidation, rewrap: 16).
 POOL_SIZE = 32
 
@@ -66,11 +73,12 @@ class GoogleApiError(Exception):
     quote a statement. Logs name ``status`` and ``reason`` only.
     """
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"HTTP {status} {reason}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.retry_after = retry_after  # seconds, when the answer said (Retry-After)
 
     @property
     def transient(self) -> bool:
@@ -89,7 +97,7 @@ class GoogleApiError(Exception):
             details = error.get("errors") or []
             first = details[0] if isinstance(details, list) and details and isinstance(details[0], dict) else {}
             reason = str(first.get("reason") or error.get("status") or "")
-        return cls(response.status_code, reason or "unknown", message)
+        return cls(response.status_code, reason or "unknown", message, retry_after_seconds(response.headers))
 
 
 class MetadataServerToken:
@@ -111,10 +119,11 @@ class MetadataServerToken:
         self._expires_at = 0.0
         self.fetches = 0
 
-    def authorization(self) -> str:
+    def authorization(self, deadline: float | None = None) -> str:
+        """``Bearer <token>``; a fetch, when one is needed, ends by ``deadline`` (``time.monotonic()``) too."""
         with self._lock:
             if self._token is None or time.monotonic() >= self._expires_at:
-                self._token, lifetime = self._fetch()
+                self._token, lifetime = self._fetch(deadline)
                 self._expires_at = time.monotonic() + max(0.0, lifetime - REFRESH_MARGIN_SECONDS)
             return f"Bearer {self._token}"
 
@@ -122,7 +131,7 @@ class MetadataServerToken:
         with self._lock:
             self._token = None
 
-    def _fetch(self) -> tuple[str, float]:
+    def _fetch(self, deadline: float | None) -> tuple[str, float]:
         from google.auth.exceptions import RefreshError
 
         self.fetches += 1
@@ -132,7 +141,8 @@ class MetadataServerToken:
                 f"http://{self.host}{METADATA_TOKEN_PATH}",
                 headers={"Metadata-Flavor": "Google"},
                 timeout=METADATA_TIMEOUT_SECONDS,
-                allow_redirects=False,
+                deadline=deadline,
+                max_body_bytes=METADATA_MAX_ANSWER_BYTES,
             )
             answer = response.json() if response.status_code == 200 else {}
             answer = answer if isinstance(answer, dict) else {}
@@ -175,20 +185,14 @@ class GoogleRestSession:
     def __init__(self, base_url: str, *, api_endpoint: str | None = None, credentials: Any = None) -> None:
         self.base_url = (api_endpoint or base_url).rstrip("/")
         self.token: MetadataServerToken | None = None
-        self.session: Any
+        self.credentials: Any = None
+        self.session = HttpClient(pool_size=POOL_SIZE)
         if credentials is None and uses_metadata_server():
-            self.session = HttpClient(pool_size=POOL_SIZE)
             self.token = runtime_token()
         elif credentials is None and api_endpoint:
-            self.session = HttpClient(pool_size=POOL_SIZE)  # a stand-in on loopback: no token exists or is needed
+            pass  # a stand-in on loopback: no token exists or is needed
         else:
-            from google.auth.transport.requests import AuthorizedSession
-            from requests.adapters import HTTPAdapter
-
-            self.session = AuthorizedSession(credentials or _default_credentials())
-            adapter = HTTPAdapter(pool_maxsize=POOL_SIZE)
-            self.session.mount("https://", adapter)
-            self.session.mount("http://", adapter)
+            self.credentials = credentials or _default_credentials()
 
     def call(
         self,
@@ -202,34 +206,48 @@ class GoogleRestSession:
     ) -> dict[str, Any]:
         """``method`` ``base_url + path``; the decoded JSON answer, or ``GoogleApiError``.
 
-        With ``retry_deadline`` (only for calls that are safe to repeat),
-        transient failures (``is_transient``) are retried with capped
-        exponential backoff (0.1 s doubling to 2 s, jittered) and no attempt
-        starts after that many seconds. Transport failures
-        (OSErrors, as ``requests.RequestException`` is too) and google-auth errors
-        (``google.auth.exceptions.GoogleAuthError``) pass through: the adapter
-        maps them to its own error like any other failure.
+        One attempt takes at most ``timeout`` seconds in all. With
+        ``retry_deadline`` (only for calls that are safe to repeat), transient
+        failures (``is_transient``) are retried by ``GOOGLE_API_RETRY``; no
+        attempt starts after ``retry_deadline`` seconds, and the whole call
+        ends within ``retry_deadline + timeout``. Transport failures (OSErrors)
+        and google-auth errors (``google.auth.exceptions.GoogleAuthError``)
+        pass through: the adapter maps them to its own error like any other
+        failure.
         """
-        deadline = time.monotonic() + (retry_deadline or 0.0)
-        backoff = FIRST_BACKOFF_SECONDS
-        while True:
-            try:
-                return self._call_once(method, path, body, params, timeout)
-            except Exception as exc:
-                remaining = deadline - time.monotonic()
-                if retry_deadline is None or remaining <= 0 or not is_transient(exc):
-                    raise
-            time.sleep(min(backoff * random.uniform(0.5, 1.0), remaining))
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        started = time.monotonic()
+        if retry_deadline is None:
+            return self._call_once(method, path, body, params, timeout, started + timeout)
+        end = started + retry_deadline + timeout
+        tried = attempt(
+            lambda _: self._call_once(method, path, body, params, timeout, end),
+            policy=GOOGLE_API_RETRY,
+            retryable=lambda _, error: error is not None and is_transient(error),
+            deadline=started + retry_deadline,
+            retry_after=lambda _, error: error.retry_after if isinstance(error, GoogleApiError) else None,
+        )
+        if tried.error is not None:
+            raise tried.error
+        assert tried.result is not None
+        return tried.result
 
     def _call_once(
-        self, method: str, path: str, body: dict[str, Any] | None, params: dict[str, Any] | None, timeout: float
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        params: dict[str, Any] | None,
+        timeout: float,
+        end: float,
     ) -> dict[str, Any]:
-        response = self._send(method, path, body, params, timeout)
-        if response.status_code == 401 and self.token is not None:
+        response = self._send(method, path, body, params, timeout, end)
+        if response.status_code == 401 and (self.token is not None or self.credentials is not None):
             # The token was revoked or expired early: fetch a new one, once (as AuthorizedSession does).
-            self.token.invalidate()
-            response = self._send(method, path, body, params, timeout)
+            if self.token is not None:
+                self.token.invalidate()
+            else:
+                self.credentials.refresh(GoogleAuthTransport(self.session, timeout=timeout, deadline=end))
+            response = self._send(method, path, body, params, timeout, end)
         if response.status_code >= 400:
             raise GoogleApiError.from_response(response)
         answer = response.json() if response.content else {}
@@ -238,18 +256,102 @@ class GoogleRestSession:
         return answer
 
     def _send(
-        self, method: str, path: str, body: dict[str, Any] | None, params: dict[str, Any] | None, timeout: float
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        params: dict[str, Any] | None,
+        timeout: float,
+        end: float,
     ) -> Any:
-        headers = {"Authorization": self.token.authorization()} if self.token is not None else None
+        url = self.base_url + path
+        headers: dict[str, str] = {}
+        if self.token is not None:
+            headers["Authorization"] = self.token.authorization(end)
+        elif self.credentials is not None:
+            # Refreshes the token when it is missing or expired, then sets the Authorization header.
+            transport = GoogleAuthTransport(self.session, timeout=timeout, deadline=end)
+            self.credentials.before_request(transport, method, url, headers)
         return self.session.request(
             method,
-            self.base_url + path,
+            url,
             json=body,
             params=params,
             headers=headers,
             timeout=timeout,
+            deadline=end,
             allow_redirects=False,  # Google's APIs answer, they do not redirect
         )
+
+
+class GoogleAuthAnswer(NamedTuple):
+    """What google-auth reads of an answer (``google.auth.transport.Response``)."""
+
+    status: int
+    headers: dict[str, str]
+    data: bytes
+
+
+class GoogleAuthTransport:
+    """google-auth's HTTP transport (the ``google.auth.transport.Request`` interface) on the
+    service's client: credential refreshes and token exchanges get its bounds, proxy and CA
+    bundle, and never follow a redirect (a signed assertion goes to one chosen host only).
+
+    ``timeout`` bounds each request google-auth makes; ``deadline`` (``time.monotonic()``)
+    bounds them all together. A failure raises google-auth's ``TransportError``, as its own
+    transports do, naming the failure's class only.
+
+    ``fault_statuses``: answers with these statuses raise ``TransportError`` too, with the
+    ``status`` (and ``retry_after``) on it, instead of reaching google-auth, which would retry
+    them on its own schedule; the caller's retry policy (``shared.retries``) decides instead.
+    """
+
+    def __init__(
+        self,
+        client: HttpClient,
+        *,
+        timeout: float,
+        deadline: float | None = None,
+        verify: str | None = None,
+        fault_statuses: frozenset[int] = frozenset(),
+    ) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.deadline = deadline
+        self.verify = verify
+        self.fault_statuses = fault_statuses
+
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **_: Any,
+    ) -> GoogleAuthAnswer:
+        try:
+            answer = self.client.request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=self.timeout if timeout is None else min(timeout, self.timeout),
+                deadline=self.deadline,
+                verify=self.verify,
+            )
+        except OSError as exc:
+            from google.auth.exceptions import TransportError
+
+            raise TransportError(f"{type(exc).__name__} on a token request") from None
+        if answer.status_code in self.fault_statuses:
+            from google.auth.exceptions import TransportError
+
+            fault = TransportError(f"HTTP {answer.status_code} on a token request")
+            fault.status = answer.status_code  # type: ignore[attr-defined]
+            fault.retry_after = retry_after_seconds(answer.headers)  # type: ignore[attr-defined]
+            raise fault
+        return GoogleAuthAnswer(answer.status_code, dict(answer.headers.items()), answer.content)
 
 
 def failure_text(exc: BaseException) -> str:
@@ -265,21 +367,14 @@ def is_transient(exc: Exception) -> bool:
         return exc.transient
     if isinstance(exc, ConnectionError | TimeoutError):  # shared.http_client's failures
         return True
-    from google.auth.exceptions import TransportError
-
-    if isinstance(exc, TransportError):
-        return True
-    # requests only ever failed a call if something loaded it (the AuthorizedSession path).
-    transport = sys.modules.get("requests.exceptions")
-    return transport is not None and isinstance(exc, transport.ConnectionError | transport.Timeout)
+    # google-auth's transport failure (a token refresh through GoogleAuthTransport), if it was ever loaded.
+    auth = sys.modules.get("google.auth.exceptions")
+    return auth is not None and isinstance(exc, auth.TransportError)
 
 
 def is_connection_failure(exc: Exception) -> bool:
-    """The call failed in the transport (refused, reset, dropped), not with an answer."""
-    if isinstance(exc, ConnectionError):
-        return True
-    transport = sys.modules.get("requests.exceptions")
-    return transport is not None and isinstance(exc, transport.ConnectionError)
+    """The call failed in the transport (refused, reset, dropped, timed out), not with an answer."""
+    return isinstance(exc, ConnectionError | TimeoutError)
 
 
 def _default_credentials() -> Any:

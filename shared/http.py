@@ -226,7 +226,7 @@ def endpoint(
         @functools.wraps(operation)
         def handler(request: flask.Request) -> flask.Response:
             request_id = _request_id(request)
-            with logs.request_context(request_id):
+            with logs.request_context(request_id, request.headers):
                 response = _respond(request, request_id)
             return apply_cors(response, request, cors_origins(), API_METHODS)
 

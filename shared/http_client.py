@@ -1,28 +1,53 @@
-"""A small pooled HTTP client on the standard library, for the request path.
+"""The service's one outbound HTTP client: every call it makes goes through here.
 
-Why not ``requests`` here: importing it (with urllib3, charset_normalizer,
-idna and cookiejar) costs ~26 ms of a cold start, more than a quarter of a
-bare function's whole first answer, while ``http.client`` and ``ssl`` are
-already loaded by the functions framework. The calls on the request path
-(Google REST APIs, the metadata server, the LLM providers' checks) need only
-this much: one request, a pooled keep-alive connection, TLS verified against
-the same CA bundle requests would use, a proxy from the environment, no
-redirects. Paths that hand a session to another library (google-auth's token
-refresh, msal, boto) keep ``requests``.
+Provider checks, webhook deliveries, OAuth token requests, Google's REST APIs,
+the metadata server, msal's Entra ID calls and google-auth's token exchange
+(through ``shared.google_rest.GoogleAuthTransport``) all send with
+``HttpClient.request``; ``docs/design/outbound-transport.md`` says why this
+client and not ``requests``/``urllib3`` (importing those costs ~26 ms of a
+cold start; ``http.client`` and ``ssl`` are already loaded by the functions
+framework).
+
+What every call gets:
+
+- **one end time.** ``timeout`` is the whole call's budget, not a per-read
+  timeout: connecting (TCP, the proxy's CONNECT, the TLS handshake), sending
+  and every read of the status line, the headers and the body get only the
+  time left, so a server that answers one byte at a time cannot stretch a call
+  past it (``deadline`` caps it further at a ``time.monotonic()`` instant
+  shared by several calls). The name lookup is the one step no timeout reaches;
+- **a bounded body.** At most ``max_body_bytes`` are read: a longer answer
+  fails (or, with ``truncate_body``, is cut there and its connection closed)
+  without reading the rest;
+- a pooled keep-alive connection per origin, TLS verified against the bundle
+  requests would use (``REQUESTS_CA_BUNDLE``, else certifi), an ``http://``
+  proxy from the environment unless ``NO_PROXY`` names the host, no redirects;
+- ``connect_to``: connect to this address and no other (a webhook's checked
+  address), with the URL's host kept for SNI, the certificate check and
+  ``Host``; such a call never goes through a proxy, which would resolve the
+  name again.
+
+Retries are not made here (``shared.retries`` decides them), except resending
+an idempotent request once when a kept-alive connection turns out closed.
 
 Failures are OSErrors, as requests' are: ``ConnectionError`` (refused, reset,
-a malformed or truncated answer, TLS), ``TimeoutError``. Their messages name
-the host only: a URL may carry a key in its query.
+a malformed, truncated or oversized answer, TLS), ``TimeoutError`` (the end
+time passed). Their messages name the host only: a URL may carry a key in its
+query.
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
+import io
 import json as jsonlib
 import os
 import select
+import socket
 import ssl
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import Message
@@ -31,6 +56,8 @@ from urllib.parse import urlencode, urlsplit
 
 USER_AGENT = "integrations-service"
 MAX_BODY_BYTES = 32 * 1024 * 1024  # no provider or Google answer we read comes near this
+# A call given no timeout still ends: no caller should rely on this.
+DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_POOL_SIZE = 8
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # honoured as requests does
@@ -38,6 +65,14 @@ CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # honoured as requests
 
 class TransportError(ConnectionError):
     """No usable answer: refused, reset, TLS refused, a malformed or oversized answer."""
+
+
+class HttpStatusError(Exception):
+    """``Response.raise_for_status`` on a 4xx/5xx (libraries such as msal call it); names the status only."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(f"HTTP {status_code}")
+        self.status_code = status_code
 
 
 @dataclass
@@ -64,6 +99,10 @@ class Response:
     def json(self) -> Any:
         """The body as JSON; ``ValueError`` when it is not."""
         return jsonlib.loads(self.content)
+
+    def raise_for_status(self) -> None:
+        if self.status_code >= 400:
+            raise HttpStatusError(self.status_code)
 
 
 def default_ca_bundle() -> str | None:
@@ -100,6 +139,104 @@ def tls_context(cafile: str | None) -> ssl.SSLContext:
         return context
 
 
+class _Clock:
+    """The end of one call: every connect, send and read is given what is left of it."""
+
+    __slots__ = ("end", "received")
+
+    def __init__(self, timeout: float | None, deadline: float | None) -> None:
+        end = time.monotonic() + (DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout)
+        self.end = end if deadline is None else min(end, deadline)
+        self.received = 0  # bytes read from the socket (status line, headers, body)
+
+    def left(self) -> float:
+        remaining = self.end - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the call's end time passed")
+        return remaining
+
+
+class _ClockedReader(io.RawIOBase):
+    """The socket as http.client reads it, with each read bounded by what is left of the call.
+
+    A per-read socket timeout alone never fires against a server that sends a
+    byte just before it would: here the n-th read waits at most until the end.
+    """
+
+    def __init__(self, sock: socket.socket, clock: _Clock) -> None:
+        super().__init__()
+        self._sock = sock
+        # The socket's own raw reader: it keeps the socket open while the answer is read
+        # after http.client has let go of the connection (an answer with Connection: close).
+        self._raw = sock.makefile("rb", buffering=0)
+        self._clock = clock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._sock.settimeout(self._clock.left())
+        received = self._raw.readinto(buffer)
+        self._clock.received += received or 0
+        return received
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _ClockedSocket:
+    """What ``HTTPResponse`` is handed instead of the socket: it only calls ``makefile``."""
+
+    def __init__(self, sock: socket.socket, clock: _Clock) -> None:
+        self._sock = sock
+        self._clock = clock
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_ClockedReader(self._sock, self._clock))
+
+
+class _ClockedResponse(http.client.HTTPResponse):
+    def __init__(
+        self, sock: Any, debuglevel: int = 0, method: str | None = None, url: str | None = None, *, clock: _Clock
+    ) -> None:
+        super().__init__(_ClockedSocket(sock, clock), debuglevel, method, url)  # type: ignore[arg-type]
+
+
+class _Connection(http.client.HTTPConnection):
+    clock: _Clock
+
+    def connect(self) -> None:
+        self.timeout = self.clock.left()
+        super().connect()
+
+
+class _TlsConnection(http.client.HTTPSConnection):
+    clock: _Clock
+    # The name TLS checks when the connection goes to a pinned address rather than to the name.
+    server_name: str | None = None
+
+    def connect(self) -> None:
+        # HTTPSConnection.connect, with the handshake given what is left after TCP (and a proxy's CONNECT).
+        self.timeout = self.clock.left()
+        http.client.HTTPConnection.connect(self)
+        self.sock.settimeout(self.clock.left())
+        server_hostname = self._tunnel_host or self.server_name or self.host  # type: ignore[attr-defined]
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=server_hostname)  # type: ignore[attr-defined]
+
+
+_AnyConnection = _Connection | _TlsConnection
+
+
+def _use_clock(connection: _AnyConnection, clock: _Clock) -> None:
+    """Bound the connection's next exchange (connecting, sending, every read of the answer) by ``clock``."""
+    connection.clock = clock
+    connection.response_class = functools.partial(_ClockedResponse, clock=clock)  # type: ignore[assignment]
+    if connection.sock is not None:
+        connection.sock.settimeout(clock.left())
+
+
 class HttpClient:
     """Thread-safe; keeps up to ``pool_size`` idle connections per origin."""
 
@@ -107,8 +244,9 @@ class HttpClient:
         self.pool_size = pool_size
         self.user_agent = user_agent
         self._lock = threading.Lock()
-        self._idle: dict[tuple[Any, ...], list[http.client.HTTPConnection]] = {}
+        self._idle: dict[tuple[Any, ...], list[_AnyConnection]] = {}
         self.connections_opened = 0
+        self.bytes_received = 0  # read from sockets, headers included: what the body bounds hold to
 
     def request(
         self,
@@ -120,14 +258,23 @@ class HttpClient:
         data: str | bytes | Mapping[str, Any] | None = None,
         json: Any = None,
         timeout: float | None = None,
+        deadline: float | None = None,
+        max_body_bytes: int | None = None,
+        truncate_body: bool = False,
+        connect_to: str | None = None,
         allow_redirects: bool = False,
         verify: str | bool | None = None,
     ) -> Response:
-        """Send one request and read the whole answer. Redirects are never followed
-        (``allow_redirects`` exists for requests' signature and must stay False):
-        every caller here treats a 3xx as the answer."""
+        """Send one request and read its answer, all of it within ``timeout`` seconds (and
+        before ``deadline``, a ``time.monotonic()`` instant, when given).
+
+        The body is read up to ``max_body_bytes`` (default ``MAX_BODY_BYTES``): past it the call
+        fails, or with ``truncate_body`` the answer keeps what was read and the rest is never read.
+        Redirects are never followed (``allow_redirects`` exists for requests' signature and must
+        stay False): every caller here treats a 3xx as the answer."""
         if allow_redirects:
             raise ValueError("HttpClient does not follow redirects")
+        clock = _Clock(timeout, deadline)
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("an absolute http(s) URL is needed")
@@ -141,33 +288,44 @@ class HttpClient:
         sent_headers = {"User-Agent": self.user_agent, "Accept-Encoding": "identity", "Accept": "*/*"}
         if content_type:
             sent_headers["Content-Type"] = content_type
+        if connect_to is not None:
+            sent_headers["Host"] = parts.netloc  # http.client would name the address
         sent_headers.update(headers or {})
         if body is not None or method.upper() in ("POST", "PUT", "PATCH"):
             sent_headers["Content-Length"] = str(len(body or b""))
         port = parts.port or (443 if parts.scheme == "https" else 80)
         cafile = self._cafile(verify) if parts.scheme == "https" else None
-        proxy = _proxy_for(parts.scheme, parts.hostname)
-        key = (parts.scheme, parts.hostname, port, cafile, proxy)
+        proxy = None if connect_to is not None else _proxy_for(parts.scheme, parts.hostname)
+        key = (parts.scheme, parts.hostname, port, cafile, proxy, connect_to)
         if proxy and parts.scheme == "http":
             target = f"http://{parts.netloc}{target}"  # a plain-HTTP proxy takes the absolute form
+        limit = MAX_BODY_BYTES if max_body_bytes is None else max_body_bytes
 
-        reused, connection = self._checkout(key, timeout)
+        try:
+            reused, connection = self._checkout(key, clock)
+        except TimeoutError:
+            raise TimeoutError(f"{parts.hostname} did not answer in time") from None
         while True:
             failure: OSError | None = None
             try:
                 status, reason, answer_headers, content, keep = self._exchange(
-                    connection, method, target, body, sent_headers, proxy
+                    connection, method, target, body, sent_headers, proxy, limit, truncate_body
                 )
                 break
             except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
                 connection.close()
                 if reused and method.upper() in IDEMPOTENT_METHODS:
                     # The server closed an idle keep-alive connection as we reused it: once more on a new one.
-                    reused, connection = False, self._open(key, timeout)
-                    continue
-                # A POST may have been acted on before the connection broke: its caller decides
-                # (BigQuery resends with the same requestId; KMS never repeats a key-version create).
-                failure = TransportError(f"{parts.hostname} closed the connection")
+                    try:
+                        reused, connection = False, self._open(key, clock)
+                    except TimeoutError:
+                        failure = TimeoutError(f"{parts.hostname} did not answer in time")
+                    else:
+                        continue
+                else:
+                    # A POST may have been acted on before the connection broke: its caller decides
+                    # (BigQuery resends with the same requestId; KMS never repeats a key-version create).
+                    failure = TransportError(f"{parts.hostname} closed the connection")
             except TimeoutError:
                 connection.close()
                 failure = TimeoutError(f"{parts.hostname} did not answer in time")
@@ -175,6 +333,10 @@ class HttpClient:
                 # ValueError: http.client refusing a header value (its message quotes the value).
                 connection.close()
                 failure = TransportError(f"{parts.hostname}: {type(exc).__name__}")
+            finally:
+                with self._lock:
+                    self.bytes_received += clock.received
+                clock.received = 0
             # Raised here, outside the except clauses, so that it carries no __context__: the
             # original error's text can quote a URL's query or a header value.
             raise failure
@@ -195,42 +357,47 @@ class HttpClient:
 
     @staticmethod
     def _exchange(
-        connection: http.client.HTTPConnection,
+        connection: _AnyConnection,
         method: str,
         target: str,
         body: bytes | None,
         headers: dict[str, str],
         proxy: Proxy | None,
+        limit: int,
+        truncate_body: bool,
     ) -> tuple[int, str, Message, bytes, bool]:
         if proxy is not None and proxy.authorization and not isinstance(connection, http.client.HTTPSConnection):
             headers = {**headers, "Proxy-Authorization": proxy.authorization}  # HTTPS sends it in the CONNECT
         connection.request(method, target, body=body, headers=headers)
         answer = connection.getresponse()
-        content = answer.read(MAX_BODY_BYTES + 1)
-        if len(content) > MAX_BODY_BYTES:
+        if answer.length is not None and answer.length > limit and not truncate_body:
+            # Said up front: not one byte of it is read.
             raise http.client.HTTPException("answer larger than the client accepts")
+        content = answer.read(limit + 1)
+        if len(content) > limit:
+            if not truncate_body:
+                raise http.client.HTTPException("answer larger than the client accepts")
+            return answer.status, answer.reason, answer.headers, content[:limit], False  # the rest stays unread
         if answer.length:  # read(amt) returns a body cut short of its Content-Length without raising
             raise http.client.IncompleteRead(b"", answer.length)
         encoding = (answer.headers.get("Content-Encoding") or "identity").strip().lower()
         if encoding != "identity":
             # We ask for identity; a server that compresses anyway still gets read.
-            content = _decoded(content, encoding)
+            content = _decoded(content, encoding, limit)
         return answer.status, answer.reason, answer.headers, content, not answer.will_close
 
-    def _checkout(self, key: tuple[Any, ...], timeout: float | None) -> tuple[bool, http.client.HTTPConnection]:
+    def _checkout(self, key: tuple[Any, ...], clock: _Clock) -> tuple[bool, _AnyConnection]:
         with self._lock:
             idle = self._idle.get(key) or []
             while idle:
                 connection = idle.pop()
                 if _still_open(connection):
-                    connection.timeout = timeout
-                    if connection.sock is not None:
-                        connection.sock.settimeout(timeout)
+                    _use_clock(connection, clock)
                     return True, connection
                 connection.close()
-        return False, self._open(key, timeout)
+        return False, self._open(key, clock)
 
-    def _checkin(self, key: tuple[Any, ...], connection: http.client.HTTPConnection) -> None:
+    def _checkin(self, key: tuple[Any, ...], connection: _AnyConnection) -> None:
         with self._lock:
             idle = self._idle.setdefault(key, [])
             if len(idle) < self.pool_size:
@@ -238,23 +405,28 @@ class HttpClient:
                 return
         connection.close()
 
-    def _open(self, key: tuple[Any, ...], timeout: float | None) -> http.client.HTTPConnection:
-        scheme, host, port, cafile, proxy = key
+    def _open(self, key: tuple[Any, ...], clock: _Clock) -> _AnyConnection:
+        scheme, host, port, cafile, proxy, connect_to = key
         with self._lock:
             self.connections_opened += 1
-        connection: http.client.HTTPConnection
+        address = connect_to or host
+        left = clock.left()
+        connection: _AnyConnection
         if scheme == "https":
             context = tls_context(cafile)
             if proxy:
-                connection = http.client.HTTPSConnection(proxy.host, proxy.port, timeout=timeout, context=context)
+                connection = _TlsConnection(proxy.host, proxy.port, timeout=left, context=context)
                 tunnel_headers = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
                 connection.set_tunnel(host, port, headers=tunnel_headers)
             else:
-                connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+                connection = _TlsConnection(address, port, timeout=left, context=context)
+                if connect_to is not None:
+                    connection.server_name = host
         elif proxy:
-            connection = http.client.HTTPConnection(proxy.host, proxy.port, timeout=timeout)
+            connection = _Connection(proxy.host, proxy.port, timeout=left)
         else:
-            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+            connection = _Connection(address, port, timeout=left)
+        _use_clock(connection, clock)
         return connection
 
     def _cafile(self, verify: str | bool | None) -> str | None:
@@ -263,7 +435,7 @@ class HttpClient:
         return verify if isinstance(verify, str) else default_ca_bundle()
 
 
-def _decoded(content: bytes, encoding: str) -> bytes:
+def _decoded(content: bytes, encoding: str, limit: int) -> bytes:
     import zlib
 
     if encoding not in ("gzip", "x-gzip", "deflate"):
@@ -271,15 +443,15 @@ def _decoded(content: bytes, encoding: str) -> bytes:
     try:
         # wbits: gzip header (16+), or zlib-wrapped deflate (what servers send for "deflate").
         decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS)
-        decoded = decompressor.decompress(content, MAX_BODY_BYTES + 1)
+        decoded = decompressor.decompress(content, limit + 1)
     except zlib.error as exc:
         raise http.client.HTTPException("a compressed answer did not decompress") from exc
-    if len(decoded) > MAX_BODY_BYTES or decompressor.unconsumed_tail:
+    if len(decoded) > limit or decompressor.unconsumed_tail:
         raise http.client.HTTPException("answer larger than the client accepts")
     return decoded
 
 
-def _still_open(connection: http.client.HTTPConnection) -> bool:
+def _still_open(connection: _AnyConnection) -> bool:
     """An idle keep-alive socket that reads as ready was closed by the server (or sent junk)."""
     sock = connection.sock
     if sock is None:
@@ -307,6 +479,16 @@ class Proxy(NamedTuple):
     host: str
     port: int
     authorization: str | None = None
+    url: str = ""  # as the environment gave it, credentials included: for libraries that take a proxy URL
+
+
+def proxies_for(url: str) -> dict[str, str]:
+    """The proxy this client would use for ``url``, in the form boto's ``Config(proxies=...)``
+    and requests take (``{}``: connect directly), so a library's own transport follows the same
+    ``HTTPS_PROXY``/``NO_PROXY`` reading as every other call."""
+    parts = urlsplit(url)
+    proxy = _proxy_for(parts.scheme, parts.hostname or "")
+    return {parts.scheme: proxy.url} if proxy is not None else {}
 
 
 def _proxy_for(scheme: str, host: str) -> Proxy | None:
@@ -333,7 +515,7 @@ def _proxy_for(scheme: str, host: str) -> Proxy | None:
 
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         authorization = "Basic " + base64.b64encode(pair).decode()
-    return Proxy(parts.hostname, parts.port or 80, authorization)
+    return Proxy(parts.hostname, parts.port or 80, authorization, parts.geturl())
 
 
 def _bypassed(host: str, no_proxy: str) -> bool:

@@ -76,7 +76,7 @@ def create_app(entry_points: Mapping[str, Handler] | None = None) -> flask.Flask
         response.headers[REQUEST_ID_HEADER] = request_id
         request = flask.request
         latency = time.perf_counter() - flask.g.get("started", time.perf_counter())
-        with logs.request_context(request_id):
+        with logs.request_context(request_id, request.headers):
             # Path only, never the query string or headers: nothing a caller sent is echoed whole.
             access_logger.info(
                 "%s %s %s",

@@ -15,15 +15,15 @@ while the client connects to another (``https://127.0.0.1:1\\@good.example/``:
 - ``resolve_public`` resolves the host at send time and refuses it if *any*
   address is loopback, private, link-local (the metadata server), CGNAT,
   multicast, reserved or unspecified;
-- ``post_pinned`` connects to that address (no second lookup between check
-  and connect) with the hostname kept for TLS SNI, certificate check and
-  ``Host``, and never follows a redirect.
+- ``request_url`` is what the delivery hands the service's HTTP client,
+  with ``connect_to`` that address (no second lookup between check and
+  connect): the hostname is kept for TLS SNI, the certificate check and
+  ``Host``, no proxy is used, and no redirect is followed.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import socket
 from dataclasses import dataclass
@@ -59,6 +59,11 @@ class Target:
     def host_header(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if self.port == DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
+
+    @property
+    def request_url(self) -> str:
+        """The URL rebuilt from its checked parts: what the client is given, never the stored text."""
+        return f"{self.scheme}://{self.host_header}{self.request_target}"
 
 
 def canonical_host(raw: str) -> str:
@@ -205,61 +210,3 @@ def check_resolved(target: Target, *, insecure_hosts: tuple[str, ...] = ()) -> N
     except OutboundRefused as refused:
         if "does not resolve" not in refused.message:
             raise
-
-
-@dataclass
-class PinnedResponse:
-    status: int
-
-
-def post_pinned(
-    target: Target, address: str, body: bytes, headers: dict[str, str], *, timeout_seconds: float
-) -> PinnedResponse:
-    """POST to ``address`` as ``target``: SNI, certificate and Host name the target's host.
-
-    No redirects and no retries here (the caller decides); urllib3 raises
-    ``urllib3.exceptions.HTTPError`` (or ``OSError``) on failure.
-    """
-    import urllib3
-
-    timeout = urllib3.Timeout(connect=timeout_seconds, read=timeout_seconds)
-    pool: urllib3.HTTPConnectionPool
-    if target.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(
-            address,
-            target.port,
-            timeout=timeout,
-            retries=False,
-            server_hostname=target.host,
-            assert_hostname=target.host,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=_ca_bundle(),
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(address, target.port, timeout=timeout, retries=False)
-    try:
-        response = pool.urlopen(
-            "POST",
-            target.request_target,
-            body=body,
-            headers={**headers, "Host": target.host_header},
-            redirect=False,
-            retries=False,
-            preload_content=False,
-        )
-        status = response.status
-        response.drain_conn()
-        return PinnedResponse(status)
-    finally:
-        pool.close()
-
-
-def _ca_bundle() -> str | None:
-    configured = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if configured:
-        return configured
-    try:
-        import certifi
-    except ImportError:  # pragma: no cover - requests depends on certifi
-        return None
-    return str(certifi.where())

@@ -30,7 +30,7 @@ from shared.errors import ConfigurationError
 if TYPE_CHECKING:
     from shared.google_rest import GoogleRestSession
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("integrations.service_secrets")
 
 ENV_PREFIX = "INTEGRATIONS_SECRET_"
 _SECRET_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")

@@ -12,25 +12,32 @@ useless to replay later. The signing secret is never stored: it is derived
 from the service pepper and the webhook id (``signing_secret``) and shown to
 the organization once, when the webhook is set.
 
-Delivery retries on network errors and 5xx with backoff; a webhook that keeps
-failing marks its alerts ``failed`` and never fails the revalidation run.
+Delivery retries on network errors, 408, 429 and 5xx (``shared.retries``);
+a webhook that keeps failing marks its alerts ``failed`` and never fails the
+revalidation run. Time and bytes are bounded: one alert's delivery, all its
+attempts included, ends within ``WEBHOOK_TIMEOUT_SECONDS`` however slowly the
+receiver answers (``shared.http_client`` gives every connect and read only
+the time left); at most ``ANSWER_BYTES`` of a receiver's answer are read; and
+orgs are delivered to side by side, so one slow webhook delays no other org's
+delivery.
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import json
 import logging
-import random
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import urllib3
-
+from shared.http_client import HttpClient, Response
 from shared.models import Alert, Webhook, iso, utc_now
-from shared.outbound import OutboundRefused, check_resolved, parse_target, post_pinned, resolve_public
+from shared.outbound import OutboundRefused, check_resolved, parse_target, resolve_public
+from shared.retries import RetryPolicy, attempt, retry_after_seconds
 
 logger = logging.getLogger("integrations.webhooks")
 
@@ -38,6 +45,14 @@ SIGNATURE_HEADER = "X-Integrations-Signature"
 TIMESTAMP_HEADER = "X-Integrations-Timestamp"
 DELIVERY_HEADER = "X-Integrations-Delivery"
 DEFAULT_TOLERANCE_SECONDS = 300
+# A receiver's answer matters by its status; this much of its body is read, the rest never is.
+ANSWER_BYTES = 4 * 1024
+# Orgs delivered to at once: as many slow webhooks as this before a healthy one waits.
+DELIVERY_WORKERS = 8
+BACKOFF_CAP_SECONDS = 8.0
+
+# Deliveries connect to the address they checked (``connect_to``): the pool is keyed by it too.
+DELIVERIES = HttpClient(pool_size=2)
 
 
 def signing_secret(pepper: bytes, webhook: Webhook) -> str:
@@ -108,47 +123,96 @@ def deliver(
 ) -> None:
     """POST each alert to its org's webhook; record the outcome on the alert objects.
 
-    The URL is checked again here and its host resolved once per attempt: a
-    stored URL (or a DNS answer) that now points inside is never connected to.
+    ``timeout_seconds`` bounds one alert's delivery, all ``max_attempts`` included.
+    Each org's alerts go in order; different orgs' go side by side (``DELIVERY_WORKERS``).
+    The URL is checked again here and its host resolved once per attempt: a stored URL
+    (or a DNS answer) that now points inside is never connected to.
     """
+    by_org: dict[str, list[Alert]] = {}
     for alert in alerts:
-        webhook = webhooks.get(alert.org_slug)
-        if webhook is None:
+        if alert.org_slug in webhooks:
+            by_org.setdefault(alert.org_slug, []).append(alert)
+        else:
             alert.delivery_status = "no_webhook"
-            continue
-        secret = signing_secret(pepper, webhook)
-        body = json.dumps(alert_payload(alert), sort_keys=True).encode()
-        for attempt in range(1, max_attempts + 1):
-            alert.delivery_attempts = attempt
-            timestamp = int(time.time())
-            headers = {
-                "Content-Type": "application/json",
-                DELIVERY_HEADER: alert.alert_id,
-                TIMESTAMP_HEADER: str(timestamp),
-                SIGNATURE_HEADER: sign(secret, timestamp, body),
-            }
-            status: int | None = None
-            try:
-                target = parse_target(webhook.url, insecure_hosts=insecure_hosts)
-                address = resolve_public(target, insecure_hosts=insecure_hosts)
-            except OutboundRefused as refused:
-                alert.delivery_status = "failed"
-                logger.warning("webhook refused", extra={"org_slug": alert.org_slug, "reason": refused.message})
-                break
-            try:
-                status = post_pinned(target, address, body, headers, timeout_seconds=timeout_seconds).status
-            except (urllib3.exceptions.HTTPError, OSError):
-                status = None
-            if status is not None and 200 <= status < 300:
-                alert.delivery_status, alert.delivered_at = "delivered", utc_now()
-                break
-            if status is not None and 300 <= status < 500 and status not in (408, 429):
-                alert.delivery_status = "failed"  # refused or redirected: retrying will not help
-                break
-            alert.delivery_status = "failed"
-            if attempt < max_attempts:
-                time.sleep(random.uniform(0, backoff_base_seconds * 2 ** (attempt - 1)))
-        if alert.delivery_status == "failed":
-            logger.warning(
-                "webhook delivery failed", extra={"org_slug": alert.org_slug, "attempts": alert.delivery_attempts}
-            )
+    policy = RetryPolicy(
+        attempts=max_attempts,
+        backoff_base_seconds=backoff_base_seconds,
+        backoff_cap_seconds=BACKOFF_CAP_SECONDS,
+        retry_after_cap_seconds=timeout_seconds,
+    )
+
+    def deliver_org(org_slug: str) -> None:
+        for alert in by_org[org_slug]:
+            _deliver_one(alert, webhooks[org_slug], pepper, policy, timeout_seconds, insecure_hosts)
+
+    if len(by_org) <= 1:
+        for org_slug in by_org:
+            deliver_org(org_slug)
+        return
+    with ThreadPoolExecutor(max_workers=min(DELIVERY_WORKERS, len(by_org)), thread_name_prefix="webhook") as pool:
+        # Each in a copy of this context: the request id stays on the workers' log lines.
+        running = [pool.submit(contextvars.copy_context().run, deliver_org, org) for org in by_org]
+        for future in running:
+            future.result()
+
+
+def _deliver_one(
+    alert: Alert,
+    webhook: Webhook,
+    pepper: bytes,
+    policy: RetryPolicy,
+    timeout_seconds: float,
+    insecure_hosts: tuple[str, ...],
+) -> None:
+    secret = signing_secret(pepper, webhook)
+    body = json.dumps(alert_payload(alert), sort_keys=True).encode()
+    deadline = time.monotonic() + timeout_seconds
+
+    def send(number: int) -> Response:
+        alert.delivery_attempts = number
+        if time.monotonic() >= deadline:
+            raise TimeoutError("the delivery's time is spent")
+        target = parse_target(webhook.url, insecure_hosts=insecure_hosts)
+        address = resolve_public(target, insecure_hosts=insecure_hosts)
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            DELIVERY_HEADER: alert.alert_id,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(secret, timestamp, body),
+        }
+        return DELIVERIES.request(
+            "POST",
+            target.request_url,
+            data=body,
+            headers=headers,
+            timeout=timeout_seconds,
+            deadline=deadline,
+            max_body_bytes=ANSWER_BYTES,
+            truncate_body=True,
+            connect_to=address,
+        )
+
+    def worth_retrying(response: Response | None, error: Exception | None) -> bool:
+        if error is not None:
+            return isinstance(error, OSError)  # refused, reset, timed out; not OutboundRefused
+        assert response is not None
+        # 2xx: delivered. 3xx/4xx: refused or redirected, and retrying will not change that.
+        return response.status_code >= 500 or response.status_code in (408, 429)
+
+    tried = attempt(
+        send,
+        policy=policy,
+        retryable=worth_retrying,
+        deadline=deadline,
+        retry_after=lambda response, _: retry_after_seconds(response.headers) if response is not None else None,
+    )
+    if tried.result is not None and 200 <= tried.result.status_code < 300:
+        alert.delivery_status, alert.delivered_at = "delivered", utc_now()
+        return
+    alert.delivery_status = "failed"
+    if isinstance(tried.error, OutboundRefused):
+        logger.warning("webhook refused", extra={"org_slug": alert.org_slug, "reason": tried.error.message})
+    elif tried.error is not None and not isinstance(tried.error, OSError):
+        raise tried.error
+    logger.warning("webhook delivery failed", extra={"org_slug": alert.org_slug, "attempts": alert.delivery_attempts})

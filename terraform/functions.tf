@@ -59,6 +59,9 @@ locals {
     BIGQUERY_LOCATION    = google_bigquery_dataset.organizations.location
     KMS_KEY_NAME         = google_kms_crypto_key.credentials.id
     LOG_LEVEL            = var.log_level
+    # The functions framework adds each invocation's execution id (and span id) to every JSON log
+    # line (shared/logs.py writes them; GCP_PROJECT above names the trace of each line).
+    LOG_EXECUTION_ID = "true"
     # Only Cloud Scheduler (and the key operators) may invoke the admin
     # routes (iam.tf, scheduler.tf), so they trust the OIDC token Cloud Run
     # verified instead of an admin API key. Read only by the admin routes.

@@ -5,6 +5,8 @@ sends (``to_api_repr``); rows it writes read back the same through the
 library, and rows the library writes read back the same through it, on the
 BigQuery emulator; and the parts of the protocol the emulator never shows
 (an unfinished job, a resend after a 503) against a small recording server.
+Resends are the store's one retry loop (``BigQueryStore._job``): those tests
+send through it.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from google.cloud import bigquery
 
+from shared.errors import StoreUnavailable
 from shared.google_rest import GoogleApiError
 from shared.store import bigquery_jobs
 from shared.store.bigquery_jobs import BigQueryJobs, array, scalar, struct_array
+from shared.store.bigquery_store import JOB_ATTEMPTS, BigQueryStore
 
 FIELDS = [
     {"name": "id", "type": "INT64", "mode": "REQUIRED"},
@@ -211,12 +215,13 @@ class RecordingBigQuery(BaseHTTPRequestHandler):
     script: list[tuple[int, dict]] = []
     seen: list[tuple[str, str, dict]] = []
     delays: list[float] = []  # seconds the next requests wait before answering
+    always: tuple[int, dict] | None = None  # the answer once the script is spent (a persistent outage)
 
     def _answer(self, body: dict) -> None:
         self.seen.append((self.command, self.path, body))
         if self.delays:
             time.sleep(self.delays.pop(0))
-        status, answer = self.script.pop(0)
+        status, answer = self.script.pop(0) if self.script or self.always is None else self.always
         data = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -239,6 +244,7 @@ class RecordingBigQuery(BaseHTTPRequestHandler):
 def recording_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), RecordingBigQuery)
     RecordingBigQuery.script, RecordingBigQuery.seen, RecordingBigQuery.delays = [], [], []
+    RecordingBigQuery.always = None
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -249,9 +255,20 @@ def recording_server():
 SCHEMA = {"fields": [{"name": "n", "type": "INTEGER"}, {"name": "at", "type": "TIMESTAMP"}]}
 
 
+BACKEND_ERROR = {"error": {"code": 503, "message": "Backend error", "errors": [{"reason": "backendError"}]}}
+
+
+def _store(endpoint: str) -> BigQueryStore:
+    return BigQueryStore(BigQueryJobs("p", api_endpoint=endpoint), "d", backoff_base_seconds=0.01)
+
+
+def _posts() -> list[dict]:
+    return [body for method, _, body in RecordingBigQuery.seen if method == "POST"]
+
+
 def test_a_transient_answer_resends_the_same_request_id(recording_server):
     RecordingBigQuery.script = [
-        (503, {"error": {"code": 503, "message": "Backend error", "errors": [{"reason": "backendError"}]}}),
+        (503, BACKEND_ERROR),
         (
             200,
             {
@@ -262,7 +279,7 @@ def test_a_transient_answer_resends_the_same_request_id(recording_server):
             },
         ),
     ]
-    result = BigQueryJobs("p", api_endpoint=recording_server).query("SELECT 1")
+    result = _store(recording_server)._job("SELECT 1")
     assert result.rows == [{"n": 1, "at": datetime(2025, 11, 29, 3, 4, 5, 123456, tzinfo=UTC)}]
     (first, second) = RecordingBigQuery.seen
     assert first[2]["requestId"] == second[2]["requestId"]
@@ -273,9 +290,30 @@ def test_a_timed_out_insert_resends_the_same_request_id(recording_server, monkey
     RecordingBigQuery.script = [(200, done), (200, done)]
     RecordingBigQuery.delays = [1.0]  # the first POST is answered only after the client gave up on it
     monkeypatch.setattr(bigquery_jobs, "HTTP_TIMEOUT_SECONDS", 0.3)
-    assert BigQueryJobs("p", api_endpoint=recording_server).query("SELECT 1").rows == []
+    assert _store(recording_server)._job("SELECT 1").rows == []
     (first, second) = RecordingBigQuery.seen[:2]
     assert first[2]["requestId"] == second[2]["requestId"]  # BigQuery runs the job once
+
+
+def test_a_job_that_ran_and_failed_is_sent_again_as_a_new_job(recording_server):
+    failed = {"jobComplete": True, "jobReference": {"jobId": "j1"}, "errors": [{"reason": "backendError"}]}
+    done = {"jobComplete": True, "jobReference": {"jobId": "j2"}, "schema": SCHEMA, "rows": []}
+    RecordingBigQuery.script = [(200, failed), (200, done)]
+    assert _store(recording_server)._job("SELECT 1").rows == []
+    (first, second) = _posts()
+    assert first["requestId"] != second["requestId"]  # the same id would only return the failed job
+
+
+def test_a_persistent_503_posts_each_job_exactly_the_documented_number_of_times(recording_server):
+    """One retry loop: the store's JOB_ATTEMPTS sends in all, not attempts x resends."""
+    RecordingBigQuery.always = (503, BACKEND_ERROR)
+    store = _store(recording_server)
+    with pytest.raises(StoreUnavailable):
+        store.list_integrations("acme")
+    posts = _posts()
+    assert len(posts) == JOB_ATTEMPTS == 6
+    assert len({body["requestId"] for body in posts}) == 1  # each a resend of the same job
+    assert store.counters["jobs"] == JOB_ATTEMPTS and store.counters["transient_retries"] == JOB_ATTEMPTS - 1
 
 
 def test_an_unfinished_job_is_waited_for_then_paged(recording_server):

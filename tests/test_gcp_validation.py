@@ -157,8 +157,11 @@ def test_missing_billing_export_says_what_is_missing(gcp_service, caller, simula
 
 def test_token_endpoint_down_is_unable_to_connect(gcp_service, caller, simulator, billing_datasets):
     account = service_account(simulator.token_uri, email="down@integrations-test.iam.gserviceaccount.com")
+    simulator.reset()
     outcome = _validate(gcp_service, caller, account, billing_datasets["standard"])
     assert outcome.result.message == "Unable to connect to Google Cloud Platform"
+    # The service's one retry policy decides: VALIDATION_MAX_ATTEMPTS token requests, not google-auth's own loop too.
+    assert simulator.stats()["requests"]["google"] == gcp_service.adapters.settings.validation_max_attempts
 
 
 @pytest.mark.parametrize(

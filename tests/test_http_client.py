@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +31,7 @@ class Recorder(ThreadingHTTPServer):
         self.close_after_answer = False  # answer with Connection: close
         self.drop_idle = False  # close the connection after answering, without saying so
         self.vanish_on_reuse = False  # read a kept-alive connection's second request, then close without answering
+        self.written = 0  # bytes the dripping and huge answers managed to send
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # a client that hung up (the timeout and broken-connection tests) is expected here
@@ -85,6 +87,20 @@ class RecordingHandler(BaseHTTPRequestHandler):
         elif self.path.startswith("/slow"):
             threading.Event().wait(1.0)
             status, payload = 200, b"{}"
+        elif self.path.startswith("/drip"):  # every read gets a byte: only a deadline on the whole call ends it
+            head = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n" if self.path == "/drip-head" else b""
+            if not head:
+                self.send_response(200)
+                self.send_header("Content-Length", "40")
+                self.end_headers()
+            self._drip(head + b"x" * 40)
+            return
+        elif self.path.startswith("/huge"):  # says it is 64 MiB and would send them all
+            self.send_response(200)
+            self.send_header("Content-Length", str(64 * 1024 * 1024))
+            self.end_headers()
+            self._drip(b"y" * (64 * 1024 * 1024), every=0.0, size=65536)
+            return
         else:
             status, payload = 200, json.dumps({"path": self.path}).encode()
         self.send_response(status)
@@ -101,6 +117,18 @@ class RecordingHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
         if self.server.drop_idle:
             self.close_connection = True
+
+    def _drip(self, data: bytes, every: float = 0.1, size: int = 1) -> None:
+        try:
+            for start in range(0, len(data), size):
+                self.wfile.write(data[start : start + size])
+                self.wfile.flush()
+                self.server.written += size
+                if every:
+                    threading.Event().wait(every)
+        except OSError:
+            pass  # the client hung up: what the tests want
+        self.close_connection = True
 
     do_GET = do_POST = do_PUT = _answer
 
@@ -330,3 +358,53 @@ def test_a_ca_directory_is_accepted_and_a_missing_bundle_is_a_transport_error(tm
         assert pooled.request("GET", recorder.url + "/tls", timeout=5, verify=str(directory)).status_code == 200
         with pytest.raises(TransportError):
             pooled.request("GET", recorder.url + "/tls", timeout=5, verify=str(tmp_path / "missing.pem"))
+
+
+# --- the whole call's end time, the body bound, pinned connections ---------------------------------
+
+
+@pytest.mark.parametrize("path", ["/drip", "/drip-head"])
+def test_a_slow_drip_answer_cannot_stretch_a_call_past_its_timeout(server, client, path):
+    """Every read succeeds (a byte each 0.1 s, headers or body): the per-read wait never runs out, the call's does."""
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        client.request("GET", server.url + path, timeout=0.6)
+    assert time.monotonic() - started < 0.6 + 0.3
+    assert 2 <= server.written < 20  # it did drip, and was cut off long before its 4 s
+
+
+def test_calls_sharing_a_deadline_end_by_it(server, client):
+    deadline = time.monotonic() + 0.5
+    client.request("GET", server.url + "/ping", timeout=5, deadline=deadline)
+    with pytest.raises(TimeoutError):
+        client.request("GET", server.url + "/drip", timeout=5, deadline=deadline)
+    assert time.monotonic() < deadline + 0.3
+
+
+def test_a_declared_body_over_the_bound_is_refused_before_it_is_read(server, client):
+    before = client.bytes_received
+    with pytest.raises(TransportError):
+        client.request("GET", server.url + "/huge", timeout=5, max_body_bytes=1024)
+    assert client.bytes_received - before < 16 * 1024  # the status line, the headers and one buffered read
+    answer = client.request("GET", server.url + "/huge", timeout=5, max_body_bytes=1024, truncate_body=True)
+    assert answer.status_code == 200 and answer.content == b"y" * 1024
+    assert client.request("GET", server.url + "/ping", timeout=5).ok  # the cut connection was not pooled
+    assert server.written < 32 * 1024 * 1024  # never drained
+
+
+def test_a_pinned_call_connects_to_its_address_names_the_host_and_skips_the_proxy(server, client, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there: a proxied call would fail
+    port = server.server_address[1]
+    answer = client.request("GET", f"http://hooks.invalid:{port}/pinned", timeout=5, connect_to="127.0.0.1")
+    assert answer.ok and server.requests[-1]["target"] == "/pinned"
+    assert server.requests[-1]["headers"]["Host"] == f"hooks.invalid:{port}"
+
+
+def test_proxies_for_libraries_follow_the_same_no_proxy_reading(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", ".corp.example,10.0.0.0/8")
+    assert http_client.proxies_for("https://sts.us-east-1.amazonaws.com") == {
+        "https": "http://user:pw@proxy.internal:3128"
+    }
+    assert http_client.proxies_for("https://s3.corp.example/bucket") == {}
+    assert http_client.proxies_for("https://10.1.2.3/x") == {}

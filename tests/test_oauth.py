@@ -419,6 +419,50 @@ def test_twenty_concurrent_refreshes_make_one_token_call(browser, service, oauth
     assert credential.refresh_lease_id is None and credential.refresh_error is None
 
 
+def test_a_token_endpoint_slower_than_the_lease_makes_one_refresh_and_the_integration_stays_active(
+    browser, service, oauth_sim
+):
+    """The winner's token request has a total deadline inside its lease, so no second caller
+    takes the lease over while it runs and spends the same rotating refresh token."""
+    oauth_sim.configure(access_token_seconds=60)  # inside the refresh window, and still valid
+    browser.connect("github_app")  # rotating: a second use of a refresh token revokes its whole family
+    lease = 2.0
+    service.adapters.settings = replace(service.adapters.settings, oauth_refresh_lease_seconds=lease)
+    # The answer is decided (the refresh token spent) at once, then takes ~15 s to arrive: longer than the lease,
+    # and every read gets a byte, so a per-read timeout never fires.
+    oauth_sim.configure(access_token_seconds=None, token_drip_seconds=0.05)
+    barrier = threading.Barrier(8)
+    took: list[float] = []
+    tokens: list[str] = []
+    errors: list[BaseException] = []
+
+    def use() -> None:
+        barrier.wait()
+        started = time.monotonic()
+        try:
+            tokens.append(service.oauth_access_token(_caller(service), "github_app"))
+            took.append(time.monotonic() - started)
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    print(f"\n8 uses with a token endpoint slower than the {lease:g} s lease: slowest {max(took):.2f} s")
+    assert errors == [] and len(tokens) == 8
+    assert oauth_sim.refresh_calls("github_app") == 1  # the winner's; nobody took its lease over
+    assert max(took) < lease + 1.0
+    assert len(set(tokens)) == 1  # the current access token, still valid, for everyone
+    _, credential = service.adapters.store.get_integration_with_credential("acme", "github_app")
+    assert credential.refresh_lease_id is None and credential.refresh_error == "transient"  # not invalid_grant
+
+    outcome = service.validate(_caller(service), "github_app")  # one more refresh try, cut short the same way
+    assert outcome.integration.status == "active" and outcome.result.ok
+    assert oauth_sim.refresh_calls("github_app") == 2
+
+
 def test_invalid_grant_moves_to_error_with_reauthorize_and_alerts(browser, client, org_key, service, oauth_sim):
     oauth_sim.configure(access_token_seconds=60)
     browser.connect("github_app")

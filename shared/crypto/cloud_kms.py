@@ -93,7 +93,7 @@ from shared.crypto import EncryptedSecret
 from shared.errors import ConfigurationError, EncryptionFailed, KeyRotationFailed
 from shared.google_rest import GoogleApiError, GoogleRestSession, failure_text
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("integrations.crypto.cloud_kms")
 
 KMS_BASE_URL = "https://cloudkms.googleapis.com"
 KEY_NAME_FORMAT = "projects/{project}/locations/{location}/keyRings/{key_ring}/cryptoKeys/{crypto_key}"

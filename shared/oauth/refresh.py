@@ -16,9 +16,21 @@ credential's version (``updated_at``):
    gone and uses the winner's tokens. If the winner's refresh failed
    transiently, the loser uses the old access token while it still works and
    otherwise reports the provider unreachable.
-4. A lease outlives the winner's token request (its timeout is at most half
-   the lease), so it only lapses when the winner died; then one of the
-   waiting callers claims it the same way.
+4. A lease outlives everything its winner does, so it only lapses when the
+   winner died; then one of the waiting callers claims it the same way. The
+   lease (``OAUTH_REFRESH_LEASE_SECONDS``) is shared out from the moment it is
+   claimed, on the winner's own clock:
+
+   - the token request must end within the first ``TOKEN_REQUEST_SHARE``
+     (half) of it. That is the request's *total* deadline (connect, send and
+     every read: ``shared.http_client``), not a per-read timeout, so a token
+     endpoint that answers a byte at a time cannot stretch it;
+   - the rest is the stated margin: encrypting the new tokens and writing
+     them. The winner starts its write only before ``LAST_WRITE_SHARE``
+     (three quarters) of the lease, leaving the last quarter for the write to
+     land and for clock differences between instances. Past that it writes
+     nothing (the store would refuse it once another caller took over): a
+     lease is never taken over while its holder can still write.
 
 ``invalid_grant`` is written on the credential (``refresh_error``), so later
 callers fail fast with "re-authorize" instead of spending more calls.
@@ -30,7 +42,7 @@ import logging
 import secrets
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from shared.crypto import credential_aad
 from shared.errors import EncryptionFailed, NotFound, ReauthorizationRequired
@@ -53,6 +65,9 @@ logger = logging.getLogger("integrations.oauth")
 
 REAUTHORIZE = "invalid_grant"
 TRANSIENT = "transient"
+# Shares of the lease, from the moment the winner claimed it (see the module docstring).
+TOKEN_REQUEST_SHARE = 0.5  # the token request ends by then, whatever the endpoint does
+LAST_WRITE_SHARE = 0.75  # no write of the winner's starts after this
 
 
 def reauthorize_message(spec: ProviderSpec, org_slug: str) -> str:
@@ -117,6 +132,8 @@ def current_tokens(service: IntegrationService, integration: Integration, creden
         client = client_for(service.adapters, spec)  # before the claim: a missing client must not hold a lease
         lease_id = secrets.token_hex(8)
         version = _next_version(credential)
+        # The winner's clock starts before the claim is sent: it never counts more time than others do.
+        lease_started, now = time.monotonic(), utc_now()
         claimed = service.adapters.store.claim_credential_refresh(
             credential.credential_id,
             expected_updated_at=credential.updated_at,
@@ -127,7 +144,9 @@ def current_tokens(service: IntegrationService, integration: Integration, creden
         if claimed:
             credential.refresh_lease_id, credential.refresh_lease_expires_at = lease_id, now + lease
             credential.updated_at = version
-            return _refresh_as_winner(service, integration, credential, spec, lease_id, client)
+            return _refresh_as_winner(
+                service, integration, credential, spec, _Lease(lease_id, lease_started, lease.total_seconds()), client
+            )
         waited = True  # someone else claimed this version: use their result
         integration, credential = _reread(service, integration)
 
@@ -140,16 +159,45 @@ def _still_usable(
     raise TokenEndpointUnavailable(reason)
 
 
+class _Lease(NamedTuple):
+    """The winner's claim: its id, and when it started on the winner's ``time.monotonic()`` clock."""
+
+    lease_id: str
+    started: float
+    seconds: float
+
+    def by(self, share: float) -> float:
+        """The monotonic instant ``share`` of the lease after it was claimed."""
+        return self.started + share * self.seconds
+
+    def may_write(self) -> bool:
+        return time.monotonic() < self.by(LAST_WRITE_SHARE)
+
+
+def _finish(service: IntegrationService, integration: Integration, credential: StoredCredential, lease: _Lease) -> bool:
+    """Write the refresh's outcome where the lease still holds; never once the lease may be taken over."""
+    if not lease.may_write():
+        logger.error(
+            "oauth refresh ran out of its lease before its outcome was stored; nothing written",
+            extra={"provider": integration.provider, "org_slug": integration.org_slug},
+        )
+        return False
+    if service.adapters.store.finish_credential_refresh(credential, lease_id=lease.lease_id):
+        return True
+    # Only when this worker was paused past its lease and another caller took it over.
+    logger.error("oauth refresh lease lost before its outcome was stored", extra={"provider": integration.provider})
+    return False
+
+
 def _refresh_as_winner(
     service: IntegrationService,
     integration: Integration,
     credential: StoredCredential,
     spec: ProviderSpec,
-    lease_id: str,
+    lease: _Lease,
     client: OAuthClient,
 ) -> TokenSet:
     settings = service.adapters.settings
-    store = service.adapters.store
     tokens = _decrypt(service, integration, credential)
     try:
         if not tokens.refresh_token:
@@ -159,15 +207,16 @@ def _refresh_as_winner(
             token_url(settings, spec),
             client,
             {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token},
-            # Shorter than the lease, so a live winner never loses it to a second caller.
-            timeout_seconds=min(settings.request_timeout_seconds, settings.oauth_refresh_lease_seconds / 2),
+            timeout_seconds=settings.request_timeout_seconds,
+            # Its whole duration ends within the first part of the lease, leaving the margin.
+            deadline=lease.by(TOKEN_REQUEST_SHARE),
             previous=tokens,
         )
     except TokenRequestFailed as failure:
         rejected = isinstance(failure, GrantRejected)
         credential.refresh_error = REAUTHORIZE if rejected else TRANSIENT
         credential.updated_at = _next_version(credential)
-        store.finish_credential_refresh(credential, lease_id=lease_id)
+        _finish(service, integration, credential, lease)
         logger.warning(
             "oauth refresh failed",
             extra={"provider": spec.provider_id, "org_slug": integration.org_slug, "reason": failure.reason},
@@ -185,9 +234,7 @@ def _refresh_as_winner(
     credential.expires_at = fresh.expires_at
     credential.refresh_error = None
     credential.updated_at = _next_version(credential)
-    if not store.finish_credential_refresh(credential, lease_id=lease_id):
-        # Only when this worker outlived its lease (it cannot, with the timeout above, unless paused).
-        logger.error("oauth refresh lease lost before the new tokens were stored", extra={"provider": spec.provider_id})
+    _finish(service, integration, credential, lease)
     logger.info("oauth token refreshed", extra={"provider": spec.provider_id, "org_slug": integration.org_slug})
     return fresh
 

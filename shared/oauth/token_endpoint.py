@@ -6,6 +6,13 @@ was lost, so a retry would only earn ``invalid_grant``. The caller decides
 what a failure means (``GrantRejected``: re-authorize; ``TokenEndpointUnavailable``:
 try again later). No provider text is kept: only the RFC 6749 error code,
 which is a short word, never an echo of a token.
+
+Each request goes through the service's HTTP client, and ``timeout_seconds``
+is its whole duration (connect, send, and every read of the answer): a token
+endpoint that answers one byte at a time cannot keep it open longer, which is
+what lets a refresh end inside its lease (``shared.oauth.refresh``). It obeys
+``HTTPS_PROXY``/``NO_PROXY`` and the CA bundle like every other call, and
+reads at most ``ANSWER_BYTES`` of the answer.
 """
 
 from __future__ import annotations
@@ -16,16 +23,18 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
+from shared.http_client import HttpClient
 from shared.models import utc_now
 from shared.oauth import OAuthClient, TokenSet
 from shared.providers import OAuthSpec
-from shared.validators.retry import session
 
 # invalid_grant (RFC 6749); GitHub answers bad_verification_code / bad_refresh_token (with HTTP 200).
 GRANT_ERRORS = frozenset({"invalid_grant", "bad_verification_code", "bad_refresh_token"})
 ERROR_CODE = re.compile(r"^[a-z_]{1,64}$")
+# A token answer is a few KB at most; a longer one is not a token answer.
+ANSWER_BYTES = 256 * 1024
+
+TOKEN_REQUESTS = HttpClient()
 
 
 class TokenRequestFailed(Exception):
@@ -55,8 +64,11 @@ def request_tokens(
     form: dict[str, str],
     *,
     timeout_seconds: float,
+    deadline: float | None = None,
     previous: TokenSet | None = None,
 ) -> TokenSet:
+    """Send one grant and read its tokens; the request ends within ``timeout_seconds``, and by
+    ``deadline`` (a ``time.monotonic()`` instant) when given."""
     headers = {"Accept": "application/json"}
     form = dict(form)
     if oauth.client_auth == "basic":
@@ -66,8 +78,16 @@ def request_tokens(
     else:
         form.update(client_id=client.client_id, client_secret=client.client_secret)
     try:
-        response = session().post(url, data=form, headers=headers, timeout=timeout_seconds, allow_redirects=False)
-    except requests.RequestException as exc:
+        response = TOKEN_REQUESTS.request(
+            "POST",
+            url,
+            data=form,
+            headers=headers,
+            timeout=timeout_seconds,
+            deadline=deadline,
+            max_body_bytes=ANSWER_BYTES,
+        )
+    except OSError as exc:  # refused, reset, timed out, an oversized or malformed answer
         raise TokenEndpointUnavailable(f"token endpoint unreachable ({exc.__class__.__name__})") from None
     if response.status_code == 429 or response.status_code >= 500:
         raise TokenEndpointUnavailable(f"token endpoint answered {response.status_code}")

@@ -10,7 +10,9 @@ are in ``bench/operations.py``'s output). The wire format is the one
 ``google-cloud-bigquery`` 3.x uses for ``Client.query_and_wait``: named
 parameters as ``{"name", "parameterType", "parameterValue"}``, lossless
 ``useInt64Timestamp`` timestamps, and a ``requestId`` so a resent request
-cannot run the job twice. ``tests/test_bigquery_jobs.py`` checks rows written
+cannot run the job twice. Nothing here retries: the store's one retry loop
+(``BigQueryStore._job``) decides whether to send again, with the same
+``requestId`` or a new one. ``tests/test_bigquery_jobs.py`` checks rows written
 here read back through that library and the other way round.
 
 Values come back as Python types: INT64 -> int, FLOAT64 -> float, BOOL ->
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.google_rest import GoogleApiError, GoogleRestSession, is_connection_failure
+from shared.google_rest import GoogleApiError, GoogleRestSession
 
 BIGQUERY_BASE_URL = "https://bigquery.googleapis.com"
 API_PATH = "/bigquery/v2"
@@ -37,9 +39,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # How long one jobs.query / getQueryResults call waits for the job server-side
 # before answering "not complete yet" (we then ask again).
 WAIT_MILLISECONDS = 10_000
-# The POST of a job is resent with the same requestId on a dropped connection
-# or a transient status: BigQuery answers the job it already started.
-SEND_ATTEMPTS = 3
 # One HTTP call: the server holds it up to WAIT_MILLISECONDS; the answer gets time to arrive on top.
 HTTP_TIMEOUT_SECONDS = WAIT_MILLISECONDS / 1000 + 20.0
 # HTTP status BigQuery uses for an error ``reason`` (its troubleshooting table), for a
@@ -173,6 +172,11 @@ def _timestamp(value: str) -> datetime:
     return EPOCH + timedelta(seconds=float(value))
 
 
+class JobFailed(GoogleApiError):
+    """The job ran and failed (its answer lists errors): sending the same ``requestId`` again
+    would only return this failed job, so a retry needs a new one."""
+
+
 def _raise_job_errors(answer: dict[str, Any]) -> None:
     """A finished job that reports errors failed.
 
@@ -185,7 +189,7 @@ def _raise_job_errors(answer: dict[str, Any]) -> None:
     if errors:
         first = errors[0] if isinstance(errors[0], dict) else {}
         reason = str(first.get("reason") or "jobFailed")
-        raise GoogleApiError(REASON_STATUS.get(reason, 400), reason, str(first.get("message") or ""))
+        raise JobFailed(REASON_STATUS.get(reason, 400), reason, str(first.get("message") or ""))
 
 
 def _record(fields: list[dict[str, Any]], row: dict[str, Any]) -> dict[str, Any]:
@@ -234,14 +238,18 @@ class BigQueryJobs:
             )
         return self._session
 
-    def query(self, sql: str, parameters: Sequence[Parameter] = ()) -> QueryResult:
-        """Run ``sql`` (one statement or a script) as one job; its rows once the job is done."""
+    def query(self, sql: str, parameters: Sequence[Parameter] = (), *, request_id: str | None = None) -> QueryResult:
+        """Run ``sql`` (one statement or a script) as one job; its rows once the job is done.
+
+        Sent once. ``request_id``: the same id as an earlier send of this job, so that
+        BigQuery answers the job that send may have started instead of running it twice.
+        """
         body: dict[str, Any] = {
             "query": sql,
             "useLegacySql": False,
             "formatOptions": {"useInt64Timestamp": True},
             "timeoutMs": WAIT_MILLISECONDS,
-            "requestId": str(uuid.uuid4()),
+            "requestId": request_id or str(uuid.uuid4()),
         }
         if parameters:
             body["parameterMode"] = "NAMED"
@@ -314,21 +322,9 @@ class BigQueryJobs:
     # --- internals ---------------------------------------------------------------------------
 
     def _send_job(self, body: dict[str, Any]) -> dict[str, Any]:
-        for attempt in range(1, SEND_ATTEMPTS + 1):
-            try:
-                return self.session.call(
-                    "POST", f"{API_PATH}/projects/{self.project}/queries", body=body, timeout=HTTP_TIMEOUT_SECONDS
-                )
-            except GoogleApiError as error:
-                if not error.transient or attempt == SEND_ATTEMPTS:
-                    raise
-            except Exception as error:
-                # A timeout too: whether or not the first POST arrived, the same requestId runs the job once.
-                resend = is_connection_failure(error) or isinstance(error, TimeoutError)
-                if not resend or attempt == SEND_ATTEMPTS:
-                    raise
-            time.sleep(0.1 * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
+        return self.session.call(
+            "POST", f"{API_PATH}/projects/{self.project}/queries", body=body, timeout=HTTP_TIMEOUT_SECONDS
+        )
 
     def _results(self, reference: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         job_id = reference.get("jobId")

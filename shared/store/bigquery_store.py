@@ -25,16 +25,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import random
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from shared.errors import StoreUnavailable
-from shared.google_rest import GoogleApiError, failure_text
+from shared.google_rest import GoogleApiError, failure_text, is_connection_failure
 from shared.models import (
     Alert,
     ApiKeyRecord,
@@ -47,6 +45,7 @@ from shared.models import (
     Webhook,
     utc_now,
 )
+from shared.retries import RetryPolicy, attempt
 from shared.schemas import (
     ALERTS_TABLE,
     API_KEYS_TABLE,
@@ -63,7 +62,7 @@ from shared.schemas import (
     table_schema,
 )
 from shared.store import rows
-from shared.store.bigquery_jobs import BigQueryJobs, Parameter, QueryResult, array, scalar, struct_array
+from shared.store.bigquery_jobs import BigQueryJobs, JobFailed, Parameter, QueryResult, array, scalar, struct_array
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -81,6 +80,20 @@ RETRYABLE_MESSAGES = (
     "too many dml statements outstanding",
     "exceeded rate limits",
 )
+
+# Sends of one job at most, whatever fails (a 503, a dropped connection, a lost race): the README's figure.
+JOB_ATTEMPTS = 6
+
+
+def _is_conflict(error: Exception | None) -> bool:
+    """A lost transaction race or a full DML queue: BigQuery says so with 400 (or 403) and tells
+    them apart only by the message."""
+    return (
+        isinstance(error, GoogleApiError)
+        and error.status in (400, 403)
+        and any(message in error.message.lower() for message in RETRYABLE_MESSAGES)
+    )
+
 
 # Columns renamed since the first schema, per table: (old name, new name).
 MIGRATED_RENAMES = {
@@ -101,7 +114,7 @@ class BigQueryStore:
         jobs: BigQueryJobs,
         dataset: str,
         *,
-        max_attempts: int = 6,
+        max_attempts: int = JOB_ATTEMPTS,
         backoff_base_seconds: float = 0.5,
         backoff_cap_seconds: float = 8.0,
     ) -> None:
@@ -109,8 +122,7 @@ class BigQueryStore:
         self.project = jobs.project
         self.dataset = dataset
         self.max_attempts = max_attempts
-        self.backoff_base_seconds = backoff_base_seconds
-        self.backoff_cap_seconds = backoff_cap_seconds
+        self.retry_policy = RetryPolicy(max_attempts, backoff_base_seconds, backoff_cap_seconds)
         self.counters: Counter[str] = Counter()
         self._types = {table: column_types(table) for table in TABLES}
 
@@ -169,39 +181,54 @@ class BigQueryStore:
         return self._job(sql, parameters).rows
 
     def _job(self, sql: str, parameters: Sequence[Parameter] = ()) -> QueryResult:
-        """One job, retried on transaction conflicts and transient errors; its result."""
-        return self._retrying(lambda: self.jobs.query(sql, parameters), counted_as="jobs")
+        """One job, sent at most ``max_attempts`` times in all (``_retrying``): again with the same
+        ``requestId`` after a transient status or a failed transport (BigQuery answers the job that
+        send may have started), with a new one after a lost transaction race or a job that ran and
+        failed. Its result, or ``StoreUnavailable``."""
+        request_id = [str(uuid.uuid4())]
 
-    def _retrying(self, send: Callable[[], Result], *, counted_as: str) -> Result:
-        """``send`` (a job, or a streaming insert), retried on transaction conflicts and transient errors."""
+        def new_job() -> None:
+            request_id[0] = str(uuid.uuid4())
+
+        return self._retrying(
+            lambda: self.jobs.query(sql, parameters, request_id=request_id[0]), counted_as="jobs", new_job=new_job
+        )
+
+    def _retrying(
+        self, send: Callable[[], Result], *, counted_as: str, new_job: Callable[[], None] | None = None
+    ) -> Result:
+        """``send`` (a job, or a streaming insert), at most ``max_attempts`` times in all, by the service's
+        one retry policy (``shared.retries``; nothing below retries): again after a transaction conflict,
+        a transient status or a failed transport. ``new_job`` is called before a resend that must not be
+        taken for the earlier send (a lost race, a job that ran and failed)."""
         from google.auth.exceptions import GoogleAuthError
 
-        for attempt in range(1, self.max_attempts + 1):
+        def once(_: int) -> Result:
             self.counters[counted_as] += 1
-            try:
-                return send()
-            except GoogleApiError as exc:
-                if exc.transient:
-                    if attempt == self.max_attempts:
-                        raise StoreUnavailable() from exc
-                    self.counters["transient_retries"] += 1
-                else:
-                    # Conflicts come back as 400 (or 403 for a full DML queue) and are told apart by their text.
-                    retryable = exc.status in (400, 403) and any(
-                        message in exc.message.lower() for message in RETRYABLE_MESSAGES
-                    )
-                    if not retryable or attempt == self.max_attempts:
-                        logger.error(
-                            "bigquery job failed",
-                            extra={"error": failure_text(exc), "attempt": attempt},
-                        )
-                        raise StoreUnavailable() from exc
-                    self.counters["conflict_retries"] += 1
-            except (GoogleAuthError, OSError) as exc:  # requests' errors are OSErrors
-                logger.error("bigquery unavailable", extra={"error": exc.__class__.__name__})
-                raise StoreUnavailable() from exc
-            time.sleep(random.uniform(0, min(self.backoff_cap_seconds, self.backoff_base_seconds * 2 ** (attempt - 1))))
-        raise StoreUnavailable()
+            return send()
+
+        def retryable(_: Result | None, error: Exception | None) -> bool:
+            if isinstance(error, GoogleApiError) and error.transient:
+                self.counters["transient_retries"] += 1
+            elif _is_conflict(error):
+                self.counters["conflict_retries"] += 1
+            elif error is None or not is_connection_failure(error):
+                return False
+            if new_job is not None and (isinstance(error, JobFailed) or _is_conflict(error)):
+                new_job()
+            return True
+
+        tried = attempt(once, policy=self.retry_policy, retryable=retryable)
+        error = tried.error
+        if error is None:
+            return cast(Result, tried.result)
+        if isinstance(error, GoogleApiError):
+            logger.error("bigquery job failed", extra={"error": failure_text(error), "attempts": tried.attempts})
+        elif isinstance(error, GoogleAuthError | OSError):
+            logger.error("bigquery unavailable", extra={"error": type(error).__name__, "attempts": tried.attempts})
+        else:
+            raise error  # a bug, not an outage: let it show
+        raise StoreUnavailable() from error
 
     def _integration(self, row: dict[str, Any]) -> Integration:
         return rows.integration_from_row({name: row[name] for name in column_names(INTEGRATIONS_TABLE)})

@@ -38,6 +38,7 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.http_client import HttpStatusError, default_ca_bundle, proxies_for
 from shared.providers import ProviderSpec
 from shared.validators import (
     CheckResult,
@@ -48,7 +49,7 @@ from shared.validators import (
     summarize,
 )
 from shared.validators.aws import PLATFORM_SESSION_NAME, parse_role_arn, read_stored_credential
-from shared.validators.retry import session
+from shared.validators.retry import CHECKS
 
 THROTTLING_CODES = frozenset(
     {
@@ -68,6 +69,7 @@ WRONG_REGION_CODES = frozenset(
     {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
 )
 MAX_EXPORTS_SCANNED = 10
+ID_TOKEN_MAX_BYTES = 64 * 1024  # a Google ID token is ~1 KB
 PLATFORM_CREDENTIALS_MARGIN_SECONDS = 300
 
 # botocore logs whole requests and responses at DEBUG - signed headers and the
@@ -93,7 +95,9 @@ class _Aws:
         boto_session = getattr(_sessions, "session", None)
         if boto_session is None:
             boto_session = _sessions.session = boto3.session.Session()
-        # botocore has no per-call deadline: bound each attempt by what is left of ours.
+        # botocore has no per-call deadline: bound each attempt by what is left of ours. Its own
+        # retries are the one loop around an AWS call (none of ours wraps it), with the operator's
+        # VALIDATION_MAX_ATTEMPTS; its transport takes the proxy and CA bundle every other call uses.
         timeout = max(0.5, min(self.context.request_timeout_seconds, self.deadline - time.monotonic()))
         config = Config(
             connect_timeout=timeout,
@@ -101,6 +105,8 @@ class _Aws:
             retries={"mode": "standard", "total_max_attempts": self.context.max_attempts},
             s3={"addressing_style": "path"} if self.endpoint_url else None,
             signature_version=UNSIGNED if credentials is None else None,
+            # Known only for an endpoint we name; otherwise botocore reads HTTPS_PROXY/NO_PROXY itself.
+            proxies=proxies_for(self.endpoint_url) if self.endpoint_url else None,
         )
         keys: dict[str, str] = {}
         if credentials is not None:
@@ -110,7 +116,12 @@ class _Aws:
                 "aws_session_token": credentials["SessionToken"],
             }
         return boto_session.client(
-            service, region_name=self.region, endpoint_url=self.endpoint_url, config=config, **keys
+            service,
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
+            config=config,
+            verify=default_ca_bundle(),
+            **keys,
         )
 
 
@@ -162,14 +173,16 @@ def _error_code(error: Exception) -> str:
     return str(response.get("Error", {}).get("Code", ""))
 
 
-def _id_token(context: ValidationContext) -> str:
+def _id_token(context: ValidationContext, deadline: float) -> str:
     """A Google-signed ID token of the function's service account, for the platform role's audience."""
-    response = session().get(
+    response = CHECKS.request(
+        "GET",
         context.aws_id_token_url,
         params={"audience": context.aws_web_identity_audience, "format": "full"},
         headers={"Metadata-Flavor": "Google"},
         timeout=context.request_timeout_seconds,
-        allow_redirects=False,
+        deadline=deadline,
+        max_body_bytes=ID_TOKEN_MAX_BYTES,
     )
     response.raise_for_status()
     return response.text.strip()
@@ -197,11 +210,9 @@ def _platform_credentials(aws: _Aws) -> tuple[dict[str, str] | None, CheckResult
         cached = _platform_cache.get(key)
     if cached is not None and cached[1] - time.time() > PLATFORM_CREDENTIALS_MARGIN_SECONDS:
         return cached[0], None
-    import requests
-
     try:
-        token = _id_token(context)
-    except requests.RequestException:
+        token = _id_token(context, aws.deadline)
+    except (OSError, HttpStatusError):
         return None, CheckResult(
             "assume_role",
             True,

@@ -5,8 +5,8 @@
    msal hands back Entra's error response as a dict, so the ``error_codes``
    array is read as data (Microsoft says not to match on text), while
    azure-identity folds it into an exception message; msal also takes our
-   HTTP client, so the token call gets the same retries, deadline and CA
-   bundle as every other check, and it does not pull in azure-core.
+   HTTP client, so the token call gets the same transport, retries, deadline,
+   proxy and CA bundle as every other check, and it does not pull in azure-core.
 2. ``list_exports``: ``GET {scope}/providers/Microsoft.CostManagement/exports
    ?$expand=runHistory`` on ARM: the role is granted at the scope.
 3. ``read_cost_export``: the named export (or any) exists, its last finished
@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import requests
-
+from shared.http_client import HttpStatusError, TransportError
 from shared.providers import ProviderSpec
 from shared.validators import (
     CheckResult,
@@ -39,7 +38,7 @@ from shared.validators import (
     ValidationResult,
     summarize,
 )
-from shared.validators.retry import Answer, Attempted, request_with_retries, session
+from shared.validators.retry import Answer, Attempted, request_with_retries
 
 ARM_SCOPE = "https://management.azure.com/.default"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -127,7 +126,7 @@ class _BoundedHttp:
         self.requests += attempted.attempts
         self.last = attempted.response
         if attempted.response is None:
-            raise requests.ConnectionError("Entra ID did not answer before the deadline")
+            raise TransportError("Entra ID did not answer before the deadline")
         return attempted.response
 
     def post(self, url: str, params: Any = None, data: Any = None, headers: Any = None, **_: Any) -> Any:
@@ -159,7 +158,6 @@ def _send(
         context=context,
         deadline=deadline,
         verify=context.azure_ca_bundle,
-        client=session(),  # msal reads requests' own answers (raise_for_status and its errors)
     )
 
 
@@ -202,10 +200,11 @@ def _token_failure(capability: str, status: int | None, codes: list[int], princi
 
 
 def _msal_errors() -> tuple[type[Exception], ...]:
-    """What a failed token exchange raises: our transport's errors, msal's for an HTTP error it raised on."""
+    """What a failed token exchange raises: our transport's errors (OSErrors, and the answer's
+    ``raise_for_status``), msal's for an HTTP error it raised on."""
     from msal.exceptions import MsalError
 
-    return (requests.RequestException, MsalError)
+    return (OSError, HttpStatusError, MsalError)
 
 
 def _token(app: Any, http: _BoundedHttp, scope: str, principal: _Principal) -> tuple[str | None, CheckResult]:

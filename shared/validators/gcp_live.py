@@ -13,8 +13,10 @@ pipeline needs.
 4. ``run_queries``: a dry-run query that selects from the export table proves
    ``bigquery.jobs.create`` and read access to the table itself (free).
 
-Plain REST calls through the shared retrying session, so the base URL can
-point at the BigQuery emulator in tests.
+Plain REST calls through the service's HTTP client and retry policy
+(``shared.validators.retry``), so the base URL can point at the BigQuery
+emulator in tests; google-auth's token exchange goes through the same client
+(``GoogleAuthTransport``), bounded by the validation's deadline.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 from shared.providers import ProviderSpec
+from shared.retries import attempt
 from shared.validators import (
     CheckResult,
     Failure,
@@ -37,7 +40,7 @@ from shared.validators import (
     ValidationResult,
     summarize,
 )
-from shared.validators.retry import Attempted, request_with_retries, session
+from shared.validators.retry import CHECKS, RETRYABLE_STATUS, Attempted, check_policy, request_with_retries
 
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 EXPORT_TABLE = re.compile(r"^gcp_billing_export_(resource_)?v1_[A-Za-z0-9_]+$")
@@ -49,7 +52,7 @@ def mint_access_token(secret: str, scopes: Sequence[str], context: ValidationCon
     The pipeline gets this, never the private key. The failure (a refused or
     unreachable token endpoint) comes back as the validator's own check result.
     """
-    credentials, failed = _token(json.loads(secret), context, scopes)
+    credentials, failed = _token(json.loads(secret), context, time.monotonic() + context.deadline_seconds, scopes)
     if credentials is None:
         return failed or CheckResult("list_datasets", True, False, Failure.UNREACHABLE, FailureClass.TRANSIENT)
     # google-auth keeps the expiry as a naive UTC datetime.
@@ -58,12 +61,13 @@ def mint_access_token(secret: str, scopes: Sequence[str], context: ValidationCon
 
 
 def _token(
-    info: dict[str, Any], context: ValidationContext, scopes: Sequence[str] = SCOPES
+    info: dict[str, Any], context: ValidationContext, deadline: float, scopes: Sequence[str] = SCOPES
 ) -> tuple[Any, CheckResult | None]:
-    """google-auth's refreshed credentials (``.token``, ``.expiry``), or the failed check."""
+    """google-auth's refreshed credentials (``.token``, ``.expiry``), or the failed check; by ``deadline``."""
     from google.auth import exceptions as auth_exceptions
-    from google.auth.transport.requests import Request
     from google.oauth2 import service_account
+
+    from shared.google_rest import GoogleAuthTransport
 
     try:
         credentials = service_account.Credentials.from_service_account_info(
@@ -73,19 +77,29 @@ def _token(
         return None, CheckResult(
             "list_datasets", True, False, Failure.INVALID_KEY, FailureClass.CONFIG, reason="private key unusable"
         )
-    transport = Request(session())
+    # Never follows a redirect: one would carry the signed JWT to a host nobody checked. A 429/5xx comes
+    # back as a TransportError with its status, so this policy retries it, not google-auth's own loop.
+    transport = GoogleAuthTransport(
+        CHECKS, timeout=context.request_timeout_seconds, deadline=deadline, fault_statuses=RETRYABLE_STATUS
+    )
 
-    def bounded(**kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", context.request_timeout_seconds)
-        # A redirect would carry the signed JWT to a host nobody checked.
-        return transport(allow_redirects=False, **kwargs)
+    def refresh(_: int) -> None:
+        if time.monotonic() >= deadline:
+            raise auth_exceptions.TransportError("the validation's deadline passed")
+        credentials.refresh(transport)
 
-    try:
-        credentials.refresh(bounded)
-    except auth_exceptions.RefreshError as exc:
+    tried = attempt(
+        refresh,
+        policy=check_policy(context),
+        retryable=lambda _, error: isinstance(error, auth_exceptions.TransportError),
+        deadline=deadline,
+        retry_after=lambda _, error: getattr(error, "retry_after", None),
+    )
+    error = tried.error
+    if isinstance(error, auth_exceptions.RefreshError):
         # google-auth puts the token endpoint's error code in the message;
         # we keep only the classification, never the text.
-        if "invalid_grant" in str(exc):
+        if "invalid_grant" in str(error):
             return None, CheckResult(
                 "list_datasets", True, False, Failure.INVALID_KEY, FailureClass.CONFIG, reason="invalid_grant"
             )
@@ -97,15 +111,23 @@ def _token(
             FailureClass.PROVIDER_OUTAGE,
             reason="token refresh failed",
         )
-    except auth_exceptions.TransportError:
+    if isinstance(error, auth_exceptions.TransportError):
+        status = getattr(error, "status", None)
+        if status == 429:
+            return None, CheckResult(
+                "list_datasets", True, False, Failure.RATE_LIMITED, FailureClass.TRANSIENT, "rate limited", 429
+            )
         return None, CheckResult(
             "list_datasets",
             True,
             False,
             Failure.UNREACHABLE,
-            FailureClass.TRANSIENT,
-            reason="token endpoint unreachable",
+            FailureClass.PROVIDER_OUTAGE if status else FailureClass.TRANSIENT,
+            reason="token refresh failed" if status else "token endpoint unreachable",
+            http_status=status,
         )
+    if error is not None:
+        raise error
     return credentials, None
 
 
@@ -220,7 +242,7 @@ def check_service_account(
 ) -> ValidationResult:
     info = json.loads(secret)
     deadline = time.monotonic() + context.deadline_seconds
-    credentials, failed = _token(info, context)
+    credentials, failed = _token(info, context, deadline)
     if failed is not None or credentials is None:
         return summarize(spec, [failed] if failed else [])
     token = str(credentials.token)

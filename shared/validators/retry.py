@@ -1,45 +1,40 @@
-"""Bounded HTTP retries for provider checks.
+"""Provider checks' requests: bounded, and retried by the service's one policy.
 
 Retries only what is a fault rather than an answer (429, 5xx, 529, network
 errors), at most ``max_attempts`` times, with full-jitter exponential backoff
-that honours ``Retry-After`` up to a cap, and never past the overall deadline:
-a validation cannot hang a function.
+that honours ``Retry-After`` up to a cap (``shared.retries``), and never past
+the validation's deadline: every request gets only the time left before it
+(``shared.http_client``: connect, send and every read), so a validation ends
+within ``VALIDATION_DEADLINE_SECONDS`` whatever the provider does.
 
-Checks go through ``shared.http_client`` (the standard library's client: a
-cold start does not pay ~26 ms to import requests). ``session()`` is the
-``requests`` session for libraries that need one (google-auth's token
-refresh, msal, the AWS metadata call, OAuth token exchange); msal's checks
-also pass it as ``client``.
+Every check goes through ``CHECKS``, the service's HTTP client; msal's calls
+too (``shared.validators.azure_live`` hands it a small adapter), and
+google-auth's token exchange (``shared.google_rest.GoogleAuthTransport``).
 """
 
 from __future__ import annotations
 
-import os
-import random
-import threading
 import time
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from shared.http_client import HttpClient
+from shared.retries import RetryPolicy, attempt, retry_after_seconds
 
 if TYPE_CHECKING:
     from email.message import Message
 
-    import requests
-
     from shared.validators import ValidationContext
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
+BACKOFF_CAP_SECONDS = 8.0
 
-_sessions = threading.local()
 # Thread-safe and pooled: revalidation's workers share it (at most revalidation_per_provider = 8 at
 # once per provider, which the default pool of 8 connections per origin covers).
 CHECKS = HttpClient()
 
 
 class Answer(Protocol):
-    """What a check reads of an answer (``shared.http_client.Response`` or ``requests.Response``)."""
+    """What a check reads of an answer (``shared.http_client.Response``)."""
 
     status_code: int
 
@@ -52,27 +47,6 @@ class Answer(Protocol):
     def json(self) -> Any: ...
 
 
-def session() -> requests.Session:
-    """One pooled ``requests`` session per thread (requests.Session is not thread-safe)."""
-    import urllib.request
-
-    import requests
-
-    current = getattr(_sessions, "session", None)
-    if current is None:
-        current = requests.Session()
-        # Read proxy and CA settings from the environment once per session,
-        # not on every request (that scan was ~20% of a check's CPU time).
-        current.trust_env = False
-        current.proxies.update(urllib.request.getproxies())
-        current.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=8, max_retries=0)
-        current.mount("http://", adapter)
-        current.mount("https://", adapter)
-        _sessions.session = current
-    return current
-
-
 class Attempted(NamedTuple):  # not a dataclass: see shared.service.Caller
     """The last response (or network error) after retries, and how many tries."""
 
@@ -81,18 +55,24 @@ class Attempted(NamedTuple):  # not a dataclass: see shared.service.Caller
     attempts: int
 
 
-def retry_after_seconds(response: Answer) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
+def check_policy(context: ValidationContext) -> RetryPolicy:
+    """The operator's retry settings (``VALIDATION_MAX_ATTEMPTS``, ``VALIDATION_RETRY_AFTER_CAP_SECONDS``)."""
+    return RetryPolicy(
+        attempts=context.max_attempts,
+        backoff_base_seconds=context.backoff_base_seconds,
+        backoff_cap_seconds=BACKOFF_CAP_SECONDS,
+        retry_after_cap_seconds=context.retry_after_cap_seconds,
+    )
+
+
+def _is_fault(response: Answer | None, error: Exception | None) -> bool:
+    if error is not None:
+        return isinstance(error, OSError)  # the transport's failures; anything else is a bug, not a fault
+    return response is not None and response.status_code in RETRYABLE_STATUS
+
+
+def _hinted(response: Answer | None, error: Exception | None) -> float | None:
+    return retry_after_seconds(response.headers) if response is not None else None
 
 
 def request_with_retries(
@@ -105,48 +85,29 @@ def request_with_retries(
     context: ValidationContext,
     deadline: float,
     verify: str | None = None,
-    client: Any = CHECKS,  # HttpClient or a requests.Session: the same request() signature
 ) -> Attempted:
-    """Send one idempotent check, retrying faults; ``deadline`` is a monotonic time.
+    """Send one idempotent check, retrying faults; ``deadline`` is a ``time.monotonic()`` instant.
 
-    Timeout, attempts, backoff and the Retry-After cap are the operator's
-    (``context``), the same for every validator.
-
-    ``verify`` names a CA bundle for this request (a simulator's own CA);
-    None keeps the client's setting. ``client`` is ``CHECKS`` unless a library
-    needs ``requests``' own answers (msal: ``session()``).
+    Each attempt may take ``VALIDATION_REQUEST_TIMEOUT_SECONDS``, cut to what is left
+    before ``deadline``. ``verify`` names a CA bundle for this request (a simulator's
+    own CA); None keeps the client's default.
     """
-    response: Answer | None = None
-    error: Exception | None = None
-    attempt = 0
-    while attempt < context.max_attempts:
-        attempt += 1
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        try:
-            response = client.request(
-                method,
-                url,
-                headers=headers,
-                params=params,
-                data=data,
-                timeout=min(context.request_timeout_seconds, remaining),
-                allow_redirects=False,
-                verify=verify,
-            )
-            error = None
-        except OSError as exc:  # transport failures, requests' included
-            response, error = None, exc
-        if response is not None and response.status_code not in RETRYABLE_STATUS:
-            break
-        if attempt >= context.max_attempts:
-            break
-        backoff = random.uniform(0, context.backoff_base_seconds * (2 ** (attempt - 1)))
-        hinted = retry_after_seconds(response) if response is not None else None
-        if hinted is not None:
-            backoff = min(hinted, context.retry_after_cap_seconds)
-        if time.monotonic() + backoff >= deadline:
-            break
-        time.sleep(backoff)
-    return Attempted(response=response, error=error, attempts=attempt)
+
+    def send(_: int) -> Answer:
+        if time.monotonic() >= deadline:
+            raise TimeoutError("the validation's deadline passed")
+        return CHECKS.request(
+            method,
+            url,
+            headers=headers,
+            params=params,
+            data=data,
+            timeout=context.request_timeout_seconds,
+            deadline=deadline,
+            verify=verify,
+        )
+
+    tried = attempt(send, policy=check_policy(context), retryable=_is_fault, deadline=deadline, retry_after=_hinted)
+    if tried.error is not None and not isinstance(tried.error, OSError):
+        raise tried.error
+    return Attempted(response=tried.result, error=tried.error, attempts=tried.attempts)

@@ -1,13 +1,35 @@
-"""What every simulator shares: ``with`` around start/stop, and the foreground
-loop of its ``python -m`` entry point (until Ctrl-C or SIGTERM)."""
+"""What every simulator shares: ``with`` around start/stop, the foreground
+loop of its ``python -m`` entry point (until Ctrl-C or SIGTERM), and the
+slow-drip answer."""
 
 from __future__ import annotations
 
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from typing import Self
+
+from werkzeug.wrappers import Response
+
+# A slow-drip answer sends one byte of its body per this many seconds.
+DRIP_INTERVAL_SECONDS = 0.5
+
+
+def dripping(response: Response, interval_seconds: float = DRIP_INTERVAL_SECONDS) -> Response:
+    """``response`` with its status and headers at once and then its body one byte per
+    ``interval_seconds``: every read a client makes succeeds, so only a deadline on the whole
+    call (not a per-read timeout) ends the wait. ``Content-Length`` keeps the full length."""
+    body = response.get_data()
+
+    def trickle() -> Iterator[bytes]:
+        for index in range(len(body)):
+            if index:
+                time.sleep(interval_seconds)
+            yield body[index : index + 1]
+
+    return Response(trickle(), status=response.status, headers=list(response.headers.items()))
 
 
 class ServedInThread:

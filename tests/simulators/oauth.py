@@ -22,7 +22,8 @@ redirect URI and the PKCE challenge (S256 is checked at the token endpoint).
 
 Modes (``POST /_sim/config`` or ``configure()``): ``access_token_seconds`` (the
 ``expires_in`` of new access tokens), ``token_delay_seconds`` (slow token
-endpoint), ``token_status`` (e.g. 503: the token endpoint fails, 5xx mode),
+endpoint), ``token_drip_seconds`` (the token answer, decided at once, arrives
+one byte per that many seconds: a slow-drip endpoint), ``token_status`` (e.g. 503: the token endpoint fails, 5xx mode),
 ``consent`` (``allow`` | ``deny``). ``revoke(provider)`` revokes every refresh
 token of a provider, so its next refresh gets ``invalid_grant``.
 
@@ -48,7 +49,7 @@ from urllib.parse import unquote, urlencode
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.simulators._serving import ServedInThread, print_exports, serve_until_stopped
+from tests.simulators._serving import ServedInThread, dripping, print_exports, serve_until_stopped
 from tests.simulators.providers import _request_handler
 
 
@@ -139,7 +140,12 @@ class OAuthState:
             self.revoked_families.clear()
             self.token_calls = {p: {"authorization_code": 0, "refresh_token": 0} for p in PROVIDERS}
             self.api_calls = dict.fromkeys(PROVIDERS, 0)
-            self.settings = {"access_token_seconds": None, "token_delay_seconds": 0.0, "token_status": None}
+            self.settings = {
+                "access_token_seconds": None,
+                "token_delay_seconds": 0.0,
+                "token_drip_seconds": 0.0,
+                "token_status": None,
+            }
             self.settings["consent"] = "allow"
 
 
@@ -213,6 +219,13 @@ class OAuthSimulatorApp:
 
     # --- token endpoint ------------------------------------------------------------------
     def token(self, provider: SimulatedProvider, request: Request) -> Response:
+        response = self._token(provider, request)
+        with self.state.lock:
+            drip = float(self.state.settings["token_drip_seconds"] or 0)
+        # Decided (and a rotating refresh token spent) before the first byte goes out, as a real endpoint does.
+        return dripping(response, drip) if drip else response
+
+    def _token(self, provider: SimulatedProvider, request: Request) -> Response:
         form = request.form
         grant = form.get("grant_type", "")
         with self.state.lock:

@@ -43,6 +43,8 @@ marker         answer
                ``Retry-After: 0``; later requests behave as without it
 ``flap``       503 / normal / 503 / normal ... per request for that key
 ``slow``       sleeps ``slow_seconds`` (default 3) before answering
+``drip``       the answer's body arrives one byte per 0.5 s (its headers at once): a
+               slow-drip server, which no per-read timeout stops
 ``revoked``    token endpoint only: 400 ``invalid_grant``
 ``orgread``    OpenAI/Anthropic: the organization (cost) endpoints accept the key
                although it has no admin prefix (models work too)
@@ -85,7 +87,7 @@ from typing import Any, Self
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.simulators._serving import ServedInThread
+from tests.simulators._serving import ServedInThread, dripping
 
 PROVIDER_IDS = ("openai", "anthropic", "gemini", "google")
 """Path prefixes served, one per provider family (``google`` = OAuth2 token endpoint)."""
@@ -101,6 +103,7 @@ MARKER_OVERLOADED = "overloaded"
 MARKER_FLAKY = "flaky"
 MARKER_FLAP = "flap"
 MARKER_SLOW = "slow"
+MARKER_DRIP = "drip"
 MARKER_REVOKED = "revoked"
 MARKER_EXPIRING = "expiring"  # IAM: the service-account key expires in 5 days
 MARKER_NO_IAM = "noiam"  # IAM: the account may not read its own key's metadata
@@ -309,6 +312,10 @@ class _Provider:
 
     # Shared decision path ------------------------------------------------------------
     def handle(self, request: Request, subpath: str) -> Response:
+        response = self.decide(request, subpath)
+        return dripping(response) if MARKER_DRIP in (self.credential(request) or "") else response
+
+    def decide(self, request: Request, subpath: str) -> Response:
         route = self.routes().get(subpath.rstrip("/") or "/")
         if route is None:
             return self.not_found(request)
