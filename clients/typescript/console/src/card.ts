@@ -187,7 +187,11 @@ export function integrationCard(
   const sayValidated = (next: Integration, error: string | undefined) => {
     update(next);
     if (next.status === "active") say(`${form.display_name} is active.`);
-    else if (error) fail({ success: false, error, code: "validation_failed", http_status: 200 });
+    else if (error && next.error_message === error) {
+      // The card's state now shows the service's message and the fix; say it once, not twice.
+      say(`Validation failed: ${form.display_name} is ${next.status}; the problem and its fix are above.`);
+      announce(error);
+    } else if (error) fail({ success: false, error, code: "validation_failed", http_status: 200 });
     else say(`${form.display_name} is ${next.status}.`);
   };
 
