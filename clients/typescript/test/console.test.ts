@@ -13,7 +13,7 @@
  * time from navigation to the overview rendered.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -59,6 +59,9 @@ const corsAnswers: string[] = [];
 const pageErrors: string[] = [];
 
 before(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Debian's chromium is not at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+  }
   const port = await freePort();
   origin = `http://localhost:${port}`;
   stack = await startStack({ CORS_ALLOWED_ORIGINS: origin, OAUTH_FRONTEND_URL: `${origin}/` }, port);
