@@ -182,6 +182,19 @@ test("the console: connect, check, fix, rotate, toggle, OAuth and remove, across
   await card("canva").locator(".badge.active").waitFor();
   await scanAndShoot("4-subscriptions");
 
+  // The completion flow: a callback that hands over a one-time code gets it posted, with the org's key,
+  // to .../oauth/complete, and the code leaves the address bar at once. This code was never issued,
+  // so the service refuses it (and a service without the route answers 404): either way, in words.
+  assert.deepEqual(pageErrors.splice(0), [], "no script or network error so far");
+  await page.goto(`${origin}/?completion_code=never-issued-code&org=acme&provider=github_app`);
+  await page.locator("main .notice.bad").getByText(/^Could not finish connecting GitHub App: /).waitFor();
+  assert.equal(new URL(page.url()).search, "");
+  // (Without the route even the preflight is refused, so the browser never sends the POST.)
+  assert.match(stack.log(), /"requestMethod": "(OPTIONS|POST)", "requestUrl": "\/api\/v1\/integrations\/acme\/github_app\/oauth\/complete"/);
+  // The browser's console reports that refused preflight; nothing else is allowed.
+  const unexpected = pageErrors.splice(0).filter((text) => !text.includes("/oauth/complete") && !text.includes("net::ERR_FAILED"));
+  assert.deepEqual(unexpected, []);
+
   // Delete the Anthropic integration and its credential.
   await nav("LLM");
   await card("anthropic").getByRole("button", { name: "Delete…" }).click();
