@@ -22,6 +22,7 @@ import { gzipSync } from "node:zlib";
 
 import { type Browser, type Page, chromium } from "playwright-core";
 
+import { createIntegrationActions } from "../src/client.js";
 import { freePort, PACKAGE_ROOT, type Stack, startStack } from "./stack.js";
 
 const CHROMIUM = process.env["CHROMIUM_PATH"] ?? "/usr/bin/chromium";
@@ -40,6 +41,7 @@ const SITE = path.join(PACKAGE_ROOT, "dist", "site");
 const OPENAI_ADMIN_KEY = "sk-admin-ConsoleKeyAbcdefghijklmnop0123";
 const OPENAI_ROTATED_KEY = "sk-admin-RotatedConsoleKeyAbcdefghij0123";
 const ANTHROPIC_STANDARD_KEY = "sk-ant-api03-ConsoleKeyAbcdefghijklmnop0123";
+const GEMINI_KEY = "AIzaSyConsoleKey0123456789abcdefghijklm";
 
 interface AxeViolation {
   id: string;
@@ -202,11 +204,19 @@ test("the console: connect, check, fix, rotate, toggle, OAuth and remove, across
   await card("anthropic").getByText("Anthropic was removed with its credential.").waitFor();
   await card("anthropic").locator(".badge.none").getByText("not connected").waitFor();
 
-  // The overview: every integration with its status and last validation.
+  // A key that runs out in 10 days, set up from a server side with the typed client: the overview warns.
+  const expiresAt = new Date(Date.now() + 10 * 24 * 3600 * 1000 - 60_000).toISOString().replace(/\.\d+Z$/, "Z");
+  const serverSide = createIntegrationActions({ baseUrl: stack.base, apiKey: orgKey });
+  const gemini = await serverSide.setupIntegration("acme", "gemini", { api_key: GEMINI_KEY });
+  assert.ok(gemini.success && (await serverSide.updateIntegration("acme", "gemini", { expires_at: expiresAt })).success);
+
+  // The overview: every integration with its status, last validation, problem and fix, expiry.
   await nav("Overview");
   const rows = page.locator("#overview tbody tr");
   await rows.first().waitFor();
-  assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-provider")).sort()), ["canva", "openai"]);
+  assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-provider")).sort()), ["canva", "gemini", "openai"]);
+  await page.locator('#overview tr[data-provider="gemini"] td.warn').getByText(/^Expires in 10 days/).waitFor();
+  await page.getByText("3 connected, 1 needs attention.").waitFor();
   await scanAndShoot("1-overview");
 
   // Every API call crossed origins: the browser sent preflights, and the answers named the pages' origin.
