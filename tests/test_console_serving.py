@@ -36,7 +36,7 @@ def served(service):
     http.use_service(None)
 
 
-def _client(console_dir: Path, service):
+def _client(console_dir: Path):
     return create_app(console_dir=console_dir).test_client()
 
 
@@ -50,8 +50,8 @@ def _client(console_dir: Path, service):
         "/acme/settings/integrations/subscriptions",
     ],
 )
-def test_every_spec_page_answers_the_shell_with_its_security_headers(console_dir, service, path):
-    response = _client(console_dir, service).get(path)
+def test_every_spec_page_answers_the_shell_with_its_security_headers(console_dir, served, path):
+    response = _client(console_dir).get(path)
     assert response.status_code == 200 and response.data == SHELL
     assert response.mimetype == "text/html"
     policy = response.headers["Content-Security-Policy"]
@@ -60,8 +60,8 @@ def test_every_spec_page_answers_the_shell_with_its_security_headers(console_dir
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_assets_are_served_and_nothing_outside_the_build(console_dir, service):
-    client = _client(console_dir, service)
+def test_assets_are_served_and_nothing_outside_the_build(console_dir, served):
+    client = _client(console_dir)
     script = client.get("/assets/console.js")
     assert script.status_code == 200 and script.mimetype in ("text/javascript", "application/javascript")
     assert client.get("/assets/console.css").mimetype == "text/css"
@@ -71,14 +71,14 @@ def test_assets_are_served_and_nothing_outside_the_build(console_dir, service):
 
 
 def test_other_paths_and_methods_stay_the_api(console_dir, served, org_key):
-    client = _client(console_dir, served)
+    client = _client(console_dir)
     assert client.get("/acme/settings/integrations/billing").get_json()["code"] == "not_found"
     assert client.post("/").get_json()["success"] is False
     listed = client.get("/api/v1/integrations/acme", headers={"X-API-Key": org_key})
     assert listed.status_code == 200 and listed.get_json()["integrations"] == []
 
 
-def test_an_unbuilt_console_says_how_to_build_it(tmp_path, service):
-    response = _client(tmp_path / "nothing-here", service).get("/acme/settings/integrations")
+def test_an_unbuilt_console_says_how_to_build_it(tmp_path, served):
+    response = _client(tmp_path / "nothing-here").get("/acme/settings/integrations")
     assert response.status_code == 503 and b"make console" in response.data
     assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
