@@ -13,8 +13,12 @@ PIP_INSTALL = $(1) -m pip install --disable-pip-version-check $$(test -t 1 && te
 # A venv that an older (or since removed) Python built is rebuilt, never reused.
 VENV_STALE := $(shell test -e $(VENV) && ! $(call python_ok,$(PY)) && echo yes)
 
+# The TypeScript client and the settings console (Node 20+): npm installs exactly the lock file.
+CLIENT := clients/typescript
+CLIENT_SOURCES := $(shell find $(CLIENT)/src $(CLIENT)/console $(CLIENT)/scripts $(CLIENT)/test -type f -not -path '*/generated/*' 2>/dev/null)
+
 .DEFAULT_GOAL := help
-.PHONY: help run test demo reset lint format bench clean FORCE
+.PHONY: help run test test-python demo reset lint format bench clean console FORCE
 
 help:
 	@echo "Provider integrations service. The two commands a newcomer needs:"
@@ -25,6 +29,7 @@ help:
 	@echo "  make reset   delete ./.data (keys, integrations, keyring, alerts); asks first, FORCE=1 does not"
 	@echo "  make bench   store jobs and KMS calls per operation, revalidation of 1,000 integrations"
 	@echo "  make lint    ruff + mypy;  make format  ruff format + fixes"
+	@echo "  make console build the settings console make run serves at / (and the TypeScript client; Node 20+)"
 	@echo "  make clean   delete the virtualenvs and caches (keeps ./.data)"
 	@echo "The first run creates ./.venv with $(PYTHON) (Python 3.11 or newer; PYTHON=python3.12 picks another)."
 
@@ -67,10 +72,31 @@ $(VENV)/.dev: $(VENV)/.demo requirements-dev.txt
 	@$(call PIP_INSTALL,.venv-fuzz/bin/python) schemathesis==4.32.5
 	@touch $@
 
+# npm ci (never npm install): exactly the committed package-lock.json, again whenever it changes.
+$(CLIENT)/node_modules/.lock-installed: $(CLIENT)/package-lock.json
+	cd $(CLIENT) && npm ci --no-audit --no-fund $$(test -t 1 && test -z "$$CI" || echo --loglevel=error)
+	@touch $@
+
+# One npm script builds it all: types from openapi.yaml, forms from the registry, tsc --strict, the bundle.
+$(CLIENT)/dist/site/index.html: $(CLIENT)/node_modules/.lock-installed $(CLIENT_SOURCES) openapi.yaml configs/system/providers.yml
+	cd $(CLIENT) && npm run --silent build
+
+console: $(CLIENT)/dist/site/index.html
+
+# The console at / is built first when npm is there; without Node the API runs all the same.
 run: $(VENV)/.runtime
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory console; \
+	else echo "npm not found: the settings console at / is not built (Node 20+ and make console); the API works"; fi
 	$(PY) -m shared.local_server
 
-test: $(VENV)/.dev .venv-checkov/.installed .venv-fuzz/.installed
+# Everything: the Python suite, then the TypeScript client's tests and the console's browser journey
+# (Node 20+, Debian's chromium at /usr/bin/chromium). The console is built before pytest, whose
+# end-to-end tests start make run.
+test: console test-python
+	cd $(CLIENT) && npm test
+
+# The Python side alone (what Cloud Build runs before deploying the functions; no page is deployed).
+test-python: $(VENV)/.dev .venv-checkov/.installed .venv-fuzz/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy shared
@@ -111,5 +137,5 @@ bench: $(VENV)/.dev
 	$(PY) -m bench.local_writes
 
 clean:
-	rm -rf $(VENV) .venv-checkov .venv-fuzz .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .venv-checkov .venv-fuzz .pytest_cache .ruff_cache .mypy_cache $(CLIENT)/node_modules $(CLIENT)/dist
 	@echo "kept $(DATA_DIR); make reset deletes it"

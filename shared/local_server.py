@@ -8,6 +8,13 @@ Each request goes to the same handler Cloud Functions would call.
 A bad setting (PORT, INTEGRATIONS_DATA_DIR, LOG_LEVEL, ...) is one JSON line
 ``{"error": ...}`` on stderr and exit code 2, as with the CLI; a port already
 taken is exit code 1.
+
+It also serves the settings console (``clients/typescript``, built by ``make
+console``) at ``/`` and on the spec's page paths, ``/{org}/settings/integrations``
+and its ``/cloud``, ``/llm`` and ``/subscriptions``: one HTML shell whose script
+routes in the browser, plus its script and stylesheet under ``/assets/``. The
+console is the embedded mode's own; in Google Cloud nothing serves it (the
+platform's frontend calls the API from its server side).
 """
 
 from __future__ import annotations
@@ -37,7 +44,31 @@ from shared.errors import ConfigurationError, MethodNotAllowed, NotFound, Servic
 from shared.http import REQUEST_ID_HEADER, cors_origins, error_response, options_response
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+CONSOLE_DIR = Path(__file__).resolve().parent.parent / "clients" / "typescript" / "dist" / "site"
 LOCAL_PATHS = ("/openapi.json", "/healthz")
+# The spec's pages; the console's script picks the page from the path.
+CONSOLE_PAGES = (
+    "/",
+    "/<org_slug>/settings/integrations",
+    "/<org_slug>/settings/integrations/<any(cloud, llm, subscriptions):page>",
+)
+# The page loads only its own script and stylesheet, and calls the API wherever the user points it
+# (this server by default, or another origin through CORS), so connect-src cannot be narrower than http(s).
+CONSOLE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self' http: https:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+CONSOLE_NOT_BUILT = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>Console not built</title>"
+    "<h1>The settings console is not built</h1><p>Run <code>make console</code> (Node.js 20 or newer) and reload."
+    " The API works without it: see <a href=/openapi.json>/openapi.json</a>.</p></html>"
+)
 DISPATCH_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 logger = logging.getLogger("integrations.local_server")
@@ -47,8 +78,8 @@ FLASK_APP_NAME = "integrations-local"
 Handler = Callable[[flask.Request], flask.Response]
 
 
-def create_app(entry_points: Mapping[str, Handler] | None = None) -> flask.Flask:
-    """A Flask app routing the spec's paths to the entry points of ``main.py``."""
+def create_app(entry_points: Mapping[str, Handler] | None = None, console_dir: Path = CONSOLE_DIR) -> flask.Flask:
+    """A Flask app routing the spec's paths to the entry points of ``main.py``, and the console's pages."""
     if entry_points is None:
         from main import ENTRY_POINTS
 
@@ -124,6 +155,8 @@ def create_app(entry_points: Mapping[str, Handler] | None = None) -> flask.Flask
     def healthz() -> flask.Response:
         return flask.jsonify({"success": True, "status": "ok"})
 
+    add_console_routes(app, console_dir)
+
     @app.route("/<path:rest>", methods=DISPATCH_METHODS, provide_automatic_options=False)
     @app.route("/", defaults={"rest": ""}, methods=DISPATCH_METHODS, provide_automatic_options=False)
     def dispatch(rest: str) -> flask.Response:
@@ -148,6 +181,36 @@ def create_app(entry_points: Mapping[str, Handler] | None = None) -> flask.Flask
         return handlers[name](request)
 
     return app
+
+
+def add_console_routes(app: flask.Flask, console_dir: Path) -> None:
+    """GET on the console's pages answers its HTML shell; ``/assets/<file>`` its built script and stylesheet.
+
+    Registered before the API's catch-all, so only GET (and HEAD) on these paths reach them;
+    any other method on ``/`` still gets the API's JSON 404/405.
+    """
+
+    def page(**_: str) -> flask.Response:
+        index = console_dir / "index.html"
+        if not index.is_file():
+            response = flask.Response(CONSOLE_NOT_BUILT, status=503, mimetype="text/html")
+        else:
+            response = flask.Response(index.read_bytes(), mimetype="text/html")
+        response.headers.update(CONSOLE_HEADERS)
+        return response
+
+    for rule in CONSOLE_PAGES:
+        app.add_url_rule(rule, "console_page", page, methods=["GET"], provide_automatic_options=False)
+
+    @app.get("/assets/<name>", provide_automatic_options=False)
+    def console_asset(name: str) -> flask.Response:
+        # send_from_directory refuses names that leave the directory; a missing file is the API's JSON 404.
+        try:
+            response = flask.send_from_directory(console_dir, name, max_age=0)
+        except RouteNotFound:
+            return error_response(NotFound(f"No such console file: {name[:100]}"), _id())
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
 
 class JsonErrorRequestHandler(WSGIRequestHandler):

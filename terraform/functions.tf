@@ -114,6 +114,10 @@ data "archive_file" "function_source" {
     "terraform/**",
     "tests",
     "tests/**",
+    # The TypeScript client and the settings console (and their node_modules): no
+    # function imports them, and no web page is deployed.
+    "clients",
+    "clients/**",
   ]
 }
 

@@ -100,7 +100,10 @@ def test_python_steps_use_make_targets_that_exist() -> None:
     assert "-r requirements-dev.txt" in install_recipes and (ROOT / "requirements-dev.txt").is_file()
     assert "checkov" in install_recipes, "the install step must set up .venv-checkov for the checkov test"
     assert "ruff check" in targets["lint"]
-    assert "pytest" in targets["test"]
+    # Cloud Build's test step runs the Python side of `make test` (the console is not deployed).
+    assert steps()["test"]["args"] == ["test-python"]
+    assert "pytest" in targets["test-python"]
+    assert re.search(r"^test:.*\btest-python\b", MAKEFILE.read_text(), re.MULTILINE), "make test runs test-python too"
 
 
 def test_terraform_steps_use_a_pinned_image_and_the_terraform_dir() -> None:

@@ -428,7 +428,7 @@ def test_azure_access_is_an_arm_token_that_reads_the_exports(client, org_key, ad
     assert exports.status_code == 200 and exports.json()["value"]
 
 
-def test_a_secret_deleted_at_the_provider_turns_the_integration_to_error(
+def test_a_secret_deleted_at_the_provider_turns_the_integration_to_error_with_an_alert(
     client, org_key, admin_key, service, azure_sim
 ):
     principal, _ = connect_azure(client, org_key, service, azure_sim)
@@ -438,7 +438,7 @@ def test_a_secret_deleted_at_the_provider_turns_the_integration_to_error(
     body = response.get_json()
     assert body["details"]["status"] == "error" and "AADSTS7000215" in body["error"]
     assert service.adapters.store.get_integration("acme", "azure").status == "error"
-    # TODO(lead): assert the error alert once explicit validations alert (the edges branch).
+    assert [(a.kind, a.provider) for a in service.adapters.store.list_alerts("acme")] == [("error", "azure")]
 
 
 # --- the reference pipeline (examples/cost_reader.py) reads costs with each answer ----------

@@ -64,6 +64,11 @@ def test_full_lifecycle(client, org_key):
 
     status, body = call(client, "GET", "/acme/openai", org_key)
     assert status == 200 and body["integration"]["provider"] == "openai"
+    # The spec answers this path with the IntegrationInfo itself: its fields at the top level, the wrapped
+    # copy beside them (the spec's getIntegrationStatus reads `integration`).
+    spec_fields = ("integration_id", "org_slug", "provider", "status", "config", "created_at", "updated_at")
+    assert {name: body[name] for name in spec_fields} == {name: body["integration"][name] for name in spec_fields}
+    assert body["status"] == "active" and body["validated_at"] == body["integration"]["validated_at"]
 
     status, body = call(client, "PUT", "/acme/openai", org_key, {"enabled": False})
     assert status == 200 and body["integration"]["status"] == "disabled"

@@ -309,10 +309,12 @@ def test_archive_ships_the_code_and_leaves_out_the_rest() -> None:
     assert [path for path in shipped if excluded(path)] == [], "runtime files would be left out of the archive"
     left_out = ["tests/conftest.py", "terraform/functions.tf", ".venv/bin/python", ".venv-checkov/bin/checkov"]
     left_out += [".data/integrations.sqlite3", "bench/run.py", ".git/HEAD", "shared/__pycache__/config.cpython-311.pyc"]
+    # No web page ships: the settings console and the TypeScript client (with node_modules) stay out.
+    left_out += ["clients/typescript/dist/site/index.html", "clients/typescript/node_modules/esbuild/package.json"]
     assert [path for path in left_out if not excluded(path)] == [], "these would ship in the archive"
 
     gcloudignore = (ROOT / ".gcloudignore").read_text().split()
-    for directory in ("tests/", "terraform/", ".venv/", ".venv-*/", ".data/", "bench/", ".git/"):
+    for directory in ("tests/", "terraform/", ".venv/", ".venv-*/", ".data/", "bench/", ".git/", "clients/"):
         assert directory in gcloudignore, f".gcloudignore must leave out {directory} like the archive does"
 
 
