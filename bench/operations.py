@@ -176,7 +176,7 @@ class ColdCase:
     """One entry point's first request: the state it needs, the cold request, what restores
     the state for the warm one (untimed) and the warm request (None: the cold one again)."""
 
-    state: str  # "present" (integration, enabled), "absent" (none), "webhook" (integration + webhook)
+    state: str  # "present" (integration, enabled), "active" (validated), "absent" (none), "webhook" (+ webhook)
     cold: tuple[str, str, Any, int]  # method, path, JSON body, expected status
     between: tuple[str, str] | None = None  # ("delete" | "setup", provider) or ("webhook", url)
     warm: tuple[str, str, Any, int] | None = None
@@ -236,10 +236,9 @@ COLD_CASES: dict[str, ColdCase] = {
     "admin_keys": ColdCase("present", ("GET", "/api/v1/admin/keys", None, 200), admin=True),
     "admin_key_rotate": ColdCase("present", ("POST", "/api/v1/admin/keys/rotate", None, 200), admin=True),
     "admin_key_rewrap": ColdCase("present", ("POST", "/api/v1/admin/keys/rewrap", None, 200), admin=True),
-    # The bench's integration is never validated (no provider call in a cold start), so it is pending:
-    # the answer is the 409 refusal, which still reads the pair and appends the audit row.
+    # An active integration (validated, untimed, before the process starts): the answer is the key.
     "credential_access": ColdCase(
-        "present", ("POST", f"{_ONE}/access", {"pipeline": "cost/usage_cost"}, 409), admin=True
+        "active", ("POST", f"{_ONE}/access", {"pipeline": "cost/usage_cost"}, 200), admin=True
     ),
 }
 HELLO_CASE = ColdCase("-", ("GET", "/", None, 200))
@@ -731,6 +730,8 @@ class ColdState:
             self.service.update(self.caller, PROVIDER, SettingsChange(enabled=True))
         if state == "webhook":
             self.service.set_webhook(ORG, WEBHOOK_URL, self.caller)
+        if state == "active" and self.service.adapters.store.get_integration(ORG, PROVIDER).status != "active":
+            self.service.validate(self.caller, PROVIDER)
 
 
 def probe_args(case: dict[str, Any]) -> list[str]:
