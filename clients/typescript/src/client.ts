@@ -59,17 +59,11 @@ export type SetSubscriptionProviderAnswer = Schemas["SubscriptionProviderEnvelop
 export type StartOAuthAnswer = Schemas["OAuthStarted"] | ServiceFailure;
 export type AwsSetupInstructionsAnswer = Schemas["AwsSetupInstructions"] | ServiceFailure;
 
-/** The OAuth completion's answer: the tokens are stored and validated. */
-export interface OAuthCompleted {
-  success: true;
-  oauth: "connected";
-  integration: Integration;
-  org_slug?: string;
-  provider?: string;
-  status?: IntegrationStatus;
-  message?: string;
-}
-export type CompleteOAuthAnswer = OAuthCompleted | ServiceFailure;
+/** The callback's JSON answer when OAUTH_FRONTEND_URL is unset: the one-time code, never a token. */
+export type OAuthAuthorized = Schemas["OAuthAuthorized"];
+/** The completion's answer: the tokens are stored (and validated) only now, with the org's own key. */
+export type OAuthConnected = Schemas["OAuthConnected"];
+export type CompleteOAuthAnswer = OAuthConnected | ServiceFailure;
 
 export type IntegrationChanges = Schemas["UpdateRequest"];
 
@@ -110,7 +104,8 @@ export interface IntegrationActions {
   setSubscriptionProvider(orgSlug: string, provider: string, enabled: boolean): Promise<SetSubscriptionProviderAnswer>;
   /** Begin an OAuth connection: send the user's browser to the answer's `authorize_url`. */
   startOAuth(orgSlug: string, provider: string, config?: ServiceProviderConfig): Promise<StartOAuthAnswer>;
-  /** Finish an OAuth connection with the one-time `completion_code` the callback handed the frontend. */
+  /** Finish an OAuth connection: the one-time `completion_code` the callback handed the frontend, sent with
+   * this org's key, stores the tokens. A code of another org or provider, used or expired is refused (400). */
   completeOAuth(orgSlug: string, provider: string, completionCode: string): Promise<CompleteOAuthAnswer>;
   /** AWS: the org's external ID and the role to create (policies, CloudFormation template, steps). */
   getAwsSetupInstructions(
@@ -275,23 +270,13 @@ export function createIntegrationActions(options: IntegrationsClientOptions): In
         }),
       ),
     completeOAuth: (orgSlug, provider, completionCode) =>
-      send(orgSlug, async (init) => {
-        // Not in openapi.yaml yet (the callback still stores the tokens itself), so typed by hand
-        // from the completion's announced shape.
-        const url = `${baseUrl}/api/v1/integrations/${encodeURIComponent(orgSlug)}/${encodeURIComponent(provider)}/oauth/complete`;
-        const response = await fetchImpl(
-          new Request(url, {
-            method: "POST",
-            headers: { ...init.headers, "Content-Type": "application/json" },
-            body: JSON.stringify({ completion_code: completionCode }),
-            signal: init.signal,
-          }),
-        );
-        const body: unknown = await response.json().catch(() => undefined);
-        return response.ok && isRecord(body) && body["success"] === true
-          ? { data: body as unknown as OAuthCompleted, response }
-          : { error: body, response };
-      }),
+      send(orgSlug, (init) =>
+        api.POST("/api/v1/integrations/{org_slug}/{provider}/oauth/complete", {
+          ...init,
+          params: path(orgSlug, provider),
+          body: { completion_code: completionCode },
+        }),
+      ),
     getAwsSetupInstructions: (orgSlug, placement) =>
       send(orgSlug, (init) =>
         api.GET("/api/v1/integrations/{org_slug}/aws/setup-instructions", {

@@ -14,6 +14,7 @@ import {
   getIntegrationStatus,
   getIntegrations,
   type IntegrationActions,
+  type OAuthAuthorized,
   type ServiceFailure,
   setupIntegration,
   validateIntegration,
@@ -204,7 +205,9 @@ describe("the service's other operations", () => {
     assert.ok(toggled.success && toggled.provider.enabled, JSON.stringify(toggled));
     const again = await actions.getSubscriptionProviders("acme");
     assert.ok(again.success && again.providers.find((entry) => entry.provider === "github")?.enabled);
-    assertFailure(await actions.setSubscriptionProvider("acme", "openai", true), 404, "unknown_provider", /Unknown SaaS provider 'openai'/);
+    // The service names its own catalog, never the name it was sent.
+    const unknown = assertFailure(await actions.setSubscriptionProvider("acme", "openai", true), 404, "unknown_provider", /^Unknown SaaS provider; SaaS providers: .*\bcanva\b/);
+    assert.equal(unknown.error.includes("openai"), false, unknown.error);
   });
 
   test("AWS setup instructions: the org's external ID, made once", async () => {
@@ -215,31 +218,63 @@ describe("the service's other operations", () => {
     assertFailure(await actions.getAwsSetupInstructions("acme", { export_bucket: "Not_A_Bucket" }), 400, "bad_request");
   });
 
-  test("OAuth: start, the provider's consent, and the completion (whichever flow the callback speaks)", async () => {
+  test("OAuth: start, consent, callback, then only the org's own key completes it, once", async () => {
     const started = await actions.startOAuth("acme", "canva");
     assert.ok(started.success, JSON.stringify(started));
     const notOAuth = await actions.startOAuth("acme", "openai");
     assert.ok(!notOAuth.success && notOAuth.http_status === 400 && /OAuth/.test(notOAuth.error), JSON.stringify(notOAuth));
+
+    // The provider's consent page (the OAuth simulator) sends the browser to the callback with a code.
     const consent = await fetch(started.authorize_url, { redirect: "manual" });
     const callback = consent.headers.get("location");
     assert.ok(callback?.startsWith(`${stack.base}/api/v1/oauth/callback?`), String(callback));
-    const outcome = (await (await fetch(callback ?? "", { redirect: "manual" })).json()) as Record<string, unknown>;
-    if (typeof outcome["completion_code"] === "string") {
-      // The callback hands over a one-time code; the org's own key stores the tokens.
-      const completed = await actions.completeOAuth("acme", "canva", outcome["completion_code"]);
-      assert.ok(completed.success, JSON.stringify(completed));
-      assert.equal(completed.integration.status, "active");
-      const replayed = await actions.completeOAuth("acme", "canva", outcome["completion_code"]);
-      assert.ok(!replayed.success && replayed.http_status >= 400 && replayed.http_status < 500, "a completion code works once");
-    } else {
-      // Today's callback stores the tokens itself; a completion code means nothing to it.
-      assert.equal(outcome["oauth"], "connected", JSON.stringify(outcome));
-      const completion = await actions.completeOAuth("acme", "canva", "no-such-code");
-      assert.equal(completion.success, false);
-      assert.ok(!completion.success && completion.error.length > 0);
-    }
+    // Without OAUTH_FRONTEND_URL the callback answers JSON: a one-time completion code, never a token.
+    const callbackAnswer = await fetch(callback ?? "", { redirect: "manual" });
+    assert.equal(callbackAnswer.status, 200);
+    const authorized = (await callbackAnswer.json()) as OAuthAuthorized;
+    assert.deepEqual(
+      [authorized.success, authorized.oauth, authorized.org_slug, authorized.provider],
+      [true, "authorized", "acme", "canva"],
+      JSON.stringify(authorized),
+    );
+    const code = authorized.completion_code;
+    assert.match(code, /^[A-Za-z0-9_-]{43}$/);
+    assert.ok(Date.parse(authorized.completion_expires_at) > Date.now());
+    assert.equal("access_token" in authorized || "integration" in authorized, false, JSON.stringify(authorized));
+    assertFailure(await actions.getIntegrationStatus("acme", "canva"), 404, "not_found"); // nothing stored yet
+
+    // Another org's key: on its own org the code is unknown (the same words as a made-up code), and
+    // on this org the key is refused; neither stores anything nor uses the code up.
+    const globex = createIntegrationActions({ baseUrl: stack.base, apiKey: stack.createKey("globex") });
+    const foreign = await globex.completeOAuth("globex", "canva", code);
+    assertFailure(foreign, 400, "oauth_flow_rejected", "Unknown Canva completion code; start the connection again");
+    const madeUp = await globex.completeOAuth("globex", "canva", "A".repeat(43));
+    assert.equal(!madeUp.success && madeUp.error, !foreign.success && foreign.error, "another org's code reads as unknown");
+    assertFailure(await globex.completeOAuth("acme", "canva", code), 403, "forbidden", "API key is not valid for this organization");
+    assertFailure(await globex.getIntegrationStatus("globex", "canva"), 404, "not_found");
+    assertFailure(await actions.getIntegrationStatus("acme", "canva"), 404, "not_found");
+    // Another provider of the same org does not take it either; a code of the wrong shape is a plain 400.
+    assertFailure(await actions.completeOAuth("acme", "github_app", code), 400, "oauth_flow_rejected", /^Unknown GitHub App completion code/);
+    assertFailure(await actions.completeOAuth("acme", "canva", "no-such-code"), 400, "bad_request", /completion_code/);
+
+    // The org's own key stores the tokens: validated, active.
+    const completed = await actions.completeOAuth("acme", "canva", code);
+    assert.ok(completed.success, JSON.stringify(completed));
+    assert.deepEqual([completed.oauth, completed.org_slug, completed.provider, completed.status], ["connected", "acme", "canva", "active"]);
+    assertSpecIntegrationInfo(completed.integration);
+    assert.equal(completed.integration.status, "active");
+    assert.equal(JSON.stringify(completed).includes("access_token"), false, "no answer carries a token");
+
+    // Once only.
+    assertFailure(
+      await actions.completeOAuth("acme", "canva", code),
+      400,
+      "oauth_flow_rejected",
+      "This OAuth completion code was already used; start the connection again",
+    );
     const canva = await actions.getIntegrationStatus("acme", "canva");
     assert.ok(canva.success && canva.status === "active", JSON.stringify(canva));
+    assert.equal(canva.integration_id, completed.integration.integration_id);
     assertSpecIntegrationInfo(canva.integration);
   });
 
