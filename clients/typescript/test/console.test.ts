@@ -6,7 +6,8 @@
  *
  * The journey: connect OpenAI with an admin key (active); a standard Anthropic key (error, with the
  * fix); disable, enable, validate; rotate; toggle a SaaS tool; connect Canva through its consent
- * page and come back connected; delete. On the way: a screenshot of every page (under
+ * page, the callback and the console's completion with the org's key, and come back connected; a
+ * completion code the service never issued, refused in words; delete. On the way: a screenshot of every page (under
  * test-output/console/, or $CONSOLE_TEST_OUTPUT), an axe-core scan of every page (no serious or
  * critical violation), and a check that no secret typed into a form is left in the DOM,
  * localStorage, the URL or the service's log. It reports the page weight (JS and CSS bytes) and the
@@ -58,7 +59,8 @@ let orgKey: string;
 const typedSecrets: string[] = [];
 const requestedUrls: string[] = [];
 const corsAnswers: string[] = [];
-const pageErrors: string[] = [];
+/** Script errors and the browser console's errors, with the URL the browser names (a failed resource's). */
+const pageErrors: { text: string; url: string }[] = [];
 
 before(async () => {
   if (!existsSync(CHROMIUM)) {
@@ -77,9 +79,9 @@ before(async () => {
     const allowed = (await response.allHeaders())["access-control-allow-origin"];
     if (allowed) corsAnswers.push(`${allowed} ${response.url()}`);
   });
-  page.on("pageerror", (error) => pageErrors.push(error.message));
+  page.on("pageerror", (error) => pageErrors.push({ text: error.message, url: "" }));
   page.on("console", (message) => {
-    if (message.type() === "error") pageErrors.push(message.text());
+    if (message.type() === "error") pageErrors.push({ text: message.text(), url: message.location().url });
   });
 });
 
@@ -176,26 +178,60 @@ test("the console: connect, check, fix, rotate, toggle, OAuth and remove, across
   await page.getByRole("switch", { name: "We pay for GitHub", exact: true }).waitFor();
   assert.equal(await page.getByRole("switch", { name: "We pay for GitHub", exact: true }).isChecked(), true);
 
-  // Canva: to the provider's consent page (the OAuth simulator) and back, connected.
+  // Canva: the provider's consent page (the OAuth simulator), the service's callback, then back to the
+  // console (OAUTH_FRONTEND_URL) with a one-time completion code, which the console posts with the org's
+  // key: only that stores the tokens.
+  const completeUrl = (provider: string) => `${stack.base}/api/v1/integrations/acme/${provider}/oauth/complete`;
+  const landed = page.waitForRequest((request) => request.isNavigationRequest() && request.url().startsWith(`${origin}/?`));
+  const completion = page.waitForRequest((request) => request.method() === "POST" && request.url() === completeUrl("canva"));
   await card("canva").getByRole("button", { name: "Connect with Canva" }).click();
+  const returned = new URL((await landed).url()).searchParams;
+  assert.deepEqual([...returned.keys()].sort(), ["completion_code", "oauth", "org", "provider"], "the callback hands over no token");
+  assert.deepEqual([returned.get("oauth"), returned.get("org"), returned.get("provider")], ["authorized", "acme", "canva"]);
+  const code = returned.get("completion_code") ?? "";
+  assert.match(code, /^[A-Za-z0-9_-]{43}$/);
+  const posted = await completion;
+  assert.equal(await posted.headerValue("x-api-key"), orgKey, "completed with the org's own key");
+  assert.deepEqual(posted.postDataJSON(), { completion_code: code });
+  const connected = await posted.response();
+  assert.equal(connected?.status(), 200);
+  assert.deepEqual(
+    await connected?.json().then((body: Record<string, unknown>) => [body["oauth"], body["status"]]),
+    ["connected", "active"],
+  );
   await page.locator("main .notice").getByText("Canva connected; its status is active.").waitFor();
   assert.equal(new URL(page.url()).pathname, "/acme/settings/integrations/subscriptions");
   assert.equal(new URL(page.url()).search, "", "the outcome is taken out of the address bar");
+  assert.equal(page.url().includes(code), false);
   await card("canva").locator(".badge.active").waitFor();
   await scanAndShoot("4-subscriptions");
-
-  // The completion flow: a callback that hands over a one-time code gets it posted, with the org's key,
-  // to .../oauth/complete, and the code leaves the address bar at once. This code was never issued,
-  // so the service refuses it (and a service without the route answers 404): either way, in words.
   assert.deepEqual(pageErrors.splice(0), [], "no script or network error so far");
-  await page.goto(`${origin}/?completion_code=never-issued-code&org=acme&provider=github_app`);
-  await page.locator("main .notice.bad").getByText(/^Could not finish connecting GitHub App: /).waitFor();
+
+  // Authorized for another org than this tab's: the console asks for that org's key and posts nothing.
+  const madeUpCode = "M".repeat(43); // the shape of a real code; the service never issued it
+  const requestsBefore = requestedUrls.length;
+  await page.goto(`${origin}/?oauth=authorized&org=globex&provider=canva&completion_code=${madeUpCode}`);
+  await page.getByText("Enter the key of organization globex to finish connecting Canva; nothing is stored until then.").waitFor();
+  assert.equal(await page.getByLabel("Organization", { exact: true }).inputValue(), "globex");
   assert.equal(new URL(page.url()).search, "");
-  // (Without the route even the preflight is refused, so the browser never sends the POST.)
-  assert.match(stack.log(), /"requestMethod": "(OPTIONS|POST)", "requestUrl": "\/api\/v1\/integrations\/acme\/github_app\/oauth\/complete"/);
-  // The browser's console reports that refused preflight; nothing else is allowed.
-  const unexpected = pageErrors.splice(0).filter((text) => !text.includes("/oauth/complete") && !text.includes("net::ERR_FAILED"));
-  assert.deepEqual(unexpected, []);
+  assert.deepEqual(requestedUrls.slice(requestsBefore).filter((url) => url.startsWith(stack.base)), [], "no call to the API");
+
+  // A completion code the service never issued: posted, refused (400), and the refusal shown in words.
+  const refusal = page.waitForResponse((response) => response.url() === completeUrl("github_app") && response.request().method() === "POST");
+  await page.goto(`${origin}/?oauth=authorized&org=acme&provider=github_app&completion_code=${madeUpCode}`);
+  const refused = await refusal;
+  assert.equal(refused.status(), 400);
+  assert.equal(((await refused.json()) as { code: string }).code, "oauth_flow_rejected");
+  await page
+    .locator("main .notice.bad")
+    .getByText("Could not finish connecting GitHub App: Unknown GitHub App completion code; start the connection again")
+    .waitFor();
+  assert.equal(new URL(page.url()).search, "");
+  assert.equal(new URL(page.url()).pathname, "/acme/settings/integrations/subscriptions");
+  await card("github_app").getByRole("button", { name: "Connect with GitHub App" }).waitFor();
+  // The browser logs that one expected 400 on its console; it is the only error allowed.
+  const expectedRefusal = { text: "Failed to load resource: the server responded with a status of 400 (BAD REQUEST)", url: completeUrl("github_app") };
+  assert.deepEqual(pageErrors.splice(0), [expectedRefusal]);
 
   // Delete the Anthropic integration and its credential.
   await nav("LLM");

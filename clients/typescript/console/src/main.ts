@@ -26,19 +26,24 @@ interface Route {
   readonly page: PageName;
 }
 
-/** What the OAuth callback handed back in the URL: the old outcome, or the new one-time completion code. */
+/**
+ * What the OAuth callback's redirect carried: `oauth=authorized` with the org, the provider and a
+ * one-time `completion_code` (nothing is stored until the org posts it with its key), or
+ * `oauth=failed` with the service's `message` (and the org and provider when the flow was known).
+ */
 interface OAuthReturn {
+  readonly authorized: boolean;
   readonly completionCode: string | null;
-  readonly outcome: string | null;
   readonly org: string | null;
   readonly provider: string | null;
-  readonly status: string | null;
   readonly message: string | null;
 }
 
 interface Flash {
   readonly text: string;
   readonly bad: boolean;
+  /** The provider whose card the page brings into view (the one just connected). */
+  readonly provider?: string;
 }
 
 let flash: Flash | null = null;
@@ -66,16 +71,23 @@ function takeOAuthReturn(): OAuthReturn | null {
   const completionCode = params.get("completion_code");
   const outcome = params.get("oauth");
   if (!completionCode && !outcome) return null;
+  // The code is single-use and useless without the org's key, but it stays out of history all the same.
   history.replaceState(null, "", window.location.pathname);
+  // A failure before the flow was known (an unknown or expired state) names no provider: the flow
+  // this tab started does.
   const pending = takePendingOAuth();
   return {
+    authorized: outcome === "authorized",
     completionCode,
-    outcome,
     org: params.get("org") ?? pending?.org ?? null,
     provider: params.get("provider") ?? pending?.provider ?? null,
-    status: params.get("status"),
     message: params.get("message"),
   };
+}
+
+/** Whether this session can finish the return: it was authorized for this session's org (or names none). */
+function belongsTo(session: Session, back: OAuthReturn): boolean {
+  return !back.org || back.org === session.org;
 }
 
 function actionsFor(session: Session): IntegrationActions {
@@ -86,27 +98,32 @@ function providerName(provider: string | null): string {
   return PROVIDERS.find((form) => form.id === provider)?.display_name ?? provider ?? "the provider";
 }
 
-/** Finish an OAuth return for this session; answers where to go next. */
+/**
+ * Finish an OAuth return for this session; answers where to go next (the provider's page, where its
+ * card shows the integration). An authorized flow is stored only now: the completion code goes, with
+ * this org's key, to .../oauth/complete.
+ */
 async function finishOAuth(session: Session, back: OAuthReturn): Promise<string> {
   const name = providerName(back.provider);
-  const org = back.org && back.org === session.org ? back.org : session.org;
   const page = back.provider ? pageFor(back.provider) : "";
-  if (back.completionCode) {
-    if (!back.provider) {
-      flash = { text: `Could not finish connecting: the page does not know which provider it was for.`, bad: true };
-    } else {
-      const answer = await actionsFor(session).completeOAuth(org, back.provider, back.completionCode);
-      flash = answer.success
-        ? { text: `${name} connected; its status is ${answer.integration.status}.`, bad: answer.integration.status !== "active" }
-        : { text: `Could not finish connecting ${name}: ${answer.error}`, bad: true };
-    }
-  } else if (back.outcome === "connected") {
-    const status = back.status ?? "connected";
-    flash = { text: `${name} connected; its status is ${status}.${back.message ? ` ${back.message}` : ""}`, bad: status !== "active" };
-  } else {
+  if (!back.authorized) {
     flash = { text: `Could not connect ${name}: ${back.message ?? "the provider did not complete the authorization"}`, bad: true };
+  } else if (!belongsTo(session, back)) {
+    // Posting it with this org's key would only be refused as unknown; say why instead.
+    flash = { text: `Could not finish connecting ${name}: it was authorized for organization ${back.org}, not ${session.org}; nothing was stored.`, bad: true };
+  } else if (!back.provider || !back.completionCode) {
+    flash = { text: `Could not finish connecting ${name}: the address the callback sent back is incomplete; connect again.`, bad: true };
+  } else {
+    const answer = await actionsFor(session).completeOAuth(session.org, back.provider, back.completionCode);
+    if (!answer.success) {
+      flash = { text: `Could not finish connecting ${name}: ${answer.error}`, bad: true };
+    } else {
+      const { status, error_message: problem } = answer.integration;
+      const text = `${name} connected; its status is ${status}.${status !== "active" && problem ? ` ${problem}` : ""}`;
+      flash = { text, bad: status !== "active", provider: answer.provider };
+    }
   }
-  return pathOf(org, page);
+  return pathOf(session.org, page);
 }
 
 function renderNav(session: Session | null, route: Route | null): void {
@@ -186,7 +203,13 @@ function keyForm(main: HTMLElement, org: string | null, reason: string | null): 
   replaceChildren(
     main,
     h("h1", {}, "Integrations settings"),
-    h("p", { class: "lead" }, oauthReturn ? `Enter the organization's key to finish connecting ${providerName(oauthReturn.provider)}.` : "Enter your organization's API key to see and change its integrations."),
+    h(
+      "p",
+      { class: "lead" },
+      oauthReturn?.authorized
+        ? `Enter the key of ${oauthReturn.org ? `organization ${oauthReturn.org}` : "the organization"} to finish connecting ${providerName(oauthReturn.provider)}; nothing is stored until then.`
+        : "Enter your organization's API key to see and change its integrations.",
+    ),
     h("section", { class: "card" }, form, alert),
   );
   (org ? keyInput : orgInput).focus();
@@ -197,11 +220,16 @@ async function render(): Promise<void> {
   if (!main) return;
   const route = parseRoute(window.location.pathname);
   let session = loadSession();
-  if (session && oauthReturn) {
-    const back = oauthReturn;
+  const back = oauthReturn;
+  if (back && session && (!back.authorized || belongsTo(session, back))) {
     oauthReturn = null;
     replaceChildren(main, h("p", { "aria-busy": "true" }, `Finishing the connection of ${providerName(back.provider)}…`));
     return navigate(await finishOAuth(session, back), true);
+  }
+  if (back?.authorized) {
+    // Authorized for an org this tab is not signed in to: only that org's key can finish it.
+    renderNav(null, null);
+    return keyForm(main, back.org, null);
   }
   renderNav(session, route);
   if (!route) {
@@ -216,6 +244,7 @@ async function render(): Promise<void> {
   document.title = `${title} · ${session.org} · Integrations`;
   const notice = flash ? h("p", { class: flash.bad ? "notice bad" : "notice", role: "status" }, flash.text) : null;
   if (flash) announce(flash.text);
+  const shown = flash?.provider;
   flash = null;
   replaceChildren(main, h("h1", {}, title), notice);
   const current = session;
@@ -233,6 +262,8 @@ async function render(): Promise<void> {
   if (route.page === "") await overviewPage(context, main);
   else if (route.page === "subscriptions") await subscriptionsPage(context, main);
   else await categoryPage(context, main, route.page);
+  // Back from a connection: bring that provider's card, with its new state, into view.
+  if (shown) main.querySelector(`section[data-provider="${CSS.escape(shown)}"]`)?.scrollIntoView({ block: "center" });
 }
 
 oauthReturn = takeOAuthReturn();

@@ -1,7 +1,8 @@
 /**
  * The org key, entered once per browser session: kept in sessionStorage (this tab, until it
  * closes), never in localStorage, a cookie or the URL. Also the OAuth flow this tab started, so
- * the page it comes back to knows which provider to finish.
+ * the page it comes back to can name the provider when the callback could not (a failure before
+ * the flow was known, e.g. an expired state).
  */
 
 export interface Session {
