@@ -43,7 +43,7 @@ from bench.revalidation import _free_port, start_simulator, wait_until_answering
 
 REPO = Path(__file__).resolve().parent.parent
 OPENAI_KEY = "sk-admin-BenchKeyAbcdefghijklmnop0123456789"
-# Store jobs of each operation (ARCHITECTURE.md budget): writes per request, for the throughput.
+# Store jobs of each operation (the budget in docs/architecture.md): writes per request, for the throughput.
 WRITE_JOBS = {"setup": 1, "delete": 1, "update": 1, "rotate": 1}
 
 

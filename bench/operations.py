@@ -11,7 +11,7 @@ repository root::
    auth cache warm, in local mode (SQLite + keyring) and in gcp mode (BigQuery
    emulator, KMS and Secret Manager fakes, provider simulator, all started
    here). Store jobs and cipher calls come from the adapters' counters (exact)
-   and are checked against ARCHITECTURE.md's budget; wall time is a median
+   and are checked against the budget in docs/architecture.md; wall time is a median
    over a few repetitions (noisy).
 2. Import time, gcp mode. Each function module and ``main`` imported in fresh
    interpreters, median over N runs, as a ratio to a bare functions-framework
@@ -64,7 +64,7 @@ OAUTH_CLIENT = {"oauth-canva-client-id": "bench-client-id", "oauth-canva-client-
 PROJECT = "integrations-bench"
 KMS_KEY = f"projects/{PROJECT}/locations/us/keyRings/integrations/cryptoKeys/credentials"
 
-# ARCHITECTURE.md, "Performance budgets": (store jobs, KMS encrypts, KMS decrypts) for one call.
+# docs/architecture.md, "Budgets": (store jobs, KMS encrypts, KMS decrypts) for one call.
 BUDGET: dict[str, tuple[int, int, int]] = {
     "setup": (1, 1, 0),
     "validate": (2, 0, 1),
@@ -73,7 +73,7 @@ BUDGET: dict[str, tuple[int, int, int]] = {
     "update": (1, 0, 0),
     "rotate": (2, 1, 0),
     "delete": (1, 0, 0),
-    # SaaS subscriptions (issue 12): one job each, no KMS.
+    # SaaS subscriptions: one job each, no KMS.
     "subscriptions_list": (1, 0, 0),
     "subscription_toggle": (1, 0, 0),
 }
@@ -531,7 +531,7 @@ def print_operations(rows: list[dict[str, Any]], reps: int) -> None:
     print(f"\n== 1. Per operation: one request through the WSGI app, auth cache warm ({reps} runs per row) ==")
     print(
         "Counters are exact (adapters' counters); times are wall-clock medians after 1 warm-up round, noisy on"
-        " this machine. budget j/e/d = store jobs / KMS encrypts / KMS decrypts allowed by ARCHITECTURE.md."
+        " this machine. budget j/e/d = store jobs / KMS encrypts / KMS decrypts allowed by docs/architecture.md."
     )
     table = []
     for row in rows:
@@ -1069,7 +1069,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cold_runs": args.cold_runs,
                 "only": args.only,
             },
-            "budget_source": "ARCHITECTURE.md, Performance budgets",
+            "budget_source": "docs/architecture.md, Budgets",
             "operations": operations,
             "imports": imports,
             "first_requests": first_requests,

@@ -1,6 +1,6 @@
 """Settings from the environment, read once.
 
-Every setting has one environment variable; the README's table lists them.
+Every setting has one environment variable; docs/configuration.md lists them.
 This module is a leaf: it imports nothing from the service, the stores or the
 adapters (``shared.wiring`` builds those from these settings), so anything
 may read settings without pulling the rest of the package in.

@@ -4,7 +4,8 @@ Why not the generated client libraries on the request path: importing
 ``google.cloud.bigquery`` costs more CPU than a whole functions-framework
 cold start, and ``google.cloud.kms`` (which drags in gRPC even when asked for
 its REST transport) about as much again; a list or get paid 3x a hello
-world's first response for it (issue 17, ``bench/operations.py``). Both APIs
+world's first response for it (``bench/operations.py``;
+docs/design/cold-start-rest-adapters.md). Both APIs
 are plain JSON over HTTPS, so the adapters speak it through
 ``shared.http_client`` (the standard library's ``http.client``, already loaded
 by the functions framework; ``requests`` alone would add ~26 ms to a cold
@@ -24,7 +25,7 @@ Where the token comes from, first match wins:
    before it expires (``MetadataServerToken``). This is what google-auth's
    compute-engine credentials do too, but loading them (and the JWT and
    crypto modules they pull in) costs ~35 ms CPU on every cold start, about
-   0.4x a whole hello-world cold start (issue 17);
+   0.4x a whole hello-world cold start;
 3. a stand-in on loopback (``api_endpoint`` set): no token at all;
 4. anything else (a laptop with ``gcloud auth application-default login``, a
    key file): google-auth's application default credentials, as in 1.

@@ -51,7 +51,7 @@ locals {
 
   function_source_dir = var.function_source_dir != null ? var.function_source_dir : abspath("${path.module}/..")
 
-  # Settings shared/config.py reads (see the README's table).
+  # Settings shared/config.py reads (see docs/configuration.md).
   function_environment = {
     INTEGRATIONS_BACKEND = "gcp"
     GCP_PROJECT          = var.project_id

@@ -277,7 +277,10 @@ def main() -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     env_file = data_dir / "demo.env"
     env_file.write_text(demo_env(service_url, stage, azure_setup, data_dir))
-    say(f"demo: provider simulator on {stage.simulator.url} (OpenAI, Anthropic, Gemini; markers in the README)")
+    say(
+        f"demo: provider simulator on {stage.simulator.url}"
+        " (OpenAI, Anthropic, Gemini; markers in docs/walkthroughs/llm.md)"
+    )
     say(f"demo: Azure simulator on {stage.azure.url} (a demo tenant whose app secret expires in 6 days)")
     say(f"demo: SaaS simulator on {stage.saas.url} (GitHub, Slack, Cursor, Vercel, Figma, Notion, Asana)")
     say(f"demo: AWS stand-in on {stage.aws.url} (STS, S3, the metadata server; the customer's side at {ADMIN_PATH})")
@@ -290,7 +293,10 @@ def main() -> int:
         f"({RECEIVED_PREFIX} ...)"
     )
     say(f"demo: the service on {service_url}, data in {data_dir}; its JSON logs follow")
-    say(f"demo: in a second terminal: . {env_file}   then the README walkthrough. Ctrl-C stops them all.")
+    say(
+        f"demo: in a second terminal: . {env_file}   then the README walkthrough (and docs/walkthroughs/)."
+        " Ctrl-C stops them all."
+    )
     try:
         return serve(server)
     finally:

@@ -41,7 +41,7 @@ def aws() -> Iterator[AwsStandIn]:
 
 @pytest.fixture
 def settings(settings: Settings, aws: AwsStandIn) -> Settings:
-    """conftest's settings, with AWS pointed at the stand-in (as the README's exports do)."""
+    """conftest's settings, with AWS pointed at the stand-in (as the AWS walkthrough's demo.env does)."""
     aws.reset()
     return replace(
         settings,

@@ -1,6 +1,6 @@
 """BigQuery transaction conflicts are retried with backoff.
 
-The emulator never races (EMULATORS.md), so the errors BigQuery raises under
+The emulator never races (docs/emulators.md), so the errors BigQuery raises under
 concurrent DML are raised at the client boundary, in front of the store's real
 REST runner talking to the emulator: a ``GoogleApiError`` is what the runner
 raises for BigQuery's error answer (status, reason, message).

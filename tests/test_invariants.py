@@ -144,7 +144,7 @@ def test_no_secret_in_logs_even_when_provider_echoes_it(client, org_key, caplog)
     ],
 )
 def test_store_and_crypto_budget_per_operation(client, org_key, service, operation, jobs, encrypts, decrypts):
-    """Store jobs (BigQuery jobs in gcp mode) and KMS calls per operation, as ARCHITECTURE.md budgets them."""
+    """Store jobs (BigQuery jobs in gcp mode) and KMS calls per operation, as docs/architecture.md budgets them."""
     headers = {"X-API-Key": org_key}
     if operation != "setup":
         _setup(client, org_key)

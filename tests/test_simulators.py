@@ -1,4 +1,4 @@
-"""The provider simulator answers with the shapes and statuses of PROVIDERS.md.
+"""The provider simulator answers with the shapes and statuses of docs/providers.md.
 
 Every test talks HTTP to a real server on loopback with ``requests`` (or
 google-auth for the token endpoint), as the validators will.

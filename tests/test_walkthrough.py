@@ -1,8 +1,8 @@
-"""The README's walkthrough, run as written.
+"""The walkthroughs, run as written: the README's, then those of docs/walkthroughs/.
 
-The commands are read from README.md (so the two cannot drift) and run in a
+The commands are read from the Markdown files (so the two cannot drift) and run in a
 fresh "checkout": a directory whose entries link to this repository's, except
-``.data``, so the README's relative paths (``.venv/bin/python``, ``.data/demo.env``)
+``.data``, so the pages' relative paths (``.venv/bin/python``, ``.data/demo.env``)
 work verbatim against a data directory of its own. Terminal 1's command
 (``make demo``) runs in the background on free ports; terminal 2's commands run
 in order in one bash, as a reader would paste them, and every answer is checked.
@@ -33,18 +33,35 @@ ISOLATED_PREFIXES = ("INTEGRATIONS_", "PROVIDER_", "WEBHOOK_", "AZURE_", "GCP_",
 STEP_MARK = re.compile(r"\n@@step (\d+) rc=(\d+)@@\n")
 
 
-def walkthrough_blocks(heading: str = "## Walkthrough: from an org key") -> list[list[str]]:
-    """The ```sh blocks of the README section under ``heading``, each as a list of commands."""
-    text = README.read_text()
-    start = text.index(heading)
-    end = text.index("\n## ", start + 1)
-    return [commands(block) for block in re.findall(r"```sh\n(.*?)```", text[start:end], re.S)]
+WALKTHROUGHS = REPO / "docs" / "walkthroughs"
 
 
-AZURE_HEADING = "## Walkthrough: an `active` Azure integration"
-SAAS_HEADING = "## SaaS subscriptions"
-AWS_HEADING = "## Walkthrough: connecting AWS"
-OAUTH_HEADING = "## OAuth connections"
+def markdown_section(text: str, heading: str) -> str:
+    """The lines from ``heading`` to the next heading of the same or a higher level (``#`` inside code blocks is
+    a comment, not a heading)."""
+    lines = text.splitlines(keepends=True)
+    (start,) = [number for number, line in enumerate(lines) if line.startswith(heading)]
+    level = len(heading) - len(heading.lstrip("#"))
+    fenced = False
+    for number in range(start + 1, len(lines)):
+        line = lines[number]
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(rf"#{{1,{level}}} ", line):
+            return "".join(lines[start:number])
+    return "".join(lines[start:])
+
+
+def walkthrough_blocks(heading: str = "## Walkthrough: from an org key", page: Path = README) -> list[list[str]]:
+    """The ```sh blocks of the section of ``page`` under ``heading``, each as a list of commands."""
+    section = markdown_section(page.read_text(), heading)
+    return [commands(block) for block in re.findall(r"```sh\n(.*?)```", section, re.S)]
+
+
+AZURE = (WALKTHROUGHS / "azure.md", "## Walkthrough: an `active` Azure integration")
+SAAS = (WALKTHROUGHS / "saas.md", "## Walkthrough: the catalog, toggles and API tokens")
+AWS = (WALKTHROUGHS / "aws.md", "## Walkthrough: connecting AWS")
+OAUTH = (WALKTHROUGHS / "oauth.md", "## Walkthrough: Canva (PKCE) and GitHub App")
 
 
 def commands(block: str) -> list[str]:
@@ -89,7 +106,7 @@ def _pipelines_ready(body: dict[str, Any]) -> bool:
     return bool(pipelines) and all(pipeline["ready"] for pipeline in pipelines.values())
 
 
-# What each command of terminal 2 must answer, in README order: (a piece of the command, check).
+# What each command of terminal 2 must answer, in the README's order: (a piece of the command, check).
 EXPECTED: list[tuple[str, Callable[[str], None]]] = [
     (". .data/demo.env", silent),
     ("API=$BASE", silent),
@@ -143,8 +160,9 @@ EXPECTED: list[tuple[str, Callable[[str], None]]] = [
 ]
 
 
-# The Azure walkthrough, run next in the same terminal 2 (KEY, API, BASE and the webhook still set).
+# docs/walkthroughs/azure.md, run next in the same terminal 2 (KEY, BASE and the webhook still set).
 AZURE_EXPECTED: list[tuple[str, Callable[[str], None]]] = [
+    ("API=$BASE/api/v1/integrations", silent),
     ('echo "$AZURE_DEMO_SETUP"', _json(lambda a: set(a["credentials"]) >= {"tenant_id", "client_id", "client_secret"})),
     ("/acme/azure/setup", _json(lambda a: a["integration"]["status"] == "pending")),
     (
@@ -174,7 +192,7 @@ def _each_line_active(answer: str) -> None:
     assert [a["status"] for a in answers] == ["active"] * 7, answer[:3000]
 
 
-# The SaaS section's block, next in the same terminal 2.
+# docs/walkthroughs/saas.md, next in the same terminal 2.
 SAAS_EXPECTED: list[tuple[str, Callable[[str], None]]] = [
     ("SUBS=$BASE", silent),
     ("API=$BASE", silent),
@@ -217,7 +235,7 @@ def _aws_active(answer: dict[str, Any]) -> bool:
 
 CUSTOMER_ROLE = "arn:aws:iam::222222222222:role/cost-export-reader"
 
-# The AWS walkthrough, next in the same terminal 2 (KEY and BASE still set).
+# docs/walkthroughs/aws.md, next in the same terminal 2 (KEY and BASE still set).
 AWS_EXPECTED: list[tuple[str, Callable[[str], None]]] = [
     ("API=$BASE/api/v1/integrations", silent),
     ("STANDIN=$AWS_STAND_IN", silent),
@@ -260,7 +278,7 @@ def _refreshed_once(answer: dict[str, Any]) -> bool:
     return all(calls[p] == {"authorization_code": 1, "refresh_token": 1} for p in ("canva", "github_app"))
 
 
-# The OAuth walkthrough, last in the same terminal 2 (the webhook set in the first walkthrough gets the alert).
+# docs/walkthroughs/oauth.md, last in the same terminal 2 (the webhook set in the README's walkthrough gets the alert).
 OAUTH_EXPECTED: list[tuple[str, Callable[[str], None]]] = [
     ("API=$BASE/api/v1/integrations/acme", silent),
     ("AUTH=$(", silent),
@@ -360,19 +378,19 @@ def demo(checkout: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[byte
             process.wait(timeout=20)
 
 
-def test_the_readme_walkthrough_works_verbatim(checkout, demo):
+def test_the_walkthroughs_work_verbatim(checkout, demo):
     if shutil.which("curl") is None:
         pytest.fail("the walkthrough uses curl; install it")
     _, terminal_1_log, _ = demo
-    (azure,) = walkthrough_blocks(AZURE_HEADING)
-    (saas,) = walkthrough_blocks(SAAS_HEADING)
-    (aws,) = walkthrough_blocks(AWS_HEADING)
-    (oauth,) = walkthrough_blocks(OAUTH_HEADING)
+    (azure,) = walkthrough_blocks(AZURE[1], AZURE[0])
+    (saas,) = walkthrough_blocks(SAAS[1], SAAS[0])
+    (aws,) = walkthrough_blocks(AWS[1], AWS[0])
+    (oauth,) = walkthrough_blocks(OAUTH[1], OAUTH[0])
     terminal_2 = walkthrough_blocks()[1] + azure + saas + aws + oauth
     expected = EXPECTED + AZURE_EXPECTED + SAAS_EXPECTED + AWS_EXPECTED + OAUTH_EXPECTED
-    assert len(terminal_2) == len(expected), "the README's walkthrough changed: update EXPECTED to match"
+    assert len(terminal_2) == len(expected), "a walkthrough changed: update EXPECTED to match"
     for command, (piece, _) in zip(terminal_2, expected, strict=True):
-        assert piece in command, f"expected a command with {piece!r}, the README has: {command}"
+        assert piece in command, f"expected a command with {piece!r}, the walkthrough has: {command}"
 
     script = "".join(
         f"{command}\n__rc=$?; printf '\\n@@step {number} rc=%s@@\\n' \"$__rc\"\n"

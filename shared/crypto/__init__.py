@@ -15,7 +15,7 @@ Every adapter counts its calls in ``counters`` (``encrypt``, ``decrypt``,
 Key management is three more calls: ``primary_version`` (the version new
 ciphertext gets), ``key_versions`` (every version with its state) and
 ``rotate_key`` (a new version, made primary; older versions keep decrypting).
-Re-encryption onto the primary (``shared.rewrap``) builds on them. Every failure is raised
+Re-encryption onto the primary (``shared.key_rotation.rewrap_all``) builds on them. Every failure is raised
 as ``shared.errors.EncryptionFailed`` with the generic message.
 """
 

@@ -14,9 +14,9 @@ permissions of these calls on this one key (terraform/iam.tf).
 
 Why REST by hand: the generated client (``google-cloud-kms``) costs about
 60 ms of imports plus gRPC's 20 ms even with its REST transport, close to a
-whole functions-framework cold start (issue 17). The API is plain JSON over
-HTTPS, so the adapter speaks it through ``shared.google_rest`` (google-auth's
-``AuthorizedSession``). ``tests/test_cloud_kms_adapter.py`` checks the wire
+whole functions-framework cold start (docs/design/cold-start-rest-adapters.md).
+The API is plain JSON over HTTPS, so the adapter speaks it through
+``shared.google_rest`` on the service's HTTP client. ``tests/test_cloud_kms_adapter.py`` checks the wire
 format against the generated client: blobs this adapter makes decrypt through
 ``google-cloud-kms`` and the other way round, on the same stand-in.
 
@@ -395,5 +395,5 @@ def _is_expected_failure(exc: Exception) -> bool:
         return True
     from google.auth.exceptions import GoogleAuthError
 
-    # Transport failures are OSErrors (shared.http_client's, and requests' on the AuthorizedSession path).
+    # Transport failures are OSErrors (shared.http_client's TransportError and TimeoutError).
     return isinstance(exc, GoogleAuthError | OSError)

@@ -5,8 +5,8 @@ for it with ``jobs.getQueryResults`` and paging through its rows the same
 way) and creates its dataset and tables (``datasets.insert``,
 ``tables.insert``). Those four calls are plain JSON, so they go through
 ``shared.google_rest`` instead of ``google-cloud-bigquery``, whose import
-alone outweighs a whole functions-framework cold start (issue 17; the figures
-are in ``bench/operations.py``'s output). The wire format is the one
+alone outweighs a whole functions-framework cold start (the figures are in
+``bench/operations.py``'s output and docs/design/cold-start-rest-adapters.md). The wire format is the one
 ``google-cloud-bigquery`` 3.x uses for ``Client.query_and_wait``: named
 parameters as ``{"name", "parameterType", "parameterValue"}``, lossless
 ``useInt64Timestamp`` timestamps, and a ``requestId`` so a resent request

@@ -1,7 +1,7 @@
 """BigQuery adapter of the store port: production.
 
 Each port call is exactly one BigQuery job (``counters["jobs"]`` counts every
-job sent, retries included), which is what the budget in ARCHITECTURE.md
+job sent, retries included), which is what the budget in docs/architecture.md
 asks: setup = 1 job (one multi-statement transaction with the audit row),
 validate = 1 read + 1 write, list/get/update/delete = 1, a revalidation batch
 = 1 read + 1 write whatever its size.
@@ -15,9 +15,10 @@ access ...") and retried here with backoff, and then finds the winner's row.
 Every value is a query parameter. Ciphertext travels as a base64 STRING and
 is written with ``FROM_BASE64`` (the emulator mangles BYTES parameters; this
 form is also correct on BigQuery). Jobs go through ``bigquery_jobs``
-(BigQuery's REST API over google-auth and requests, not the generated client
-library, whose import alone outweighed a cold start); google-auth is imported
-only when the first job is sent, so local mode never loads it.
+(BigQuery's REST API through ``shared.google_rest`` and the service's HTTP
+client, not the generated client library, whose import alone outweighed a cold
+start: docs/design/cold-start-rest-adapters.md); google-auth is imported only
+when the first job is sent, so local mode never loads it.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ RETRYABLE_MESSAGES = (
     "exceeded rate limits",
 )
 
-# Sends of one job at most, whatever fails (a 503, a dropped connection, a lost race): the README's figure.
+# Sends of one job at most, whatever fails (a 503, a dropped connection, a lost race);
+# docs/design/bigquery-dml-limits.md says why.
 JOB_ATTEMPTS = 6
 
 

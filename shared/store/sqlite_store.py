@@ -18,7 +18,7 @@ Concurrency (the local server answers each request on its own thread):
 - ``synchronous=NORMAL``: in WAL mode a commit is durable against a crash of
   the process and consistent after a power loss (the last commits may be
   lost then, never half-applied), at no fsync per commit. The local mode's
-  write ceiling is in the README.
+  write ceiling is in docs/design/two-runtimes.md.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ Two entry points:
 * :func:`start_bigquery_emulator` starts that launcher as a subprocess on a free
   port, waits until it is ready and returns an :class:`EmulatorProcess`.
 
-See ``shared/design/EMULATORS.md`` (BigQuery section).
+See ``docs/emulators.md`` (BigQuery section).
 """
 
 from __future__ import annotations

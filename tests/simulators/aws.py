@@ -22,7 +22,7 @@ Policy evaluation is deliberately small: Allow/Deny statements with
 Action/Resource wildcards and the condition operators above; anything else
 denies. It is a stand-in, not IAM.
 
-``make demo`` runs it for the README's AWS walkthrough (tests/demo.py); on its own:
+``make demo`` runs it for the AWS walkthrough (docs/walkthroughs/aws.md; tests/demo.py); on its own:
 ``python -m tests.simulators.aws`` (a free port, or ``--port N``) prints the settings to export.
 """
 

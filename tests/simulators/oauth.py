@@ -458,7 +458,7 @@ class OAuthSimulator(ServedInThread):
 def main(argv: list[str] | None = None) -> int:
     """``python -m tests.simulators.oauth``: serve in the foreground, print the exports.
 
-    ``make demo`` runs this simulator for the README's OAuth walkthrough (tests/demo.py).
+    ``make demo`` runs this simulator for the OAuth walkthrough (docs/walkthroughs/oauth.md; tests/demo.py).
     """
     import argparse
 

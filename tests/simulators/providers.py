@@ -2,7 +2,7 @@
 
 Owns one threaded WSGI server on 127.0.0.1 that reproduces, under one path
 prefix per provider, the request and response shapes written down in
-``shared/design/PROVIDERS.md``:
+``docs/providers.md``:
 
 ====================  ==========================================================
 prefix                endpoints

@@ -1,7 +1,7 @@
 """Local HTTP simulator of the SaaS admin APIs the SaaS validators call.
 
 One threaded WSGI server on 127.0.0.1, one path prefix per tool, reproducing
-the request and response shapes of ``shared/design/PROVIDERS.md`` ("SaaS"):
+the request and response shapes of ``docs/providers.md`` ("SaaS tools"):
 
 ===========  ====================================================================
 prefix       endpoints (the only ones served)

@@ -21,7 +21,7 @@ import {
 } from "../src/index.js";
 import { freePort, type Stack, startStack } from "./stack.js";
 
-// Shaped like real keys; the simulators pick their answer from a marker inside (README: "markers").
+// Shaped like real keys; the simulators pick their answer from a marker inside (docs/walkthroughs/llm.md: "markers").
 const OPENAI_ADMIN_KEY = "sk-admin-TestKeyAbcdefghijklmnop0123456789";
 const ANTHROPIC_STANDARD_KEY = "sk-ant-api03-TestKeyAbcdefghijklmnop0123456789";
 const withMarker = (marker: string, key = OPENAI_ADMIN_KEY) => key.replace("TestKey", `${marker}-TestKey`);
