@@ -356,3 +356,104 @@ def test_an_error_answer_keeps_status_reason_and_message(recording_server):
         BigQueryJobs("p", api_endpoint=recording_server).query("UPDATE t SET x = 1 WHERE TRUE")
     assert (failed.value.status, failed.value.reason, failed.value.message) == (400, "invalidQuery", message)
     assert message not in str(failed.value)  # the text stays out of logs and tracebacks
+
+
+# --- short-query mode (jobCreationMode: JOB_CREATION_OPTIONAL) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "short"),
+    [
+        ("SELECT * FROM t WHERE org_slug = @org", True),
+        ("INSERT INTO t (id) VALUES (@id)", True),  # one DML statement: BigQuery decides whether it needs a job
+        ("MERGE t AS e USING (SELECT 1 AS id) AS w ON e.id = w.id WHEN NOT MATCHED THEN INSERT (id) VALUES (1);", True),
+        ("SELECT ';' AS semicolon -- and a comment; with one\n", True),
+        ("DECLARE n INT64 DEFAULT 1;\nBEGIN TRANSACTION;\nUPDATE t SET id = n WHERE TRUE;\nCOMMIT TRANSACTION;", False),
+        ("DELETE FROM t WHERE id = 1; INSERT INTO t (id) VALUES (2);", False),
+    ],
+)
+def test_single_statements_ask_for_short_query_mode_and_scripts_do_not(recording_server, sql, short):
+    RecordingBigQuery.script = [(200, {"jobComplete": True, "queryId": "q1", "schema": SCHEMA, "rows": []})]
+    BigQueryJobs("p", api_endpoint=recording_server).query(sql)
+    (_, _, body) = RecordingBigQuery.seen[0]
+    assert body.get("jobCreationMode") == ("JOB_CREATION_OPTIONAL" if short else None)
+    assert body["requestId"]  # a resent write still runs once, with or without a job
+
+
+def test_an_answer_without_a_job_is_read_inline(recording_server):
+    """BigQuery's short-query answer: no jobReference, a queryId, every row in the answer."""
+    RecordingBigQuery.script = [
+        (
+            200,
+            {
+                "jobComplete": True,
+                "queryId": "sq_123",
+                "schema": SCHEMA,
+                "rows": [{"f": [{"v": "1"}, {"v": None}]}, {"f": [{"v": "2"}, {"v": None}]}],
+            },
+        )
+    ]
+    result = BigQueryJobs("p", api_endpoint=recording_server).query("SELECT n, at FROM t")
+    assert result.rows == [{"n": 1, "at": None}, {"n": 2, "at": None}]
+    assert (result.job_id, result.query_id) == (None, "sq_123")
+    assert len(RecordingBigQuery.seen) == 1  # no getQueryResults call
+
+
+def test_a_job_bigquery_created_anyway_is_followed_page_by_page(recording_server):
+    RecordingBigQuery.script = [
+        (
+            200,
+            {
+                "jobComplete": True,
+                "jobReference": {"jobId": "j9"},
+                "jobCreationReason": {"code": "LARGE_RESULTS"},
+                "schema": SCHEMA,
+                "rows": [{"f": [{"v": "1"}, {"v": None}]}],
+                "pageToken": "t1",
+            },
+        ),
+        (
+            200,
+            {
+                "jobComplete": True,
+                "jobReference": {"jobId": "j9"},
+                "schema": SCHEMA,
+                "rows": [{"f": [{"v": "2"}, {"v": None}]}],
+            },
+        ),
+    ]
+    result = BigQueryJobs("p", api_endpoint=recording_server).query("SELECT n, at FROM t")
+    assert [row["n"] for row in result.rows] == [1, 2]
+    assert (result.job_id, result.job_creation_reason) == ("j9", "LARGE_RESULTS")
+    assert RecordingBigQuery.seen[1][1].startswith("/bigquery/v2/projects/p/queries/j9?")
+
+
+def test_a_paged_answer_without_a_job_is_refused_not_truncated(recording_server):
+    """More pages with no job to read them from: fail loudly rather than return the first page as the whole."""
+    RecordingBigQuery.script = [
+        (
+            200,
+            {
+                "jobComplete": True,
+                "queryId": "q",
+                "schema": SCHEMA,
+                "rows": [{"f": [{"v": "1"}, {"v": None}]}],
+                "pageToken": "t",
+            },
+        )
+    ]
+    with pytest.raises(GoogleApiError) as failed:
+        BigQueryJobs("p", api_endpoint=recording_server).query("SELECT n, at FROM t")
+    assert (failed.value.status, failed.value.reason) == (502, "malformedResponse")
+
+
+def test_the_emulator_answers_a_select_without_a_job_and_a_script_with_one(dataset):
+    """The launcher answers in short-query mode as BigQuery documents it, so the store's reads take that path."""
+    jobs, table = dataset
+    _insert_with_runner(jobs, table, EMPTY)
+    read = jobs.query(f"SELECT id FROM {table}")
+    assert read.rows == [{"id": 2}] and read.job_id is None and read.query_id
+    required = jobs.query(f"SELECT id FROM {table}", short_query=False)
+    assert required.rows == [{"id": 2}] and required.job_id and required.query_id is None
+    script = jobs.query(f"DECLARE n INT64 DEFAULT 3;\nUPDATE {table} SET id = n WHERE TRUE;\nSELECT id FROM {table};")
+    assert script.rows == [{"id": 3}] and script.job_id

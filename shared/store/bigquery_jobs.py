@@ -15,6 +15,15 @@ cannot run the job twice. Nothing here retries: the store's one retry loop
 ``requestId`` or a new one. ``tests/test_bigquery_jobs.py`` checks rows written
 here read back through that library and the other way round.
 
+Short-query mode: a single statement is sent with ``jobCreationMode:
+JOB_CREATION_OPTIONAL``, so BigQuery may run it without creating a job and
+answer with its rows inline, a ``queryId`` and no ``jobReference`` (it still
+creates one when it must, saying why in ``jobCreationReason``: the query ran
+long, the rows do not fit the answer, or it needs a job). A script
+(several statements: the store's transactions) is always sent as a job. The
+``requestId`` keeps a resent write from running twice in both modes.
+docs/design/bigquery-short-queries.md has the reasons and the sources.
+
 Values come back as Python types: INT64 -> int, FLOAT64 -> float, BOOL ->
 bool, TIMESTAMP -> aware UTC datetime, BYTES -> bytes, JSON -> the decoded
 value, STRING -> str; repeated and RECORD columns as lists and dicts.
@@ -41,6 +50,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WAIT_MILLISECONDS = 10_000
 # One HTTP call: the server holds it up to WAIT_MILLISECONDS; the answer gets time to arrive on top.
 HTTP_TIMEOUT_SECONDS = WAIT_MILLISECONDS / 1000 + 20.0
+# jobs.query's short-query mode: BigQuery creates a job only when it decides the statement needs one.
+JOB_CREATION_OPTIONAL = "JOB_CREATION_OPTIONAL"
 # HTTP status BigQuery uses for an error ``reason`` (its troubleshooting table), for a
 # failure reported inside a job's answer rather than as the answer's status.
 REASON_STATUS = {
@@ -138,6 +149,61 @@ class QueryResult:
     rows: list[dict[str, Any]]
     # (column, type) as BigQuery reports the result's schema.
     columns: list[tuple[str, str]]
+    # The job BigQuery created, or None when it answered in short-query mode without one
+    # (then ``query_id`` names the query, e.g. for INFORMATION_SCHEMA.JOBS).
+    job_id: str | None = None
+    query_id: str | None = None
+    # Why BigQuery created a job although asked not to (LONG_RUNNING, LARGE_RESULTS, OTHER), if it said.
+    job_creation_reason: str | None = None
+
+
+def is_single_statement(sql: str) -> bool:
+    """True when ``sql`` is one statement (a trailing ``;`` allowed), False for a script.
+
+    Semicolons inside string literals, quoted identifiers and comments do not
+    count; a statement that follows the first one makes it a script.
+    """
+    index, length, ended = 0, len(sql), False
+    while index < length:
+        char = sql[index]
+        if char.isspace():
+            index += 1
+            continue
+        if sql.startswith("--", index) or char == "#":
+            newline = sql.find("\n", index)
+            index = length if newline < 0 else newline + 1
+            continue
+        if sql.startswith("/*", index):
+            close = sql.find("*/", index + 2)
+            index = length if close < 0 else close + 2
+            continue
+        if ended:
+            return False  # text after the first statement's ';'
+        if char == ";":
+            ended = True
+            index += 1
+        elif char in "'\"":
+            index = _literal_end(sql, index)
+        elif char == "`":
+            close = sql.find("`", index + 1)
+            index = length if close < 0 else close + 1
+        else:
+            index += 1
+    return True
+
+
+def _literal_end(sql: str, start: int) -> int:
+    """The index just past the string literal opening at ``start`` ('', "", or their triple-quoted forms)."""
+    quote = sql[start] * 3 if sql.startswith(sql[start] * 3, start) else sql[start]
+    index = start + len(quote)
+    while index < len(sql):
+        if sql[index] == "\\":
+            index += 2
+        elif sql.startswith(quote, index):
+            return index + len(quote)
+        else:
+            index += 1
+    return len(sql)
 
 
 def _from_cell(field: dict[str, Any], cell: Any) -> Any:
@@ -238,12 +304,23 @@ class BigQueryJobs:
             )
         return self._session
 
-    def query(self, sql: str, parameters: Sequence[Parameter] = (), *, request_id: str | None = None) -> QueryResult:
-        """Run ``sql`` (one statement or a script) as one job; its rows once the job is done.
+    def query(
+        self,
+        sql: str,
+        parameters: Sequence[Parameter] = (),
+        *,
+        request_id: str | None = None,
+        short_query: bool | None = None,
+    ) -> QueryResult:
+        """Run ``sql`` (one statement or a script); its rows once BigQuery is done.
 
         Sent once. ``request_id``: the same id as an earlier send of this job, so that
         BigQuery answers the job that send may have started instead of running it twice.
+        ``short_query`` (default: whether ``sql`` is a single statement) asks for
+        short-query mode; BigQuery then answers without a job when it can.
         """
+        if short_query is None:
+            short_query = is_single_statement(sql)
         body: dict[str, Any] = {
             "query": sql,
             "useLegacySql": False,
@@ -258,9 +335,13 @@ class BigQueryJobs:
             body["location"] = self.location
         if self.page_rows:
             body["maxResults"] = self.page_rows
+        if short_query:
+            body["jobCreationMode"] = JOB_CREATION_OPTIONAL
         deadline = time.monotonic() + self.timeout_seconds
         answer = self._send_job(body)
+        # Absent when BigQuery answered without a job; then the answer is complete and has every row.
         reference = answer.get("jobReference") or {}
+        reason = (answer.get("jobCreationReason") or {}).get("code")
         while not answer.get("jobComplete", False):
             if time.monotonic() > deadline:
                 raise GoogleApiError(504, "timeout", "the query job did not finish in time")
@@ -274,7 +355,13 @@ class BigQueryJobs:
             page = self._results(reference, {"pageToken": page_token} | self._page_size())
             rows += [_record(fields, row) for row in page.get("rows") or []]
             page_token = page.get("pageToken")
-        return QueryResult(rows=rows, columns=[(field["name"], field.get("type", "STRING")) for field in fields])
+        return QueryResult(
+            rows=rows,
+            columns=[(field["name"], field.get("type", "STRING")) for field in fields],
+            job_id=reference.get("jobId"),
+            query_id=answer.get("queryId"),
+            job_creation_reason=reason,
+        )
 
     def insert_rows(
         self, dataset: str, table: str, rows: Sequence[dict[str, Any]], *, insert_ids: Sequence[str]
@@ -329,7 +416,9 @@ class BigQueryJobs:
     def _results(self, reference: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         job_id = reference.get("jobId")
         if not job_id:
-            raise GoogleApiError(502, "malformedResponse", "an unfinished job came back without a job id")
+            # Short-query mode: BigQuery creates a job whenever the rows do not fit or the query runs long,
+            # so an answer that needs getQueryResults without naming a job is one we cannot follow.
+            raise GoogleApiError(502, "malformedResponse", "an unfinished or paged answer came back without a job id")
         location = reference.get("location") or self.location
         if location:
             params = {**params, "location": location}

@@ -22,7 +22,11 @@ Two entry points:
      emulator alone answers 500, which the client retries for minutes);
   3. patching ``jobs.query`` so a failed query answers with its HTTP error
      status, as BigQuery does (the emulator alone answers 200 with no rows, so
-     ``Client.query_and_wait`` returned an empty result instead of raising).
+     ``Client.query_and_wait`` returned an empty result instead of raising);
+  4. answering ``jobs.query`` in short-query mode (``jobCreationMode:
+     JOB_CREATION_OPTIONAL``) as BigQuery does: a finished SELECT without a
+     job (no ``jobReference``, a ``queryId``), anything else with its job and
+     a ``jobCreationReason`` (the emulator alone ignores the field).
 
 * :func:`start_bigquery_emulator` starts that launcher as a subprocess on a free
   port, waits until it is ready and returns an :class:`EmulatorProcess`.
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import re
 import socket
@@ -363,6 +368,118 @@ def install_jobs_query_error_status() -> None:
 
 
 # ---------------------------------------------------------------------------
+# 4. jobs.query's short-query mode (jobCreationMode: JOB_CREATION_OPTIONAL)
+# ---------------------------------------------------------------------------
+
+#: jobs.query's path (the REST API mounts the routes under /bigquery/v2).
+_QUERIES_PATH = re.compile(r"^(?:/bigquery/v2)?/projects/[^/]+/queries$")
+
+
+class ShortQueryMode:
+    """ASGI middleware: answer ``jobs.query`` in short-query mode as BigQuery documents it.
+
+    bqemulator 1.4.0 ignores ``jobCreationMode`` and always answers with a
+    ``jobReference``. BigQuery, asked for ``JOB_CREATION_OPTIONAL``, returns a
+    SELECT's rows inline without creating a job (no ``jobReference``, a
+    ``queryId``) unless it decides a job is needed, and then says why in
+    ``jobCreationReason`` (jobs.query's QueryResponse reference). Which
+    statements it runs without a job is BigQuery's call and "subject to
+    change"; this stand-in answers without a job for a finished SELECT whose
+    rows fit in the answer (the case the docs describe) and keeps the job, with
+    reason ``LARGE_RESULTS`` or ``OTHER``, for everything else. A request
+    without the field is answered exactly as before, so the store's two paths
+    (no job, job) both run against it.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "POST" or not _QUERIES_PATH.match(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        try:
+            optional = json.loads(body or b"{}").get("jobCreationMode") == "JOB_CREATION_OPTIONAL"
+        except (ValueError, AttributeError):
+            optional = False
+        if not optional:
+            await self.app(scope, replay, send)
+            return
+        start: dict[str, Any] = {}
+        parts: list[bytes] = []
+
+        async def capture(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            parts.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            payload = b"".join(parts)
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            if start.get("status") == 200:
+                payload = _short_query_answer(payload)
+            await send({**start, "headers": [*headers, (b"content-length", str(len(payload)).encode())]})
+            await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+        await self.app(scope, replay, capture)
+
+
+def _short_query_answer(payload: bytes) -> bytes:
+    """A jobs.query answer as BigQuery gives it in short-query mode (see ``ShortQueryMode``)."""
+    try:
+        answer = json.loads(payload)
+    except ValueError:
+        return payload
+    reference = answer.get("jobReference") or {}
+    jobless = (
+        answer.get("jobComplete")
+        and not answer.get("pageToken")
+        and not answer.get("errors")
+        and answer.get("statementType") == "SELECT"
+    )
+    if jobless:
+        del answer["jobReference"]
+        answer["queryId"] = f"shortq-{reference.get('jobId', '')}"
+    else:
+        answer["jobCreationReason"] = {"code": "LARGE_RESULTS" if answer.get("pageToken") else "OTHER"}
+    return json.dumps(answer).encode()
+
+
+def install_short_query_mode() -> None:
+    """Put ``ShortQueryMode`` in front of the emulator's REST app (wraps its app factory). Idempotent."""
+    from bqemulator import server
+
+    original = server.create_app
+    if getattr(original, "_short_query_mode", False):
+        return
+
+    def create_app(context: Any) -> Any:
+        app = original(context)
+        app.add_middleware(ShortQueryMode)
+        return app
+
+    create_app._short_query_mode = True  # type: ignore[attr-defined]
+    server.create_app = create_app
+
+
+# ---------------------------------------------------------------------------
 # Launcher
 # ---------------------------------------------------------------------------
 
@@ -386,6 +503,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     install_duckdb_extensions_offline()
     install_script_parameter_binding()
     install_jobs_query_error_status()
+    install_short_query_mode()
 
     from bqemulator.cli import main as bqemulator_main
 
