@@ -18,7 +18,7 @@ import re
 import threading
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -280,21 +280,38 @@ def endpoint(
             if not admin:
                 check_org_slug(org_slug)
             service = get_service()
-            if admin and service.adapters.settings.revalidate_auth == "platform":
-                caller = platform_caller(request, request_id)
-            else:
-                caller = service.authenticate(request.headers.get("X-API-Key"), org_slug, request_id, admin=admin)
-            user_id = acting_user(request)
-            if user_id is not None:
-                caller = caller._replace(user_id=user_id)
-            # An operation may answer success: false with a 200 (a validation
-            # that found the credential bad): its payload's "success" wins.
-            return operation(ApiCall(request, service, caller, arguments.get("provider"), arguments.get("org_slug")))
+            api_key = request.headers.get("X-API-Key")
+            if admin:
+                # Admin operations (revalidation, key rotation, rewrap, credential access) reach beyond the store (KMS,
+                # providers): their key is confirmed before they start, at one lookup per AUTH_CACHE_SECONDS.
+                if service.adapters.settings.revalidate_auth == "platform":
+                    caller = platform_caller(request, request_id)
+                else:
+                    caller = service.authenticate(api_key, org_slug, request_id, admin=True)
+                return _call(operation, request, service, caller, arguments)
+            # An org key is confirmed by the operation's first store job: no round trip of its own.
+            with service.authenticated(api_key, org_slug, request_id) as caller:
+                return _call(operation, request, service, caller, arguments)
 
         handler.route = (method, rule)  # type: ignore[attr-defined]
         return handler
 
     return decorate
+
+
+def _call(
+    operation: Operation,
+    request: flask.Request,
+    service: IntegrationService,
+    caller: Caller,
+    arguments: Mapping[str, Any],
+) -> tuple[int, dict[str, Any]] | flask.Response:
+    user_id = acting_user(request)
+    if user_id is not None:
+        caller = caller._replace(user_id=user_id)
+    # An operation may answer success: false with a 200 (a validation
+    # that found the credential bad): its payload's "success" wins.
+    return operation(ApiCall(request, service, caller, arguments.get("provider"), arguments.get("org_slug")))
 
 
 def oauth_callback_response(outcome: AuthorizedFlow, frontend_url: str | None, request_id: str) -> flask.Response:

@@ -28,6 +28,7 @@ from examples.cost_reader import CostReadFailed, read_costs
 from shared.credential_access import access_credential, session_name
 from shared.errors import IntegrationNotActive
 from shared.models import utc_now
+from shared.service import SIGNED_API_KEY_SHAPE
 from tests.conftest import ANTHROPIC_STANDARD_KEY, OPENAI_KEY, key_with
 from tests.openapi_contract import check_response
 
@@ -79,7 +80,8 @@ def test_an_api_key_goes_to_its_pipeline_within_budget_and_audited(client, org_k
 
     response = access(client, admin_key)
     # The budget: one store read, one decrypt, one streamed audit row; no DML, no encrypt.
-    used = dict(store.counters), dict(cipher.counters)
+    # (a read BigQuery answered in short-query mode is also counted as such: not a cost of its own)
+    used = {k: v for k, v in store.counters.items() if k != "short_queries"}, dict(cipher.counters)
     assert used == ({"jobs": 1, "appends": 1}, {"decrypt": 1})
 
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
@@ -97,7 +99,7 @@ def test_an_api_key_goes_to_its_pipeline_within_budget_and_audited(client, org_k
         "config": {},
     }
 
-    admin_key_id = admin_key.split("_")[1]
+    admin_key_id = SIGNED_API_KEY_SHAPE.fullmatch(admin_key).group(2)
     rows = [a for a in store.list_audit("acme", "openai") if a.action == "credential_accessed"]
     assert len(rows) == 2 and all(a.outcome == "success" for a in rows)
     assert rows[0].pipeline == "cost/usage_cost" and rows[0].actor_key_id == admin_key_id
@@ -287,7 +289,8 @@ def test_gcp_access_is_a_read_only_token_minted_from_the_key(
     token_calls = simulator.stats()["requests"]["google"]
 
     response = access(client, admin_key, "gcp", "cost/billing")
-    used = dict(store.counters), dict(cipher.counters)
+    # (a read BigQuery answered in short-query mode is also counted as such: not a cost of its own)
+    used = {k: v for k, v in store.counters.items() if k != "short_queries"}, dict(cipher.counters)
 
     assert response.status_code == 200 and used == ({"jobs": 1, "appends": 1}, {"decrypt": 1})
     body = response.get_json()

@@ -131,6 +131,7 @@ def test_no_secret_in_logs_even_when_provider_echoes_it(client, org_key, caplog)
 
 
 @pytest.mark.parametrize("backend", ["local", "gcp"])
+@pytest.mark.parametrize("instance", ["cold", "warm"])
 @pytest.mark.parametrize(
     ("operation", "jobs", "encrypts", "decrypts"),
     [
@@ -143,12 +144,27 @@ def test_no_secret_in_logs_even_when_provider_echoes_it(client, org_key, caplog)
         ("delete", 1, 0, 0),
     ],
 )
-def test_store_and_crypto_budget_per_operation(client, org_key, service, operation, jobs, encrypts, decrypts):
-    """Store jobs (BigQuery jobs in gcp mode) and KMS calls per operation, as docs/architecture.md budgets them."""
+def test_store_and_crypto_budget_per_operation(
+    client, org_key, service, settings, instance, operation, jobs, encrypts, decrypts
+):
+    """Store jobs (BigQuery jobs in gcp mode) and KMS calls per operation, as docs/architecture.md budgets
+    them, the same cold and warm.
+
+    Cold is a fresh service instance (nothing cached; in gcp mode a new BigQuery
+    client): the API key is confirmed inside the operation's own first job.
+    Warm is the instance after a request with the same key.
+    """
     headers = {"X-API-Key": org_key}
     if operation != "setup":
         _setup(client, org_key)
-    client.get(BASE, headers=headers)  # warm the auth cache, as a warm instance would be
+    if instance == "cold":
+        from shared import http
+        from tests.conftest import make_service
+
+        service = make_service(settings)
+        http.use_service(service)
+    else:
+        client.get(BASE, headers=headers)  # warm the auth cache, as a warm instance would be
     store, cipher = service.adapters.store, service.adapters.cipher
     store.counters.clear()
     cipher.counters.clear()

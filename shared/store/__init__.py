@@ -17,12 +17,21 @@ Rules every adapter keeps (the contract suite in ``tests/contract`` checks them)
 - ``counters["jobs"]`` counts round trips to the backing store (BigQuery
   jobs), so tests can assert the per-operation budget exactly;
   ``counters["appends"]`` counts audit rows streamed in by ``append_audit``.
+- a pending API-key check (``pending_key_check``, set by the service for a
+  signed key it has not confirmed against the store yet) rides on the first
+  job run in its context: that job reads and writes only if the key is on
+  file with that hash, organization and role and not revoked, and otherwise
+  changes nothing, returns nothing and raises ``Unauthenticated``. So a
+  request pays no round trip for authentication alone
+  (docs/design/api-key-auth.md).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -37,6 +46,33 @@ from shared.models import (
     SubscriptionToggle,
     Webhook,
 )
+
+
+@dataclass
+class KeyCheck:
+    """An API key whose signature the service verified, to be confirmed against the store.
+
+    ``confirmed`` is None until a job (or the service's own lookup) answered
+    it, then True (on file with ``key_hash``, ``org_slug`` and ``is_admin``,
+    not revoked) or False.
+    """
+
+    key_id: str
+    key_hash: str
+    org_slug: str
+    is_admin: bool
+    confirmed: bool | None = None
+
+
+# The check the current request's first store job must carry (a ContextVar: each request
+# thread has its own; worker threads a use case starts see none, and run after that job).
+pending_key_check: ContextVar[KeyCheck | None] = ContextVar("pending_key_check", default=None)
+
+
+def key_check_to_carry() -> KeyCheck | None:
+    """The pending key check no job has answered yet, if any."""
+    check = pending_key_check.get()
+    return check if check is not None and check.confirmed is None else None
 
 
 class IntegrationStore(Protocol):
@@ -151,9 +187,14 @@ class IntegrationStore(Protocol):
     # --- revalidation ----------------------------------------------------------
 
     def list_integrations_for_revalidation(
-        self, *, checked_before: datetime, limit: int
+        self, *, checked_before: datetime, limit: int, after: tuple[datetime | None, str] | None = None
     ) -> list[tuple[Integration, StoredCredential]]:
-        """Non-disabled integrations not checked since ``checked_before``, oldest check first (one job)."""
+        """A page of non-disabled integrations not checked since ``checked_before`` (one job).
+
+        In (``last_checked_at``, ``integration_id``) order, never checked first;
+        ``after`` is that key of the previous page's last row (keyset paging:
+        a row written meanwhile, or skipped and still due, is not read twice).
+        """
         ...
 
     def save_revalidation_results(

@@ -1,10 +1,17 @@
 """BigQuery adapter of the store port: production.
 
 Each port call is exactly one BigQuery job (``counters["jobs"]`` counts every
-job sent, retries included), which is what the budget in docs/architecture.md
-asks: setup = 1 job (one multi-statement transaction with the audit row),
-validate = 1 read + 1 write, list/get/update/delete = 1, a revalidation batch
-= 1 read + 1 write whatever its size.
+job sent, retries included; ``counters["short_queries"]`` those BigQuery
+answered without creating a job), which is what the budget in
+docs/architecture.md asks: setup = 1 job (one multi-statement transaction
+with the audit row), validate = 1 read + 1 write, list/get/update/delete = 1,
+a revalidation page = 1 read + 1 write.
+
+A pending API-key check rides on the first job of a request (no job of its
+own): a read becomes one guarded SELECT that returns the key's verdict and,
+only for a good key, the rows; a write script (or a single DML statement,
+which becomes one) starts with a statement that raises before anything is
+written when the key is not on file, revoked, or not of that org and role.
 
 BigQuery has no unique constraints, so ``create_integration`` lets a MERGE
 decide: MERGE is mutating DML, and two concurrent transactions that both
@@ -29,10 +36,11 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from shared.errors import StoreUnavailable
+from shared.errors import StoreUnavailable, Unauthenticated
 from shared.google_rest import GoogleApiError, failure_text, is_connection_failure
 from shared.models import (
     Alert,
@@ -62,8 +70,17 @@ from shared.schemas import (
     column_types,
     table_schema,
 )
-from shared.store import rows
-from shared.store.bigquery_jobs import BigQueryJobs, JobFailed, Parameter, QueryResult, array, scalar, struct_array
+from shared.store import KeyCheck, key_check_to_carry, rows
+from shared.store.bigquery_jobs import (
+    BigQueryJobs,
+    JobFailed,
+    Parameter,
+    QueryResult,
+    array,
+    is_single_statement,
+    scalar,
+    struct_array,
+)
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -87,6 +104,10 @@ RETRYABLE_MESSAGES = (
 JOB_ATTEMPTS = 6
 
 
+class _KeyRefused(Exception):
+    """A guarded job refused the request's API key (its first statement raised ``KEY_REFUSED``)."""
+
+
 def _is_conflict(error: Exception | None) -> bool:
     """A lost transaction race or a full DML queue: BigQuery says so with 400 (or 403) and tells
     them apart only by the message."""
@@ -108,6 +129,14 @@ MUTABLE_INTEGRATION_COLUMNS = [
     for name in column_names(INTEGRATIONS_TABLE)
     if name not in ("integration_id", "org_slug", "provider", "created_at")
 ]
+
+# The message a guarded script raises for a refused API key (it reaches us in the job's error).
+KEY_REFUSED = "integrations: API key refused"
+# The revalidation pages' keyset stands in this instant for "never checked" (before any real check).
+NEVER_CHECKED_AT = datetime(1970, 1, 1, tzinfo=UTC)
+NEVER_CHECKED = "TIMESTAMP '1970-01-01 00:00:00+00'"
+# Columns a guarded read adds in front of the statement's own.
+GUARD_COLUMNS = ("guard_key_ok", "guard_row")
 
 
 class BigQueryStore:
@@ -178,23 +207,50 @@ class BigQueryStore:
     def _insert_sql(self, prefix: str, table: str) -> str:
         return f"INSERT INTO {self._table(table)} ({self._columns(table)}) VALUES ({self._values(prefix, table)})"
 
-    def _run(self, sql: str, parameters: Sequence[Parameter] = ()) -> list[dict[str, Any]]:
-        """One job, retried on transaction conflicts and transient errors; its rows."""
-        return self._job(sql, parameters).rows
+    def _run(
+        self, sql: str, parameters: Sequence[Parameter] = (), *, order_by: str | None = None
+    ) -> list[dict[str, Any]]:
+        """One job, retried on transaction conflicts and transient errors; its rows.
 
-    def _job(self, sql: str, parameters: Sequence[Parameter] = ()) -> QueryResult:
+        ``order_by`` repeats a SELECT's ORDER BY in terms of its output columns
+        (a guarded read re-sorts the rows it wraps; see ``_guarded``).
+        """
+        return self._job(sql, parameters, order_by=order_by).rows
+
+    def _job(self, sql: str, parameters: Sequence[Parameter] = (), *, order_by: str | None = None) -> QueryResult:
         """One job, sent at most ``max_attempts`` times in all (``_retrying``): again with the same
         ``requestId`` after a transient status or a failed transport (BigQuery answers the job that
         send may have started), with a new one after a lost transaction race or a job that ran and
-        failed. Its result, or ``StoreUnavailable``."""
+        failed. Its result, or ``StoreUnavailable``.
+
+        A pending API-key check rides on it (``_guarded``): its verdict is
+        recorded, and a refused key raises ``Unauthenticated``."""
+        check = key_check_to_carry()
+        guarded_read = False
+        if check is not None:
+            sql, parameters, guarded_read = self._guarded(sql, parameters, check, order_by)
         request_id = [str(uuid.uuid4())]
 
         def new_job() -> None:
             request_id[0] = str(uuid.uuid4())
 
-        return self._retrying(
-            lambda: self.jobs.query(sql, parameters, request_id=request_id[0]), counted_as="jobs", new_job=new_job
-        )
+        def send() -> QueryResult:
+            try:
+                return self.jobs.query(sql, parameters, request_id=request_id[0])
+            except GoogleApiError as error:
+                if check is not None and KEY_REFUSED in error.message:
+                    raise _KeyRefused() from None  # an answer, not a failure: neither retried nor logged
+                raise
+
+        try:
+            result = self._retrying(send, counted_as="jobs", new_job=new_job)
+        except _KeyRefused:
+            assert check is not None
+            check.confirmed = False
+            raise Unauthenticated("Invalid API key") from None
+        if result.job_id is None:
+            self.counters["short_queries"] += 1  # BigQuery answered without creating a job
+        return result if check is None else self._answer_key_check(result, check, guarded_read)
 
     def _retrying(
         self, send: Callable[[], Result], *, counted_as: str, new_job: Callable[[], None] | None = None
@@ -231,6 +287,75 @@ class BigQueryStore:
         else:
             raise error  # a bug, not an outage: let it show
         raise StoreUnavailable() from error
+
+    # --- the API-key check that rides on a request's first job ---------------------------------------
+
+    def _key_on_file(self) -> str:
+        """SQL true when the checked key is on file with its hash, org and role, and not revoked."""
+        return (
+            f"EXISTS (SELECT 1 FROM {self._table(API_KEYS_TABLE)} WHERE key_id = @guard_key_id "
+            "AND key_hash = @guard_key_hash AND org_slug = @guard_org_slug AND is_admin = @guard_is_admin "
+            "AND revoked_at IS NULL)"
+        )
+
+    def _guarded(
+        self, sql: str, parameters: Sequence[Parameter], check: KeyCheck, order_by: str | None
+    ) -> tuple[str, list[Parameter], bool]:
+        """``sql`` made to carry ``check``: (statement, parameters, whether it is a guarded read).
+
+        A single SELECT stays one statement (short-query mode still applies):
+        one row for a refused key (``guard_key_ok`` false, no data), else the
+        statement's rows behind ``guard_key_ok``/``guard_row`` (one all-NULL
+        row when there are none). The join does not keep the inner order, so
+        ``order_by`` sorts again. Anything else becomes a script whose first
+        statement after its DECLAREs raises ``KEY_REFUSED``.
+        """
+        guarded = [
+            *parameters,
+            scalar("guard_key_id", "STRING", check.key_id),
+            scalar("guard_key_hash", "STRING", check.key_hash),
+            scalar("guard_org_slug", "STRING", check.org_slug),
+            scalar("guard_is_admin", "BOOL", check.is_admin),
+        ]
+        statement = sql.strip().rstrip(";").strip()
+        if is_single_statement(statement) and statement.upper().startswith("SELECT"):
+            if order_by is None and "ORDER BY" in " ".join(statement.upper().split()):
+                raise ValueError("an ordered read must say its order_by, or a guarded read would lose the order")
+            terms = [f"answer.{term.strip()}" for term in order_by.split(",")] if order_by else []
+            resort = "ORDER BY " + ", ".join(terms) if terms else ""
+            wrapped = (
+                "SELECT guard.key_ok AS guard_key_ok, answer.* "
+                f"FROM (SELECT {self._key_on_file()} AS key_ok) AS guard "
+                f"LEFT JOIN (SELECT TRUE AS guard_row, original.* FROM ({statement}) AS original) AS answer "
+                f"ON guard.key_ok {resort}"
+            )
+            return wrapped, guarded, True
+        lines = statement.splitlines()
+        declarations = 0
+        while declarations < len(lines) and lines[declarations].lstrip().upper().startswith("DECLARE "):
+            declarations += 1
+        refuse = f"IF NOT {self._key_on_file()} THEN\n  RAISE USING MESSAGE = '{KEY_REFUSED}';\nEND IF;"
+        script = "\n".join([*lines[:declarations], refuse, *lines[declarations:]]) + ";"
+        return script, guarded, False
+
+    @staticmethod
+    def _answer_key_check(result: QueryResult, check: KeyCheck, guarded_read: bool) -> QueryResult:
+        """Record the check's verdict; a guarded read's own rows and columns, or Unauthenticated."""
+        if not guarded_read:
+            check.confirmed = True  # the script's guard did not raise
+            return result
+        check.confirmed = bool(result.rows) and bool(result.rows[0]["guard_key_ok"])
+        if not check.confirmed:
+            raise Unauthenticated("Invalid API key")
+        return replace(
+            result,
+            rows=[
+                {name: value for name, value in row.items() if name not in GUARD_COLUMNS}
+                for row in result.rows
+                if row["guard_row"]
+            ],
+            columns=[column for column in result.columns if column[0] not in GUARD_COLUMNS],
+        )
 
     def _integration(self, row: dict[str, Any]) -> Integration:
         return rows.integration_from_row({name: row[name] for name in column_names(INTEGRATIONS_TABLE)})
@@ -424,6 +549,7 @@ SELECT outcome;
         found = self._run(
             f"SELECT * FROM {self._table(INTEGRATIONS_TABLE)} WHERE org_slug = @org_slug ORDER BY provider",
             [self._scalar("org_slug", org_slug)],
+            order_by="provider",
         )
         return [self._integration(row) for row in found]
 
@@ -560,6 +686,9 @@ SELECT existed, deleted_fingerprint;
     def append_audit(self, audit: AuditEvent) -> None:
         # Streamed, not DML: no job, no slot in the table's DML queue; the audit id lets
         # BigQuery drop a resent copy of the row.
+        if key_check_to_carry() is not None:
+            # A streaming insert cannot carry a pending API-key check: answer it first (a guarded read).
+            self._run("SELECT 1 AS key_confirmed")
         row = rows.audit_to_row(audit)
         self._retrying(
             lambda: self.jobs.insert_rows(self.dataset, AUDIT_TABLE, [row], insert_ids=[audit.audit_id]),
@@ -575,6 +704,7 @@ SELECT existed, deleted_fingerprint;
                 scalar("provider", "STRING", provider),
                 self._scalar("limit", limit),
             ],
+            order_by="created_at DESC",
         )
         return [rows.audit_from_row(row) for row in found]
 
@@ -686,6 +816,7 @@ SELECT integration_id FROM {outcome};
                 scalar("after", "STRING", after_credential_id),
                 self._scalar("limit", limit),
             ],
+            order_by="credential_id",
         )
         return [self._credential(row) for row in found]
 
@@ -753,14 +884,25 @@ SELECT credential_id FROM {outcome};
     # --- revalidation ------------------------------------------------------------------------------
 
     def list_integrations_for_revalidation(
-        self, *, checked_before: datetime, limit: int
+        self, *, checked_before: datetime, limit: int, after: tuple[datetime | None, str] | None = None
     ) -> list[tuple[Integration, StoredCredential]]:
+        where = "i.status != 'disabled' AND (i.last_checked_at IS NULL OR i.last_checked_at < @checked_before)"
+        parameters = [self._scalar("checked_before", checked_before), self._scalar("limit", limit)]
+        if after is not None:
+            # Past the previous page's last (last_checked_at, integration_id); never checked sorts first.
+            checked = f"IFNULL(i.last_checked_at, {NEVER_CHECKED})"
+            where += (
+                f" AND ({checked} > @after_checked OR ({checked} = @after_checked AND i.integration_id > @after_id))"
+            )
+            parameters += [
+                scalar("after_checked", "TIMESTAMP", after[0] or NEVER_CHECKED_AT),
+                self._scalar("after_id", after[1]),
+            ]
         found = self._run(
-            self._pairs_sql(
-                "i.status != 'disabled' AND (i.last_checked_at IS NULL OR i.last_checked_at < @checked_before)",
-                "ORDER BY i.last_checked_at, i.integration_id LIMIT @limit",  # NULLs (never checked) first
-            ),
-            [self._scalar("checked_before", checked_before), self._scalar("limit", limit)],
+            # ASC puts NULLs (never checked) first, as IFNULL above does.
+            self._pairs_sql(where, "ORDER BY i.last_checked_at, i.integration_id LIMIT @limit"),
+            parameters,
+            order_by="integration.last_checked_at, integration.integration_id",
         )
         return [self._pair(row) for row in found]
 
@@ -884,6 +1026,7 @@ WHERE target.alert_id = delivery.alert_id
             f"SELECT * FROM {self._table(ALERTS_TABLE)} WHERE org_slug = @org_slug "
             "ORDER BY created_at DESC LIMIT @limit",
             [self._scalar("org_slug", org_slug), self._scalar("limit", limit)],
+            order_by="created_at DESC",
         )
         return [rows.alert_from_row(row) for row in found]
 
@@ -1168,6 +1311,7 @@ FROM {toggles} AS toggle WHERE org_slug = @t_org_slug AND provider = @t_provider
             f"SELECT * FROM {self._table(API_KEYS_TABLE)} WHERE @org_slug IS NULL OR org_slug = @org_slug "
             "ORDER BY org_slug, created_at",
             [scalar("org_slug", "STRING", org_slug)],
+            order_by="org_slug, created_at",
         )
         return [rows.api_key_from_row(row) for row in found]
 

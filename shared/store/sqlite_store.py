@@ -19,6 +19,10 @@ Concurrency (the local server answers each request on its own thread):
   the process and consistent after a power loss (the last commits may be
   lost then, never half-applied), at no fsync per commit. The local mode's
   write ceiling is in docs/design/two-runtimes.md.
+
+A pending API-key check (``shared.store.pending_key_check``) is answered on
+the connection of the first query or transaction it rides on, before that
+statement runs, and counts in the same job.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.errors import StoreUnavailable
+from shared.errors import StoreUnavailable, Unauthenticated
 from shared.lifecycle import status_after_settings_change
 from shared.models import (
     Alert,
@@ -64,7 +68,7 @@ from shared.schemas import (
     column_types,
     table_schema,
 )
-from shared.store import rows
+from shared.store import KeyCheck, key_check_to_carry, rows
 
 SQLITE_TYPES = {
     "STRING": "TEXT",
@@ -110,7 +114,8 @@ INDEXES = (
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_integration_org_provider ON {INTEGRATIONS_TABLE} (org_slug, provider)",
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_integration_id ON {INTEGRATIONS_TABLE} (integration_id)",
     f"CREATE INDEX IF NOT EXISTS ix_integration_credential ON {INTEGRATIONS_TABLE} (credential_id)",
-    f"CREATE INDEX IF NOT EXISTS ix_integration_last_checked ON {INTEGRATIONS_TABLE} (last_checked_at)",
+    f"CREATE INDEX IF NOT EXISTS ix_integration_due ON {INTEGRATIONS_TABLE} (last_checked_at, integration_id)",
+    "DROP INDEX IF EXISTS ix_integration_last_checked",  # the revalidation read's index before it was paged
     f"CREATE UNIQUE INDEX IF NOT EXISTS uq_credential_id ON {CREDENTIALS_TABLE} (credential_id)",
     f"CREATE INDEX IF NOT EXISTS ix_credential_org_provider ON {CREDENTIALS_TABLE} (org_slug, provider)",
     f"CREATE INDEX IF NOT EXISTS ix_audit_org ON {AUDIT_TABLE} (org_slug, provider, created_at)",
@@ -252,12 +257,15 @@ class SqliteStore:
     @contextmanager
     def _transaction(self, *, counted_as: str = "jobs") -> Iterator[sqlite3.Connection]:
         self.counters[counted_as] += 1
+        check = key_check_to_carry()
         with self._write_lock, self._connection() as connection:
             try:
                 connection.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 raise StoreUnavailable() from exc
             try:
+                if check is not None:
+                    self._answer_key_check(connection, check)  # a refused key rolls back before any write
                 yield connection
             except sqlite3.Error as exc:
                 connection.execute("ROLLBACK")
@@ -274,11 +282,26 @@ class SqliteStore:
 
     def _query(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
         self.counters["jobs"] += 1
+        check = key_check_to_carry()
         try:
             with self._connection() as connection:
+                if check is not None:
+                    self._answer_key_check(connection, check)  # nothing is read for a refused key
                 return connection.execute(sql, parameters).fetchall()
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable() from exc
+
+    @staticmethod
+    def _answer_key_check(connection: sqlite3.Connection, check: KeyCheck) -> None:
+        """The pending API-key check, answered in the same round trip as the statement it rides on."""
+        found = connection.execute(
+            f"SELECT 1 FROM {API_KEYS_TABLE} WHERE key_id = ? AND key_hash = ? AND org_slug = ? AND is_admin = ? "
+            "AND revoked_at IS NULL",
+            (check.key_id, check.key_hash, check.org_slug, int(check.is_admin)),
+        ).fetchone()
+        check.confirmed = found is not None
+        if not check.confirmed:
+            raise Unauthenticated("Invalid API key")
 
     def _to_sql(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
         converted = dict(row)
@@ -540,14 +563,40 @@ class SqliteStore:
     # --- revalidation ----------------------------------------------------------------------
 
     def list_integrations_for_revalidation(
-        self, *, checked_before: datetime, limit: int
+        self, *, checked_before: datetime, limit: int, after: tuple[datetime | None, str] | None = None
     ) -> list[tuple[Integration, StoredCredential]]:
+        # Two index ranges on ix_integration_due, so a page costs its own rows wherever it starts:
+        # the never-checked rows (last_checked_at IS NULL) by id past the cursor, then the checked
+        # ones from the cursor's (last_checked_at, id) on. A ranged row-value comparison would not
+        # use the index, and NULLs compare to nothing.
+        in_never_checked = after is None or after[0] is None
+        after_id = "" if after is None else after[1]
+        after_checked = "" if after is None or after[0] is None else _timestamp_text(after[0])
+        pair = f"{self._integration_columns('i')}, {self._credential_columns('c')}"
+        join = f"FROM {INTEGRATIONS_TABLE} i JOIN {CREDENTIALS_TABLE} c ON c.credential_id = i.credential_id"
+        never_checked = (
+            f"SELECT 0 AS phase, {pair} {join} WHERE ? AND i.last_checked_at IS NULL AND i.integration_id > ? "
+            "AND i.status != 'disabled' ORDER BY i.integration_id LIMIT ?"
+        )
+        checked = (
+            f"SELECT 1 AS phase, {pair} {join} WHERE i.last_checked_at >= ? AND i.last_checked_at < ? "
+            "AND (i.last_checked_at > ? OR i.integration_id > ?) AND i.status != 'disabled' "
+            "ORDER BY i.last_checked_at, i.integration_id LIMIT ?"
+        )
         found = self._query(
-            f"SELECT {self._integration_columns('i')}, {self._credential_columns('c')} "
-            f"FROM {INTEGRATIONS_TABLE} i JOIN {CREDENTIALS_TABLE} c ON c.credential_id = i.credential_id "
-            "WHERE i.status != 'disabled' AND (i.last_checked_at IS NULL OR i.last_checked_at < ?) "
-            "ORDER BY i.last_checked_at IS NOT NULL, i.last_checked_at, i.integration_id LIMIT ?",
-            (_timestamp_text(checked_before), limit),
+            f"SELECT * FROM ({never_checked}) UNION ALL SELECT * FROM ({checked}) "
+            "ORDER BY phase, i_last_checked_at, i_integration_id LIMIT ?",
+            (
+                int(in_never_checked),
+                after_id,
+                limit,
+                after_checked,
+                _timestamp_text(checked_before),
+                after_checked,
+                "" if in_never_checked else after_id,
+                limit,
+                limit,
+            ),
         )
         return [self._pair(row) for row in found]
 

@@ -458,3 +458,90 @@ def test_an_appended_audit_row_is_streamed_not_a_job(store):
         "Integration for OpenAI is pending, not active",
     )
     assert row.created_at == event.created_at and row.audit_id == event.audit_id
+
+
+# --- a pending API-key check rides on the first job ----------------------------------------------------
+
+
+def _pending(store, check):
+    """Run the next store calls with ``check`` pending, as ``IntegrationService.authenticated`` does."""
+    from contextlib import contextmanager
+
+    from shared.store import pending_key_check
+
+    @contextmanager
+    def riding():
+        token = pending_key_check.set(check)
+        try:
+            yield
+        finally:
+            pending_key_check.reset(token)
+
+    return riding()
+
+
+def _key_on_file(store, *, revoked=False):
+    from shared.store import KeyCheck
+
+    record = ApiKeyRecord(key_id=new_id()[:16], org_slug="acme", key_hash="h" * 64)
+    store.add_api_key(record)
+    if revoked:
+        store.revoke_api_key(record.key_id)
+    return KeyCheck(key_id=record.key_id, key_hash=record.key_hash, org_slug="acme", is_admin=False)
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda store: store.list_integrations("acme"),
+        lambda store: store.get_integration("acme", "gemini"),
+        lambda store: store.get_integration_with_credential("acme", "openai"),
+        lambda store: store.list_audit("acme", limit=3),
+        lambda store: store.list_alerts("acme"),
+        lambda store: store.list_subscription_toggles("acme"),
+        lambda store: store.get_webhooks(["acme"]),
+        lambda store: store.list_api_keys("acme"),
+        lambda store: store.list_credentials_for_rewrap(primary_version="9", after_credential_id=None, limit=2),
+        lambda store: store.list_integrations_for_revalidation(checked_before=utc_now(), limit=10),
+    ],
+)
+def test_a_pending_key_check_rides_on_a_read_and_keeps_its_answer(store, read):
+    for provider in ("openai", "gemini", "anthropic"):
+        integration, credential = make(provider=provider)
+        store.create_integration(integration, credential, audit(provider=provider))
+    check = _key_on_file(store)
+    expected = read(store)
+    store.counters.clear()
+    with _pending(store, check):
+        assert read(store) == expected  # same rows, same order
+    assert check.confirmed is True and store.counters["jobs"] == 1
+
+
+def test_a_refused_key_reads_nothing_and_writes_nothing(store):
+    from dataclasses import replace
+
+    from shared.errors import Unauthenticated
+
+    integration, credential = make()
+    store.create_integration(integration, credential, audit())
+    on_file = _key_on_file(store)
+    refused = [
+        _key_on_file(store, revoked=True),
+        replace(on_file, key_hash="x" * 64),  # another key's secret
+        replace(on_file, org_slug="globex"),  # another org than the key was issued for
+        replace(on_file, is_admin=True),  # another role
+    ]
+    writes = [
+        lambda: store.record_audit(audit("rejected")),  # one INSERT statement
+        lambda: store.update_settings("acme", "openai", SettingsChange(enabled=False), audit("disable")),  # a script
+        lambda: store.delete_integration("acme", "openai", audit("delete")),
+    ]
+    for check in refused:
+        for call in [lambda: store.list_integrations("acme"), *writes]:
+            check.confirmed = None
+            store.counters.clear()
+            with _pending(store, check), pytest.raises(Unauthenticated):
+                call()
+            assert check.confirmed is False and store.counters["jobs"] == 1
+    assert store.get_integration("acme", "openai").status == Status.PENDING
+    assert [a.action for a in store.list_audit("acme")] == ["setup"]
