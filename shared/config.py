@@ -177,7 +177,10 @@ class Settings:
     revalidation_failures_before_error: int = 3
     revalidation_max_seconds: float = 240.0
     revalidation_min_interval_seconds: float = 3600.0
-    revalidation_batch_limit: int = 5000
+    # A run works in pages (one read, one write each) until REVALIDATION_MAX_SECONDS; the batch
+    # limit optionally caps the integrations one run reads (0: no cap, the time box decides).
+    revalidation_page_size: int = 500
+    revalidation_batch_limit: int = 0
     expiry_alert_days: tuple[int, ...] = (30, 7, 1)
     webhook_timeout_seconds: float = 5.0
     webhook_max_attempts: int = 3
@@ -263,7 +266,8 @@ class Settings:
             revalidation_failures_before_error=max(1, int(_float(environ, "REVALIDATION_FAILURES_BEFORE_ERROR", 3))),
             revalidation_max_seconds=_float(environ, "REVALIDATION_MAX_SECONDS", 240.0),
             revalidation_min_interval_seconds=60 * _float(environ, "REVALIDATION_MIN_INTERVAL_MINUTES", 60.0),
-            revalidation_batch_limit=max(1, int(_float(environ, "REVALIDATION_BATCH_LIMIT", 5000))),
+            revalidation_page_size=_whole_in_range(environ, "REVALIDATION_PAGE_SIZE", 500, 1, 5000),
+            revalidation_batch_limit=max(0, int(_float(environ, "REVALIDATION_BATCH_LIMIT", 0))),
             expiry_alert_days=_days(environ, "EXPIRY_ALERT_DAYS", (30, 7, 1)),
             webhook_timeout_seconds=_float(environ, "WEBHOOK_TIMEOUT_SECONDS", 5.0),
             webhook_max_attempts=max(1, int(_float(environ, "WEBHOOK_MAX_ATTEMPTS", 3))),

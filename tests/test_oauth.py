@@ -150,8 +150,8 @@ def test_pkce_provider_connects_end_to_end(browser, client, org_key, service, oa
     store, cipher = service.adapters.store, service.adapters.cipher
     jobs, encrypts = store.counters["jobs"], cipher.counters["encrypt"]
     started = browser.start("canva")
-    # start: one store job (the state) and one encrypt (the PKCE verifier), plus the key lookup
-    assert store.counters["jobs"] - jobs == 2 and cipher.counters["encrypt"] - encrypts == 1
+    # start: one store job (the state, which also confirms the API key) and one encrypt (the PKCE verifier)
+    assert store.counters["jobs"] - jobs == 1 and cipher.counters["encrypt"] - encrypts == 1
     query = parse_qs(urlsplit(started["authorize_url"]).query)
     assert query["response_type"] == ["code"] and query["client_id"] == ["sim-canva-client"]
     assert query["redirect_uri"] == [REDIRECT] and query["scope"] == ["profile:read"]

@@ -298,16 +298,96 @@ def test_time_box_leaves_the_rest_for_the_next_run(service, simulator):
 
 
 @pytest.mark.parametrize("backend", ["local", "gcp"])
-def test_store_jobs_are_constant_in_the_number_of_integrations(service, backend):
+def test_store_jobs_grow_with_pages_not_with_integrations(service, backend):
     jobs = []
     for count in (3, 12):
         for index in range(len(jobs) * 3, len(jobs) * 3 + count):
             connect(service, f"org{index:03d}", "gemini", GEMINI_KEY, validate=False)
         summary = revalidate(service)
         jobs.append(summary["store_jobs"])
-    # One read and one batch write, whatever N (no alerts: no webhook jobs).
+    # One page read and one page write, whatever N up to a page (no alerts: no webhook jobs).
     assert jobs == [2, 2]
     assert service.adapters.cipher.counters["decrypt"] == 3 + 15
+
+
+@pytest.mark.parametrize("backend", ["local", "gcp"])
+def test_a_run_works_page_by_page_and_checks_each_integration_once(service, backend):
+    for index in range(12):
+        connect(service, f"org{index:03d}", "gemini", GEMINI_KEY, validate=False)
+    service.adapters.settings = replace(service.adapters.settings, revalidation_page_size=5)
+    for _ in range(2):  # the second run pages through the first run's ties (one timestamp per page write)
+        summary = revalidate(service)
+        assert (summary["checked"], summary["written"], summary["read"], summary["pages"]) == (12, 12, 12, 3)
+        assert summary["store_jobs"] == 3 + 3 and summary["more"] is False
+    audits = [a for index in range(12) for a in service.adapters.store.list_audit(f"org{index:03d}")]
+    per_integration = [sum(a.action == "revalidate" for a in audits if a.org_slug == f"org{i:03d}") for i in range(12)]
+    assert per_integration == [2] * 12
+
+
+def test_the_batch_limit_caps_a_run_and_the_next_run_goes_on(service):
+    for index in range(12):
+        connect(service, f"org{index:03d}", "gemini", GEMINI_KEY, validate=False)
+    service.adapters.settings = replace(
+        service.adapters.settings,
+        revalidation_page_size=5,
+        revalidation_batch_limit=7,
+        revalidation_min_interval_seconds=3600,
+    )
+    first = revalidate(service)
+    assert (first["read"], first["checked"], first["pages"], first["more"]) == (7, 7, 2, True)
+    second = revalidate(service)
+    assert (second["checked"], second["more"]) == (5, False)
+
+
+def test_skipped_rows_stay_due_without_stalling_the_pages(service):
+    """A retired provider's rows are never written, so they stay due; the keyset reads past them."""
+    import sqlite3
+
+    for index in range(9):
+        connect(service, f"org{index}", validate=False)
+    with sqlite3.connect(service.adapters.store.path) as connection:
+        connection.execute(
+            "UPDATE org_integrations SET provider = 'retired' WHERE org_slug IN ('org1', 'org4', 'org7')"
+        )
+    service.adapters.settings = replace(service.adapters.settings, revalidation_page_size=2)
+    summary = revalidate(service)
+    assert (summary["checked"], summary["skipped"], summary["read"]) == (6, 3, 9)
+
+
+def test_a_run_holds_a_few_pages_of_integrations_whatever_their_number(service):
+    """Memory stays flat in N: the integrations alive at any moment are a few pages' worth, not the batch.
+
+    Counted as live Integration objects (sampled while the run goes), not as allocated bytes: the
+    provider simulator serves from this process and its buffers would drown the figure.
+    """
+    import gc
+
+    from shared.models import Integration
+
+    count, page_size = 400, 20
+    for index in range(count):
+        connect(service, f"org{index:04d}", "gemini", GEMINI_KEY, validate=False)
+    service.adapters.settings = replace(
+        service.adapters.settings, revalidation_page_size=page_size, revalidation_concurrency=4
+    )
+    gc.collect()
+    live: list[int] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            live.append(sum(type(item) is Integration for item in gc.get_objects()))
+            done.wait(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        summary = revalidate(service)
+    finally:
+        done.set()
+        sampler.join()
+    assert summary["checked"] == count and summary["pages"] == count // page_size
+    assert len(live) > 5 and max(live) <= 10 * page_size < count, max(live)
 
 
 def test_revalidate_endpoint_needs_an_admin_key(client, service, org_key):

@@ -19,9 +19,9 @@ from shared.store.sqlite_store import SqliteStore
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY, key_with, make_service, with_settings
 
 SCHEDULER = Caller(key_id="scheduler", org_slug="*", is_admin=True, request_id="r")
-# Statements that read every row by design: the revalidation batch read (all due
-# rows), the CLI's list of every key, and the idempotent backfills on open.
-WHOLE_TABLE_READS = ("last_checked_at IS NULL OR", "FROM org_api_keys ORDER BY org_slug")
+# Statements that read every row by design: the CLI's list of every key, and the
+# idempotent backfills on open. (Revalidation reads one index range per page.)
+WHOLE_TABLE_READS = ("FROM org_api_keys ORDER BY org_slug",)
 
 
 def _every_store_call(service) -> None:
@@ -68,7 +68,12 @@ def test_every_lookup_uses_an_index(settings, tmp_path):
         if any(marker in statement for marker in WHOLE_TABLE_READS):
             continue
         rows = plans.execute("EXPLAIN QUERY PLAN " + statement).fetchall()
-        tables = [detail.split()[1] for *_, detail in rows if detail.startswith("SCAN ") and "USING" not in detail]
+        # A SCAN of "(subquery-N)" walks a subquery's own result (a page's rows), not a table.
+        tables = [
+            detail.split()[1]
+            for *_, detail in rows
+            if detail.startswith("SCAN ") and "USING" not in detail and not detail.startswith("SCAN (subquery")
+        ]
         if tables:
             scans[statement[:160]] = tables
     # Backfills on open may walk their own table once (idempotent, start-up only), never a second one per row.

@@ -290,6 +290,49 @@ def test_revalidation_batch_reads_and_writes_in_one_job_each(store):
     assert len(later) == 3
 
 
+def test_revalidation_pages_cover_every_due_row_once_in_order(store):
+    """Keyset pages: never checked first, then oldest check, ties (one write's timestamp) by id."""
+    earlier, later = utc_now() - timedelta(hours=3), utc_now() - timedelta(hours=2)
+    checked_at = {}
+    for index in range(11):
+        integration, credential = make(org=f"org{index:02d}")
+        store.create_integration(integration, credential, audit(org=integration.org_slug))
+        # 4 never checked, 4 checked together (one page write's tie), 3 at another moment.
+        checked_at[integration.integration_id] = None if index < 4 else earlier if index < 8 else later
+    disabled, disabled_credential = make(org="zz-disabled", status=Status.DISABLED)
+    store.create_integration(disabled, disabled_credential, audit(org="zz-disabled"))
+    writes = []
+    for integration, _ in store.list_integrations_for_revalidation(checked_before=utc_now(), limit=100):
+        read_version = integration.updated_at
+        integration.last_checked_at = checked_at[integration.integration_id]
+        integration.updated_at = utc_now()
+        writes.append((integration, audit("revalidate", org=integration.org_slug), read_version))
+    assert store.save_revalidation_results(writes)[0] == 11
+    expected = sorted(
+        checked_at,
+        key=lambda integration_id: (
+            checked_at[integration_id] is not None,
+            checked_at[integration_id] or earlier,
+            integration_id,
+        ),
+    )
+
+    store.counters.clear()
+    pages, cursor = [], None
+    while True:
+        page = store.list_integrations_for_revalidation(checked_before=utc_now(), limit=3, after=cursor)
+        pages.append([integration.integration_id for integration, _ in page])
+        if len(page) < 3:
+            break
+        cursor = (page[-1][0].last_checked_at, page[-1][0].integration_id)
+    assert [len(page) for page in pages] == [3, 3, 3, 2]
+    assert [integration_id for page in pages for integration_id in page] == expected
+    assert store.counters["jobs"] == 4  # one job per page
+    # Only rows checked before the cutoff are due, from wherever the cursor stands.
+    due_before_later = store.list_integrations_for_revalidation(checked_before=later, limit=100, after=None)
+    assert {i.integration_id for i, _ in due_before_later} == set(expected[:8])
+
+
 def test_alert_deliveries_and_webhooks(store):
     integration, credential = make()
     store.create_integration(integration, credential, audit())
