@@ -1,29 +1,36 @@
 """Benchmark: revalidate many integrations against provider simulators.
 
-    .venv/bin/python -m bench.revalidation [--count 1000] [--latency-ms 50] [--concurrency 16]
-                                           [--runs 5] [--json F]
+    .venv/bin/python -m bench.revalidation [--count 1000 | --counts 1000,5000,20000,50000]
+                                           [--latency-ms 50] [--concurrency 16] [--runs 5] [--json F]
 
-Seeds ``count`` integrations (and a tenth as many, the "small" row) spread
-over OpenAI, Anthropic and Gemini, in local mode (SQLite + keyring in a temp
-dir). The provider
-simulator runs in its own process and answers every request after
-``latency-ms``. After one untimed warm-up revalidation (imports, thread pool,
-HTTP connections), each row is revalidated ``runs`` times; every run checks
-every integration again. It prints medians over the runs:
+Seeds each row's integrations (``--counts``; or ``--count N``: N and a tenth
+as many, the "small" row) spread over OpenAI, Anthropic and Gemini, in local
+mode (SQLite + keyring in a temp dir), from a child process, so this process
+holds none of the seeding's memory. The provider simulator runs in its own
+process and answers every request after ``latency-ms``. After one untimed
+warm-up revalidation (imports, thread pool, HTTP connections), each row is
+revalidated ``runs`` times; every run checks every integration again
+(``REVALIDATION_MIN_INTERVAL_MINUTES=0``), in pages of
+``REVALIDATION_PAGE_SIZE`` within a time box (``--max-seconds``) long enough
+for all of them. It prints medians (and min..max) over the runs:
 
+- **checked**: the integrations the run actually checked, and a warning on
+  any row that checked fewer than it seeded (a time box too short, or a cap):
+  a row's figures are only about what it checked;
 - wall time and its ratio to the ideal: what a perfectly packed pool would
   take for the provider calls the simulator actually served in that run,
   ``max(calls x latency / concurrency, max over providers of calls_p x
-  latency / per_provider)`` (target: within 1.3x). OpenAI and Anthropic
-  validations make two calls each (every check runs), Gemini one;
-- where the time went: the store read, the check phase, folding results, the
-  batch write (the run's own ``phase_seconds``), the summed decrypt and
+  latency / per_provider)``. OpenAI and Anthropic validations make two calls
+  each (every check runs), Gemini one;
+- where the time went: the run's ``phase_seconds`` (read, fold, write summed
+  over pages; check is the check loop's wall time), the summed decrypt and
   provider-call time of the workers, and this process's CPU seconds during
   the run (client overhead: the simulator has its own process);
 - memory over the timed run: peak RSS during the run (the kernel's high-water
   mark, reset just before it) and its growth over the RSS before the run; the
-  peak Python allocation comes from one extra untimed run under tracemalloc;
-- store jobs of a run, for both rows (constant in N: 2 without alerts);
+  peak Python allocation comes from one extra untimed run under tracemalloc
+  (rows up to ``--tracemalloc-max``: it slows Python several times over);
+- store jobs and pages of a run (2 jobs per page without alerts);
 - the simulator's peak concurrent requests per provider (the per-provider cap).
 
 Times are wall clock on a noisy shared machine: read the ratios, not the seconds.
@@ -43,6 +50,7 @@ import tempfile
 import time
 import tracemalloc
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +67,38 @@ KEYS = {
     "gemini": "AIzaSyBenchKey0123456789abcdefghijklmno",
 }
 SCHEDULER = Caller(key_id="bench", org_slug="*", is_admin=True, request_id="bench")
+# Seeding writes this many integrations per store job (bulk import's one-transaction path).
+SEED_BATCH = 500
+
+# Run in a child interpreter: argv = data dir, count. Encrypts one credential per integration with
+# the data dir's keyring and writes them in batches, as shared.bulk_import does.
+SEED_SCRIPT = """
+import sys
+from pathlib import Path
+from shared.config import Settings
+from shared.models import Integration, Status, new_id
+from shared.providers import default_registry
+from shared.service import Caller, IntegrationService
+from shared.wiring import Adapters
+from bench.revalidation import KEYS, SEED_BATCH
+data_dir, count = Path(sys.argv[1]), int(sys.argv[2])
+service = IntegrationService(Adapters(Settings(data_dir=data_dir)), default_registry())
+providers = list(KEYS)
+entries = []
+for index in range(count):
+    provider = providers[index % len(providers)]
+    caller = Caller(key_id="bench", org_slug=f"org{index // len(providers):05d}", is_admin=False, request_id="b")
+    spec = service.provider(provider)
+    credential = service.encrypt_credential(caller, spec, KEYS[provider], "setup", None)
+    integration = Integration(
+        integration_id=new_id(), org_slug=caller.org_slug, provider=provider, status=Status.PENDING,
+        credential_id=credential.credential_id, created_by="bench",
+    )
+    entries.append((integration, credential, caller.audit(caller.org_slug, provider, "setup")))
+    if len(entries) == SEED_BATCH or index == count - 1:
+        assert len(service.adapters.store.import_integrations(entries)) == len(entries)
+        entries = []
+"""
 
 
 def _free_port() -> int:
@@ -117,23 +157,26 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def build(count: int, data_dir: Path, simulator_url: str, concurrency: int) -> tuple[IntegrationService, float]:
-    """A service holding ``count`` integrations; and how long seeding them took."""
+def spread(values: list[float]) -> dict[str, float]:
+    """min, median and max of one figure over the runs."""
+    return {"min": min(values), "median": median(values), "max": max(values)}
+
+
+def build(
+    count: int, data_dir: Path, simulator_url: str, concurrency: int, max_seconds: float
+) -> tuple[IntegrationService, float]:
+    """A service holding ``count`` integrations (seeded by a child process); and how long seeding took."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", SEED_SCRIPT, str(data_dir), str(count)], cwd=REPO, check=True)
+    seed_seconds = time.perf_counter() - started
     settings = Settings(
         data_dir=data_dir,
         provider_base_urls={p: f"{simulator_url}/{p}" for p in KEYS},
         revalidation_concurrency=concurrency,
         revalidation_min_interval_seconds=0,
-        revalidation_max_seconds=600,
+        revalidation_max_seconds=max_seconds,
     )
-    service = IntegrationService(Adapters(settings), default_registry())
-    providers = list(KEYS)
-    started = time.perf_counter()
-    for index in range(count):
-        provider = providers[index % len(providers)]
-        caller = Caller(key_id="bench", org_slug=f"org{index // len(providers):05d}", is_admin=False, request_id="b")
-        service.setup(caller, provider, {"api_key": KEYS[provider]}, None, None)
-    return service, time.perf_counter() - started
+    return IntegrationService(Adapters(settings), default_registry()), seed_seconds
 
 
 def ideal_seconds(requests: dict[str, int], latency_ms: float, concurrency: int, per_provider: int) -> float:
@@ -166,8 +209,10 @@ def timed_run(service: IntegrationService, simulator_url: str, latency_ms: float
         "cpu_seconds": round(cpu, 3),
         "phase_seconds": summary["phase_seconds"],
         "store_jobs": summary["store_jobs"],
+        "pages": summary["pages"],
         "decrypts": service.adapters.cipher.counters["decrypt"] - decrypts_before,
         "checked": summary["checked"],
+        "more": summary["more"],
         "active": summary["active"],
         "written": summary["written"],
         "provider_requests": requests,
@@ -178,84 +223,128 @@ def timed_run(service: IntegrationService, simulator_url: str, latency_ms: float
     }
 
 
-def measure(count: int, latency_ms: float, concurrency: int, runs: int, simulator_url: str) -> dict[str, Any]:
+def measure(count: int, arguments: argparse.Namespace, simulator_url: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-revalidation-") as data_dir:
-        service, seed_seconds = build(count, Path(data_dir), simulator_url, concurrency)
-        samples = [timed_run(service, simulator_url, latency_ms) for _ in range(runs)]
-        # Python's own allocations in one more run: tracemalloc slows Python down too much to time it.
-        tracemalloc.start()
-        revalidate_all(service, SCHEDULER)
-        _, peak_python = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+        service, seed_seconds = build(
+            count, Path(data_dir), simulator_url, arguments.concurrency, arguments.max_seconds
+        )
+        if arguments.page_size:
+            service.adapters.settings = replace(service.adapters.settings, revalidation_page_size=arguments.page_size)
+        samples = [timed_run(service, simulator_url, arguments.latency_ms) for _ in range(arguments.runs)]
+        peak_python = None
+        if count <= arguments.tracemalloc_max:
+            # Python's own allocations in one more run: tracemalloc slows Python down too much to time it.
+            tracemalloc.start()
+            revalidate_all(service, SCHEDULER)
+            peak_python = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
+            tracemalloc.stop()
     phases = sorted({name for sample in samples for name in sample["phase_seconds"]})
-    jobs = {sample["store_jobs"] for sample in samples}
+    jobs = [sample["store_jobs"] for sample in samples]
+    checked = min(s["checked"] for s in samples)
+    ratios = [s["ratio_to_ideal"] for s in samples if s["ratio_to_ideal"] is not None]
+    rss = [s["peak_rss_mb"] for s in samples if s["peak_rss_mb"] is not None]
     return {
         "count": count,
-        "runs": runs,
+        "runs": arguments.runs,
+        "page_size": service.adapters.settings.revalidation_page_size,
         "seed_seconds": round(seed_seconds, 2),
+        # What the runs actually did: every figure below is about these integrations.
+        "checked": checked,
+        "checked_every_run": [s["checked"] for s in samples],
+        "checked_all": checked == count,
         "wall_seconds": median([s["wall_seconds"] for s in samples]),
+        "wall_spread": spread([s["wall_seconds"] for s in samples]),
         "ideal_seconds": median([s["ideal_seconds"] for s in samples]),
-        "ratio_to_ideal": median([s["ratio_to_ideal"] for s in samples]),
-        "ratio_min": min(s["ratio_to_ideal"] for s in samples),
-        "ratio_max": max(s["ratio_to_ideal"] for s in samples),
+        # None when no provider was called (nothing checked): no ideal to compare with.
+        "ratio_to_ideal": median(ratios) if ratios else None,
+        "ratio_min": min(ratios, default=None),
+        "ratio_max": max(ratios, default=None),
         "cpu_seconds": median([s["cpu_seconds"] for s in samples]),
         "phase_seconds": {name: median([s["phase_seconds"].get(name, 0.0) for s in samples]) for name in phases},
         "store_jobs": max(jobs),
-        "store_jobs_same_every_run": len(jobs) == 1,
+        "store_jobs_same_every_run": len(set(jobs)) == 1,
+        "pages": max(s["pages"] for s in samples),
         "decrypts": max(s["decrypts"] for s in samples),
-        "checked": min(s["checked"] for s in samples),
         "provider_requests": samples[-1]["provider_requests"],
         "peak_concurrent_per_provider": samples[-1]["peak_concurrent_per_provider"],
-        "peak_rss_mb": max((s["peak_rss_mb"] for s in samples if s["peak_rss_mb"] is not None), default=None),
+        "peak_rss_mb": max(rss, default=None),
+        "peak_rss_spread": spread(rss) if rss else None,
         "rss_growth_mb": max((s["rss_growth_mb"] for s in samples if s["rss_growth_mb"] is not None), default=None),
-        "peak_python_mb": round(peak_python / 2**20, 1),
+        "peak_python_mb": peak_python,
         "samples": samples,
     }
 
 
-def warm_up(latency_ms: float, concurrency: int, simulator_url: str) -> None:
+def warm_up(arguments: argparse.Namespace, simulator_url: str) -> None:
     """One small untimed revalidation: imports, thread pool, connections and code paths warm."""
     with tempfile.TemporaryDirectory(prefix="bench-revalidation-warm-") as data_dir:
-        service, _ = build(30, Path(data_dir), simulator_url, concurrency)
+        service, _ = build(30, Path(data_dir), simulator_url, arguments.concurrency, arguments.max_seconds)
         revalidate_all(service, SCHEDULER)
 
 
 def print_rows(rows: list[dict[str, Any]]) -> None:
     header = (
-        f"{'N':>6} {'wall s':>7} {'ideal s':>7} {'x ideal':>7} {'min..max':>11} {'jobs':>4} {'decrypts':>8} "
-        f"{'cpu s':>6} {'read':>6} {'check':>6} {'fold':>6} {'write':>6} {'decr.Σ':>7} {'prov.Σ':>7} "
-        f"{'RSS MB':>7} {'+MB':>5} {'py MB':>6}"
+        f"{'N':>6} {'checked':>7} {'wall s':>7} {'ideal s':>7} {'x ideal':>7} {'min..max':>11} {'jobs':>4} "
+        f"{'pages':>5} {'decrypts':>8} {'cpu s':>6} {'read':>6} {'check':>6} {'fold':>6} {'write':>6} "
+        f"{'decr.Σ':>7} {'prov.Σ':>7} {'RSS MB':>7} {'min..max':>13} {'+MB':>5} {'py MB':>6}"
     )
     print(header + "  peak in flight per provider")
     for row in rows:
         phase = row["phase_seconds"]
+        rss = row["peak_rss_spread"]
+        rss_range = f"{rss['min']:.0f}..{rss['max']:.0f}" if rss else "-"
+        ratio = "-" if row["ratio_to_ideal"] is None else f"{row['ratio_to_ideal']:.2f}"
+        ratios = "-" if row["ratio_min"] is None else f"{row['ratio_min']:.2f}..{row['ratio_max']:.2f}"
         print(
-            f"{row['count']:>6} {row['wall_seconds']:>7.2f} {row['ideal_seconds']:>7.2f} {row['ratio_to_ideal']:>7.2f} "
-            f"{row['ratio_min']:>5.2f}..{row['ratio_max']:<4.2f} {row['store_jobs']:>4} {row['decrypts']:>8} "
-            f"{row['cpu_seconds']:>6.2f} {phase.get('read', 0):>6.2f} {phase.get('check', 0):>6.2f} "
-            f"{phase.get('fold', 0):>6.2f} {phase.get('write', 0):>6.2f} {phase.get('decrypt_total', 0):>7.2f} "
-            f"{phase.get('provider_total', 0):>7.2f} {row['peak_rss_mb'] or '-':>7} {row['rss_growth_mb'] or '-':>5} "
-            f"{row['peak_python_mb']:>6}  {row['peak_concurrent_per_provider']}"
+            f"{row['count']:>6} {row['checked']:>7} {row['wall_seconds']:>7.2f} {row['ideal_seconds']:>7.2f} "
+            f"{ratio:>7} {ratios:>11} {row['store_jobs']:>4} "
+            f"{row['pages']:>5} {row['decrypts']:>8} {row['cpu_seconds']:>6.2f} {phase.get('read', 0):>6.2f} "
+            f"{phase.get('check', 0):>6.2f} {phase.get('fold', 0):>6.2f} {phase.get('write', 0):>6.2f} "
+            f"{phase.get('decrypt_total', 0):>7.2f} {phase.get('provider_total', 0):>7.2f} "
+            f"{row['peak_rss_mb'] or '-':>7} {rss_range:>13} {row['rss_growth_mb'] or '-':>5} "
+            f"{row['peak_python_mb'] or '-':>6}  {row['peak_concurrent_per_provider']}"
         )
+    for row in rows:
+        if not row["checked_all"]:
+            print(
+                f"WARNING: the N={row['count']} row checked {row['checked']} of {row['count']} integrations in its"
+                f" worst run ({row['checked_every_run']}): its figures are about those {row['checked']} only"
+                " (raise --max-seconds, or check REVALIDATION_BATCH_LIMIT)."
+            )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--count", type=int, default=1000, help="one row of N and one of N/10 (default 1000)")
+    parser.add_argument("--counts", help="comma-separated row sizes instead of --count, e.g. 1000,5000,20000,50000")
     parser.add_argument("--latency-ms", type=float, default=50)
     parser.add_argument("--concurrency", type=int, default=Settings().revalidation_concurrency)
     parser.add_argument("--runs", type=int, default=5, help="timed revalidations per row (default 5; medians)")
+    parser.add_argument("--page-size", type=int, help="REVALIDATION_PAGE_SIZE for the runs (default the setting's)")
+    parser.add_argument(
+        "--max-seconds", type=float, default=1800, help="time box of each run (default 1800: every row finishes)"
+    )
+    parser.add_argument(
+        "--tracemalloc-max", type=int, default=5000, help="largest row that gets the extra tracemalloc run"
+    )
     parser.add_argument("--json", help="also write the results here")
-    arguments = parser.parse_args()
+    arguments = parser.parse_args(argv)
+    counts = (
+        sorted(int(value) for value in arguments.counts.split(","))
+        if arguments.counts
+        else [max(arguments.count // 10, 3), arguments.count]
+    )
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import logging
 
     logging.getLogger("integrations").setLevel(logging.WARNING)
     process, url = start_simulator(arguments.latency_ms)
     try:
-        warm_up(arguments.latency_ms, arguments.concurrency, url)
-        small = measure(max(arguments.count // 10, 3), arguments.latency_ms, arguments.concurrency, arguments.runs, url)
-        large = measure(arguments.count, arguments.latency_ms, arguments.concurrency, arguments.runs, url)
+        warm_up(arguments, url)
+        rows = []
+        for count in counts:
+            print(f"[bench] N={count}: seeding, then {arguments.runs} runs", file=sys.stderr, flush=True)
+            rows.append(measure(count, arguments, url))
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -263,22 +352,29 @@ def main() -> None:
     print(
         f"revalidation bench (SQLite + keyring): latency {arguments.latency_ms:g} ms, "
         f"concurrency {arguments.concurrency}, per-provider cap {settings.revalidation_per_provider}, "
-        f"medians of {arguments.runs} runs after a warm-up, "
+        f"pages of {rows[0]['page_size']}, medians of {arguments.runs} runs after a warm-up, "
         f"{os.cpu_count()}-core machine (wall times are noisy; read the ratios)"
     )
-    print_rows([small, large])
+    print_rows(rows)
     print(
-        "read/check/fold/write = the run's phases (wall s); decr.Σ / prov.Σ = decrypt / provider-call seconds summed"
-        " over workers; cpu s = this process's CPU during the run; RSS MB = peak RSS during the run, +MB = its"
-        " growth over the RSS before it; py MB = peak Python allocation (tracemalloc, one extra run)."
+        "checked = integrations the worst run checked; read/check/fold/write = the run's phases (read/fold/write"
+        " summed over pages, check = the check loop's wall s); decr.Σ / prov.Σ = decrypt / provider-call seconds"
+        " summed over workers; cpu s = this process's CPU during the run; RSS MB = peak RSS during the run (max,"
+        " then min..max over runs), +MB = its growth over the RSS before it; py MB = peak Python allocation"
+        " (tracemalloc, one extra run)."
     )
-    print(
-        f"store jobs constant in N: {small['store_jobs'] == large['store_jobs']}"
-        f" ({small['store_jobs']} at N={small['count']}, {large['store_jobs']} at N={large['count']})"
-    )
+    small, large = rows[0], rows[-1]
+    if len(rows) > 1 and small["peak_rss_mb"] and large["peak_rss_mb"]:
+        print(
+            f"peak RSS at N={large['count']} is {large['peak_rss_mb'] / small['peak_rss_mb']:.2f}x the one at"
+            f" N={small['count']}; store jobs {large['store_jobs']} for {large['pages']} pages at N={large['count']},"
+            f" {small['store_jobs']} for {small['pages']} at N={small['count']}"
+        )
     if arguments.json:
         report = {
             "settings": {**vars(arguments), "per_provider": settings.revalidation_per_provider},
+            "rows": rows,
+            # The smallest and the largest row, under the names earlier versions wrote.
             "small": small,
             "large": large,
         }

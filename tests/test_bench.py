@@ -40,3 +40,34 @@ def test_the_fleet_bench_still_runs_on_a_small_fleet(tmp_path):
     rows = json.loads(output.read_text())
     rows = rows["results"] if isinstance(rows, dict) else rows
     assert {row["work"] for row in rows} == {"import 5", "import 5 + validate", "rewrap 20"}
+
+
+def test_the_revalidation_bench_says_what_each_row_checked(tmp_path, capsys):
+    import json
+
+    from bench import revalidation
+
+    output = tmp_path / "revalidation.json"
+    arguments = ["--counts", "6,12", "--runs", "1", "--latency-ms", "1", "--page-size", "5", "--json", str(output)]
+    revalidation.main(arguments)
+    report = json.loads(output.read_text())
+    assert [(row["count"], row["checked"], row["checked_all"], row["pages"]) for row in report["rows"]] == [
+        (6, 6, True, 2),
+        (12, 12, True, 3),
+    ]
+    assert report["large"]["checked"] == 12 and report["large"]["peak_rss_mb"] is not None
+    assert "WARNING" not in capsys.readouterr().out
+    # A time box too short to check anything: the row says it checked none of them.
+    revalidation.main(["--counts", "6", "--runs", "1", "--latency-ms", "1", "--max-seconds", "0.001"])
+    printed = capsys.readouterr().out
+    assert "WARNING: the N=6 row checked 0 of 6 integrations" in printed
+
+
+def test_the_operations_bench_measures_every_operation_cold_and_warm(simulator, tmp_path):
+    settings = operations.mode_settings("local", simulator, None, tmp_path / "ops")  # local mode needs no GCP stack
+    rows = operations.measure_operations("local", settings, reps=1)
+    assert [row["operation"] for row in rows] == list(operations.OPERATIONS)
+    for row in rows:
+        assert row["jobs_cold"] == row["jobs"] == operations.BUDGET[row["operation"]][0], row["operation"]
+        assert row["verdict"] == "OK" and row["projected_bigquery_s"] is None  # projected for gcp rows only
+    assert operations.projected(3) == round(3 * operations.BIGQUERY_SECONDS_PER_JOB, 3)
