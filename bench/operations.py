@@ -894,10 +894,11 @@ def print_first_requests(rows: list[dict[str, Any]], runs: int, blocked: list[st
         f" request cold, then warm (median of {runs} runs after a warm-up round) =="
     )
     print(
-        "load = functions_framework.create_app(source=main.py); 1st = cold request (settings, clients, pepper, auth"
-        " lookup, the work);\nx hello = median over rounds of (load + 1st) / the hello world's in the same round;"
-        " 2nd = the same request warm (state restored in between, untimed).\njobs = store jobs of the 1st / 2nd"
-        " request (* = varied between runs; local mode's 1st includes opening the SQLite schema).\nx hello CPU = the"
+        "load = functions_framework.create_app(source=main.py); 1st = cold request (settings, clients, pepper, the"
+        " key's signature, the work);\nx hello = median over rounds of (load + 1st) / the hello world's in the same"
+        " round; 2nd = the same request warm (state restored in between, untimed).\njobs = store jobs of the 1st /"
+        " 2nd request (* = varied between runs; the key is confirmed inside the request's own first job).\nx hello"
+        " CPU = the"
         " same ratio of the process's CPU time: it leaves out the wait on the stand-ins (the BigQuery emulator spends"
         " ~10 ms on a read job and ~60-90 ms on a transaction script; production's BigQuery latency differs anyway)."
         f"\nBigQuery ms = the 1st / 2nd request's store jobs x {BIGQUERY_SECONDS_PER_JOB * 1000:.0f} ms, the published"
