@@ -1,7 +1,7 @@
 """POST /api/v1/admin/revalidate — revalidate every integration (Cloud Scheduler).
 
 Body (optional): ``{"max_seconds": <number>}`` to shorten the time box.
-Answers a summary: checked, active, error, expired, skipped, alerts, more
+Answers a summary: checked, active, error, expired, skipped, alerts, read, pages, more
 (true when integrations are left for the next run), duration_seconds.
 """
 
