@@ -37,24 +37,7 @@ class Adapters:
     def validation_context(self, spec: ProviderSpec) -> ValidationContext:
         from shared.validators import ValidationContext  # only a credential check needs the validators
 
-        settings = self.settings
-        return ValidationContext(
-            base_url=settings.provider_base_urls.get(spec.provider_id, spec.base_url),
-            request_timeout_seconds=settings.request_timeout_seconds,
-            deadline_seconds=settings.validation_deadline_seconds,
-            max_attempts=settings.validation_max_attempts,
-            retry_after_cap_seconds=settings.retry_after_cap_seconds,
-            allowed_token_hosts=settings.allowed_token_hosts,
-            billing_export_max_age_hours=settings.billing_export_max_age_hours,
-            gcp_iam_base_url=settings.gcp_iam_base_url,
-            aws_platform_role_arn=settings.aws_platform_role_arn,
-            aws_web_identity_audience=settings.aws_web_identity_audience,
-            aws_id_token_url=settings.aws_id_token_url,
-            gcp_token_uri=settings.gcp_token_uri,
-            azure_authority_host=settings.azure_authority_host,
-            azure_graph_base_url=settings.azure_graph_base_url,
-            azure_ca_bundle=settings.azure_ca_bundle,
-        )
+        return ValidationContext.of(self.settings, spec)
 
     @cached_property
     def store(self) -> IntegrationStore:

@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from shared.config import METADATA_IDENTITY_URL
 from shared.providers import ProviderSpec
+
+if TYPE_CHECKING:
+    from shared.config import Settings
 
 
 class Failure(StrEnum):
@@ -97,30 +99,21 @@ CodeValidator = Callable[[ProviderSpec, str, dict[str, Any], "ValidationContext"
 
 
 class ValidationContext(NamedTuple):  # a NamedTuple, not a frozen dataclass: see shared.service.Caller
-    """Operator settings a validator needs; built once from ``Settings``."""
+    """What a validator knows besides the credential: the provider's base URL and the operator's settings.
+
+    Every knob a check reads (timeouts, attempts, the token and API endpoints of
+    Google, AWS and Azure, the billing export's age limit) is a field of
+    ``Settings``, declared and defaulted there once; a validator reads it as
+    ``context.settings.<field>``.
+    """
 
     base_url: str
-    request_timeout_seconds: float = 5.0
-    deadline_seconds: float = 10.0
-    max_attempts: int = 3
-    retry_after_cap_seconds: float = 5.0
-    backoff_base_seconds: float = 0.25
-    allowed_token_hosts: tuple[str, ...] = ("oauth2.googleapis.com", "accounts.google.com")
-    # A billing export whose newest data is older than this has stopped feeding the pipeline.
-    billing_export_max_age_hours: float = 72.0
-    # Where a service-account key's expiry is read (IAM keys.get).
-    gcp_iam_base_url: str = "https://iam.googleapis.com"
-    # AWS: the platform's own role (assumed with a Google-signed ID token), chained into the customer's.
-    aws_platform_role_arn: str | None = None
-    aws_web_identity_audience: str = "provider-integrations-aws"
-    aws_id_token_url: str = METADATA_IDENTITY_URL
-    # Where service-account tokens are fetched: the operator's choice, never the key's token_uri.
-    gcp_token_uri: str = "https://oauth2.googleapis.com/token"
-    # Azure: Entra ID authority host (scheme://host[:port], the tenant is appended),
-    # Microsoft Graph, and a CA bundle for a loopback simulator (msal insists on https).
-    azure_authority_host: str = "https://login.microsoftonline.com"
-    azure_graph_base_url: str = "https://graph.microsoft.com"
-    azure_ca_bundle: str | None = None
+    settings: Settings
+
+    @classmethod
+    def of(cls, settings: Settings, spec: ProviderSpec) -> ValidationContext:
+        """The context for ``spec``'s checks: its base URL (``PROVIDER_<ID>_BASE_URL`` or the registry's)."""
+        return cls(settings.provider_base_urls.get(spec.provider_id, spec.base_url), settings)
 
 
 class MintedToken(NamedTuple):

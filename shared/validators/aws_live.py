@@ -98,11 +98,11 @@ class _Aws:
         # botocore has no per-call deadline: bound each attempt by what is left of ours. Its own
         # retries are the one loop around an AWS call (none of ours wraps it), with the operator's
         # VALIDATION_MAX_ATTEMPTS; its transport takes the proxy and CA bundle every other call uses.
-        timeout = max(0.5, min(self.context.request_timeout_seconds, self.deadline - time.monotonic()))
+        timeout = max(0.5, min(self.context.settings.request_timeout_seconds, self.deadline - time.monotonic()))
         config = Config(
             connect_timeout=timeout,
             read_timeout=timeout,
-            retries={"mode": "standard", "total_max_attempts": self.context.max_attempts},
+            retries={"mode": "standard", "total_max_attempts": self.context.settings.validation_max_attempts},
             s3={"addressing_style": "path"} if self.endpoint_url else None,
             signature_version=UNSIGNED if credentials is None else None,
             # Known only for an endpoint we name; otherwise botocore reads HTTPS_PROXY/NO_PROXY itself.
@@ -177,10 +177,10 @@ def _id_token(context: ValidationContext, deadline: float) -> str:
     """A Google-signed ID token of the function's service account, for the platform role's audience."""
     response = CHECKS.request(
         "GET",
-        context.aws_id_token_url,
-        params={"audience": context.aws_web_identity_audience, "format": "full"},
+        context.settings.aws_id_token_url,
+        params={"audience": context.settings.aws_web_identity_audience, "format": "full"},
         headers={"Metadata-Flavor": "Google"},
-        timeout=context.request_timeout_seconds,
+        timeout=context.settings.request_timeout_seconds,
         deadline=deadline,
         max_body_bytes=ID_TOKEN_MAX_BYTES,
     )
@@ -190,7 +190,7 @@ def _id_token(context: ValidationContext, deadline: float) -> str:
 
 def _platform_credentials(aws: _Aws) -> tuple[dict[str, str] | None, CheckResult | None]:
     context = aws.context
-    role = context.aws_platform_role_arn
+    role = context.settings.aws_platform_role_arn
     operator_fix = (
         "Operator: set AWS_PLATFORM_ROLE_ARN to the platform's AWS role, which must trust this function's "
         "Google service account (accounts.google.com) for AWS_WEB_IDENTITY_AUDIENCE; see terraform/aws-platform-role."
@@ -205,7 +205,7 @@ def _platform_credentials(aws: _Aws) -> tuple[dict[str, str] | None, CheckResult
             "the platform has no AWS identity (AWS_PLATFORM_ROLE_ARN is unset)",
             facts={"fix": operator_fix},
         )
-    key = (role, context.aws_web_identity_audience, aws.endpoint_url)
+    key = (role, context.settings.aws_web_identity_audience, aws.endpoint_url)
     with _platform_lock:
         cached = _platform_cache.get(key)
     if cached is not None and cached[1] - time.time() > PLATFORM_CREDENTIALS_MARGIN_SECONDS:
@@ -252,7 +252,7 @@ def _assume_customer_role(
 ) -> tuple[dict[str, Any] | None, CheckResult]:
     fix = (
         f"Let the platform assume the role: its trust policy must allow sts:AssumeRole for "
-        f"{context.aws_platform_role_arn} with the condition StringEquals sts:ExternalId = {external_id} "
+        f"{context.settings.aws_platform_role_arn} with the condition StringEquals sts:ExternalId = {external_id} "
         "(GET /api/v1/integrations/{org}/aws/setup-instructions has the exact policy). "
         "Check the role ARN too: AWS answers the same for a role that does not exist."
     )
@@ -435,7 +435,7 @@ def _read_cost_export(
         "newest_data_at": modified.astimezone(UTC).isoformat(),
         "newest_data_age_hours": round(age_hours, 1),
     }
-    if age_hours > context.billing_export_max_age_hours:
+    if age_hours > context.settings.billing_export_max_age_hours:
         facts["fix"] = "Check that the export is still active in Billing and Cost Management > Data Exports."
         return CheckResult(
             "read_cost_export",
@@ -443,7 +443,8 @@ def _read_cost_export(
             False,
             Failure.MISSING_CAPABILITY,
             FailureClass.CONFIG,
-            f"the newest export manifest is {age_hours:.1f} h old (limit {context.billing_export_max_age_hours:g} h)",
+            f"the newest export manifest is {age_hours:.1f} h old"
+            f" (limit {context.settings.billing_export_max_age_hours:g} h)",
             200,
             facts=facts,
         )
@@ -536,7 +537,8 @@ def assume_for_pipeline(
     except (ValueError, KeyError, TypeError):
         return _not_a_role_credential()
     endpoint = None if context.base_url == spec.base_url else context.base_url
-    aws = _Aws(context, config.get("region", "us-east-1"), endpoint, time.monotonic() + context.deadline_seconds)
+    deadline = time.monotonic() + context.settings.validation_deadline_seconds
+    aws = _Aws(context, config.get("region", "us-east-1"), endpoint, deadline)
     platform, failed = _platform_credentials(aws)
     if platform is None:
         return failed or CheckResult("assume_role", False, False, Failure.UNREACHABLE, FailureClass.PROVIDER_OUTAGE)
@@ -559,11 +561,11 @@ def check_role(spec: ProviderSpec, secret: str, config: dict[str, Any], context:
     role = parse_role_arn(role_arn, spec.display_name)
     region, bucket = config.get("region", "us-east-1"), config.get("export_bucket", "")
     prefix = str(config.get("export_prefix", "")).strip("/")
-    deadline = time.monotonic() + context.deadline_seconds
+    deadline = time.monotonic() + context.settings.validation_deadline_seconds
     endpoint = None if context.base_url == spec.base_url else context.base_url
     aws = _Aws(context, region, endpoint, deadline)
 
-    platform_partition = (context.aws_platform_role_arn or "arn:aws").split(":")[1]
+    platform_partition = (context.settings.aws_platform_role_arn or "arn:aws").split(":")[1]
     if role.partition != platform_partition:
         # IAM trust never crosses partitions: an aws-cn role cannot trust a principal in aws.
         return _finish(spec, [_other_partition(role.partition, platform_partition)])

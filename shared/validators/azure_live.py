@@ -157,7 +157,7 @@ def _send(
         data=data,
         context=context,
         deadline=deadline,
-        verify=context.azure_ca_bundle,
+        verify=context.settings.azure_ca_bundle,
     )
 
 
@@ -235,7 +235,7 @@ def mint_access_token(secret: str, scopes: Sequence[str], context: ValidationCon
     back as the validator's ``authenticate`` check, with Entra's reason.
     """
     principal = _Principal.from_secret(secret)
-    http = _BoundedHttp(context, time.monotonic() + context.deadline_seconds)
+    http = _BoundedHttp(context, time.monotonic() + context.settings.validation_deadline_seconds)
     app, failed = _client(principal, context, http)
     if app is None:
         return failed or CheckResult("authenticate", True, False, Failure.UNREACHABLE, FailureClass.TRANSIENT)
@@ -255,7 +255,7 @@ def _client(principal: _Principal, context: ValidationContext, http: _BoundedHtt
         app = msal.ConfidentialClientApplication(
             principal.client_id,
             client_credential=principal.msal_credential(),
-            authority=f"{context.azure_authority_host}/{principal.tenant_id}",
+            authority=f"{context.settings.azure_authority_host}/{principal.tenant_id}",
             # The authority host is ours to choose; never ask login.microsoftonline.com to vouch for it.
             instance_discovery=False,
             http_client=http,
@@ -413,7 +413,7 @@ def _secret_expiry(
     token, check = _token(app, http, GRAPH_SCOPE, principal)
     if token is None:
         return None, {"readable": False, "reason": f"no Microsoft Graph token ({check.reason}); {keep}"}
-    url = f"{context.azure_graph_base_url}/v1.0/applications(appId='{principal.client_id}')"
+    url = f"{context.settings.azure_graph_base_url}/v1.0/applications(appId='{principal.client_id}')"
     attempted = _send(
         "GET",
         url,
@@ -482,7 +482,7 @@ def check_service_principal(
     spec: ProviderSpec, secret: str, config: dict[str, Any], context: ValidationContext
 ) -> ValidationResult:
     principal = _Principal.from_secret(secret)
-    deadline = time.monotonic() + context.deadline_seconds
+    deadline = time.monotonic() + context.settings.validation_deadline_seconds
     http = _BoundedHttp(context, deadline)
     app, failed = _client(principal, context, http)
     if app is None:
@@ -507,7 +507,8 @@ def check_service_principal(
         return _with_fix(summarize(spec, checks), checks)
     checks.append(CheckResult("list_exports", True, True, http_status=200))
     exports = attempted.response.json().get("value") or []
-    checks.append(_export_check(exports, scope, config.get("export_name"), context.billing_export_max_age_hours))
+    max_age_hours = context.settings.billing_export_max_age_hours
+    checks.append(_export_check(exports, scope, config.get("export_name"), max_age_hours))
 
     if principal.client_certificate is not None:
         not_after = _certificate_expiry(principal)

@@ -52,7 +52,8 @@ def mint_access_token(secret: str, scopes: Sequence[str], context: ValidationCon
     The pipeline gets this, never the private key. The failure (a refused or
     unreachable token endpoint) comes back as the validator's own check result.
     """
-    credentials, failed = _token(json.loads(secret), context, time.monotonic() + context.deadline_seconds, scopes)
+    deadline = time.monotonic() + context.settings.validation_deadline_seconds
+    credentials, failed = _token(json.loads(secret), context, deadline, scopes)
     if credentials is None:
         return failed or CheckResult("list_datasets", True, False, Failure.UNREACHABLE, FailureClass.TRANSIENT)
     # google-auth keeps the expiry as a naive UTC datetime.
@@ -71,7 +72,7 @@ def _token(
 
     try:
         credentials = service_account.Credentials.from_service_account_info(
-            {**info, "token_uri": context.gcp_token_uri}, scopes=list(scopes)
+            {**info, "token_uri": context.settings.gcp_token_uri}, scopes=list(scopes)
         )
     except (ValueError, KeyError):
         return None, CheckResult(
@@ -80,7 +81,7 @@ def _token(
     # Never follows a redirect: one would carry the signed JWT to a host nobody checked. A 429/5xx comes
     # back as a TransportError with its status, so this policy retries it, not google-auth's own loop.
     transport = GoogleAuthTransport(
-        CHECKS, timeout=context.request_timeout_seconds, deadline=deadline, fault_statuses=RETRYABLE_STATUS
+        CHECKS, timeout=context.settings.request_timeout_seconds, deadline=deadline, fault_statuses=RETRYABLE_STATUS
     )
 
     def refresh(_: int) -> None:
@@ -202,11 +203,11 @@ def _billing_export_check(
     else:
         facts = _export_facts(base, project, dataset, exports, token, context, deadline)
         age = facts.pop("_age_hours", None)
-        if age is None or age <= context.billing_export_max_age_hours:
+        if age is None or age <= context.settings.billing_export_max_age_hours:
             return CheckResult("read_billing_export", True, True, http_status=200, facts=facts)
         reason = (
             f"billing export {facts['export_table']} has no data newer than {age:.1f} h "
-            f"(limit {context.billing_export_max_age_hours:g} h): check the export is still enabled"
+            f"(limit {context.settings.billing_export_max_age_hours:g} h): check the export is still enabled"
         )
     return CheckResult(
         "read_billing_export", True, False, Failure.MISSING_CAPABILITY, FailureClass.CONFIG, reason, 200, facts=facts
@@ -226,7 +227,7 @@ def _key_expiry(info: dict[str, Any], token: str, context: ValidationContext, de
     # Quoted: the key's fields are user input and must stay one path segment each.
     email = quote(str(info.get("client_email", "")), safe="@")
     key_id = quote(str(info.get("private_key_id", "")), safe="")
-    url = f"{context.gcp_iam_base_url}/v1/projects/-/serviceAccounts/{email}/keys/{key_id}"
+    url = f"{context.settings.gcp_iam_base_url}/v1/projects/-/serviceAccounts/{email}/keys/{key_id}"
     attempted = _call("GET", url, token, context, deadline)
     if attempted.response is None or attempted.response.status_code != 200:
         return None
@@ -241,7 +242,7 @@ def check_service_account(
     spec: ProviderSpec, secret: str, config: dict[str, Any], context: ValidationContext
 ) -> ValidationResult:
     info = json.loads(secret)
-    deadline = time.monotonic() + context.deadline_seconds
+    deadline = time.monotonic() + context.settings.validation_deadline_seconds
     credentials, failed = _token(info, context, deadline)
     if failed is not None or credentials is None:
         return summarize(spec, [failed] if failed else [])

@@ -152,7 +152,7 @@ def run_http_checks(
         for name, template in validation["headers"].items()
         if (rendered := _render(template, values)) is not None
     }
-    deadline = time.monotonic() + context.deadline_seconds
+    deadline = time.monotonic() + context.settings.validation_deadline_seconds
     results = []
     for capability in check_order(spec, secret):
         check = validation["checks"][capability]

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from shared.validators import ValidationContext
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
+BACKOFF_BASE_SECONDS = 0.25
 BACKOFF_CAP_SECONDS = 8.0
 
 # Thread-safe and pooled: revalidation's workers share it (at most revalidation_per_provider = 8 at
@@ -58,10 +59,10 @@ class Attempted(NamedTuple):  # not a dataclass: see shared.service.Caller
 def check_policy(context: ValidationContext) -> RetryPolicy:
     """The operator's retry settings (``VALIDATION_MAX_ATTEMPTS``, ``VALIDATION_RETRY_AFTER_CAP_SECONDS``)."""
     return RetryPolicy(
-        attempts=context.max_attempts,
-        backoff_base_seconds=context.backoff_base_seconds,
+        attempts=context.settings.validation_max_attempts,
+        backoff_base_seconds=BACKOFF_BASE_SECONDS,
         backoff_cap_seconds=BACKOFF_CAP_SECONDS,
-        retry_after_cap_seconds=context.retry_after_cap_seconds,
+        retry_after_cap_seconds=context.settings.retry_after_cap_seconds,
     )
 
 
@@ -102,7 +103,7 @@ def request_with_retries(
             headers=headers,
             params=params,
             data=data,
-            timeout=context.request_timeout_seconds,
+            timeout=context.settings.request_timeout_seconds,
             deadline=deadline,
             verify=verify,
         )
