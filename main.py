@@ -15,7 +15,7 @@ from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
-from shared import logs
+from shared.common import logs
 
 logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.operations import OPENAI_KEY, PROJECT, mode_settings, running_stack
-from shared.models import Status
+from shared.domain.models import Status
 
 PIPELINE = "cost/usage_cost"
 
@@ -68,9 +68,9 @@ def seed(client: Any, service: Any, orgs: list[str]) -> None:
 
 
 def measure(mode: str, settings: Any, orgs: int, requests: int) -> dict[str, Any]:
-    from shared import http
-    from shared.local_server import create_app
-    from shared.wiring import build_service
+    from shared.app.wiring import build_service
+    from shared.commands.local_server import create_app
+    from shared.inbound import http
 
     service = build_service(settings)
     http.use_service(service)

@@ -25,11 +25,11 @@ import sys
 import time
 from collections import Counter
 
-from shared.config import Settings
-from shared.providers import default_registry
+from shared.app.wiring import Adapters
+from shared.common.config import Settings
+from shared.domain.providers import default_registry
 from shared.validators import validate_credential
 from shared.validators.aws import stored_credential
-from shared.wiring import Adapters
 from tests.simulators.aws import AwsStandIn
 
 IMPORT_PROBE = """

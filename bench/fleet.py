@@ -40,13 +40,13 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from bench.operations import mode_settings, running_stack
-from shared.config import Settings
+from shared.app.wiring import Adapters
+from shared.common.config import Settings
 from shared.crypto import credential_aad
-from shared.key_rotation import rewrap_all
-from shared.models import AuditEvent, Integration, Status, StoredCredential, new_id
-from shared.providers import load_registry
-from shared.service import Caller, IntegrationService
-from shared.wiring import Adapters
+from shared.domain.models import AuditEvent, Integration, Status, StoredCredential, new_id
+from shared.domain.providers import load_registry
+from shared.jobs.key_rotation import rewrap_all
+from shared.usecases.integrations import Caller, IntegrationService
 from tests.fakes.fleet_registry import write_fleet_registry
 
 ORG = "bench-fleet"
@@ -94,8 +94,8 @@ def check(response: Any, status: int) -> Any:
 
 
 def measure_import(service: IntegrationService, providers: list[str], validate: bool) -> dict[str, Any]:
-    from shared import http
-    from shared.local_server import create_app
+    from shared.commands.local_server import create_app
+    from shared.inbound import http
 
     http.use_service(service)
     try:

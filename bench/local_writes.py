@@ -77,8 +77,8 @@ def start_server(data_dir: Path, simulator_url: str) -> tuple[subprocess.Popen[b
 
 def create_keys(data_dir: Path, clients: int) -> list[tuple[str, str]]:
     """(org, API key) per client, written before the server starts (same SQLite file and pepper)."""
-    from shared.config import Settings
-    from shared.wiring import build_service
+    from shared.app.wiring import build_service
+    from shared.common.config import Settings
 
     service = build_service(Settings(data_dir=data_dir))
     return [(f"org{index:03d}", service.create_api_key(f"org{index:03d}")[1]) for index in range(clients)]

@@ -7,7 +7,7 @@ repository root::
     .venv/bin/python -m bench.operations [--json bench-results.json]
 
 1. Operations. setup, validate, list, get, update (disable), rotate and delete,
-   each sent once through the real WSGI app (``shared.local_server``) on a warm
+   each sent once through the real WSGI app (``shared.commands.local_server``) on a warm
    instance (auth cache filled) and on a cold one (a fresh service), in local
    mode (SQLite + keyring) and in gcp mode (BigQuery emulator, KMS and Secret
    Manager fakes, provider simulator, all started here). Store jobs and cipher
@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shared.config import Settings
+    from shared.common.config import Settings
     from tests.conftest import GcpStack
     from tests.simulators.providers import ProviderSimulator
 
@@ -93,7 +93,7 @@ FUNCTION_MODULES = tuple(
 HELLO_MODULE = "bench_hello_function"
 HELLO_SOURCE = 'import functions_framework\n\n\n@functions_framework.http\ndef hello(request):\n    return "ok"\n'
 RESULT_MARKER = "BENCH_RESULT "
-PEPPER_ENV = "INTEGRATIONS_SECRET_API_KEY_PEPPER"  # shared.service_secrets.env_var_name("api-key-pepper")
+PEPPER_ENV = "INTEGRATIONS_SECRET_API_KEY_PEPPER"  # shared.secret_sources.env_var_name("api-key-pepper")
 BLOCK_ENV = "BENCH_BLOCK_MODULES"
 # Installed for development but part of any Python environment: never blocked.
 NEVER_BLOCK = {"pip", "setuptools"}
@@ -132,12 +132,12 @@ def send(call):
     if response.status_code != expected:
         raise SystemExit(f"{method} {path}: {response.status_code} (expected {expected}) {response.text[:300]}")
 def jobs():
-    service = getattr(sys.modules.get("shared.http"), "_service", None)
+    service = getattr(sys.modules.get("shared.inbound.http"), "_service", None)
     return None if service is None else service.adapters.store.counters["jobs"]
 send(plan["cold"])
 answered, answered_cpu = time.perf_counter(), time.process_time()
 jobs_cold = jobs()
-_service = getattr(sys.modules.get("shared.http"), "_service", None)
+_service = getattr(sys.modules.get("shared.inbound.http"), "_service", None)
 cipher_built = None if _service is None else "cipher" in vars(_service.adapters)
 # What the cold start loaded (before the state is restored, which may load more).
 loaded_modules = sorted(
@@ -146,8 +146,8 @@ loaded_modules = sorted(
 )
 if plan.get("between"):
     # Restore the state through the instance's service (another function serves that route).
-    from shared.service import Caller
-    service = sys.modules["shared.http"]._service
+    from shared.usecases.integrations import Caller
+    service = sys.modules["shared.inbound.http"]._service
     caller = Caller(key_id="bench-restore", org_slug=plan["org"], is_admin=False, request_id="bench")
     action, argument = plan["between"]
     if action == "delete":
@@ -160,7 +160,7 @@ jobs_before_warm = jobs()
 warm_started = time.perf_counter()
 send(plan.get("warm") or plan["cold"])
 warm = time.perf_counter()
-service = getattr(sys.modules.get("shared.http"), "_service", None)
+service = getattr(sys.modules.get("shared.inbound.http"), "_service", None)
 result = {
     "import_s": loaded - started,
     "first_s": answered - loaded,
@@ -371,7 +371,7 @@ def dev_only_modules() -> list[str]:
 @contextmanager
 def running_stack() -> Iterator[tuple[ProviderSimulator, GcpStack]]:
     """Provider simulator, BigQuery emulator, KMS and Secret Manager fakes on loopback."""
-    from shared.config import API_KEY_PEPPER_SECRET
+    from shared.common.config import API_KEY_PEPPER_SECRET
     from tests.conftest import GcpStack
     from tests.emulators.bigquery_emulator import start_bigquery_emulator
     from tests.fakes.kms_server import FakeKmsServer
@@ -393,7 +393,7 @@ def running_stack() -> Iterator[tuple[ProviderSimulator, GcpStack]]:
 
 def mode_settings(mode: str, simulator: ProviderSimulator, gcp: GcpStack, data_dir: Path) -> Settings:
     """Local settings on ``data_dir``, or gcp settings on a fresh bootstrapped dataset."""
-    from shared.config import Settings
+    from shared.common.config import Settings
 
     local = Settings(
         backend="local",
@@ -413,9 +413,9 @@ def mode_env(mode: str, settings: Settings, gcp: GcpStack) -> dict[str, str]:
 @contextmanager
 def wsgi_client(settings: Settings) -> Iterator[tuple[Any, Any, str]]:
     """(test client over the local server's app, the service behind it, an API key of ORG)."""
-    from shared import http
-    from shared.local_server import create_app
-    from shared.wiring import build_service
+    from shared.app.wiring import build_service
+    from shared.commands.local_server import create_app
+    from shared.inbound import http
 
     service = build_service(settings)
     http.use_service(service)
@@ -447,8 +447,8 @@ def measure_operations(mode: str, settings: Settings, reps: int, kms_server: Any
     Each operation is sent on a warm instance (its auth cache filled by a request just before) and on a
     cold one (a fresh service over the same store: nothing cached, new clients).
     """
-    from shared import http
-    from shared.wiring import build_service
+    from shared.app.wiring import build_service
+    from shared.inbound import http
 
     with wsgi_client(settings) as (client, service, api_key):
         headers = {"X-API-Key": api_key}
@@ -767,13 +767,13 @@ class ColdState:
     """Puts one mode's store in the state a cold case needs, before each fresh process (not timed)."""
 
     def __init__(self, service: Any) -> None:
-        from shared.service import Caller
+        from shared.usecases.integrations import Caller
 
         self.service = service
         self.caller = Caller(key_id="bench-prepare", org_slug=ORG, is_admin=False, request_id="bench")
 
     def prepare(self, state: str) -> None:
-        from shared.models import SettingsChange
+        from shared.domain.models import SettingsChange
 
         if state == "-":
             return
@@ -996,7 +996,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.system()} {platform.machine()}  {cpus} CPUs\n"
         f"Times are wall-clock and noisy ({cpus}-core machine, emulator and fakes share it); counters are exact."
     )
-    from shared.providers import check_registry
+    from shared.domain.providers import check_registry
 
     # As Cloud Build's lint step does before a deploy: cold starts then load the checked copy.
     if problems := check_registry(write_copy=True):
@@ -1026,8 +1026,8 @@ def main(argv: list[str] | None = None) -> int:
             settings = replace(
                 mode_settings(mode, simulator, gcp, temp_dir / f"cold-{mode}"), webhook_insecure_hosts=("127.0.0.1",)
             )
-            from shared.service_secrets import env_var_name
-            from shared.wiring import build_service
+            from shared.app.wiring import build_service
+            from shared.secret_sources import env_var_name
 
             service = build_service(settings)
             # Revalidation checks the integration even though it was just set up; the webhook goes to loopback.

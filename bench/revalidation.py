@@ -54,11 +54,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from shared.config import Settings
-from shared.providers import default_registry
-from shared.revalidation import revalidate_all
-from shared.service import Caller, IntegrationService
-from shared.wiring import Adapters
+from shared.app.wiring import Adapters
+from shared.common.config import Settings
+from shared.domain.providers import default_registry
+from shared.jobs.revalidation import revalidate_all
+from shared.usecases.integrations import Caller, IntegrationService
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = {
@@ -71,15 +71,15 @@ SCHEDULER = Caller(key_id="bench", org_slug="*", is_admin=True, request_id="benc
 SEED_BATCH = 500
 
 # Run in a child interpreter: argv = data dir, count. Encrypts one credential per integration with
-# the data dir's keyring and writes them in batches, as shared.bulk_import does.
+# the data dir's keyring and writes them in batches, as shared.jobs.bulk_import does.
 SEED_SCRIPT = """
 import sys
 from pathlib import Path
-from shared.config import Settings
-from shared.models import Integration, Status, new_id
-from shared.providers import default_registry
-from shared.service import Caller, IntegrationService
-from shared.wiring import Adapters
+from shared.common.config import Settings
+from shared.domain.models import Integration, Status, new_id
+from shared.domain.providers import default_registry
+from shared.usecases.integrations import Caller, IntegrationService
+from shared.app.wiring import Adapters
 from bench.revalidation import KEYS, SEED_BATCH
 data_dir, count = Path(sys.argv[1]), int(sys.argv[2])
 service = IntegrationService(Adapters(Settings(data_dir=data_dir)), default_registry())

@@ -1,2 +1,2 @@
 """One module per Cloud Function; each entry point is a thin HTTP adapter over
-``shared.service``. ``main.py`` re-exports them for Cloud Functions."""
+``shared.usecases.integrations``. ``main.py`` re-exports them for Cloud Functions."""

@@ -11,8 +11,8 @@ from typing import Any
 
 import functions_framework
 
-from shared.errors import BadRequest
-from shared.http import ApiCall, endpoint
+from shared.domain.errors import BadRequest
+from shared.inbound.http import ApiCall, endpoint
 
 QUERY_PARAMETERS = ("export_bucket", "export_prefix")
 

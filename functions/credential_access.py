@@ -3,7 +3,7 @@
 Body ``{"pipeline": "<one of the provider's pipelines>"}``. Internal: not on the
 public gateway; in Google Cloud only the pipelines' service account may invoke
 it, locally an admin key. An organization's own key gets 403. See
-``shared.credential_access`` for what each kind of credential becomes.
+``shared.usecases.credential_access`` for what each kind of credential becomes.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import functions_framework
 
-from shared.credential_access import access, check_pipeline_caller
-from shared.http import ApiCall, endpoint
+from shared.inbound.http import ApiCall, endpoint
+from shared.usecases.credential_access import access, check_pipeline_caller
 
 
 @functions_framework.http

@@ -12,7 +12,7 @@ from typing import Any
 
 import functions_framework
 
-from shared.http import ApiCall, endpoint
+from shared.inbound.http import ApiCall, endpoint
 
 
 @functions_framework.http

@@ -1,7 +1,7 @@
 """POST /api/v1/integrations/{org}/import — connect up to 100 providers in one call.
 
 Body: ``{items: [{provider, credentials, config?, expires_at?}], validate?, dry_run?}``.
-Answers one result per item, in order, and a summary (``shared.bulk_import``).
+Answers one result per item, in order, and a summary (``shared.jobs.bulk_import``).
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from typing import Any
 
 import functions_framework
 
-from shared.errors import BadRequest
-from shared.http import ApiCall, endpoint
+from shared.domain.errors import BadRequest
+from shared.inbound.http import ApiCall, endpoint
 
 
 @functions_framework.http
 @endpoint("POST", "/api/v1/integrations/<org_slug>/import")
 def integration_import(call: ApiCall) -> tuple[int, dict[str, Any]]:
     # Imported here: main.py loads every entry point, and only this one needs the worker pool.
-    from shared.bulk_import import import_integrations
+    from shared.jobs.bulk_import import import_integrations
 
     body = call.json_body(
         required=("items",),

@@ -1,4 +1,4 @@
-"""Admin: the credential key and where the credentials sit on it (``shared.key_rotation``).
+"""Admin: the credential key and where the credentials sit on it (``shared.jobs.key_rotation``).
 
 - GET  /api/v1/admin/keys         — primary version, credentials per version, share on primary
 - POST /api/v1/admin/keys/rotate  — a new key version, made primary
@@ -13,17 +13,17 @@ from typing import Any
 
 import functions_framework
 
-from shared.errors import BadRequest
-from shared.http import ApiCall, endpoint
+from shared.domain.errors import BadRequest
+from shared.inbound.http import ApiCall, endpoint
 
-# shared.key_rotation (and its worker pool) is imported inside each handler: main.py loads
+# shared.jobs.key_rotation (and its worker pool) is imported inside each handler: main.py loads
 # every entry point, so a module-level import would be paid by every function's cold start.
 
 
 @functions_framework.http
 @endpoint("GET", "/api/v1/admin/keys", admin=True)
 def admin_keys(call: ApiCall) -> tuple[int, dict[str, Any]]:
-    from shared.key_rotation import key_report
+    from shared.jobs.key_rotation import key_report
 
     return 200, {"keys": key_report(call.service)}
 
@@ -31,7 +31,7 @@ def admin_keys(call: ApiCall) -> tuple[int, dict[str, Any]]:
 @functions_framework.http
 @endpoint("POST", "/api/v1/admin/keys/rotate", admin=True)
 def admin_key_rotate(call: ApiCall) -> tuple[int, dict[str, Any]]:
-    from shared.key_rotation import key_report, rotate_key
+    from shared.jobs.key_rotation import key_report, rotate_key
 
     call.json_body()
     return 200, {"rotation": rotate_key(call.service, call.caller), "keys": key_report(call.service)}
@@ -40,7 +40,7 @@ def admin_key_rotate(call: ApiCall) -> tuple[int, dict[str, Any]]:
 @functions_framework.http
 @endpoint("POST", "/api/v1/admin/keys/rewrap", admin=True)
 def admin_key_rewrap(call: ApiCall) -> tuple[int, dict[str, Any]]:
-    from shared.key_rotation import key_report, rewrap_all
+    from shared.jobs.key_rotation import key_report, rewrap_all
 
     body = call.json_body(optional=("batch_size", "max_seconds"))
     for name in ("batch_size", "max_seconds"):

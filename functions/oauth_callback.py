@@ -16,7 +16,7 @@ from __future__ import annotations
 import flask
 import functions_framework
 
-from shared.http import ApiCall, endpoint, oauth_callback_response
+from shared.inbound.http import ApiCall, endpoint, oauth_callback_response
 
 
 @functions_framework.http

@@ -14,7 +14,7 @@ from typing import Any
 
 import functions_framework
 
-from shared.http import ApiCall, endpoint, oauth_connected
+from shared.inbound.http import ApiCall, endpoint, oauth_connected
 
 
 @functions_framework.http

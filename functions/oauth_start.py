@@ -11,8 +11,8 @@ from typing import Any
 
 import functions_framework
 
-from shared.http import ApiCall, endpoint
-from shared.models import iso
+from shared.domain.models import iso
+from shared.inbound.http import ApiCall, endpoint
 
 
 @functions_framework.http

@@ -11,8 +11,8 @@ from typing import Any
 
 import functions_framework
 
-from shared.errors import BadRequest
-from shared.http import ApiCall, endpoint
+from shared.domain.errors import BadRequest
+from shared.inbound.http import ApiCall, endpoint
 
 
 @functions_framework.http
@@ -25,6 +25,6 @@ def integration_revalidate(call: ApiCall) -> tuple[int, dict[str, Any]]:
     if max_seconds is not None and not 0 < max_seconds <= 3600:
         raise BadRequest("Field 'max_seconds' must be a number of seconds from 0 (exclusive) to 3600")
     # Imported here: main.py loads every entry point, and only this one needs the worker pool.
-    from shared.revalidation import revalidate_all
+    from shared.jobs.revalidation import revalidate_all
 
     return 200, {"summary": revalidate_all(call.service, call.caller, max_seconds=max_seconds)}

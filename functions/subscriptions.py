@@ -13,8 +13,8 @@ from typing import Any
 
 import functions_framework
 
-from shared.http import ApiCall, endpoint
-from shared.subscriptions import list_subscription_providers, set_subscription_provider
+from shared.inbound.http import ApiCall, endpoint
+from shared.usecases.subscriptions import list_subscription_providers, set_subscription_provider
 
 
 @functions_framework.http

@@ -11,10 +11,10 @@ from typing import Any
 
 import functions_framework
 
-from shared.errors import BadRequest
-from shared.http import ApiCall, endpoint
-from shared.models import SettingsChange
-from shared.service import parse_timestamp
+from shared.domain.errors import BadRequest
+from shared.domain.models import SettingsChange
+from shared.inbound.http import ApiCall, endpoint
+from shared.usecases.integrations import parse_timestamp
 
 
 @functions_framework.http

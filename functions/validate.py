@@ -6,7 +6,7 @@ from typing import Any
 
 import functions_framework
 
-from shared.http import ApiCall, endpoint
+from shared.inbound.http import ApiCall, endpoint
 
 
 @functions_framework.http

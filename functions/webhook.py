@@ -10,8 +10,8 @@ from typing import Any
 
 import functions_framework
 
-from shared.http import ApiCall, endpoint
-from shared.models import Webhook, iso
+from shared.domain.models import Webhook, iso
+from shared.inbound.http import ApiCall, endpoint
 
 WEBHOOK_PATH = "/api/v1/organizations/<org_slug>/webhook"
 

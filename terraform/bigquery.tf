@@ -3,7 +3,7 @@
 # The JSON files are the one source of truth for columns: the service's
 # bootstrap, its SQLite DDL and these tables all read them. Because Terraform
 # creates the tables, `python -m shared.cli bootstrap` is not needed in GCP.
-# tests/test_terraform.py checks this list against shared.schemas.TABLES.
+# tests/test_terraform.py checks this list against shared.domain.schemas.TABLES.
 
 locals {
   bigquery_tables = [

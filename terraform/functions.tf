@@ -51,7 +51,7 @@ locals {
 
   function_source_dir = var.function_source_dir != null ? var.function_source_dir : abspath("${path.module}/..")
 
-  # Settings shared/config.py reads (see docs/configuration.md).
+  # Settings shared/common/config.py reads (see docs/configuration.md).
   function_environment = {
     INTEGRATIONS_BACKEND = "gcp"
     GCP_PROJECT          = var.project_id
@@ -60,7 +60,7 @@ locals {
     KMS_KEY_NAME         = google_kms_crypto_key.credentials.id
     LOG_LEVEL            = var.log_level
     # The functions framework adds each invocation's execution id (and span id) to every JSON log
-    # line (shared/logs.py writes them; GCP_PROJECT above names the trace of each line).
+    # line (shared/common/logs.py writes them; GCP_PROJECT above names the trace of each line).
     LOG_EXECUTION_ID = "true"
     # Only Cloud Scheduler (and the key operators) may invoke the admin
     # routes (iam.tf, scheduler.tf), so they trust the OIDC token Cloud Run
@@ -218,7 +218,7 @@ resource "google_cloudfunctions2_function" "functions" {
     # The API-key pepper reaches the code as an environment variable that
     # Cloud Run resolves from Secret Manager before the instance starts, so a
     # cold start loads no Secret Manager client and makes no call
-    # (shared/wiring.py reads INTEGRATIONS_SECRET_API_KEY_PEPPER first). The
+    # (shared/app/wiring.py reads INTEGRATIONS_SECRET_API_KEY_PEPPER first). The
     # version is pinned: the pepper never changes (secrets.tf).
     secret_environment_variables {
       key        = "INTEGRATIONS_SECRET_API_KEY_PEPPER"

@@ -1,5 +1,5 @@
 # Credential accesses, counted: every call of credential_access logs one
-# "credential access" line (shared/credential_access.py) besides its audit
+# "credential access" line (shared/usecases/credential_access.py) besides its audit
 # row; this metric counts them by provider and outcome (success, rejected,
 # failure), so a spike of refusals or a pipeline reading far more than usual
 # shows on a chart or an alert policy without querying the audit table.

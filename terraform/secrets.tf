@@ -1,4 +1,4 @@
-# Secret Manager: the service's own secrets (shared/config.py reads them by id).
+# Secret Manager: the service's own secrets (shared/common/config.py reads them by id).
 #
 # api-key-pepper is mixed into every org API key hash. Terraform generates its
 # value, so a fresh project needs no manual step; the price is that the value

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from shared import http
-from shared.config import Settings
-from shared.providers import default_registry
-from shared.service import IntegrationService
-from shared.wiring import Adapters
+from shared.app.wiring import Adapters
+from shared.common.config import Settings
+from shared.domain.providers import default_registry
+from shared.inbound import http
+from shared.usecases.integrations import IntegrationService
 from tests.emulators.bigquery_emulator import EmulatorProcess
 from tests.fakes.kms_server import FakeKmsServer
 from tests.fakes.secret_manager_server import FakeSecretManagerServer
@@ -163,7 +163,7 @@ def service(settings: Settings) -> IntegrationService:
 
 @pytest.fixture
 def client(service: IntegrationService) -> Iterator:
-    from shared.local_server import create_app
+    from shared.commands.local_server import create_app
 
     http.use_service(service)
     try:

@@ -52,9 +52,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from shared.config import Settings
-from shared.errors import ConfigurationError
-from shared.local_server import (
+from shared.commands.local_server import (
     EXIT_CANNOT_LISTEN,
     bind,
     configure_logs,
@@ -63,6 +61,8 @@ from shared.local_server import (
     settings_error,
     start_up_problem,
 )
+from shared.common.config import Settings
+from shared.domain.errors import ConfigurationError
 from tests.simulators.aws import ADMIN_PATH, AwsStandIn
 from tests.simulators.azure import AzureSimulator
 from tests.simulators.oauth import OAuthSimulator
@@ -119,7 +119,7 @@ class WebhookReceiver:
         say(
             f"    delivery {request.headers.get('X-Integrations-Delivery')}, "
             f"signature {request.headers.get('X-Integrations-Signature', 'missing')[:19]}... "
-            "(verify it with the signing secret: shared.webhooks.verify_signature)"
+            "(verify it with the signing secret: shared.egress.webhooks.verify_signature)"
         )
         response = Response(json.dumps({"received": True}), mimetype="application/json")
         return response(environ, start_response)
@@ -220,7 +220,7 @@ def read_ports(environ: dict[str, str]) -> dict[str, int]:
 
 def taken_ports(ports: dict[str, int]) -> list[str]:
     """The settings whose fixed port something else already listens on (0 means any free port: never taken)."""
-    from shared.local_server import listen
+    from shared.commands.local_server import listen
 
     taken = []
     for name, port in ports.items():

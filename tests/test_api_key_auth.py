@@ -14,9 +14,9 @@ from dataclasses import replace
 
 import pytest
 
-from shared import http
-from shared.models import ApiKeyRecord
-from shared.service import SIGNED_API_KEY_SHAPE
+from shared.domain.models import ApiKeyRecord
+from shared.inbound import http
+from shared.usecases.integrations import SIGNED_API_KEY_SHAPE
 from tests.conftest import OPENAI_KEY, make_service
 
 BASE = "/api/v1/integrations"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import Settings
+from shared.common.config import Settings
 from tests.openapi_contract import check_response
 from tests.simulators.aws import AUDIENCE, METADATA_PATH, PLATFORM_ROLE_ARN, AwsStandIn
 
@@ -437,8 +437,8 @@ def test_no_aws_access_key_in_the_repository_or_the_settings_defaults():
 
 
 def test_revalidation_rechecks_aws_with_the_stored_external_id(client, org_key, aws, service, settings):
-    from shared.revalidation import revalidate_all
-    from shared.service import Caller
+    from shared.jobs.revalidation import revalidate_all
+    from shared.usecases.integrations import Caller
 
     external_id = instructions(client, org_key)["external_id"]
     customer = aws.create_customer(external_id=external_id)
@@ -471,10 +471,10 @@ def test_bulk_import_stores_the_role_with_the_org_external_id(client, org_key, a
 
 
 def test_a_role_credential_without_external_id_is_an_error_not_a_crash(aws):
-    from shared.config import Settings
-    from shared.providers import default_registry
+    from shared.app.wiring import Adapters
+    from shared.common.config import Settings
+    from shared.domain.providers import default_registry
     from shared.validators import validate_credential
-    from shared.wiring import Adapters
 
     spec = default_registry().providers["aws"]
     context = Adapters(Settings.from_env(aws.env())).validation_context(spec)

@@ -14,9 +14,9 @@ from datetime import timedelta
 
 import pytest
 
-from shared.models import utc_now
-from shared.revalidation import revalidate_all
-from shared.service import Caller
+from shared.domain.models import utc_now
+from shared.jobs.revalidation import revalidate_all
+from shared.usecases.integrations import Caller
 from shared.validators import Failure, FailureClass
 from tests.simulators.azure import AzureSimulator
 
@@ -212,7 +212,7 @@ def test_any_export_picks_the_freshest_and_a_named_one_is_found_case_insensitive
 
 
 def replace_config(config):
-    from shared.models import SettingsChange
+    from shared.domain.models import SettingsChange
 
     return SettingsChange(config=config)
 

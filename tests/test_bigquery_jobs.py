@@ -22,8 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from google.cloud import bigquery
 
-from shared.errors import StoreUnavailable
-from shared.google_rest import GoogleApiError
+from shared.domain.errors import StoreUnavailable
+from shared.egress.google_rest import GoogleApiError
 from shared.store import bigquery_jobs
 from shared.store.bigquery_jobs import BigQueryJobs, array, scalar, struct_array
 from shared.store.bigquery_store import JOB_ATTEMPTS, BigQueryStore

@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from shared.errors import StoreUnavailable
-from shared.google_rest import GoogleApiError
+from shared.domain.errors import StoreUnavailable
+from shared.egress.google_rest import GoogleApiError
 from shared.store.bigquery_store import BigQueryStore
 from tests.contract.test_store_contract import audit, make
 

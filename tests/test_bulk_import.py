@@ -18,12 +18,12 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from shared import http
-from shared.bulk_import import MAX_IMPORT_ITEMS
-from shared.errors import EncryptionFailed
-from shared.providers import load_registry
-from shared.service import MAX_SECRET_CHARS, IntegrationService
-from shared.wiring import Adapters
+from shared.app.wiring import Adapters
+from shared.domain.errors import EncryptionFailed
+from shared.domain.providers import load_registry
+from shared.inbound import http
+from shared.jobs.bulk_import import MAX_IMPORT_ITEMS
+from shared.usecases.integrations import MAX_SECRET_CHARS, IntegrationService
 from tests.conftest import ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY
 from tests.fakes.fleet_registry import write_fleet_registry
 
@@ -83,7 +83,7 @@ def fleet_service(tmp_path, settings, who_am_i):
 
 @pytest.fixture
 def fleet(fleet_service):
-    from shared.local_server import create_app
+    from shared.commands.local_server import create_app
 
     http.use_service(fleet_service)
     key = fleet_service.create_api_key("acme")[1]

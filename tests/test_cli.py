@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import Settings
-from shared.service import Caller
-from shared.wiring import build_service
+from shared.app.wiring import build_service
+from shared.common.config import Settings
+from shared.usecases.integrations import Caller
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY
 
 REPO = Path(__file__).resolve().parent.parent

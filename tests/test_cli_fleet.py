@@ -1,4 +1,4 @@
-"""The admin CLI's fleet commands, run as an operator would (``shared.cli.main``
+"""The admin CLI's fleet commands, run as an operator would (``shared.commands.cli.main``
 with the environment the service reads): import from JSON and CSV, key status,
 rotate, rewrap; the progress bar appears on a terminal only."""
 
@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from shared import cli
-from shared.cli import ProgressBar
+from shared.commands import cli
+from shared.commands.cli import ProgressBar
 from tests.conftest import ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY
 
 

@@ -1,4 +1,4 @@
-"""Cloud KMS adapter (REST through ``shared.google_rest``) against the KMS stand-in.
+"""Cloud KMS adapter (REST through ``shared.egress.google_rest``) against the KMS stand-in.
 
 The server is ``tests.fakes.kms_server.FakeKmsServer`` on loopback: real
 AES-256-GCM per key version, rotation, disabled versions, CRC32C fields and
@@ -29,8 +29,8 @@ from google.cloud import kms
 
 from shared.crypto import CredentialCipher, credential_aad
 from shared.crypto.cloud_kms import CloudKmsCipher
-from shared.errors import ConfigurationError, EncryptionFailed, KeyRotationFailed
-from shared.google_rest import GoogleApiError
+from shared.domain.errors import ConfigurationError, EncryptionFailed, KeyRotationFailed
+from shared.egress.google_rest import GoogleApiError
 from tests.fakes.kms_server import FakeKmsServer
 
 PLAINTEXT = b"sk-live-THIS-IS-A-SECRET-0123456789"
@@ -632,7 +632,7 @@ def test_modules_import_no_google_library() -> None:
     # ``google`` and ``google.cloud`` namespace modules at interpreter start.
     code = (
         "import sys; before = set(sys.modules); "
-        "import shared.crypto.cloud_kms, shared.service_secrets; "
+        "import shared.crypto.cloud_kms, shared.secret_sources.secret_manager; "
         "loaded = sorted(m for m in set(sys.modules) - before if m.startswith(('google', 'grpc', 'requests'))); "
         "assert not loaded, loaded"
     )

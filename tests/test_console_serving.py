@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shared import http
-from shared.local_server import create_app
+from shared.commands.local_server import create_app
+from shared.inbound import http
 
 SHELL = b"<!doctype html><title>console</title><script type=module src=/assets/console.js></script>"
 

@@ -25,10 +25,10 @@ import pytest
 import requests
 
 from examples.cost_reader import CostReadFailed, read_costs
-from shared.credential_access import access_credential, session_name
-from shared.errors import IntegrationNotActive
-from shared.models import utc_now
-from shared.service import SIGNED_API_KEY_SHAPE
+from shared.domain.errors import IntegrationNotActive
+from shared.domain.models import utc_now
+from shared.usecases.credential_access import access_credential, session_name
+from shared.usecases.integrations import SIGNED_API_KEY_SHAPE
 from tests.conftest import ANTHROPIC_STANDARD_KEY, OPENAI_KEY, key_with
 from tests.openapi_contract import check_response
 

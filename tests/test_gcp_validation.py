@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from shared.errors import InvalidCredentialFormat
-from shared.service import Caller
+from shared.domain.errors import InvalidCredentialFormat
+from shared.usecases.integrations import Caller
 from shared.validators import Failure
 from shared.validators.gcp_live import _failed
 from shared.validators.retry import Attempted
@@ -122,7 +122,7 @@ def test_stale_billing_export_is_not_active(gcp_service, caller, simulator, bill
 def test_key_expiry_comes_from_iam_when_it_says_so(gcp_service, caller, simulator, billing_datasets, email, expires):
     from datetime import timedelta
 
-    from shared.models import utc_now
+    from shared.domain.models import utc_now
 
     outcome = _validate(
         gcp_service, caller, service_account(simulator.token_uri, email=email), billing_datasets["standard"]
@@ -196,7 +196,7 @@ def test_missing_fields_are_listed(gcp_service, caller):
 
 
 def test_required_config_is_enforced(gcp_service, caller, simulator):
-    from shared.errors import BadRequest
+    from shared.domain.errors import BadRequest
 
     with pytest.raises(BadRequest, match="billing_dataset_id"):
         gcp_service.setup(

@@ -1,4 +1,4 @@
-"""Where the Google adapters' access token comes from (shared/google_rest.py).
+"""Where the Google adapters' access token comes from (shared/egress/google_rest.py).
 
 On Cloud Functions the token is the runtime service account's, read from the
 metadata server; here a stand-in metadata server (GCE_METADATA_HOST) hands
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from shared import google_rest
 from shared.crypto.cloud_kms import CloudKmsCipher
-from shared.errors import EncryptionFailed
-from shared.google_rest import GoogleRestSession, uses_metadata_server
+from shared.domain.errors import EncryptionFailed
+from shared.egress import google_rest
+from shared.egress.google_rest import GoogleRestSession, uses_metadata_server
 from tests.fakes.metadata_server import FakeMetadataServer
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from shared.service import SIGNED_API_KEY_SHAPE
+from shared.usecases.integrations import SIGNED_API_KEY_SHAPE
 from tests.conftest import (
     ANTHROPIC_KEY,
     ANTHROPIC_STANDARD_KEY,
@@ -468,7 +468,7 @@ def test_webhook_lifecycle_over_http(client, org_key, other_org_key, service):
 def test_alerts_list_over_http(client, org_key, other_org_key, service):
     from datetime import timedelta
 
-    from shared.models import utc_now
+    from shared.domain.models import utc_now
     from tests.openapi_contract import check_response
 
     setup(client, org_key, expires_at=(utc_now() + timedelta(days=3)).isoformat())

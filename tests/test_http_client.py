@@ -1,4 +1,5 @@
-"""shared.http_client against real HTTP(S) servers on loopback: what it sends, pooling, failures, TLS, proxies."""
+"""shared.egress.http_client against real HTTP(S) servers on loopback: what it sends, pooling, failures, TLS,
+proxies."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from shared import http_client
-from shared.http_client import HttpClient, TransportError
+from shared.egress import http_client
+from shared.egress.http_client import HttpClient, TransportError
 from tests.simulators.azure import _self_signed_tls
 
 

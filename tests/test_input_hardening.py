@@ -15,7 +15,7 @@ import pytest
 from werkzeug.serving import make_server
 
 import main
-from shared.local_server import JsonErrorRequestHandler, create_app
+from shared.commands.local_server import JsonErrorRequestHandler, create_app
 from tests.conftest import OPENAI_KEY
 from tests.test_http_api import BASE, call, setup
 
@@ -207,7 +207,7 @@ def test_cors_on_answers_and_errors_for_allowed_origins_only(cors_client, org_ke
 
 def test_each_function_answers_options_and_cors_itself(service):
     """Function URLs are called without the local server: the handler does OPTIONS and CORS."""
-    from shared import http
+    from shared.inbound import http
 
     service.adapters.settings = replace(service.adapters.settings, cors_allowed_origins=(ORIGIN,))
     http.use_service(service)
@@ -235,7 +235,7 @@ def test_each_function_answers_options_and_cors_itself(service):
 )
 def test_a_double_slash_is_a_json_404_not_a_redirect(client, service, org_key, path):
     """werkzeug merges "//" with an HTML 308; no path of ours has an empty segment, so it is not found."""
-    from shared import http
+    from shared.inbound import http
 
     answered = client.get(path, headers={"X-API-Key": org_key})
     assert answered.status_code == 404 and answered.get_json()["code"] == "not_found"
@@ -255,7 +255,7 @@ def test_a_double_slash_is_a_json_404_not_a_redirect(client, service, org_key, p
 
 @pytest.fixture
 def live_server(service):
-    from shared import http
+    from shared.inbound import http
 
     http.use_service(service)
     server = make_server("127.0.0.1", 0, create_app(), threaded=True, request_handler=JsonErrorRequestHandler)

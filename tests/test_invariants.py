@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from shared.crypto import EncryptedSecret
-from shared.errors import EncryptionFailed, IntegrationAlreadyExists
+from shared.domain.errors import EncryptionFailed, IntegrationAlreadyExists
 from tests.conftest import OPENAI_KEY, key_with
 
 BASE = "/api/v1/integrations/acme"
@@ -158,7 +158,7 @@ def test_store_and_crypto_budget_per_operation(
     if operation != "setup":
         _setup(client, org_key)
     if instance == "cold":
-        from shared import http
+        from shared.inbound import http
         from tests.conftest import make_service
 
         service = make_service(settings)

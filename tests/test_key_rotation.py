@@ -14,10 +14,10 @@ from dataclasses import replace
 import pytest
 
 from shared.crypto import credential_aad
-from shared.errors import KeyRotationFailed
-from shared.key_rotation import key_report, rewrap_all, rotate_key
-from shared.models import AuditEvent, Integration, Status, StoredCredential, new_id
-from shared.service import Caller
+from shared.domain.errors import KeyRotationFailed
+from shared.domain.models import AuditEvent, Integration, Status, StoredCredential, new_id
+from shared.jobs.key_rotation import key_report, rewrap_all, rotate_key
+from shared.usecases.integrations import Caller
 from tests.conftest import OPENAI_KEY, key_with, make_service
 
 OPERATOR = Caller(key_id="ops", org_slug="*", is_admin=True, request_id="test-rewrap")
@@ -258,8 +258,8 @@ def test_rotate_key_makes_a_new_primary_and_audits_it(service):
 
 
 def test_admin_key_routes_over_http(service):
-    from shared import http
-    from shared.local_server import create_app
+    from shared.commands.local_server import create_app
+    from shared.inbound import http
 
     seed(service, 12)
     http.use_service(service)
@@ -300,8 +300,8 @@ def test_admin_key_routes_over_http(service):
 def test_a_rotation_the_keyring_cannot_write_answers_503_and_loses_nothing(service, settings):
     """The keyring's temp path is blocked: rotate answers 503 naming the keyring, the old primary stays primary
     (in memory and on disk), and after a restart every credential, before and after the failure, decrypts."""
-    from shared import http
-    from shared.local_server import create_app
+    from shared.commands.local_server import create_app
+    from shared.inbound import http
 
     seed(service, 6, versions=2)
     cipher = service.adapters.cipher

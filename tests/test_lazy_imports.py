@@ -20,12 +20,12 @@ REPO = Path(__file__).resolve().parent.parent
 PROBE = """
 import json, sys
 WATCHED = ("google.cloud.", "google.auth", "google.api_core", "grpc", "boto3", "botocore", "jsonschema",
-           "requests", "urllib3", "shared.http_client")
+           "requests", "urllib3", "shared.egress.http_client")
 import main
-from shared.local_server import create_app
-from shared.config import Settings
-from shared.wiring import build_service
-from shared import http
+from shared.commands.local_server import create_app
+from shared.common.config import Settings
+from shared.app.wiring import build_service
+from shared.inbound import http
 service = build_service(Settings.from_env())
 http.use_service(service)
 record, key = service.create_api_key("acme")
@@ -74,8 +74,8 @@ def test_list_and_get_in_gcp_mode_load_no_generated_google_client(tmp_path, gcp_
 def test_a_mounted_pepper_keeps_secret_manager_off_the_cold_start(tmp_path, gcp_stack, settings):
     """As deployed (Terraform mounts the secret as an env var; the token comes from the metadata
     server): no Secret Manager client or call, no gRPC, no google-auth credentials or crypto."""
-    from shared.config import API_KEY_PEPPER_SECRET
-    from shared.service_secrets import env_var_name
+    from shared.common.config import API_KEY_PEPPER_SECRET
+    from shared.secret_sources import env_var_name
     from tests.fakes.metadata_server import FakeMetadataServer
 
     pepper = "mounted-pepper-" + tmp_path.name
@@ -103,8 +103,8 @@ def test_a_mounted_pepper_keeps_secret_manager_off_the_cold_start(tmp_path, gcp_
 def test_setup_validate_rotate_in_gcp_mode_load_no_kms_client_nor_grpc(tmp_path, gcp_stack, settings, simulator):
     """Cloud KMS is spoken over REST with the metadata server's token, as deployed: the generated
     client, gRPC and google-auth's credentials (and their crypto) stay off the request path."""
-    from shared.config import API_KEY_PEPPER_SECRET
-    from shared.service_secrets import env_var_name
+    from shared.common.config import API_KEY_PEPPER_SECRET
+    from shared.secret_sources import env_var_name
     from tests.conftest import OPENAI_KEY, key_with
     from tests.fakes.metadata_server import FakeMetadataServer
 
@@ -141,10 +141,10 @@ def test_setup_validate_rotate_in_gcp_mode_load_no_kms_client_nor_grpc(tmp_path,
         "google.api_core",
         "google.auth.transport.requests",
         "google.oauth2",
-        "requests",  # shared.http_client carries the Google calls and the OpenAI check
+        "requests",  # shared.egress.http_client carries the Google calls and the OpenAI check
         "urllib3",
     )
-    assert "shared.http_client" in after_setup
+    assert "shared.egress.http_client" in after_setup
     for step in (after_setup, after_validate, after_rotate):
         assert not [m for m in step if m.startswith(heavy)], step
 
@@ -188,10 +188,10 @@ AWS_VALIDATION = (
 AZURE_PROBE = """
 import json, sys
 import main
-from shared.local_server import create_app
-from shared.config import Settings
-from shared.wiring import build_service
-from shared import http
+from shared.commands.local_server import create_app
+from shared.common.config import Settings
+from shared.app.wiring import build_service
+from shared.inbound import http
 service = build_service(Settings.from_env())
 http.use_service(service)
 record, key = service.create_api_key("acme")
@@ -253,7 +253,7 @@ import werkzeug.routing
 WATCHED = ("functions.", "shared.", "requests", "urllib3", "cryptography", "jsonschema", "yaml")
 
 def snapshot():
-    service = getattr(sys.modules.get("shared.http"), "_service", None)
+    service = getattr(sys.modules.get("shared.inbound.http"), "_service", None)
     compiled = []
     for spec in service.registry.providers.values() if service is not None else ():
         compiled += [f"{spec.provider_id}.key"] if "key_pattern" in vars(spec) else []
@@ -291,8 +291,8 @@ def _cold_start(env: dict[str, str], target: str, *calls: tuple[str, str, dict |
 @pytest.fixture
 def local_instance(settings, simulator):
     """A local data dir with an org key and an OpenAI integration, and the env of a fresh instance on it."""
-    from shared.providers import check_registry
-    from shared.service import Caller
+    from shared.domain.providers import check_registry
+    from shared.usecases.integrations import Caller
     from tests.conftest import OPENAI_KEY, make_service
 
     # As a deploy's build step does (make test does too): instances then load the checked copy,
@@ -314,11 +314,11 @@ def test_loading_main_imports_only_its_target_compiles_no_route_and_no_validator
     """An instance serves one entry point: main.py imports that one's module; the rest loads with a request."""
     loaded = _cold_start(local_instance, "integration_list")["loaded"]
     assert [m for m in loaded["modules"] if m.startswith("functions.")] == ["functions.list_integrations"]
-    assert "shared.subscriptions" not in loaded["modules"]
+    assert "shared.usecases.subscriptions" not in loaded["modules"]
     assert loaded["api_routes"] == 0
     assert not [m for m in loaded["modules"] if m.startswith(("requests", "urllib3", "cryptography", "jsonschema"))]
     assert not [m for m in loaded["modules"] if m.startswith(("shared.validators", "shared.store", "shared.crypto."))]
-    assert not {"shared.config", "shared.wiring"} & set(loaded["modules"])
+    assert not {"shared.common.config", "shared.app.wiring"} & set(loaded["modules"])
 
 
 def test_a_local_list_or_get_loads_no_cipher_no_http_client_and_compiles_no_pattern(local_instance):
@@ -344,7 +344,9 @@ def test_a_local_api_key_setup_loads_the_keyring_but_no_validator_or_http_client
 def test_a_local_validate_loads_the_http_check_and_its_client(local_instance):
     """A validation loads the declarative check and the standard-library client, not requests."""
     answered = _cold_start(local_instance, "integration_validate", ("POST", API + "/openai/validate", None))["answered"]
-    assert {"shared.validators", "shared.validators.http_check", "shared.http_client"} <= set(answered["modules"])
+    assert {"shared.validators", "shared.validators.http_check", "shared.egress.http_client"} <= set(
+        answered["modules"]
+    )
     assert not [m for m in answered["modules"] if m.startswith(("requests", "urllib3"))]
     assert "shared.validators.aws_live" not in answered["modules"]
 

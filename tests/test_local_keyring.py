@@ -10,7 +10,7 @@ import pytest
 
 from shared.crypto import credential_aad
 from shared.crypto.local_keyring import LocalKeyring
-from shared.errors import ConfigurationError, EncryptionFailed
+from shared.domain.errors import ConfigurationError, EncryptionFailed
 
 
 def test_created_on_first_open_with_mode_0600(tmp_path):

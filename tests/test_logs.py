@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.logs import Trace, trace_from_headers
+from shared.common.logs import Trace, trace_from_headers
 
 REPO = Path(__file__).resolve().parent.parent
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -29,11 +29,11 @@ CLOUD_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PROGRAM = """
 import json, logging, os, sys, warnings
 from functions_framework import create_app
-from shared import logs
+from shared.common import logs
 from shared.crypto.cloud_kms import CloudKmsCipher
-from shared.errors import ConfigurationError, EncryptionFailed
-from shared.http import get_service
-from shared.service_secrets import SecretManagerSource
+from shared.domain.errors import ConfigurationError, EncryptionFailed
+from shared.inbound.http import get_service
+from shared.secret_sources.secret_manager import SecretManagerSource
 from google.auth.credentials import AnonymousCredentials
 
 closed = "http://127.0.0.1:" + sys.argv[1]

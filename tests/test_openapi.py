@@ -45,7 +45,7 @@ def test_every_entry_point_is_documented_once_at_its_route():
 
 def test_every_path_the_local_server_serves_is_documented():
     """The local server's own routes (health, the document itself) are in the document too."""
-    from shared.local_server import create_app
+    from shared.commands.local_server import create_app
 
     documented = documented_routes()
     app = create_app()
@@ -127,7 +127,7 @@ def test_responses_match_the_document(client, org_key, service):
 
 def test_provider_parameter_and_config_schemas_are_the_registry():
     """openapi.yaml is as strict as the server: the providers it serves and each one's config fields."""
-    from shared.providers import default_registry
+    from shared.domain.providers import default_registry
 
     registry = default_registry()
     components = document()["components"]

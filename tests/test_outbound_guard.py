@@ -22,12 +22,12 @@ from cryptography.x509.oid import NameOID
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from shared.models import Alert, Webhook
-from shared.outbound import OutboundRefused, canonical_host, parse_target
-from shared.providers import default_registry
+from shared.app.wiring import Adapters
+from shared.domain.models import Alert, Webhook
+from shared.domain.providers import default_registry
+from shared.egress.guard import OutboundRefused, canonical_host, parse_target
+from shared.egress.webhooks import deliver
 from shared.validators import validate_credential
-from shared.webhooks import deliver
-from shared.wiring import Adapters
 from tests.test_gcp_validation import service_account
 
 PEPPER = b"test-pepper"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.errors import ConfigurationError
-from shared.providers import REGISTRY_PATH, check_registry, checked_copy_path, default_registry, load_registry
-from shared.providers import main as providers_main
+from shared.domain.errors import ConfigurationError
+from shared.domain.providers import REGISTRY_PATH, check_registry, checked_copy_path, default_registry, load_registry
+from shared.domain.providers import main as providers_main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -176,7 +176,7 @@ def test_a_checked_registry_loads_without_yaml_or_jsonschema(tmp_path):
     assert providers_main(["--check", str(path)]) == 0
     assert checked_copy_path(path).exists()
     probe = (
-        "import sys; from pathlib import Path; from shared.providers import load_registry; "
+        "import sys; from pathlib import Path; from shared.domain.providers import load_registry; "
         f"registry = load_registry(Path({str(path)!r})); "
         "print(sorted(registry.providers), 'yaml' in sys.modules, 'jsonschema' in sys.modules)"
     )

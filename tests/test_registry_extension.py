@@ -12,9 +12,9 @@ import yaml
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from shared.providers import REGISTRY_PATH, load_registry
-from shared.service import Caller, IntegrationService
-from shared.wiring import Adapters
+from shared.app.wiring import Adapters
+from shared.domain.providers import REGISTRY_PATH, load_registry
+from shared.usecases.integrations import Caller, IntegrationService
 
 EXTRA_PROVIDERS = """
 github_demo:

@@ -14,10 +14,10 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from shared.crypto import credential_aad
-from shared.models import AuditEvent, SettingsChange, StoredCredential, new_id, utc_now
-from shared.revalidation import revalidate_all
-from shared.service import Caller, credential_fingerprint
-from shared.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from shared.domain.models import AuditEvent, SettingsChange, StoredCredential, new_id, utc_now
+from shared.egress.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from shared.jobs.revalidation import revalidate_all
+from shared.usecases.integrations import Caller, credential_fingerprint
 from tests.conftest import ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY, key_with
 
 SCHEDULER = Caller(key_id="scheduler", org_slug="*", is_admin=True, request_id="run-1")
@@ -247,7 +247,7 @@ def test_an_explicit_validation_alerts_on_every_status_change(service, simulator
 
 
 def test_webhook_url_must_be_https(service):
-    from shared.errors import BadRequest
+    from shared.domain.errors import BadRequest
 
     for url in (
         "http://hooks.example/x",
@@ -362,7 +362,7 @@ def test_a_run_holds_a_few_pages_of_integrations_whatever_their_number(service):
     """
     import gc
 
-    from shared.models import Integration
+    from shared.domain.models import Integration
 
     count, page_size = 400, 20
     for index in range(count):

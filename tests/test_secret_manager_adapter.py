@@ -14,8 +14,10 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import secretmanager
 
-from shared.errors import ConfigurationError
-from shared.service_secrets import EnvSecretSource, SecretManagerSource, SecretSource, env_var_name
+from shared.domain.errors import ConfigurationError
+from shared.secret_sources import SecretSource, env_var_name
+from shared.secret_sources.env import EnvSecretSource
+from shared.secret_sources.secret_manager import SecretManagerSource
 from tests.fakes.secret_manager_server import FakeSecretManagerServer
 
 PEPPER = "pepper-VALUE-that-must-never-leak-42"
@@ -269,7 +271,7 @@ def test_reading_loads_neither_the_client_library_nor_grpc(sm_server: FakeSecret
     sm_server.put_secret(project, "pepper", PEPPER)
     probe = (
         "import sys\n"
-        "from shared.service_secrets import SecretManagerSource\n"
+        "from shared.secret_sources.secret_manager import SecretManagerSource\n"
         f"assert SecretManagerSource({project!r}, api_endpoint={sm_server.endpoint!r}).get('pepper')\n"
         "print(sorted(m for m in sys.modules if m.startswith(('google.cloud.', 'grpc', 'google.api_core'))))\n"
     )
@@ -284,8 +286,8 @@ def test_reading_loads_neither_the_client_library_nor_grpc(sm_server: FakeSecret
 @pytest.mark.parametrize("backend", ["gcp"])
 def test_gcp_mode_takes_the_mounted_pepper_over_secret_manager(settings, gcp_stack, monkeypatch) -> None:
     """Terraform mounts the secret as INTEGRATIONS_SECRET_API_KEY_PEPPER; then Secret Manager is not called."""
-    from shared.config import API_KEY_PEPPER_SECRET
-    from shared.wiring import Adapters
+    from shared.app.wiring import Adapters
+    from shared.common.config import API_KEY_PEPPER_SECRET
 
     calls_before = Counter(gcp_stack.secret_manager.calls)
     monkeypatch.setenv(env_var_name(API_KEY_PEPPER_SECRET), "mounted-pepper")

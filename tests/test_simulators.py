@@ -843,7 +843,7 @@ def test_command_line_prints_env_and_serves():
         )
         assert exports["PROVIDER_OPENAI_BASE_URL"] == f"http://127.0.0.1:{port}/openai"
         # Only names the service reads: each export, alone, changes what Settings.from_env makes.
-        from shared.config import Settings
+        from shared.common.config import Settings
 
         assert exports["GCP_TOKEN_URI"] == f"http://127.0.0.1:{port}/google/token"
         for name, value in exports.items():

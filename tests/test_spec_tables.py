@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.schemas import column_types
+from shared.domain.schemas import column_types
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,8 +50,8 @@ def test_schema_files_carry_the_spec_columns_and_types(table):
 
 
 def test_settings_module_is_a_leaf():
-    """shared.config imports nothing from the service, the stores, the adapters or the wiring."""
-    tree = ast.parse((ROOT / "shared" / "config.py").read_text())
+    """shared.common.config imports nothing from the service, the stores, the adapters or the wiring."""
+    tree = ast.parse((ROOT / "shared" / "common" / "config.py").read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:
@@ -59,12 +59,14 @@ def test_settings_module_is_a_leaf():
         elif isinstance(node, ast.Import):
             imported.update(alias.name for alias in node.names)
     ours = {name for name in imported if name == "shared" or name.startswith("shared.")}
-    assert ours <= {"shared.errors"}, ours
+    assert ours <= {"shared.domain.errors"}, ours
 
 
 def test_no_import_circle_through_the_service():
     """The service and the stores never import the composition root or the scheduled jobs."""
-    for module in ("service.py", "store/sqlite_store.py", "store/bigquery_store.py", "validators/__init__.py"):
+    modules = ("usecases/integrations.py", "store/sqlite_store.py", "store/bigquery_store.py", "validators/__init__.py")
+    for module in modules:
         tree = ast.parse((ROOT / "shared" / module).read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-        assert not imported & {"shared.wiring", "shared.revalidation", "shared.http", "shared.cli"}, module
+        upper = {"shared.app.wiring", "shared.jobs.revalidation", "shared.inbound.http", "shared.commands.cli"}
+        assert not imported & upper, module

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from shared.crypto import credential_aad
-from shared.service import Caller
 from shared.store.sqlite_store import SqliteStore
+from shared.usecases.integrations import Caller
 from tests.conftest import GEMINI_KEY, OPENAI_KEY, make_service
 
 V1_SCHEMAS = Path(__file__).parent / "fixtures" / "schema_v1"
@@ -212,6 +212,6 @@ def test_upgraded_store_serves_the_spec_shapes(backend, v1_settings, request):
 
 
 def _change(**fields):
-    from shared.models import SettingsChange
+    from shared.domain.models import SettingsChange
 
     return SettingsChange(**fields)

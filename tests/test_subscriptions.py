@@ -12,8 +12,8 @@ import json
 
 import pytest
 
-from shared.providers import default_registry
-from shared.service import SIGNED_API_KEY_SHAPE
+from shared.domain.providers import default_registry
+from shared.usecases.integrations import SIGNED_API_KEY_SHAPE
 
 BASE = "/api/v1/subscriptions"
 SLACK_TOKEN = "xoxb-1234567890-1234567890123-TestTokenAbcdefghij"

@@ -2,8 +2,8 @@
 
 Every ``.tf`` file is parsed with python-hcl2 and cross-checked against the
 code it deploys: ``main.ENTRY_POINTS`` (one function per entry point, the
-gateway routes), ``shared.schemas`` (one table per schema file), the settings
-``shared.config`` reads, and ``openapi.yaml``. Then checkov scans the
+gateway routes), ``shared.domain.schemas`` (one table per schema file), the settings
+``shared.common.config`` reads, and ``openapi.yaml``. Then checkov scans the
 directory and must report no failed check; a skip is allowed only inline, as
 ``#checkov:skip=CKV_...:reason`` next to the resource it excuses.
 """
@@ -25,10 +25,10 @@ import yaml
 from hcl2 import SerializationOptions
 
 import main
-from shared import schemas
-from shared.config import API_KEY_PEPPER_SECRET, Settings
+from shared.common.config import API_KEY_PEPPER_SECRET, Settings
+from shared.domain import schemas
+from shared.domain.providers import default_registry
 from shared.oauth import CALLBACK_PATH, client_secret_names
-from shared.providers import default_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 TERRAFORM = ROOT / "terraform"
@@ -304,7 +304,13 @@ def test_archive_ships_the_code_and_leaves_out_the_rest() -> None:
     def excluded(relative: str) -> bool:
         return any(fnmatch.fnmatchcase(relative, pattern) for pattern in excludes)
 
-    shipped = ["main.py", "requirements.txt", "shared/config.py", "functions/setup.py", "configs/system/providers.yml"]
+    shipped = [
+        "main.py",
+        "requirements.txt",
+        "shared/common/config.py",
+        "functions/setup.py",
+        "configs/system/providers.yml",
+    ]
     shipped += [f"configs/schemas/{table}.json" for table in schemas.TABLES]
     assert [path for path in shipped if excluded(path)] == [], "runtime files would be left out of the archive"
     left_out = ["tests/conftest.py", "terraform/functions.tf", ".venv/bin/python", ".venv-checkov/bin/checkov"]
@@ -408,7 +414,7 @@ def test_secrets_are_the_ones_the_code_reads() -> None:
 
 def test_the_pepper_reaches_functions_as_an_environment_variable() -> None:
     """Cloud Run resolves it before start: no Secret Manager client or call on a cold start."""
-    from shared.service_secrets import env_var_name
+    from shared.secret_sources import env_var_name
 
     service = block(config().resource(FUNCTION, "functions"), "service_config")
     mounted = block(service, "secret_environment_variables")

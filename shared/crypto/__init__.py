@@ -15,8 +15,8 @@ Every adapter counts its calls in ``counters`` (``encrypt``, ``decrypt``,
 Key management is three more calls: ``primary_version`` (the version new
 ciphertext gets), ``key_versions`` (every version with its state) and
 ``rotate_key`` (a new version, made primary; older versions keep decrypting).
-Re-encryption onto the primary (``shared.key_rotation.rewrap_all``) builds on them. Every failure is raised
-as ``shared.errors.EncryptionFailed`` with the generic message.
+Re-encryption onto the primary (``shared.jobs.key_rotation.rewrap_all``) builds on them. Every failure is raised
+as ``shared.domain.errors.EncryptionFailed`` with the generic message.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections import Counter
 from typing import NamedTuple, Protocol
 
 
-class EncryptedSecret(NamedTuple):  # a NamedTuple, not a frozen dataclass: see shared.service.Caller
+class EncryptedSecret(NamedTuple):  # a NamedTuple, not a frozen dataclass: see shared.usecases.integrations.Caller
     """A credential as the cipher returns it: the ciphertext and the key version that sealed it."""
 
     ciphertext: bytes

@@ -16,7 +16,7 @@ Why REST by hand: the generated client (``google-cloud-kms``) costs about
 60 ms of imports plus gRPC's 20 ms even with its REST transport, close to a
 whole functions-framework cold start (docs/design/cold-start-rest-adapters.md).
 The API is plain JSON over HTTPS, so the adapter speaks it through
-``shared.google_rest`` on the service's HTTP client. ``tests/test_cloud_kms_adapter.py`` checks the wire
+``shared.egress.google_rest`` on the service's HTTP client. ``tests/test_cloud_kms_adapter.py`` checks the wire
 format against the generated client: blobs this adapter makes decrypt through
 ``google-cloud-kms`` and the other way round, on the same stand-in.
 
@@ -51,7 +51,7 @@ base64, int64 as decimal strings):
   (``{}``), ``GET /v1/{version}`` (``state``) and ``POST
   /v1/{key}:updatePrimaryVersion`` (``{cryptoKeyVersionId}``).
 
-Failures — ``shared.google_rest.GoogleApiError`` (an error status),
+Failures — ``shared.egress.google_rest.GoogleApiError`` (an error status),
 ``google.auth`` errors, transport errors (OSErrors) and integrity
 mismatches — raise ``EncryptionFailed()`` with the generic message, chained
 from the cause; the log line (WARNING) names only the cause's class (and for
@@ -90,8 +90,8 @@ from collections import Counter
 from typing import Any
 
 from shared.crypto import EncryptedSecret
-from shared.errors import ConfigurationError, EncryptionFailed, KeyRotationFailed
-from shared.google_rest import GoogleApiError, GoogleRestSession, failure_text
+from shared.domain.errors import ConfigurationError, EncryptionFailed, KeyRotationFailed
+from shared.egress.google_rest import GoogleApiError, GoogleRestSession, failure_text
 
 logger = logging.getLogger("integrations.crypto.cloud_kms")
 
@@ -395,5 +395,5 @@ def _is_expected_failure(exc: Exception) -> bool:
         return True
     from google.auth.exceptions import GoogleAuthError
 
-    # Transport failures are OSErrors (shared.http_client's TransportError and TimeoutError).
+    # Transport failures are OSErrors (shared.egress.http_client's TransportError and TimeoutError).
     return isinstance(exc, GoogleAuthError | OSError)

@@ -47,7 +47,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared.crypto import EncryptedSecret
-from shared.errors import ConfigurationError, EncryptionFailed, KeyRotationFailed
+from shared.domain.errors import ConfigurationError, EncryptionFailed, KeyRotationFailed
 
 logger = logging.getLogger("integrations.keyring")
 

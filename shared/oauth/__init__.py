@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import ConfigurationError, OAuthNotConfigured
+from shared.domain.errors import ConfigurationError, OAuthNotConfigured
 
 if TYPE_CHECKING:
-    from shared.config import Settings
-    from shared.ports import ServicePorts
-    from shared.providers import OAuthSpec, ProviderSpec
+    from shared.common.config import Settings
+    from shared.domain.providers import OAuthSpec, ProviderSpec
+    from shared.usecases.ports import ServicePorts
 
 CALLBACK_PATH = "/api/v1/oauth/callback"
 

@@ -10,7 +10,7 @@ which is a short word, never an echo of a token.
 Each request goes through the service's HTTP client, and ``timeout_seconds``
 is its whole duration (connect, send, and every read of the answer): a token
 endpoint that answers one byte at a time cannot keep it open longer, which is
-what lets a refresh end inside its lease (``shared.oauth.refresh``). It obeys
+what lets a refresh end inside its lease (``shared.usecases.oauth_refresh``). It obeys
 ``HTTPS_PROXY``/``NO_PROXY`` and the CA bundle like every other call, and
 reads at most ``ANSWER_BYTES`` of the answer.
 """
@@ -23,10 +23,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from shared.http_client import HttpClient
-from shared.models import utc_now
+from shared.domain.models import utc_now
+from shared.domain.providers import OAuthSpec
+from shared.egress.http_client import HttpClient
 from shared.oauth import OAuthClient, TokenSet
-from shared.providers import OAuthSpec
 
 # invalid_grant (RFC 6749); GitHub answers bad_verification_code / bad_refresh_token (with HTTP 200).
 GRANT_ERRORS = frozenset({"invalid_grant", "bad_verification_code", "bad_refresh_token"})

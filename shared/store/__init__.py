@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from shared.models import (
+from shared.domain.models import (
     Alert,
     ApiKeyRecord,
     AuditEvent,
@@ -101,7 +101,7 @@ class IntegrationStore(Protocol):
     ) -> Integration | None:
         """Apply a user's config/enabled/expiry change in one round trip.
 
-        The new status follows ``shared.lifecycle.status_after_settings_change``;
+        The new status follows ``shared.domain.lifecycle.status_after_settings_change``;
         returns the updated integration, or None if there is none.
         """
         ...

@@ -4,7 +4,7 @@ The store sends every statement as one query job (``jobs.query``, waiting
 for it with ``jobs.getQueryResults`` and paging through its rows the same
 way) and creates its dataset and tables (``datasets.insert``,
 ``tables.insert``). Those four calls are plain JSON, so they go through
-``shared.google_rest`` instead of ``google-cloud-bigquery``, whose import
+``shared.egress.google_rest`` instead of ``google-cloud-bigquery``, whose import
 alone outweighs a whole functions-framework cold start (the figures are in
 ``bench/operations.py``'s output and docs/design/cold-start-rest-adapters.md). The wire format is the one
 ``google-cloud-bigquery`` 3.x uses for ``Client.query_and_wait``: named
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.google_rest import GoogleApiError, GoogleRestSession
+from shared.egress.google_rest import GoogleApiError, GoogleRestSession
 
 BIGQUERY_BASE_URL = "https://bigquery.googleapis.com"
 API_PATH = "/bigquery/v2"

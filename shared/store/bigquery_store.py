@@ -22,7 +22,7 @@ access ...") and retried here with backoff, and then finds the winner's row.
 Every value is a query parameter. Ciphertext travels as a base64 STRING and
 is written with ``FROM_BASE64`` (the emulator mangles BYTES parameters; this
 form is also correct on BigQuery). Jobs go through ``bigquery_jobs``
-(BigQuery's REST API through ``shared.google_rest`` and the service's HTTP
+(BigQuery's REST API through ``shared.egress.google_rest`` and the service's HTTP
 client, not the generated client library, whose import alone outweighed a cold
 start: docs/design/cold-start-rest-adapters.md); google-auth is imported only
 when the first job is sent, so local mode never loads it.
@@ -40,9 +40,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from shared.errors import StoreUnavailable, Unauthenticated
-from shared.google_rest import GoogleApiError, failure_text, is_connection_failure
-from shared.models import (
+from shared.common.retries import RetryPolicy, attempt
+from shared.domain.errors import StoreUnavailable, Unauthenticated
+from shared.domain.models import (
     Alert,
     ApiKeyRecord,
     AuditEvent,
@@ -54,8 +54,7 @@ from shared.models import (
     Webhook,
     utc_now,
 )
-from shared.retries import RetryPolicy, attempt
-from shared.schemas import (
+from shared.domain.schemas import (
     ALERTS_TABLE,
     API_KEYS_TABLE,
     AUDIT_TABLE,
@@ -70,6 +69,7 @@ from shared.schemas import (
     column_types,
     table_schema,
 )
+from shared.egress.google_rest import GoogleApiError, failure_text, is_connection_failure
 from shared.store import KeyCheck, key_check_to_carry, rows
 from shared.store.bigquery_jobs import (
     BigQueryJobs,
@@ -83,7 +83,7 @@ from shared.store.bigquery_jobs import (
 )
 
 if TYPE_CHECKING:
-    from shared.config import Settings
+    from shared.common.config import Settings
 
 logger = logging.getLogger("integrations.store.bigquery")
 
@@ -256,7 +256,7 @@ class BigQueryStore:
         self, send: Callable[[], Result], *, counted_as: str, new_job: Callable[[], None] | None = None
     ) -> Result:
         """``send`` (a job, or a streaming insert), at most ``max_attempts`` times in all, by the service's
-        one retry policy (``shared.retries``; nothing below retries): again after a transaction conflict,
+        one retry policy (``shared.common.retries``; nothing below retries): again after a transaction conflict,
         a transient status or a failed transport. ``new_job`` is called before a resend that must not be
         taken for the earlier send (a lost race, a job that ran and failed)."""
         from google.auth.exceptions import GoogleAuthError
@@ -573,7 +573,7 @@ SELECT outcome;
     def update_settings(
         self, org_slug: str, provider: str, change: SettingsChange, audit: AuditEvent
     ) -> Integration | None:
-        # The CASE is shared.lifecycle.status_after_settings_change in SQL; the
+        # The CASE is shared.domain.lifecycle.status_after_settings_change in SQL; the
         # contract suite runs the same transitions on SQLite and here.
         config_json = None if change.config is None else json.dumps(change.config, sort_keys=True)
         sql = f"""

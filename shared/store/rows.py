@@ -12,7 +12,7 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.models import (
+from shared.domain.models import (
     Alert,
     ApiKeyRecord,
     AuditEvent,

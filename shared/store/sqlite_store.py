@@ -39,9 +39,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.errors import StoreUnavailable, Unauthenticated
-from shared.lifecycle import status_after_settings_change
-from shared.models import (
+from shared.domain.errors import StoreUnavailable, Unauthenticated
+from shared.domain.lifecycle import status_after_settings_change
+from shared.domain.models import (
     Alert,
     ApiKeyRecord,
     AuditEvent,
@@ -53,7 +53,7 @@ from shared.models import (
     Webhook,
     utc_now,
 )
-from shared.schemas import (
+from shared.domain.schemas import (
     ALERTS_TABLE,
     API_KEYS_TABLE,
     AUDIT_TABLE,

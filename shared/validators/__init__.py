@@ -15,10 +15,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from shared.providers import ProviderSpec
+from shared.domain.providers import ProviderSpec
 
 if TYPE_CHECKING:
-    from shared.config import Settings
+    from shared.common.config import Settings
 
 
 class Failure(StrEnum):
@@ -98,7 +98,7 @@ class ValidationResult:
 CodeValidator = Callable[[ProviderSpec, str, dict[str, Any], "ValidationContext"], ValidationResult]
 
 
-class ValidationContext(NamedTuple):  # a NamedTuple, not a frozen dataclass: see shared.service.Caller
+class ValidationContext(NamedTuple):  # a NamedTuple, not a frozen dataclass: see shared.usecases.integrations.Caller
     """What a validator knows besides the credential: the provider's base URL and the operator's settings.
 
     Every knob a check reads (timeouts, attempts, the token and API endpoints of

@@ -18,8 +18,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import InvalidCredentialFormat
-from shared.providers import ROLE_ARN_FIELD, ProviderSpec
+from shared.domain.errors import InvalidCredentialFormat
+from shared.domain.providers import ROLE_ARN_FIELD, ProviderSpec
 from shared.validators import ValidationContext, ValidationResult
 
 PARTITIONS = ("aws", "aws-cn", "aws-us-gov")

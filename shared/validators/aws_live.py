@@ -38,8 +38,8 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.http_client import HttpStatusError, default_ca_bundle, proxies_for
-from shared.providers import ProviderSpec
+from shared.domain.providers import ProviderSpec
+from shared.egress.http_client import HttpStatusError, default_ca_bundle, proxies_for
 from shared.validators import (
     CheckResult,
     Failure,

@@ -22,8 +22,8 @@ import json
 import re
 from typing import Any
 
-from shared.errors import BadRequest, InvalidCredentialFormat
-from shared.providers import ProviderSpec
+from shared.domain.errors import BadRequest, InvalidCredentialFormat
+from shared.domain.providers import ProviderSpec
 from shared.validators import ValidationContext, ValidationResult
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.http_client import HttpStatusError, TransportError
-from shared.providers import ProviderSpec
+from shared.domain.providers import ProviderSpec
+from shared.egress.http_client import HttpStatusError, TransportError
 from shared.validators import (
     CheckResult,
     Failure,

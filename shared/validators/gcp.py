@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.errors import BadRequest, InvalidCredentialFormat
-from shared.jsonbody import loads_bounded
-from shared.providers import ProviderSpec
+from shared.common.jsonbody import loads_bounded
+from shared.domain.errors import BadRequest, InvalidCredentialFormat
+from shared.domain.providers import ProviderSpec
 from shared.validators import ValidationContext, ValidationResult
 
 REQUIRED_FIELDS = ("type", "project_id", "private_key_id", "private_key", "client_email", "token_uri")

@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from shared.providers import ProviderSpec
-from shared.retries import attempt
+from shared.common.retries import attempt
+from shared.domain.providers import ProviderSpec
 from shared.validators import (
     CheckResult,
     Failure,
@@ -68,7 +68,7 @@ def _token(
     from google.auth import exceptions as auth_exceptions
     from google.oauth2 import service_account
 
-    from shared.google_rest import GoogleAuthTransport
+    from shared.egress.google_rest import GoogleAuthTransport
 
     try:
         credentials = service_account.Credentials.from_service_account_info(

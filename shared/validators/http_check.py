@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from shared.providers import ProviderSpec
+from shared.domain.providers import ProviderSpec
 from shared.validators import CheckResult, Failure, FailureClass, ValidationContext
 from shared.validators.retry import Answer, request_with_retries
 

@@ -2,14 +2,14 @@
 
 Retries only what is a fault rather than an answer (429, 5xx, 529, network
 errors), at most ``max_attempts`` times, with full-jitter exponential backoff
-that honours ``Retry-After`` up to a cap (``shared.retries``), and never past
+that honours ``Retry-After`` up to a cap (``shared.common.retries``), and never past
 the validation's deadline: every request gets only the time left before it
-(``shared.http_client``: connect, send and every read), so a validation ends
+(``shared.egress.http_client``: connect, send and every read), so a validation ends
 within ``VALIDATION_DEADLINE_SECONDS`` whatever the provider does.
 
 Every check goes through ``CHECKS``, the service's HTTP client; msal's calls
 too (``shared.validators.azure_live`` hands it a small adapter), and
-google-auth's token exchange (``shared.google_rest.GoogleAuthTransport``).
+google-auth's token exchange (``shared.egress.google_rest.GoogleAuthTransport``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from shared.http_client import HttpClient
-from shared.retries import RetryPolicy, attempt, retry_after_seconds
+from shared.common.retries import RetryPolicy, attempt, retry_after_seconds
+from shared.egress.http_client import HttpClient
 
 if TYPE_CHECKING:
     from email.message import Message
@@ -35,7 +35,7 @@ CHECKS = HttpClient()
 
 
 class Answer(Protocol):
-    """What a check reads of an answer (``shared.http_client.Response``)."""
+    """What a check reads of an answer (``shared.egress.http_client.Response``)."""
 
     status_code: int
 
@@ -48,7 +48,7 @@ class Answer(Protocol):
     def json(self) -> Any: ...
 
 
-class Attempted(NamedTuple):  # not a dataclass: see shared.service.Caller
+class Attempted(NamedTuple):  # not a dataclass: see shared.usecases.integrations.Caller
     """The last response (or network error) after retries, and how many tries."""
 
     response: Answer | None

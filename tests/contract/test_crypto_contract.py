@@ -7,7 +7,7 @@ import pytest
 
 from shared.crypto import credential_aad
 from shared.crypto.local_keyring import LocalKeyring
-from shared.errors import EncryptionFailed
+from shared.domain.errors import EncryptionFailed
 
 
 @pytest.fixture(params=["local_keyring", "cloud_kms"])

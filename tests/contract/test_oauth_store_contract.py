@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-from shared.models import OAuthState, utc_now
+from shared.domain.models import OAuthState, utc_now
 from tests.contract.test_store_contract import audit, make
 
 BINARY = bytes(range(256))

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from shared.lifecycle import status_after_settings_change
-from shared.models import (
+from shared.domain.lifecycle import status_after_settings_change
+from shared.domain.models import (
     Alert,
     ApiKeyRecord,
     AuditEvent,
@@ -563,7 +563,7 @@ def test_a_pending_key_check_rides_on_a_read_and_keeps_its_answer(store, read):
 def test_a_refused_key_reads_nothing_and_writes_nothing(store):
     from dataclasses import replace
 
-    from shared.errors import Unauthenticated
+    from shared.domain.errors import Unauthenticated
 
     integration, credential = make()
     store.create_integration(integration, credential, audit())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shared.models import AuditEvent, StoredCredential, utc_now
+from shared.domain.models import AuditEvent, StoredCredential, utc_now
 from tests.contract.test_store_contract import BINARY, audit, make
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from shared.providers import REGISTRY_PATH
+from shared.domain.providers import REGISTRY_PATH
 
 
 def saas_provider(name: str) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The composition root (``wiring``): builds the adapters and the service from ``Settings``."""
