@@ -43,10 +43,11 @@ from bench.operations import mode_settings, running_stack
 from shared.app.wiring import Adapters
 from shared.common.config import Settings
 from shared.crypto import credential_aad
+from shared.domain.caller import Caller
 from shared.domain.models import AuditEvent, Integration, Status, StoredCredential, new_id
 from shared.domain.providers import load_registry
 from shared.jobs.key_rotation import rewrap_all
-from shared.usecases.integrations import Caller, IntegrationService
+from shared.usecases.integrations import IntegrationService
 from tests.fakes.fleet_registry import write_fleet_registry
 
 ORG = "bench-fleet"

@@ -146,7 +146,7 @@ loaded_modules = sorted(
 )
 if plan.get("between"):
     # Restore the state through the instance's service (another function serves that route).
-    from shared.usecases.integrations import Caller
+    from shared.domain.caller import Caller
     service = sys.modules["shared.inbound.http"]._service
     caller = Caller(key_id="bench-restore", org_slug=plan["org"], is_admin=False, request_id="bench")
     action, argument = plan["between"]
@@ -767,7 +767,7 @@ class ColdState:
     """Puts one mode's store in the state a cold case needs, before each fresh process (not timed)."""
 
     def __init__(self, service: Any) -> None:
-        from shared.usecases.integrations import Caller
+        from shared.domain.caller import Caller
 
         self.service = service
         self.caller = Caller(key_id="bench-prepare", org_slug=ORG, is_admin=False, request_id="bench")

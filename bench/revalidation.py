@@ -56,9 +56,10 @@ from typing import Any
 
 from shared.app.wiring import Adapters
 from shared.common.config import Settings
+from shared.domain.caller import Caller
 from shared.domain.providers import default_registry
 from shared.jobs.revalidation import revalidate_all
-from shared.usecases.integrations import Caller, IntegrationService
+from shared.usecases.integrations import IntegrationService
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = {
@@ -78,7 +79,8 @@ from pathlib import Path
 from shared.common.config import Settings
 from shared.domain.models import Integration, Status, new_id
 from shared.domain.providers import default_registry
-from shared.usecases.integrations import Caller, IntegrationService
+from shared.domain.caller import Caller
+from shared.usecases.integrations import IntegrationService
 from shared.app.wiring import Adapters
 from bench.revalidation import KEYS, SEED_BATCH
 data_dir, count = Path(sys.argv[1]), int(sys.argv[2])

@@ -17,11 +17,12 @@ import flask
 import functions_framework
 
 from shared.inbound.http import ApiCall, endpoint, oauth_callback_response
+from shared.usecases import oauth_flow
 
 
 @functions_framework.http
 @endpoint("GET", "/api/v1/oauth/callback", public=True)
 def oauth_callback(call: ApiCall) -> flask.Response:
     arguments = {name: value for name in ("state", "code", "error") if (value := call.request.args.get(name))}
-    outcome = call.service.oauth_callback(arguments)
+    outcome = oauth_flow.callback(call.service, arguments)
     return oauth_callback_response(outcome, call.service.adapters.settings.oauth_frontend_url, call.caller.request_id)

@@ -15,11 +15,12 @@ from typing import Any
 import functions_framework
 
 from shared.inbound.http import ApiCall, endpoint, oauth_connected
+from shared.usecases import oauth_flow
 
 
 @functions_framework.http
 @endpoint("POST", "/api/v1/integrations/<org_slug>/<provider>/oauth/complete")
 def oauth_complete(call: ApiCall) -> tuple[int, dict[str, Any]]:
     body = call.json_body(required=("completion_code",))
-    completed = call.service.complete_oauth(call.caller, call.provider or "", body["completion_code"])
+    completed = oauth_flow.complete(call.service, call.caller, call.provider or "", body["completion_code"])
     return 200, oauth_connected(completed.integration)

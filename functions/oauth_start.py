@@ -13,13 +13,14 @@ import functions_framework
 
 from shared.domain.models import iso
 from shared.inbound.http import ApiCall, endpoint
+from shared.usecases import oauth_flow
 
 
 @functions_framework.http
 @endpoint("POST", "/api/v1/integrations/<org_slug>/<provider>/oauth/start")
 def oauth_start(call: ApiCall) -> tuple[int, dict[str, Any]]:
     body = call.json_body(optional=("config",))
-    flow = call.service.start_oauth(call.caller, call.provider or "", body.get("config"))
+    flow = oauth_flow.start(call.service, call.caller, call.provider or "", body.get("config"))
     return 200, {
         "provider": flow.provider,
         "authorize_url": flow.authorize_url,

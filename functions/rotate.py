@@ -6,9 +6,9 @@ from typing import Any
 
 import functions_framework
 
+from shared.domain.inputs import parse_timestamp
 from shared.domain.models import iso
 from shared.inbound.http import ApiCall, endpoint
-from shared.usecases.integrations import parse_timestamp
 
 
 @functions_framework.http

@@ -6,8 +6,8 @@ from typing import Any
 
 import functions_framework
 
+from shared.domain.inputs import parse_timestamp
 from shared.inbound.http import ApiCall, endpoint
-from shared.usecases.integrations import parse_timestamp
 
 
 @functions_framework.http

@@ -12,9 +12,9 @@ from typing import Any
 import functions_framework
 
 from shared.domain.errors import BadRequest
+from shared.domain.inputs import parse_timestamp
 from shared.domain.models import SettingsChange
 from shared.inbound.http import ApiCall, endpoint
-from shared.usecases.integrations import parse_timestamp
 
 
 @functions_framework.http

@@ -64,6 +64,18 @@ MOVED: dict[str, str] = {
 
 # Old path -> {name: the module that holds it now}, for names that did not move with the rest.
 MOVED_NAMES: dict[str, dict[str, str]] = {
+    "shared.credential_access": {"access_credential": "shared.inbound.pipelines"},
+    "shared.service": {
+        "Caller": "shared.domain.caller",
+        "credential_fingerprint": "shared.domain.models",
+        "apply_validation": "shared.domain.lifecycle",
+        "expired_result": "shared.domain.lifecycle",
+        "ORG_SLUG": "shared.domain.inputs",
+        "check_org_slug": "shared.domain.inputs",
+        "parse_timestamp": "shared.domain.inputs",
+        "TIMESTAMP_SHAPE": "shared.domain.inputs",
+        "TIMESTAMP_YEARS": "shared.domain.inputs",
+    },
     "shared.service_secrets": {
         "EnvSecretSource": "shared.secret_sources.env",
         "SecretManagerSource": "shared.secret_sources.secret_manager",

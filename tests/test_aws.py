@@ -437,8 +437,8 @@ def test_no_aws_access_key_in_the_repository_or_the_settings_defaults():
 
 
 def test_revalidation_rechecks_aws_with_the_stored_external_id(client, org_key, aws, service, settings):
+    from shared.domain.caller import Caller
     from shared.jobs.revalidation import revalidate_all
-    from shared.usecases.integrations import Caller
 
     external_id = instructions(client, org_key)["external_id"]
     customer = aws.create_customer(external_id=external_id)

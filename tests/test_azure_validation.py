@@ -14,9 +14,9 @@ from datetime import timedelta
 
 import pytest
 
+from shared.domain.caller import Caller
 from shared.domain.models import utc_now
 from shared.jobs.revalidation import revalidate_all
-from shared.usecases.integrations import Caller
 from shared.validators import Failure, FailureClass
 from tests.simulators.azure import AzureSimulator
 

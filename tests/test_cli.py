@@ -13,7 +13,7 @@ import pytest
 
 from shared.app.wiring import build_service
 from shared.common.config import Settings
-from shared.usecases.integrations import Caller
+from shared.domain.caller import Caller
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY
 
 REPO = Path(__file__).resolve().parent.parent

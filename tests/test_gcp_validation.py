@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from shared.domain.caller import Caller
 from shared.domain.errors import InvalidCredentialFormat
-from shared.usecases.integrations import Caller
 from shared.validators import Failure
 from shared.validators.gcp_live import _failed
 from shared.validators.retry import Attempted

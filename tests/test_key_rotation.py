@@ -14,10 +14,10 @@ from dataclasses import replace
 import pytest
 
 from shared.crypto import credential_aad
+from shared.domain.caller import Caller
 from shared.domain.errors import KeyRotationFailed
 from shared.domain.models import AuditEvent, Integration, Status, StoredCredential, new_id
 from shared.jobs.key_rotation import key_report, rewrap_all, rotate_key
-from shared.usecases.integrations import Caller
 from tests.conftest import OPENAI_KEY, key_with, make_service
 
 OPERATOR = Caller(key_id="ops", org_slug="*", is_admin=True, request_id="test-rewrap")

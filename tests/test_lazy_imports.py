@@ -291,8 +291,8 @@ def _cold_start(env: dict[str, str], target: str, *calls: tuple[str, str, dict |
 @pytest.fixture
 def local_instance(settings, simulator):
     """A local data dir with an org key and an OpenAI integration, and the env of a fresh instance on it."""
+    from shared.domain.caller import Caller
     from shared.domain.providers import check_registry
-    from shared.usecases.integrations import Caller
     from tests.conftest import OPENAI_KEY, make_service
 
     # As a deploy's build step does (make test does too): instances then load the checked copy,

@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from shared.domain.caller import Caller
 from shared.jobs.revalidation import revalidate_all
-from shared.usecases.integrations import Caller
 from tests.openapi_contract import check_response
 
 FRONTEND = "https://app.example/settings/integrations"

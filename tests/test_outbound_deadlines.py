@@ -25,13 +25,13 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from shared.domain.caller import Caller
 from shared.domain.models import Alert, Webhook, utc_now
 from shared.domain.providers import default_registry
 from shared.egress import webhooks
 from shared.egress.webhooks import ANSWER_BYTES, deliver
 from shared.oauth import OAuthClient, oauth_spec
 from shared.oauth.token_endpoint import TokenEndpointUnavailable, request_tokens
-from shared.usecases.integrations import Caller
 from tests.conftest import key_with
 from tests.simulators._serving import dripping
 from tests.simulators.azure import AzureSimulator

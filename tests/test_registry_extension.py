@@ -13,8 +13,9 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from shared.app.wiring import Adapters
+from shared.domain.caller import Caller
 from shared.domain.providers import REGISTRY_PATH, load_registry
-from shared.usecases.integrations import Caller, IntegrationService
+from shared.usecases.integrations import IntegrationService
 
 EXTRA_PROVIDERS = """
 github_demo:

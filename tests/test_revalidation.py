@@ -14,10 +14,10 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from shared.crypto import credential_aad
-from shared.domain.models import AuditEvent, SettingsChange, StoredCredential, new_id, utc_now
+from shared.domain.caller import Caller
+from shared.domain.models import AuditEvent, SettingsChange, StoredCredential, credential_fingerprint, new_id, utc_now
 from shared.egress.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from shared.jobs.revalidation import revalidate_all
-from shared.usecases.integrations import Caller, credential_fingerprint
 from tests.conftest import ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY, key_with
 
 SCHEDULER = Caller(key_id="scheduler", org_slug="*", is_admin=True, request_id="run-1")

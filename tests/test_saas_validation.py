@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from shared.domain.caller import Caller
 from shared.jobs.revalidation import revalidate_all
-from shared.usecases.integrations import Caller
 from tests.simulators.saas import SAAS_PROVIDER_IDS
 
 BASE = "/api/v1/integrations/acme"

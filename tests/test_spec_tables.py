@@ -60,13 +60,3 @@ def test_settings_module_is_a_leaf():
             imported.update(alias.name for alias in node.names)
     ours = {name for name in imported if name == "shared" or name.startswith("shared.")}
     assert ours <= {"shared.domain.errors"}, ours
-
-
-def test_no_import_circle_through_the_service():
-    """The service and the stores never import the composition root or the scheduled jobs."""
-    modules = ("usecases/integrations.py", "store/sqlite_store.py", "store/bigquery_store.py", "validators/__init__.py")
-    for module in modules:
-        tree = ast.parse((ROOT / "shared" / module).read_text())
-        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-        upper = {"shared.app.wiring", "shared.jobs.revalidation", "shared.inbound.http", "shared.commands.cli"}
-        assert not imported & upper, module

@@ -11,11 +11,11 @@ from unittest.mock import patch
 
 import pytest
 
+from shared.domain.caller import Caller
 from shared.domain.errors import StoreUnavailable
 from shared.domain.models import SettingsChange, utc_now
 from shared.jobs.revalidation import revalidate_all
 from shared.store.sqlite_store import SqliteStore
-from shared.usecases.integrations import Caller
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY, key_with, make_service, with_settings
 
 SCHEDULER = Caller(key_id="scheduler", org_slug="*", is_admin=True, request_id="r")

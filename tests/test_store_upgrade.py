@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from shared.crypto import credential_aad
+from shared.domain.caller import Caller
 from shared.store.sqlite_store import SqliteStore
-from shared.usecases.integrations import Caller
 from tests.conftest import GEMINI_KEY, OPENAI_KEY, make_service
 
 V1_SCHEMAS = Path(__file__).parent / "fixtures" / "schema_v1"

@@ -46,13 +46,14 @@ from typing import Any, TextIO
 from shared.app.wiring import build_service
 from shared.common.config import Settings
 from shared.common.jsonbody import loads_bounded
+from shared.domain.caller import Caller
 from shared.domain.errors import BadRequest, ConfigurationError, ServiceError
+from shared.domain.inputs import check_org_slug
 from shared.domain.models import ApiKeyRecord, iso, new_id
 from shared.domain.providers import Registry
 from shared.jobs.bulk_import import MAX_IMPORT_ITEMS, import_integrations
 from shared.jobs.key_rotation import key_report, rewrap_all, rotate_key
 from shared.jobs.revalidation import revalidate_all
-from shared.usecases.integrations import Caller, check_org_slug
 
 
 def _key_summary(record: ApiKeyRecord) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from collections import Counter
 from typing import NamedTuple, Protocol
 
 
-class EncryptedSecret(NamedTuple):  # a NamedTuple, not a frozen dataclass: see shared.usecases.integrations.Caller
+class EncryptedSecret(NamedTuple):  # a NamedTuple, not a frozen dataclass: see shared.domain.caller.Caller
     """A credential as the cipher returns it: the ciphertext and the key version that sealed it."""
 
     ciphertext: bytes

@@ -6,6 +6,7 @@ adapter maps them one to one.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +27,11 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def credential_fingerprint(secret: str) -> str:
+    """First 8 hex chars of SHA-256 of the secret: identifies, never reveals."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:8]
 
 
 class Status(StrEnum):
@@ -85,7 +91,7 @@ class Integration:
         return info
 
 
-class SettingsChange(NamedTuple):  # not a frozen dataclass: see shared.usecases.integrations.Caller
+class SettingsChange(NamedTuple):  # not a frozen dataclass: see shared.domain.caller.Caller
     """What a user's PUT asks to change; None means "leave as is"."""
 
     config: dict[str, Any] | None = None

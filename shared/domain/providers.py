@@ -90,7 +90,7 @@ class ConfigField:
         return re.compile(self.regex)
 
 
-class Requirement(NamedTuple):  # not a frozen dataclass: see shared.usecases.integrations.Caller
+class Requirement(NamedTuple):  # not a frozen dataclass: see shared.domain.caller.Caller
     """What one pipeline (or, for a provider without pipelines, the connection) needs."""
 
     name: str
@@ -99,7 +99,7 @@ class Requirement(NamedTuple):  # not a frozen dataclass: see shared.usecases.in
     fix: str
 
 
-class OAuthSpec(NamedTuple):  # not a frozen dataclass: see shared.usecases.integrations.Caller
+class OAuthSpec(NamedTuple):  # not a frozen dataclass: see shared.domain.caller.Caller
     """The registry's ``oauth:`` block: how the authorization-code flow runs for a provider."""
 
     authorize_url: str
@@ -150,7 +150,7 @@ class ProviderSpec:
         return tuple(dict.fromkeys(c for r in self.requirements.values() for c in r.requires))
 
 
-class Registry(NamedTuple):  # not a frozen dataclass: see shared.usecases.integrations.Caller
+class Registry(NamedTuple):  # not a frozen dataclass: see shared.domain.caller.Caller
     """Every provider of the registry file, by id."""
 
     providers: dict[str, ProviderSpec]

@@ -30,6 +30,7 @@ from werkzeug.routing import Map, Rule
 
 from shared.common import logs
 from shared.common.jsonbody import loads_bounded
+from shared.domain.caller import Caller
 from shared.domain.errors import (
     BadRequest,
     ConfigurationError,
@@ -39,9 +40,10 @@ from shared.domain.errors import (
     ServiceError,
     Unauthenticated,
 )
+from shared.domain.inputs import check_org_slug
 from shared.domain.models import iso
 from shared.inbound.cors import API_METHODS, apply_cors
-from shared.usecases.integrations import Caller, IntegrationService, check_org_slug
+from shared.usecases.integrations import IntegrationService
 
 if TYPE_CHECKING:
     from shared.domain.models import Integration

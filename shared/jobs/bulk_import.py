@@ -41,14 +41,25 @@ from typing import TYPE_CHECKING, Any
 
 from shared.crypto import credential_aad
 from shared.domain.errors import BadRequest, DuplicateInImport, EncryptionFailed, InvalidCredentialFormat, ServiceError
-from shared.domain.models import AuditEvent, Integration, Status, StoredCredential, new_id, utc_now
+from shared.domain.inputs import parse_timestamp
+from shared.domain.lifecycle import apply_validation
+from shared.domain.models import (
+    AuditEvent,
+    Integration,
+    Status,
+    StoredCredential,
+    credential_fingerprint,
+    new_id,
+    utc_now,
+)
 from shared.domain.providers import ProviderSpec
+from shared.domain.validation import ValidationResult
 from shared.jobs.revalidation import run_bounded
-from shared.usecases.integrations import apply_validation, credential_fingerprint, parse_timestamp
-from shared.validators import ValidationResult, validate_credential
+from shared.validators import validate_credential
 
 if TYPE_CHECKING:
-    from shared.usecases.integrations import Caller, IntegrationService
+    from shared.domain.caller import Caller
+    from shared.usecases.integrations import IntegrationService
 
 logger = logging.getLogger("integrations.import")
 

@@ -33,7 +33,8 @@ from shared.domain.errors import EncryptionFailed, KeyRotationFailed
 from shared.domain.models import StoredCredential, utc_now
 
 if TYPE_CHECKING:
-    from shared.usecases.integrations import Caller, IntegrationService
+    from shared.domain.caller import Caller
+    from shared.usecases.integrations import IntegrationService
 
 logger = logging.getLogger("integrations.key_rotation")
 

@@ -41,13 +41,15 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.domain.errors import EncryptionFailed
+from shared.domain.lifecycle import apply_validation, expired_result
 from shared.domain.models import Alert, AuditEvent, Integration, Status, StoredCredential, iso, utc_now
+from shared.domain.validation import Failure, FailureClass, ValidationResult
 from shared.usecases.alerts import deliver_alerts, status_alert
-from shared.usecases.integrations import apply_validation, expired_result
-from shared.validators import Failure, FailureClass, ValidationResult, validate_credential
+from shared.validators import validate_credential
 
 if TYPE_CHECKING:
-    from shared.usecases.integrations import Caller, IntegrationService
+    from shared.domain.caller import Caller
+    from shared.usecases.integrations import IntegrationService
 
 logger = logging.getLogger("integrations.revalidation")
 
@@ -336,7 +338,7 @@ class _Run:
             from shared.usecases.oauth_refresh import oauth_validation
 
             # Refreshes first (once, whatever else is refreshing it), then checks the new access token.
-            return oauth_validation(service, integration, credential)
+            return oauth_validation(service.adapters, spec, integration, credential)
         decrypt_started = time.perf_counter()
         try:
             secret = service.decrypt_credential(integration, credential)

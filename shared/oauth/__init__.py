@@ -1,13 +1,11 @@
-"""OAuth connections: the authorization-code flow (with PKCE), tokens stored as
-one encrypted credential, and a refresh that never races.
+"""OAuth with the providers: the service's client, the token set an OAuth credential
+stores, the provider's endpoints and PKCE; ``token_endpoint`` sends the token
+requests (code and refresh grants), one attempt each.
 
-- ``flow``: ``start`` (authorize URL, single-use state, PKCE verifier kept
-  encrypted server-side), ``callback`` (state check, code exchange, tokens held
-  encrypted against the flow, a one-time completion code) and ``complete`` (the
-  org's own key: validate, store);
-- ``token_endpoint``: the token requests (code and refresh grants), one attempt each;
-- ``refresh``: single-flight refresh decided by a conditional write on the
-  credential's version.
+The use cases built on them are ``shared.usecases.oauth_flow`` (start, callback
+and the org's completion: the authorization-code flow with PKCE) and
+``shared.usecases.oauth_refresh`` (a refresh that never races, decided by a
+conditional write on the credential's version).
 
 The stored secret of an OAuth credential is the JSON of ``TokenSet``; its
 ``expires_at`` column is the access token's expiry. The client id and secret
@@ -29,7 +27,7 @@ from shared.domain.errors import ConfigurationError, OAuthNotConfigured
 if TYPE_CHECKING:
     from shared.common.config import Settings
     from shared.domain.providers import OAuthSpec, ProviderSpec
-    from shared.usecases.ports import ServicePorts
+    from shared.secret_sources import SecretSource
 
 CALLBACK_PATH = "/api/v1/oauth/callback"
 
@@ -96,10 +94,11 @@ def client_secret_names(provider_id: str) -> tuple[str, str]:
     return f"oauth-{provider_id}-client-id", f"oauth-{provider_id}-client-secret"
 
 
-def client_for(ports: ServicePorts, spec: ProviderSpec) -> OAuthClient:
+def client_for(secrets: SecretSource, spec: ProviderSpec) -> OAuthClient:
+    """The service's client id and secret for ``spec``, from the service's own secrets."""
     id_name, secret_name = client_secret_names(spec.provider_id)
     try:
-        return OAuthClient(ports.service_secrets.get(id_name), ports.service_secrets.get(secret_name))
+        return OAuthClient(secrets.get(id_name), secrets.get(secret_name))
     except ConfigurationError:
         raise OAuthNotConfigured(
             f"OAuth is not configured for {spec.display_name} on this deployment: its client id and secret"

@@ -1,9 +1,9 @@
 """The pipelines' read side: a usable, short-lived credential for an ``active`` integration.
 
 The route (``POST /api/v1/integrations/{org}/{provider}/access``,
-``functions/credential_access.py``) and ``access_credential`` below (for a
-pipeline that imports this package, a Cloud Run job next to the service) run
-the same ``access``:
+``functions/credential_access.py``) and ``shared.inbound.pipelines.access_credential``
+(for a pipeline that imports this package, a Cloud Run job next to the service)
+run the same ``access``:
 
 1. the pipeline must be one the provider declares in the registry;
 2. one store read: the integration and its credential, handed out only while
@@ -31,6 +31,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from shared.domain.caller import Caller
 from shared.domain.errors import (
     BadRequest,
     Forbidden,
@@ -40,16 +41,17 @@ from shared.domain.errors import (
     ReauthorizationRequired,
     ServiceError,
 )
-from shared.domain.models import AuditEvent, Integration, Status, StoredCredential, iso, new_id, utc_now
+from shared.domain.inputs import check_org_slug
+from shared.domain.models import AuditEvent, Integration, Status, StoredCredential, credential_fingerprint, iso, utc_now
 from shared.domain.providers import ROLE_ARN_FIELD
-from shared.usecases.integrations import Caller, check_org_slug, credential_fingerprint, no_integration
+from shared.usecases.integrations import no_integration
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from shared.domain.providers import ProviderSpec
+    from shared.domain.validation import CheckResult
     from shared.usecases.integrations import IntegrationService
-    from shared.validators import CheckResult
 
 logger = logging.getLogger("integrations.credential_access")
 
@@ -212,7 +214,7 @@ Issued = TypeVar("Issued")
 
 def _issued(service: IntegrationService, caller: Caller, spec: ProviderSpec, minted: Issued | CheckResult) -> Issued:
     """``minted`` when the provider issued it; else its refusal recorded (409) or the outage answered (503)."""
-    from shared.validators import CheckResult, FailureClass
+    from shared.domain.validation import CheckResult, FailureClass
 
     if not isinstance(minted, CheckResult):
         return minted
@@ -240,7 +242,7 @@ def _oauth_token(
     from shared.usecases.oauth_refresh import current_tokens
 
     try:
-        tokens = current_tokens(service, integration, credential)  # one refresh whatever the concurrency
+        tokens = current_tokens(service.adapters, spec, integration, credential)  # one refresh, whatever the load
     except ReauthorizationRequired:
         outcome = service.validate(caller, spec.provider_id)  # records error + alert; makes no token call
         raise _not_active(spec, outcome.integration, f"{spec.display_name} refused the refresh") from None
@@ -286,29 +288,3 @@ def _undeclared_pipeline(spec: ProviderSpec, pipeline: Any) -> BadRequest:
 def session_name(org_slug: str, pipeline: str) -> str:
     """The AWS session name: the org and the pipeline, so the customer's CloudTrail says who read what."""
     return SESSION_NAME_UNSAFE.sub("-", f"{org_slug}@{pipeline}")[:64]
-
-
-def access_credential(
-    org_slug: str,
-    provider_id: str,
-    pipeline: str,
-    *,
-    requested_by: str,
-    service: IntegrationService | None = None,
-) -> CredentialAccess:
-    """The route's answer without HTTP, for a pipeline that runs next to the service and imports it.
-
-    ``requested_by`` names the pipeline job in the audit log (e.g. its Cloud
-    Run job name). The process must hold what the service does: its settings
-    (``INTEGRATIONS_BACKEND=gcp`` with the dataset and KMS key) and the
-    runtime service account's permissions. Raises the service's errors
-    (``shared.domain.errors.ServiceError``: ``status_code``, ``message``) on refusal.
-    """
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@:/-]{0,127}", requested_by):
-        raise BadRequest("requested_by must be 1-128 characters of letters, digits and . _ @ : / -")
-    if service is None:
-        from shared.inbound.http import get_service
-
-        service = get_service()
-    caller = Caller(key_id=f"job:{requested_by}", org_slug="*", is_admin=True, request_id=new_id())
-    return access(service, caller, org_slug, provider_id, pipeline)

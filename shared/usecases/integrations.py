@@ -21,10 +21,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from shared.crypto import credential_aad
+from shared.domain.caller import Caller
 from shared.domain.errors import (
     BadRequest,
     Conflict,
@@ -41,6 +42,8 @@ from shared.domain.errors import (
     Unauthenticated,
     UnknownProvider,
 )
+from shared.domain.inputs import check_org_slug
+from shared.domain.lifecycle import apply_validation, expired_result
 from shared.domain.models import (
     Alert,
     ApiKeyRecord,
@@ -50,6 +53,7 @@ from shared.domain.models import (
     Status,
     StoredCredential,
     Webhook,
+    credential_fingerprint,
     new_id,
     utc_now,
 )
@@ -60,14 +64,12 @@ from shared.usecases.alerts import deliver_alerts, status_alert
 # not here: list, get and an API key's setup never need it, and every cold start imports
 # this module.
 if TYPE_CHECKING:
+    from shared.domain.validation import ValidationResult
     from shared.store import KeyCheck
-    from shared.usecases.oauth_flow import AuthorizedFlow, CompletedFlow, StartedFlow
     from shared.usecases.ports import ServicePorts
-    from shared.validators import ValidationResult
 
 logger = logging.getLogger("integrations.service")
 
-ORG_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
 # Org API keys: signed (ik_v2_<org>_<key id>_<o|a>_<signature>) and, issued before those, unsigned.
 SIGNED_API_KEY_SHAPE = re.compile(r"ik_v2_([a-z0-9][a-z0-9_-]{1,62})_([0-9a-f]{16})_([oa])_([A-Za-z0-9_-]{43})")
 UNSIGNED_API_KEY_SHAPE = re.compile(r"^ik_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
@@ -75,57 +77,6 @@ ORG_ROLE, ADMIN_ROLE = "o", "a"
 # Derives the key-signing key from the pepper (the pepper also hashes keys and derives webhook secrets).
 KEY_SIGNING_LABEL = b"integrations:api-key-signature:v2"
 MAX_SECRET_CHARS = 16 * 1024
-
-
-def credential_fingerprint(secret: str) -> str:
-    """First 8 hex chars of SHA-256 of the secret: identifies, never reveals."""
-    return hashlib.sha256(secret.encode()).hexdigest()[:8]
-
-
-class Caller(NamedTuple):
-    """Who is calling: the API key's id and organization, and the request being served.
-
-    Immutable records on every request path are NamedTuples rather than frozen
-    dataclasses: Python 3.11 compiles six methods for a frozen dataclass at
-    import (~0.3 ms each class, paid by every cold start), one for a NamedTuple.
-    """
-
-    key_id: str
-    org_slug: str
-    is_admin: bool
-    request_id: str
-    # The person behind the frontend's call (optional X-User-Id header); the key
-    # proves the organization, this only says who to credit in created_by/audit.
-    user_id: str | None = None
-
-    @property
-    def actor(self) -> str:
-        return self.user_id or self.key_id
-
-    def audit(
-        self,
-        org_slug: str,
-        provider: str,
-        action: str,
-        outcome: str = "success",
-        *,
-        fingerprint: str | None = None,
-        detail: str | None = None,
-        pipeline: str | None = None,
-    ) -> AuditEvent:
-        """An audit row of this caller's doing (its key, request and acting user)."""
-        return AuditEvent(
-            org_slug=org_slug,
-            provider=provider,
-            action=action,
-            outcome=outcome,
-            actor_key_id=self.key_id,
-            request_id=self.request_id,
-            credential_fingerprint=fingerprint,
-            detail=detail,
-            actor=self.actor,
-            pipeline=pipeline,
-        )
 
 
 @dataclass
@@ -556,7 +507,7 @@ class IntegrationService:
         elif spec.credential_type == "oauth":
             from shared.usecases.oauth_refresh import oauth_validation
 
-            result = oauth_validation(self, integration, credential)  # refreshes first when near expiry
+            result = oauth_validation(self.adapters, spec, integration, credential)  # refreshes first if near expiry
         else:
             from shared.validators import validate_credential
 
@@ -606,29 +557,12 @@ class IntegrationService:
         if integration.status == Status.DISABLED:
             raise IntegrationDisabled(f"Integration for {spec.display_name} is disabled")
         try:
-            return current_tokens(self, integration, credential).access_token
+            return current_tokens(self.adapters, spec, integration, credential).access_token
         except ReauthorizationRequired:
             self.validate(caller, provider_id)  # records error + alert; makes no token call (refresh_error is set)
             raise
         except TokenEndpointUnavailable:
             raise ProviderUnavailable(f"Unable to connect to {spec.display_name}") from None
-
-    def start_oauth(self, caller: Caller, provider_id: str, config: Any) -> StartedFlow:
-        from shared.usecases.oauth_flow import start
-
-        return start(self, caller, provider_id, config)
-
-    def oauth_callback(self, arguments: dict[str, str]) -> AuthorizedFlow:
-        """The provider's redirect: exchange the code, hold the tokens for the org, answer a completion code."""
-        from shared.usecases.oauth_flow import callback
-
-        return callback(self, arguments)
-
-    def complete_oauth(self, caller: Caller, provider_id: str, completion_code: Any) -> CompletedFlow:
-        """The org's own confirmation of a flow it started: only this stores the tokens."""
-        from shared.usecases.oauth_flow import complete
-
-        return complete(self, caller, provider_id, completion_code)
 
     def list_integrations(self, caller: Caller) -> list[Integration]:
         return self.adapters.store.list_integrations(caller.org_slug)
@@ -796,96 +730,3 @@ def _count(number: int, one: str, many: str) -> str:
 
 def no_integration(spec: ProviderSpec) -> NotFound:
     return NotFound(f"No integration for {spec.display_name} in this organization")
-
-
-def check_org_slug(org_slug: str) -> None:
-    if not ORG_SLUG.fullmatch(org_slug):
-        raise BadRequest(
-            "Organization slug must be 2-63 characters of lowercase letters, digits, '-' or '_',"
-            " starting with a letter or digit"
-        )
-
-
-# Expiry dates outside this range are typos or probes; far ones also overflow UTC conversion.
-TIMESTAMP_YEARS = (2000, 2200)
-TIMESTAMP_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$", re.ASCII)
-
-
-def parse_timestamp(value: Any, field_name: str) -> datetime | None:
-    """ISO-8601 with a zone (``Z`` or an offset), or None when absent."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"Field '{field_name}' must be an ISO-8601 timestamp string")
-    if not TIMESTAMP_SHAPE.fullmatch(value.upper()):
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?", value, re.ASCII):
-            raise BadRequest(f"Field '{field_name}' needs a time zone (e.g. a trailing Z)")
-        raise BadRequest(f"Field '{field_name}' is not an ISO-8601 timestamp: expected e.g. 2027-01-31T00:00:00Z")
-    try:
-        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(
-            f"Field '{field_name}' is not an ISO-8601 timestamp: expected e.g. 2027-01-31T00:00:00Z"
-        ) from None
-    low, high = TIMESTAMP_YEARS
-    if not low <= parsed.year <= high:
-        raise BadRequest(f"Field '{field_name}' must be a date in the years {low} to {high}")
-    return parsed.astimezone(UTC)
-
-
-def expired_result(spec: ProviderSpec, expires_at: datetime) -> ValidationResult:
-    from shared.validators import Failure, FailureClass, ValidationResult
-
-    message = f"{spec.display_name} credential expired at {expires_at.astimezone(UTC).isoformat()}"
-    return ValidationResult(
-        ok=False,
-        details={"connection": False, "permissions": False, "message": message, "expired": True},
-        message=message,
-        failure=Failure.INVALID_KEY,
-        failure_class=FailureClass.CONFIG,
-    )
-
-
-def apply_validation(
-    integration: Integration, result: ValidationResult, now: datetime, *, transient_tolerance: int
-) -> None:
-    """Fold one validation result into the integration's lifecycle fields.
-
-    A transient failure (429, 5xx, network) only turns a working integration
-    into ``error`` once it has repeated more than ``transient_tolerance``
-    times in a row; a config failure (bad key, missing role) does at once.
-    """
-    integration.last_checked_at = now
-    integration.updated_at = now
-    if result.ok:
-        integration.status = Status.ACTIVE
-        integration.validated_at = now
-        integration.last_success_at = now
-        integration.error_message = None
-        integration.consecutive_failures = 0
-        integration.details = result.details
-        if result.expires_at is not None and result.expires_at != integration.expires_at:
-            integration.expires_at = result.expires_at  # the provider knows when the key stops working
-            integration.expiry_alert_window = None
-        return
-    from shared.validators import FailureClass
-
-    integration.consecutive_failures += 1
-    if result.details.get("expired"):
-        integration.status = Status.EXPIRED
-    elif (
-        result.failure_class != FailureClass.CONFIG
-        and integration.status == Status.ACTIVE
-        and integration.consecutive_failures <= transient_tolerance
-    ):
-        # Keep the last good result; record that this run could not confirm it.
-        integration.details = {
-            **(integration.details or {}),
-            "last_transient_failure": result.message,
-        }
-        return
-    else:
-        integration.status = Status.ERROR
-    # validated_at keeps the last *successful* validation (the spec's meaning).
-    integration.error_message = result.message
-    integration.details = result.details

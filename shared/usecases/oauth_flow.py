@@ -41,6 +41,7 @@ from shared.domain.errors import (
     ProviderUnavailable,
     ServiceError,
 )
+from shared.domain.lifecycle import apply_validation
 from shared.domain.models import Integration, OAuthState, Status, new_id, utc_now
 from shared.oauth import (
     TokenSet,
@@ -57,8 +58,9 @@ from shared.validators import ValidationResult, validate_credential
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from shared.domain.caller import Caller
     from shared.domain.providers import ProviderSpec
-    from shared.usecases.integrations import Caller, IntegrationService
+    from shared.usecases.integrations import IntegrationService
 
 STATE_SHAPE = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
 COMPLETION_CODE_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
@@ -109,7 +111,7 @@ def start(service: IntegrationService, caller: Caller, provider_id: str, config:
     oauth = oauth_spec(spec)
     clean_config = service.check_config(spec, config)
     settings = service.adapters.settings
-    client = client_for(service.adapters, spec)
+    client = client_for(service.adapters.service_secrets, spec)
     redirect_uri = settings.oauth_redirect_uri
     if not redirect_uri:
         raise OAuthNotConfigured("OAuth needs OAUTH_REDIRECT_URI: the public URL of GET /api/v1/oauth/callback")
@@ -246,7 +248,7 @@ def _exchange(service: IntegrationService, spec: ProviderSpec, flow: OAuthState,
         return request_tokens(
             oauth_spec(spec),
             token_url(settings, spec),
-            client_for(service.adapters, spec),
+            client_for(service.adapters.service_secrets, spec),
             form,
             timeout_seconds=settings.request_timeout_seconds,
         )
@@ -271,8 +273,6 @@ def _store(
     tokens: TokenSet,
     result: ValidationResult,
 ) -> Integration:
-    from shared.usecases.integrations import apply_validation
-
     store = service.adapters.store
     existing = store.get_integration_with_credential(flow.org_slug, spec.provider_id)
     action = "oauth_connect" if existing is None else "oauth_reauthorize"

@@ -46,7 +46,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from shared.crypto import credential_aad
 from shared.domain.errors import EncryptionFailed, NotFound, ReauthorizationRequired
-from shared.domain.models import Integration, StoredCredential, utc_now
+from shared.domain.models import Integration, StoredCredential, credential_fingerprint, utc_now
+from shared.domain.validation import Failure, FailureClass, ValidationResult
 from shared.oauth import OAuthClient, TokenSet, client_for, oauth_spec, token_url
 from shared.oauth.token_endpoint import (
     ClientRejected,
@@ -55,11 +56,11 @@ from shared.oauth.token_endpoint import (
     TokenRequestFailed,
     request_tokens,
 )
-from shared.validators import Failure, FailureClass, ValidationResult, validate_credential
+from shared.validators import validate_credential
 
 if TYPE_CHECKING:
     from shared.domain.providers import ProviderSpec
-    from shared.usecases.integrations import IntegrationService
+    from shared.usecases.ports import ServicePorts
 
 logger = logging.getLogger("integrations.oauth")
 
@@ -86,25 +87,27 @@ def _next_version(credential: StoredCredential) -> datetime:
     return max(utc_now(), credential.updated_at + timedelta(microseconds=1))
 
 
-def _decrypt(service: IntegrationService, integration: Integration, credential: StoredCredential) -> TokenSet:
-    return TokenSet.from_secret(service.decrypt_credential(integration, credential))
+def _decrypt(ports: ServicePorts, integration: Integration, credential: StoredCredential) -> TokenSet:
+    aad = credential_aad(integration.org_slug, integration.provider, credential.credential_id)
+    return TokenSet.from_secret(ports.cipher.decrypt(credential.encrypted_value, aad).decode())
 
 
-def _reread(service: IntegrationService, integration: Integration) -> tuple[Integration, StoredCredential]:
-    pair = service.adapters.store.get_integration_with_credential(integration.org_slug, integration.provider)
+def _reread(ports: ServicePorts, integration: Integration) -> tuple[Integration, StoredCredential]:
+    pair = ports.store.get_integration_with_credential(integration.org_slug, integration.provider)
     if pair is None:
         raise NotFound("The integration was deleted during a token refresh")
     return pair
 
 
-def current_tokens(service: IntegrationService, integration: Integration, credential: StoredCredential) -> TokenSet:
+def current_tokens(
+    ports: ServicePorts, spec: ProviderSpec, integration: Integration, credential: StoredCredential
+) -> TokenSet:
     """Tokens whose access token is good beyond the refresh window, refreshing once if needed.
 
     Raises ``ReauthorizationRequired`` (refresh token refused) or
     ``TokenEndpointUnavailable`` (no usable access token and the refresh failed).
     """
-    settings = service.adapters.settings
-    spec = service.provider(integration.provider)
+    settings = ports.settings
     window = timedelta(seconds=settings.oauth_refresh_window_seconds)
     lease = timedelta(seconds=settings.oauth_refresh_lease_seconds)
     give_up = time.monotonic() + 2 * lease.total_seconds()
@@ -115,26 +118,26 @@ def current_tokens(service: IntegrationService, integration: Integration, creden
         if credential.refresh_error == REAUTHORIZE:
             raise ReauthorizationRequired(reauthorize_message(spec, integration.org_slug))
         if not needs_refresh(credential, now, window):
-            return _decrypt(service, integration, credential)
+            return _decrypt(ports, integration, credential)
         expires = credential.refresh_lease_expires_at
         lease_held = credential.refresh_lease_id is not None and expires is not None and expires > now
         if not lease_held and waited and credential.refresh_lease_id is None:
             # The refresh we waited for ended without new tokens: never a second call from us.
-            return _still_usable(service, integration, credential, now, "the refresh failed")
+            return _still_usable(ports, integration, credential, now, "the refresh failed")
         if lease_held:
             waited = True
             if time.monotonic() > give_up:
                 raise TokenEndpointUnavailable("another worker's refresh did not finish in time")
             time.sleep(pause)
             pause = min(pause * 2, 0.25)
-            integration, credential = _reread(service, integration)
+            integration, credential = _reread(ports, integration)
             continue
-        client = client_for(service.adapters, spec)  # before the claim: a missing client must not hold a lease
+        client = client_for(ports.service_secrets, spec)  # before the claim: a missing client must not hold a lease
         lease_id = secrets.token_hex(8)
         version = _next_version(credential)
         # The winner's clock starts before the claim is sent: it never counts more time than others do.
         lease_started, now = time.monotonic(), utc_now()
-        claimed = service.adapters.store.claim_credential_refresh(
+        claimed = ports.store.claim_credential_refresh(
             credential.credential_id,
             expected_updated_at=credential.updated_at,
             lease_id=lease_id,
@@ -145,17 +148,17 @@ def current_tokens(service: IntegrationService, integration: Integration, creden
             credential.refresh_lease_id, credential.refresh_lease_expires_at = lease_id, now + lease
             credential.updated_at = version
             return _refresh_as_winner(
-                service, integration, credential, spec, _Lease(lease_id, lease_started, lease.total_seconds()), client
+                ports, integration, credential, spec, _Lease(lease_id, lease_started, lease.total_seconds()), client
             )
         waited = True  # someone else claimed this version: use their result
-        integration, credential = _reread(service, integration)
+        integration, credential = _reread(ports, integration)
 
 
 def _still_usable(
-    service: IntegrationService, integration: Integration, credential: StoredCredential, now: datetime, reason: str
+    ports: ServicePorts, integration: Integration, credential: StoredCredential, now: datetime, reason: str
 ) -> TokenSet:
     if credential.expires_at is not None and credential.expires_at > now:
-        return _decrypt(service, integration, credential)  # near expiry, but it still works
+        return _decrypt(ports, integration, credential)  # near expiry, but it still works
     raise TokenEndpointUnavailable(reason)
 
 
@@ -174,7 +177,7 @@ class _Lease(NamedTuple):
         return time.monotonic() < self.by(LAST_WRITE_SHARE)
 
 
-def _finish(service: IntegrationService, integration: Integration, credential: StoredCredential, lease: _Lease) -> bool:
+def _finish(ports: ServicePorts, integration: Integration, credential: StoredCredential, lease: _Lease) -> bool:
     """Write the refresh's outcome where the lease still holds; never once the lease may be taken over."""
     if not lease.may_write():
         logger.error(
@@ -182,7 +185,7 @@ def _finish(service: IntegrationService, integration: Integration, credential: S
             extra={"provider": integration.provider, "org_slug": integration.org_slug},
         )
         return False
-    if service.adapters.store.finish_credential_refresh(credential, lease_id=lease.lease_id):
+    if ports.store.finish_credential_refresh(credential, lease_id=lease.lease_id):
         return True
     # Only when this worker was paused past its lease and another caller took it over.
     logger.error("oauth refresh lease lost before its outcome was stored", extra={"provider": integration.provider})
@@ -190,15 +193,15 @@ def _finish(service: IntegrationService, integration: Integration, credential: S
 
 
 def _refresh_as_winner(
-    service: IntegrationService,
+    ports: ServicePorts,
     integration: Integration,
     credential: StoredCredential,
     spec: ProviderSpec,
     lease: _Lease,
     client: OAuthClient,
 ) -> TokenSet:
-    settings = service.adapters.settings
-    tokens = _decrypt(service, integration, credential)
+    settings = ports.settings
+    tokens = _decrypt(ports, integration, credential)
     try:
         if not tokens.refresh_token:
             raise GrantRejected("no_refresh_token")
@@ -216,36 +219,33 @@ def _refresh_as_winner(
         rejected = isinstance(failure, GrantRejected)
         credential.refresh_error = REAUTHORIZE if rejected else TRANSIENT
         credential.updated_at = _next_version(credential)
-        _finish(service, integration, credential, lease)
+        _finish(ports, integration, credential, lease)
         logger.warning(
             "oauth refresh failed",
             extra={"provider": spec.provider_id, "org_slug": integration.org_slug, "reason": failure.reason},
         )
         if rejected:
             raise ReauthorizationRequired(reauthorize_message(spec, integration.org_slug)) from None
-        return _still_usable(service, integration, credential, utc_now(), failure.reason)
-    from shared.usecases.integrations import credential_fingerprint
-
+        return _still_usable(ports, integration, credential, utc_now(), failure.reason)
     secret = fresh.to_secret()
     aad = credential_aad(integration.org_slug, integration.provider, credential.credential_id)
-    encrypted = service.adapters.cipher.encrypt(secret.encode(), aad)
+    encrypted = ports.cipher.encrypt(secret.encode(), aad)
     credential.encrypted_value, credential.key_version = encrypted.ciphertext, encrypted.key_version
     credential.fingerprint = credential_fingerprint(secret)
     credential.expires_at = fresh.expires_at
     credential.refresh_error = None
     credential.updated_at = _next_version(credential)
-    _finish(service, integration, credential, lease)
+    _finish(ports, integration, credential, lease)
     logger.info("oauth token refreshed", extra={"provider": spec.provider_id, "org_slug": integration.org_slug})
     return fresh
 
 
 def oauth_validation(
-    service: IntegrationService, integration: Integration, credential: StoredCredential
+    ports: ServicePorts, spec: ProviderSpec, integration: Integration, credential: StoredCredential
 ) -> ValidationResult:
     """Refresh first when needed, then validate the access token like any credential."""
-    spec = service.provider(integration.provider)
     try:
-        tokens = current_tokens(service, integration, credential)
+        tokens = current_tokens(ports, spec, integration, credential)
     except ReauthorizationRequired as error:
         return ValidationResult(
             ok=False,
@@ -264,4 +264,4 @@ def oauth_validation(
             failure=Failure.UNREACHABLE,
             failure_class=FailureClass.TRANSIENT,
         )
-    return validate_credential(spec, tokens.access_token, integration.config, service.adapters.validation_context(spec))
+    return validate_credential(spec, tokens.access_token, integration.config, ports.validation_context(spec))

@@ -19,7 +19,8 @@ from shared.domain.models import SubscriptionToggle, iso
 from shared.domain.providers import SAAS_CATEGORIES, ProviderSpec
 
 if TYPE_CHECKING:
-    from shared.usecases.integrations import Caller, IntegrationService
+    from shared.domain.caller import Caller
+    from shared.usecases.integrations import IntegrationService
 
 
 def saas_catalog(service: IntegrationService) -> list[ProviderSpec]:

@@ -6,8 +6,9 @@ confused-deputy guidance: the user never chooses it). What we store, encrypted
 like any credential, is ``{"role_arn", "external_id"}``: the external ID goes
 in with the ARN at setup, so validation and revalidation need no extra read.
 
-Nothing here imports boto3: the live check is ``aws_live``, loaded only when
-an AWS credential is validated.
+Nothing here imports boto3: the live check is ``aws_live.check_role``, loaded
+only when an AWS credential is validated; it builds on this module, never the
+other way round.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain.errors import InvalidCredentialFormat
-from shared.domain.providers import ROLE_ARN_FIELD, ProviderSpec
-from shared.validators import ValidationContext, ValidationResult
+from shared.domain.providers import ROLE_ARN_FIELD
 
 PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
 ROLE_ARN = re.compile(
@@ -184,11 +184,3 @@ def setup_instructions(
             "{export_bucket, export_prefix, region}, then POST .../aws/validate.",
         ],
     }
-
-
-def validate_role(
-    spec: ProviderSpec, secret: str, config: dict[str, Any], context: ValidationContext
-) -> ValidationResult:
-    from shared.validators.aws_live import check_role
-
-    return check_role(spec, secret, config, context)

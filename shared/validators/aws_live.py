@@ -39,17 +39,12 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.domain.providers import ProviderSpec
+from shared.domain.validation import CheckResult, Failure, FailureClass, ValidationResult
 from shared.egress.http_client import HttpStatusError, default_ca_bundle, proxies_for
-from shared.validators import (
-    CheckResult,
-    Failure,
-    FailureClass,
-    ValidationContext,
-    ValidationResult,
-    summarize,
-)
 from shared.validators.aws import PLATFORM_SESSION_NAME, parse_role_arn, read_stored_credential
+from shared.validators.context import ValidationContext
 from shared.validators.retry import CHECKS
+from shared.validators.summary import summarize
 
 THROTTLING_CODES = frozenset(
     {

@@ -12,8 +12,8 @@ object of named fields (the registry's ``credential.fields``):
 
 ``parse_service_principal`` checks every field on its own, so a 400 names the
 field that is wrong; it never calls Azure. The stored secret is the canonical
-JSON of these fields. ``validate_service_principal`` is the live check, in
-``azure_live`` so that ``msal`` loads only when an Azure credential is checked.
+JSON of these fields. The live check is ``azure_live.check_service_principal``,
+loaded (with ``msal``) only when an Azure credential is checked.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ import re
 from typing import Any
 
 from shared.domain.errors import BadRequest, InvalidCredentialFormat
-from shared.domain.providers import ProviderSpec
-from shared.validators import ValidationContext, ValidationResult
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 SECRET_FIELDS = ("client_secret", "client_certificate")
@@ -114,11 +112,3 @@ def parse_service_principal(credentials: dict[str, Any], display_name: str) -> s
     if problems:
         raise InvalidCredentialFormat(f"Invalid API key format for {display_name}", details={"problems": problems})
     return json.dumps(document, sort_keys=True)
-
-
-def validate_service_principal(
-    spec: ProviderSpec, secret: str, config: dict[str, Any], context: ValidationContext
-) -> ValidationResult:
-    from shared.validators.azure_live import check_service_principal
-
-    return check_service_principal(spec, secret, config, context)

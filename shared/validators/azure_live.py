@@ -28,17 +28,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.domain.providers import ProviderSpec
+from shared.domain.validation import CheckResult, Failure, FailureClass, ValidationResult
 from shared.egress.http_client import HttpStatusError, TransportError
-from shared.validators import (
-    CheckResult,
-    Failure,
-    FailureClass,
-    MintedToken,
-    ValidationContext,
-    ValidationResult,
-    summarize,
-)
+from shared.validators.context import MintedToken, ValidationContext
 from shared.validators.retry import Answer, Attempted, request_with_retries
+from shared.validators.summary import summarize
 
 ARM_SCOPE = "https://management.azure.com/.default"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"

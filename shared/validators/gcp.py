@@ -6,7 +6,7 @@ written plainly. The live check never connects to the key's ``token_uri``
 anyway (it uses the operator's ``GCP_TOKEN_URI``): the check only refuses
 keys that are not what they claim to be.
 
-``validate_service_account`` is the live check (see ``gcp_live``).
+The live check is ``gcp_live.check_service_account``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from urllib.parse import urlsplit
 
 from shared.common.jsonbody import loads_bounded
 from shared.domain.errors import BadRequest, InvalidCredentialFormat
-from shared.domain.providers import ProviderSpec
-from shared.validators import ValidationContext, ValidationResult
 
 REQUIRED_FIELDS = ("type", "project_id", "private_key_id", "private_key", "client_email", "token_uri")
 
@@ -79,11 +77,3 @@ def _plain_https_host(url: str) -> str | None:
     if not parsed.host or parsed.host != split.hostname or parsed.host.endswith("."):
         return None
     return parsed.host
-
-
-def validate_service_account(
-    spec: ProviderSpec, secret: str, config: dict[str, Any], context: ValidationContext
-) -> ValidationResult:
-    from shared.validators.gcp_live import check_service_account
-
-    return check_service_account(spec, secret, config, context)

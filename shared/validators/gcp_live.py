@@ -31,16 +31,10 @@ from urllib.parse import quote
 
 from shared.common.retries import attempt
 from shared.domain.providers import ProviderSpec
-from shared.validators import (
-    CheckResult,
-    Failure,
-    FailureClass,
-    MintedToken,
-    ValidationContext,
-    ValidationResult,
-    summarize,
-)
+from shared.domain.validation import CheckResult, Failure, FailureClass, ValidationResult
+from shared.validators.context import MintedToken, ValidationContext
 from shared.validators.retry import CHECKS, RETRYABLE_STATUS, Attempted, check_policy, request_with_retries
+from shared.validators.summary import summarize
 
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 EXPORT_TABLE = re.compile(r"^gcp_billing_export_(resource_)?v1_[A-Za-z0-9_]+$")

@@ -15,7 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 from shared.domain.providers import ProviderSpec
-from shared.validators import CheckResult, Failure, FailureClass, ValidationContext
+from shared.domain.validation import CheckResult, Failure, FailureClass
+from shared.validators.context import ValidationContext
 from shared.validators.retry import Answer, request_with_retries
 
 MAX_MODELS_REPORTED = 200

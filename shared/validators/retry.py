@@ -23,7 +23,7 @@ from shared.egress.http_client import HttpClient
 if TYPE_CHECKING:
     from email.message import Message
 
-    from shared.validators import ValidationContext
+    from shared.validators.context import ValidationContext
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504, 529})
 BACKOFF_BASE_SECONDS = 0.25
@@ -48,7 +48,7 @@ class Answer(Protocol):
     def json(self) -> Any: ...
 
 
-class Attempted(NamedTuple):  # not a dataclass: see shared.usecases.integrations.Caller
+class Attempted(NamedTuple):  # not a dataclass: see shared.domain.caller.Caller
     """The last response (or network error) after retries, and how many tries."""
 
     response: Answer | None
