@@ -75,6 +75,12 @@ MOVED_NAMES: dict[str, dict[str, str]] = {
         "parse_timestamp": "shared.domain.inputs",
         "TIMESTAMP_SHAPE": "shared.domain.inputs",
         "TIMESTAMP_YEARS": "shared.domain.inputs",
+        "SIGNED_API_KEY_SHAPE": "shared.usecases.api_keys",
+        "UNSIGNED_API_KEY_SHAPE": "shared.usecases.api_keys",
+        "ORG_ROLE": "shared.usecases.api_keys",
+        "ADMIN_ROLE": "shared.usecases.api_keys",
+        "KEY_SIGNING_LABEL": "shared.usecases.api_keys",
+        "MAX_SECRET_CHARS": "shared.usecases.credential_checks",
     },
     "shared.service_secrets": {
         "EnvSecretSource": "shared.secret_sources.env",

@@ -16,7 +16,7 @@ import pytest
 
 from shared.domain.models import ApiKeyRecord
 from shared.inbound import http
-from shared.usecases.integrations import SIGNED_API_KEY_SHAPE
+from shared.usecases.api_keys import SIGNED_API_KEY_SHAPE
 from tests.conftest import OPENAI_KEY, make_service
 
 BASE = "/api/v1/integrations"

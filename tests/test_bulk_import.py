@@ -23,7 +23,8 @@ from shared.domain.errors import EncryptionFailed
 from shared.domain.providers import load_registry
 from shared.inbound import http
 from shared.jobs.bulk_import import MAX_IMPORT_ITEMS
-from shared.usecases.integrations import MAX_SECRET_CHARS, IntegrationService
+from shared.usecases.credential_checks import MAX_SECRET_CHARS
+from shared.usecases.integrations import IntegrationService
 from tests.conftest import ANTHROPIC_KEY, GEMINI_KEY, OPENAI_KEY
 from tests.fakes.fleet_registry import write_fleet_registry
 

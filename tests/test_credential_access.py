@@ -28,8 +28,8 @@ from examples.cost_reader import CostReadFailed, read_costs
 from shared.domain.errors import IntegrationNotActive
 from shared.domain.models import utc_now
 from shared.inbound.pipelines import access_credential
+from shared.usecases.api_keys import SIGNED_API_KEY_SHAPE
 from shared.usecases.credential_access import session_name
-from shared.usecases.integrations import SIGNED_API_KEY_SHAPE
 from tests.conftest import ANTHROPIC_STANDARD_KEY, OPENAI_KEY, key_with
 from tests.openapi_contract import check_response
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from shared.usecases.integrations import SIGNED_API_KEY_SHAPE
+from shared.usecases.api_keys import SIGNED_API_KEY_SHAPE
 from tests.conftest import (
     ANTHROPIC_KEY,
     ANTHROPIC_STANDARD_KEY,

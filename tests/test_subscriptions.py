@@ -13,7 +13,7 @@ import json
 import pytest
 
 from shared.domain.providers import default_registry
-from shared.usecases.integrations import SIGNED_API_KEY_SHAPE
+from shared.usecases.api_keys import SIGNED_API_KEY_SHAPE
 
 BASE = "/api/v1/subscriptions"
 SLACK_TOKEN = "xoxb-1234567890-1234567890123-TestTokenAbcdefghij"

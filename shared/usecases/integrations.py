@@ -1,25 +1,19 @@
-"""The use cases: setup, validate, list, get, update, delete, rotate.
+"""The integration lifecycle: setup, validate, list, get, update, delete, rotate.
 
-The service sees ports only (``shared.usecases.ports.ServicePorts``; ``shared.app.wiring`` builds
-them lazily), checks every input against the provider registry, and keeps the invariants: the plaintext
-secret lives only in local variables between the request and the cipher or
-the provider call; every credential operation writes one audit row; a failed
-step leaves the stored state as it was.
+``IntegrationService`` is the one object the entry points call. It sees ports
+only (``shared.usecases.ports.ServicePorts``; ``shared.app.wiring`` builds them
+lazily), checks every input against the provider registry
+(``credential_checks``), and keeps the invariants: the plaintext secret lives
+only in local variables between the request and the cipher or the provider
+call; every credential operation writes one audit row; a failed step leaves the
+stored state as it was. Its API keys (``api_keys.ApiKeyAuthentication``) and an
+organization's webhook and alerts (``alerts.AlertsAndWebhooks``) are mixins
+kept in their own modules.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import logging
-import re
-import secrets
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -31,7 +25,6 @@ from shared.domain.errors import (
     Conflict,
     CredentialRejected,
     EncryptionFailed,
-    Forbidden,
     IntegrationAlreadyExists,
     IntegrationDisabled,
     InvalidCredentialFormat,
@@ -39,52 +32,33 @@ from shared.domain.errors import (
     ProviderNotConnectable,
     ProviderUnavailable,
     ReauthorizationRequired,
-    Unauthenticated,
     UnknownProvider,
 )
-from shared.domain.inputs import check_org_slug
 from shared.domain.lifecycle import apply_validation, expired_result
 from shared.domain.models import (
     Alert,
-    ApiKeyRecord,
     AuditEvent,
     Integration,
     SettingsChange,
     Status,
     StoredCredential,
-    Webhook,
     credential_fingerprint,
     new_id,
     utc_now,
 )
 from shared.domain.providers import ROLE_ARN_FIELD, ProviderSpec, Registry
-from shared.usecases.alerts import deliver_alerts, status_alert
+from shared.usecases.alerts import AlertsAndWebhooks, deliver_alerts, status_alert
+from shared.usecases.api_keys import ApiKeyAuthentication, KeyCache
+from shared.usecases.credential_checks import checked_config, credential_secret
 
 # shared.validators (and its aws/gcp parsers) is imported where a credential is checked,
 # not here: list, get and an API key's setup never need it, and every cold start imports
 # this module.
 if TYPE_CHECKING:
     from shared.domain.validation import ValidationResult
-    from shared.store import KeyCheck
     from shared.usecases.ports import ServicePorts
 
 logger = logging.getLogger("integrations.service")
-
-# Org API keys: signed (ik_v2_<org>_<key id>_<o|a>_<signature>) and, issued before those, unsigned.
-SIGNED_API_KEY_SHAPE = re.compile(r"ik_v2_([a-z0-9][a-z0-9_-]{1,62})_([0-9a-f]{16})_([oa])_([A-Za-z0-9_-]{43})")
-UNSIGNED_API_KEY_SHAPE = re.compile(r"^ik_([0-9a-f]{16})_([A-Za-z0-9_-]{32,64})$")
-ORG_ROLE, ADMIN_ROLE = "o", "a"
-# Derives the key-signing key from the pepper (the pepper also hashes keys and derives webhook secrets).
-KEY_SIGNING_LABEL = b"integrations:api-key-signature:v2"
-MAX_SECRET_CHARS = 16 * 1024
-
-
-@dataclass
-class _CachedKey:
-    """An API key record and when it was read (the auth cache's entry)."""
-
-    record: ApiKeyRecord
-    fetched_at: float
 
 
 @dataclass
@@ -96,167 +70,12 @@ class ValidationOutcome:
 
 
 @dataclass
-class IntegrationService:
+class IntegrationService(ApiKeyAuthentication, AlertsAndWebhooks):
     """The credential operations, over the ports it is given (``shared.app.wiring`` builds it)."""
 
     adapters: ServicePorts
     registry: Registry
-    _key_cache: dict[str, _CachedKey] = field(default_factory=dict)
-    _key_cache_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    # --- org API keys -------------------------------------------------------------
-    #
-    # A key is ik_v2_<org>_<key id>_<role>_<signature>: the signature (HMAC-SHA256 under a key
-    # derived from the pepper) proves org and role without the store, so a key of another org or
-    # role is refused before anything is read. Whether the key is still on file and not revoked
-    # is confirmed by the store inside the request's first job (``authenticated``), or by one
-    # lookup when the request has no job; a confirmed key is then trusted for AUTH_CACHE_SECONDS.
-    # Keys issued before signatures (ik_<key id>_<secret>) are looked up first, as they always
-    # were. docs/design/api-key-auth.md has the reasons.
-
-    def _hash_api_key(self, api_key: str) -> str:
-        return hmac.new(self.adapters.api_key_pepper, api_key.encode(), hashlib.sha256).hexdigest()
-
-    def _key_signature(self, org_slug: str, key_id: str, role: str) -> str:
-        signing_key = hmac.new(self.adapters.api_key_pepper, KEY_SIGNING_LABEL, hashlib.sha256).digest()
-        message = f"{org_slug}\x00{key_id}\x00{role}".encode()
-        return base64.urlsafe_b64encode(hmac.new(signing_key, message, hashlib.sha256).digest()).rstrip(b"=").decode()
-
-    def create_api_key(
-        self, org_slug: str, *, is_admin: bool = False, label: str | None = None
-    ) -> tuple[ApiKeyRecord, str]:
-        """A new key for ``org_slug``; the plaintext is returned once and never stored."""
-        check_org_slug(org_slug)
-        key_id = secrets.token_hex(8)
-        role = ADMIN_ROLE if is_admin else ORG_ROLE
-        api_key = f"ik_v2_{org_slug}_{key_id}_{role}_{self._key_signature(org_slug, key_id, role)}"
-        record = ApiKeyRecord(
-            key_id=key_id, org_slug=org_slug, key_hash=self._hash_api_key(api_key), is_admin=is_admin, label=label
-        )
-        self.adapters.store.add_api_key(record)
-        return record, api_key
-
-    def authenticate(self, api_key: str | None, org_slug: str, request_id: str, *, admin: bool = False) -> Caller:
-        """The caller behind ``X-API-Key``, allowed on ``org_slug`` only (or on admin operations), confirmed now.
-
-        A key of another org gets 403 before anything about ``org_slug`` is
-        read, so the answer says nothing about what that org has. An
-        unconfirmed signed key costs one store lookup here; ``authenticated``
-        lets the request's first job carry it instead.
-        """
-        caller, check = self._identify(api_key, org_slug, request_id, admin=admin)
-        if check is not None:
-            self._confirm(check)
-        return caller
-
-    @contextmanager
-    def authenticated(
-        self, api_key: str | None, org_slug: str, request_id: str, *, admin: bool = False
-    ) -> Iterator[Caller]:
-        """``authenticate``, with the store's confirmation riding on the block's first store job.
-
-        Nothing the block does reaches the caller unless the key is confirmed:
-        the store reads and writes nothing for a refused key (it raises
-        ``Unauthenticated``), and a block that ran no job (or failed before
-        one) is followed by the lookup, whose refusal replaces its answer.
-        Side effects outside the store that a use case makes before its first
-        job (setup's KMS encrypt) happen only for a validly signed key.
-        """
-        from shared.store import pending_key_check  # the port; loading main.py does not need it
-
-        caller, check = self._identify(api_key, org_slug, request_id, admin=admin)
-        if check is None:
-            yield caller
-            return
-        token = pending_key_check.set(check)
-        try:
-            yield caller
-        finally:
-            pending_key_check.reset(token)
-            if check.confirmed is None:
-                self._confirm(check)
-            if not check.confirmed:
-                raise Unauthenticated("Invalid API key")  # even if the block swallowed the store's refusal
-            self._remember(ApiKeyRecord(check.key_id, check.org_slug, check.key_hash, check.is_admin))
-
-    def _identify(
-        self, api_key: str | None, org_slug: str, request_id: str, *, admin: bool
-    ) -> tuple[Caller, KeyCheck | None]:
-        """The caller the key names, and the store check still owed (None: confirmed or cached)."""
-        if not api_key:
-            raise Unauthenticated("Missing X-API-Key header")
-        signed = SIGNED_API_KEY_SHAPE.fullmatch(api_key)
-        if signed is None:
-            record = self._unsigned_key_record(api_key)
-            self._check_scope(record.org_slug, record.is_admin, org_slug, admin=admin)
-            return Caller(record.key_id, record.org_slug, record.is_admin, request_id), None
-        key_org, key_id, role, signature = signed.groups()
-        # compare_digest: the time taken does not depend on how much of a forged signature matches.
-        if not hmac.compare_digest(signature, self._key_signature(key_org, key_id, role)):
-            raise Unauthenticated("Invalid API key")
-        is_admin = role == ADMIN_ROLE
-        self._check_scope(key_org, is_admin, org_slug, admin=admin)
-        caller = Caller(key_id=key_id, org_slug=key_org, is_admin=is_admin, request_id=request_id)
-        key_hash = self._hash_api_key(api_key)
-        cached = self._cached_key(key_id)
-        if cached is not None and hmac.compare_digest(cached.key_hash, key_hash):
-            return caller, None
-        from shared.store import KeyCheck
-
-        return caller, KeyCheck(key_id=key_id, key_hash=key_hash, org_slug=key_org, is_admin=is_admin)
-
-    @staticmethod
-    def _check_scope(key_org: str, key_is_admin: bool, org_slug: str, *, admin: bool) -> None:
-        if admin:
-            if not key_is_admin:
-                raise Forbidden("This operation needs an admin API key")
-        elif key_org != org_slug:
-            raise Forbidden("API key is not valid for this organization")
-
-    def _confirm(self, check: KeyCheck) -> None:
-        """One store lookup: is the signed key on file as it claims, and not revoked?"""
-        record = self.adapters.store.find_api_key(check.key_id)
-        check.confirmed = (
-            record is not None
-            and hmac.compare_digest(record.key_hash, check.key_hash)
-            and record.revoked_at is None
-            and record.org_slug == check.org_slug
-            and record.is_admin == check.is_admin
-        )
-        if not check.confirmed:
-            raise Unauthenticated("Invalid API key")
-        assert record is not None
-        self._remember(record)
-
-    def _unsigned_key_record(self, api_key: str) -> ApiKeyRecord:
-        """The record of a key issued before signatures (looked up unless cached), or Unauthenticated."""
-        match = UNSIGNED_API_KEY_SHAPE.match(api_key)
-        record = None
-        if match:
-            record = self._cached_key(match.group(1))
-            if record is None:
-                record = self.adapters.store.find_api_key(match.group(1))
-                if record is not None:
-                    self._remember(record)
-        expected = record.key_hash if record else "0" * 64
-        # compare_digest even on a miss, so timing does not tell ids apart.
-        matches = hmac.compare_digest(self._hash_api_key(api_key), expected)
-        if record is None or not matches or record.revoked_at is not None:
-            raise Unauthenticated("Invalid API key")
-        return record
-
-    def _cached_key(self, key_id: str) -> ApiKeyRecord | None:
-        """The key's record if this instance read or confirmed it less than AUTH_CACHE_SECONDS ago."""
-        with self._key_cache_lock:
-            cached = self._key_cache.get(key_id)
-        if cached is not None and time.monotonic() - cached.fetched_at < self.adapters.settings.auth_cache_seconds:
-            return cached.record
-        return None
-
-    def _remember(self, record: ApiKeyRecord) -> None:
-        if self.adapters.settings.auth_cache_seconds > 0:
-            with self._key_cache_lock:
-                self._key_cache[record.key_id] = _CachedKey(record, time.monotonic())
+    _key_cache: KeyCache = field(default_factory=KeyCache, repr=False)
 
     # --- input checks -----------------------------------------------------------------
 
@@ -281,100 +100,11 @@ class IntegrationService:
 
     def check_credentials(self, spec: ProviderSpec, credentials: Any) -> str:
         """The plaintext secret of ``credentials`` after setup's checks (400 saying what is wrong, never quoting it)."""
-        return self._secret_from(spec, credentials)
-
-    def _secret_from(self, spec: ProviderSpec, credentials: Any) -> str:
-        """The plaintext secret of ``credentials`` after the provider's format check."""
-        if not isinstance(credentials, dict):
-            raise BadRequest("Field 'credentials' must be an object")
-        if spec.credential_fields:
-            return self._multi_field_secret(spec, credentials)
-        field_name = spec.credential_field
-        if spec.credential_type == "oauth":
-            raise BadRequest(
-                f"{spec.display_name} connects through OAuth, not a pasted token: "
-                f"POST /api/v1/integrations/{{org}}/{spec.provider_id}/oauth/start"
-            )
-        unknown = set(credentials) - {field_name}
-        if unknown:
-            raise BadRequest(
-                f"Field 'credentials' for {spec.display_name} takes only '{field_name}';"
-                f" {_count(len(unknown), 'other field was', 'other fields were')} sent"
-            )
-        value = credentials.get(field_name)
-        # Both GCP keys and AWS roles are the spec's service_account; the request field tells them apart.
-        if field_name == "service_account_json" and isinstance(value, dict):
-            value = json.dumps(value, sort_keys=True)
-        if not isinstance(value, str) or not value:
-            raise BadRequest(f"Field 'credentials.{field_name}' is required and must be a non-empty string")
-        if len(value) > MAX_SECRET_CHARS:
-            raise BadRequest(f"Field 'credentials.{field_name}' is longer than {MAX_SECRET_CHARS} characters")
-        if field_name == "service_account_json":
-            from shared.validators.gcp import parse_service_account
-
-            settings = self.adapters.settings
-            document = parse_service_account(
-                value, spec.display_name, settings.allowed_token_hosts, settings.gcp_token_uri
-            )
-            return json.dumps(document, sort_keys=True)
-        if field_name == ROLE_ARN_FIELD:
-            from shared.validators.aws import parse_role_arn
-
-            return parse_role_arn(value, spec.display_name).arn
-        value = value.strip()
-        if spec.key_pattern is not None and not spec.key_pattern.fullmatch(value):
-            raise InvalidCredentialFormat(f"Invalid API key format for {spec.display_name}")
-        return value
+        return credential_secret(spec, credentials, self.adapters.settings)
 
     def check_config(self, spec: ProviderSpec, config: Any) -> dict[str, str]:
         """``config`` checked against the provider's config fields (400 naming what is wrong)."""
-        return self._config_from(spec, config)
-
-    def _multi_field_secret(self, spec: ProviderSpec, credentials: dict[str, Any]) -> str:
-        """A credential of several named fields (an Azure service principal), as canonical JSON."""
-        from shared.validators import credential_parsers
-
-        unknown = set(credentials) - set(spec.credential_fields)
-        if unknown:
-            allowed = ", ".join(spec.credential_fields)
-            raise BadRequest(
-                f"Field 'credentials' for {spec.display_name} takes {allowed};"
-                f" {_count(len(unknown), 'other field was', 'other fields were')} sent"
-            )
-        too_long = [
-            name for name, value in credentials.items() if isinstance(value, str) and len(value) > MAX_SECRET_CHARS
-        ]
-        if too_long:
-            raise BadRequest(f"Field 'credentials.{too_long[0]}' is longer than {MAX_SECRET_CHARS} characters")
-        return credential_parsers()[spec.validation["module"]](credentials, spec.display_name)
-
-    def _config_from(self, spec: ProviderSpec, config: Any) -> dict[str, str]:
-        if config is None:
-            config = {}
-        if not isinstance(config, dict):
-            raise BadRequest("Field 'config' must be an object")
-        unknown = set(config) - set(spec.config_fields)
-        if unknown:
-            allowed = ", ".join(sorted(spec.config_fields)) or "none"
-            raise BadRequest(
-                f"Unknown config field(s) for {spec.display_name}"
-                f" ({_count(len(unknown), 'field', 'fields')} it does not take); allowed: {allowed}"
-            )
-        problems = []
-        for name, field_spec in spec.config_fields.items():
-            value = config.get(name)
-            if value is None:
-                if field_spec.required:
-                    problems.append(f"'{name}' is required ({field_spec.description})")
-                continue
-            if not isinstance(value, str) or not field_spec.pattern.fullmatch(value):
-                shape = (
-                    f"look like {field_spec.example}" if field_spec.example else f"match {field_spec.pattern.pattern}"
-                )
-                problems.append(f"'{name}' must {shape}")
-        if problems:
-            raise BadRequest(f"Invalid config for {spec.display_name}: " + "; ".join(problems))
-        return {name: value for name, value in config.items() if value is not None}
+        return checked_config(spec, config)
 
     def _integration(self, org_slug: str, spec: ProviderSpec) -> Integration:
         integration = self.adapters.store.get_integration(org_slug, spec.provider_id)
@@ -466,11 +196,11 @@ class IntegrationService:
     ) -> Integration:
         spec = self.connectable_provider(caller.org_slug, provider_id)
         try:
-            secret = self._secret_from(spec, credentials)
+            secret = self.check_credentials(spec, credentials)
         except InvalidCredentialFormat as error:
             self.adapters.store.record_audit(self._audit(caller, spec, "setup", "rejected", detail=error.message))
             raise
-        clean_config = self._config_from(spec, config)
+        clean_config = self.check_config(spec, config)
         secret = self._with_external_id(caller, spec, secret)
         credential = self._encrypt(caller, spec, secret, "setup", expires_at)
         now = credential.created_at
@@ -574,7 +304,7 @@ class IntegrationService:
         spec = self.provider(provider_id)
         if change.config is not None:
             change = SettingsChange(
-                config=self._config_from(spec, change.config),
+                config=self.check_config(spec, change.config),
                 enabled=change.enabled,
                 expires_at=change.expires_at,
                 clear_expires_at=change.clear_expires_at,
@@ -606,7 +336,7 @@ class IntegrationService:
         # slow, and a settings change meanwhile must win over what was read here.
         read_version = integration.updated_at
         try:
-            secret = self._secret_from(spec, new_credentials)
+            secret = self.check_credentials(spec, new_credentials)
         except InvalidCredentialFormat as error:
             self.adapters.store.record_audit(self._audit(caller, spec, "rotate", "rejected", detail=error.message))
             raise
@@ -682,50 +412,6 @@ class IntegrationService:
 
         external_id = self.adapters.store.external_id(caller.org_slug, spec.provider_id, new_external_id())
         return setup_instructions(spec.display_name, platform_role_arn, external_id, export_bucket, export_prefix)
-
-    # --- webhooks + revalidation ---------------------------------------------------------
-
-    def set_webhook(self, org_slug: str, url: Any, caller: Caller | None = None) -> tuple[Webhook, str]:
-        """Point the org's alerts at ``url``; returns the signing secret, shown once.
-
-        A new webhook id (so a new secret) every time: setting the webhook again
-        is how an organization rotates its signing secret.
-        """
-        from shared.egress.webhooks import check_webhook_url, signing_secret
-
-        check_org_slug(org_slug)
-        if not isinstance(url, str):
-            raise BadRequest("Field 'url' must be a string")
-        webhook = Webhook(
-            org_slug=org_slug,
-            webhook_id=secrets.token_hex(8),
-            url=check_webhook_url(url, self.adapters.settings.webhook_insecure_hosts),
-        )
-        self.adapters.store.set_webhook(webhook)
-        if caller is not None:
-            self.adapters.store.record_audit(self._webhook_audit(caller, "webhook_set"))
-        return webhook, signing_secret(self.adapters.api_key_pepper, webhook)
-
-    def get_webhook(self, caller: Caller) -> Webhook:
-        webhook = self.adapters.store.get_webhooks([caller.org_slug]).get(caller.org_slug)
-        if webhook is None:
-            raise NotFound("No webhook is set for this organization")
-        return webhook
-
-    def delete_webhook(self, caller: Caller) -> None:
-        if not self.adapters.store.delete_webhook(caller.org_slug):
-            raise NotFound("No webhook is set for this organization")
-        self.adapters.store.record_audit(self._webhook_audit(caller, "webhook_delete"))
-
-    def list_alerts(self, caller: Caller, limit: int = 100) -> list[Alert]:
-        return self.adapters.store.list_alerts(caller.org_slug, limit=limit)
-
-    def _webhook_audit(self, caller: Caller, action: str) -> AuditEvent:
-        return caller.audit(caller.org_slug, "webhook", action)
-
-
-def _count(number: int, one: str, many: str) -> str:
-    return f"{number} {one if number == 1 else many}"
 
 
 def no_integration(spec: ProviderSpec) -> NotFound:
