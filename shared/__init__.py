@@ -57,6 +57,9 @@ MOVED: dict[str, str] = {
     "shared.schemas": "shared.domain.schemas",
     "shared.service": "shared.usecases.integrations",
     "shared.service_secrets": "shared.secret_sources",
+    "shared.store.bigquery_jobs": "shared.store.bigquery.jobs",
+    "shared.store.bigquery_store": "shared.store.bigquery.base",
+    "shared.store.sqlite_store": "shared.store.sqlite.base",
     "shared.subscriptions": "shared.usecases.subscriptions",
     "shared.webhooks": "shared.egress.webhooks",
     "shared.wiring": "shared.app.wiring",
@@ -82,6 +85,13 @@ MOVED_NAMES: dict[str, dict[str, str]] = {
         "KEY_SIGNING_LABEL": "shared.usecases.api_keys",
         "MAX_SECRET_CHARS": "shared.usecases.credential_checks",
     },
+    "shared.store.bigquery_store": {
+        "BigQueryStore": "shared.store.bigquery",
+        "MIGRATED_RENAMES": "shared.store.bigquery.schema",
+        "NEVER_CHECKED": "shared.store.bigquery.fleet",
+        "NEVER_CHECKED_AT": "shared.store.bigquery.fleet",
+    },
+    "shared.store.sqlite_store": {"SqliteStore": "shared.store.sqlite"},
     "shared.service_secrets": {
         "EnvSecretSource": "shared.secret_sources.env",
         "SecretManagerSource": "shared.secret_sources.secret_manager",

@@ -81,7 +81,7 @@ class GcpStack:
 
     def settings(self, base: Settings) -> Settings:
         """``base`` switched to gcp mode on a fresh dataset (created like ``shared.cli bootstrap`` does)."""
-        from shared.store.bigquery_store import BigQueryStore
+        from shared.store.bigquery import BigQueryStore
 
         dataset = f"organizations_{uuid.uuid4().hex[:10]}"
         BigQueryStore(self.bigquery.jobs(), dataset).bootstrap()

@@ -24,9 +24,10 @@ from google.cloud import bigquery
 
 from shared.domain.errors import StoreUnavailable
 from shared.egress.google_rest import GoogleApiError
-from shared.store import bigquery_jobs
-from shared.store.bigquery_jobs import BigQueryJobs, array, scalar, struct_array
-from shared.store.bigquery_store import JOB_ATTEMPTS, BigQueryStore
+from shared.store.bigquery import BigQueryStore
+from shared.store.bigquery import jobs as bigquery_jobs
+from shared.store.bigquery.base import JOB_ATTEMPTS
+from shared.store.bigquery.jobs import BigQueryJobs, array, scalar, struct_array
 
 FIELDS = [
     {"name": "id", "type": "INT64", "mode": "REQUIRED"},

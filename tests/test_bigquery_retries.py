@@ -14,7 +14,7 @@ import pytest
 
 from shared.domain.errors import StoreUnavailable
 from shared.egress.google_rest import GoogleApiError
-from shared.store.bigquery_store import BigQueryStore
+from shared.store.bigquery import BigQueryStore
 from tests.contract.test_store_contract import audit, make
 
 

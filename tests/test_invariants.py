@@ -203,7 +203,7 @@ def test_sqlite_store_files_are_private(tmp_path):
     import os
     import stat
 
-    from shared.store.sqlite_store import SqliteStore
+    from shared.store.sqlite import SqliteStore
 
     store = SqliteStore(tmp_path / "data" / "integrations.sqlite3")
     store.list_integrations("acme")

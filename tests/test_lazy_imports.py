@@ -63,7 +63,7 @@ def test_local_mode_loads_no_google_client(tmp_path):
 
 @pytest.mark.parametrize("backend", ["gcp"])
 def test_list_and_get_in_gcp_mode_load_no_generated_google_client(tmp_path, gcp_stack, settings):
-    """BigQuery is spoken over REST (shared/store/bigquery_jobs.py)."""
+    """BigQuery is spoken over REST (shared/store/bigquery/jobs.py)."""
     env = {"PATH": "/usr/bin:/bin", "INTEGRATIONS_DATA_DIR": str(tmp_path), **gcp_stack.env(settings)}
     loaded = _loaded_modules(env, "/api/v1/integrations/acme", "/api/v1/integrations/acme/openai")
     assert "google.auth.exceptions" in loaded  # the probe sees Google modules when they load

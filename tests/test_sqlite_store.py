@@ -15,7 +15,7 @@ from shared.domain.caller import Caller
 from shared.domain.errors import StoreUnavailable
 from shared.domain.models import SettingsChange, utc_now
 from shared.jobs.revalidation import revalidate_all
-from shared.store.sqlite_store import SqliteStore
+from shared.store.sqlite import SqliteStore
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY, key_with, make_service, with_settings
 
 SCHEDULER = Caller(key_id="scheduler", org_slug="*", is_admin=True, request_id="r")
@@ -77,7 +77,7 @@ def test_every_lookup_uses_an_index(settings, tmp_path):
         if tables:
             scans[statement[:160]] = tables
     # Backfills on open may walk their own table once (idempotent, start-up only), never a second one per row.
-    from shared.store.sqlite_store import BACKFILLS
+    from shared.store.sqlite.base import BACKFILLS
 
     per_row_scans = {s: t for s, t in scans.items() if not any(s == b[:160] for b in BACKFILLS) or len(t) > 1}
     assert per_row_scans == {}
@@ -115,7 +115,7 @@ def test_a_store_built_by_this_schema_opens_without_writing(tmp_path):
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # a CLI mid-write
     try:
-        with patch("shared.store.sqlite_store.BUSY_TIMEOUT_MS", 50):
+        with patch("shared.store.sqlite.base.BUSY_TIMEOUT_MS", 50):
             reopened = SqliteStore(path)
         assert reopened.counters["jobs"] == 0 and reopened.counters["schema_changes"] == 0
     finally:
@@ -126,7 +126,7 @@ def test_a_store_built_by_this_schema_opens_without_writing(tmp_path):
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
-        with patch("shared.store.sqlite_store.BUSY_TIMEOUT_MS", 50), pytest.raises(StoreUnavailable):
+        with patch("shared.store.sqlite.base.BUSY_TIMEOUT_MS", 50), pytest.raises(StoreUnavailable):
             SqliteStore(path)
     finally:
         holder.execute("ROLLBACK")

@@ -16,7 +16,7 @@ import pytest
 
 from shared.crypto import credential_aad
 from shared.domain.caller import Caller
-from shared.store.sqlite_store import SqliteStore
+from shared.store.sqlite import SqliteStore
 from tests.conftest import GEMINI_KEY, OPENAI_KEY, make_service
 
 V1_SCHEMAS = Path(__file__).parent / "fixtures" / "schema_v1"
@@ -158,7 +158,7 @@ def upgraded_service(backend, settings, gcp_stack_getter):
     if backend == "local":
         write_v1_sqlite(settings.data_dir / "integrations.sqlite3", rows)
         return service, lambda: SqliteStore(settings.data_dir / "integrations.sqlite3").counters["schema_changes"]
-    from shared.store.bigquery_store import BigQueryStore
+    from shared.store.bigquery import BigQueryStore
 
     emulator = gcp_stack_getter().bigquery
     write_v1_bigquery(emulator.client(), settings.bigquery_dataset, rows)

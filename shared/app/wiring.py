@@ -42,10 +42,10 @@ class Adapters:
     @cached_property
     def store(self) -> IntegrationStore:
         if self.settings.backend == "gcp":
-            from shared.store.bigquery_store import BigQueryStore
+            from shared.store.bigquery import BigQueryStore
 
             return BigQueryStore.from_settings(self.settings)
-        from shared.store.sqlite_store import SqliteStore
+        from shared.store.sqlite import SqliteStore
 
         with _local_state(self.settings):
             return SqliteStore(self.settings.data_dir / "integrations.sqlite3")

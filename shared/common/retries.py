@@ -2,7 +2,7 @@
 
 Every caller that repeats an outbound call goes through ``attempt``: provider
 checks (``shared.validators.retry``), Google API calls (``shared.egress.google_rest``),
-BigQuery jobs (``shared.store.bigquery_store``) and webhook deliveries
+BigQuery jobs (``shared.store.bigquery``) and webhook deliveries
 (``shared.egress.webhooks``). Nothing below them retries on its own (the HTTP client
 resends only an idempotent request whose kept-alive connection turned out
 closed), so a call is sent at most ``policy.attempts`` times whatever fails.

@@ -6,14 +6,14 @@ import uuid
 
 import pytest
 
-from shared.store.sqlite_store import SqliteStore
+from shared.store.sqlite import SqliteStore
 
 
 @pytest.fixture(params=["sqlite", "bigquery"])
 def store(request, tmp_path):
     if request.param == "sqlite":
         return SqliteStore(tmp_path / "store.sqlite3")
-    from shared.store.bigquery_store import BigQueryStore
+    from shared.store.bigquery import BigQueryStore
 
     emulator = request.getfixturevalue("gcp_stack").bigquery
     # A dataset per test keeps tests independent on one emulator.

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from google.cloud import bigquery
 
-    from shared.store.bigquery_jobs import BigQueryJobs
+    from shared.store.bigquery.jobs import BigQueryJobs
 
 #: Repository root (``tests/emulators/`` is two levels below it).
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -571,8 +571,8 @@ class EmulatorProcess:
         )
 
     def jobs(self) -> BigQueryJobs:
-        """The store's REST runner (``shared.store.bigquery_jobs``) talking to this emulator."""
-        from shared.store.bigquery_jobs import BigQueryJobs
+        """The store's REST runner (``shared.store.bigquery.jobs``) talking to this emulator."""
+        from shared.store.bigquery.jobs import BigQueryJobs
 
         return BigQueryJobs(self.project, api_endpoint=self.endpoint)
 
