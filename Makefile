@@ -99,7 +99,7 @@ test: console test-python
 test-python: $(VENV)/.dev .venv-checkov/.installed .venv-fuzz/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy shared
+	$(PY) -m mypy
 	$(PY) -m shared.providers --check
 	$(PY) -m pytest -q
 
@@ -124,7 +124,7 @@ reset:
 # at build time; the functions load the checked file without jsonschema.
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .
-	$(PY) -m mypy shared
+	$(PY) -m mypy
 	$(PY) -m shared.providers --check
 
 format: $(VENV)/.dev

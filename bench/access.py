@@ -112,7 +112,7 @@ def measure(mode: str, settings: Any, orgs: int, requests: int) -> dict[str, Any
                 counters[kind] = {
                     name: value // count for name, value in (store.counters + cipher.counters).items() if value
                 }
-        result = {"mode": mode, "requests": requests, "orgs": orgs}
+        result: dict[str, Any] = {"mode": mode, "requests": requests, "orgs": orgs}
         for kind in ("baseline", "access"):
             result[kind] = {**summary(samples[kind]), "per_access": counters[kind]}
         result["ratio_p50"] = result["access"]["p50_ms"] / result["baseline"]["p50_ms"]

@@ -158,7 +158,7 @@ def seed(service: IntegrationService, count: int) -> None:
             AuditEvent(ORG, provider, "setup", "success", "bench", "bench"),
         )
 
-    entries = []
+    entries: list[tuple[Integration, StoredCredential, AuditEvent]] = []
     with ThreadPoolExecutor(max_workers=8) as pool:
         for version in range(3):
             if version:

@@ -391,8 +391,8 @@ def running_stack() -> Iterator[tuple[ProviderSimulator, GcpStack]]:
         yield simulator, GcpStack(bigquery, kms, secret_manager, KMS_KEY)
 
 
-def mode_settings(mode: str, simulator: ProviderSimulator, gcp: GcpStack, data_dir: Path) -> Settings:
-    """Local settings on ``data_dir``, or gcp settings on a fresh bootstrapped dataset."""
+def mode_settings(mode: str, simulator: ProviderSimulator, gcp: GcpStack | None, data_dir: Path) -> Settings:
+    """Local settings on ``data_dir``, or gcp settings on a fresh bootstrapped dataset (``gcp`` needed then only)."""
     from shared.common.config import Settings
 
     local = Settings(
@@ -400,7 +400,10 @@ def mode_settings(mode: str, simulator: ProviderSimulator, gcp: GcpStack, data_d
         data_dir=data_dir,
         provider_base_urls={p: simulator.base_url(p) for p in ("openai", "anthropic", "gemini")},
     )
-    return local if mode == "local" else gcp.settings(local)
+    if mode == "local":
+        return local
+    assert gcp is not None, "gcp mode needs the GCP stand-ins"
+    return gcp.settings(local)
 
 
 def mode_env(mode: str, settings: Settings, gcp: GcpStack) -> dict[str, str]:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from shared.app.wiring import Adapters
 from shared.common.config import Settings
 from shared.domain.providers import default_registry
 from shared.inbound import http
+from shared.usecases.api_keys import SIGNED_API_KEY_SHAPE
 from shared.usecases.integrations import IntegrationService
 from tests.emulators.bigquery_emulator import EmulatorProcess
 from tests.fakes.kms_server import FakeKmsServer
@@ -31,6 +33,13 @@ OPENAI_PROJECT_KEY = "sk-proj-TestKeyAbcdefghijklmnop0123456789"
 ANTHROPIC_KEY = "sk-ant-admin01-TestKeyAbcdefghijklmnop0123456789"
 ANTHROPIC_STANDARD_KEY = "sk-ant-api03-TestKeyAbcdefghijklmnop0123456789"
 GEMINI_KEY = "AIzaSyTestKey0123456789abcdefghijklmnop"
+
+
+def key_parts(api_key: str) -> tuple[str, ...]:
+    """A signed org API key's parts: (org, key id, role, signature)."""
+    match = SIGNED_API_KEY_SHAPE.fullmatch(api_key)
+    assert match is not None, "not a signed API key"
+    return match.groups()
 
 
 def key_with(marker: str, base: str = OPENAI_KEY) -> str:
@@ -182,5 +191,5 @@ def other_org_key(service: IntegrationService) -> str:
     return service.create_api_key("globex")[1]
 
 
-def with_settings(settings: Settings, **changes: object) -> Settings:
+def with_settings(settings: Settings, **changes: Any) -> Settings:
     return replace(settings, **changes)

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from google.api_core.exceptions import BadRequest, NotFound
@@ -41,6 +42,10 @@ SCHEMA = [
 ]
 
 TS = dt.datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=dt.UTC)
+
+# No retries, so an emulator failure fails the test now, not after minutes of back-off. The client takes
+# None for "no retry" (its documented way); its annotations only say Retry.
+NO_RETRY: Any = None
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +78,7 @@ def table(client: bigquery.Client) -> str:
 def _query(client: bigquery.Client, sql: str, *params: bigquery.query._AbstractQueryParameter) -> bigquery.QueryJob:
     config = bigquery.QueryJobConfig(query_parameters=list(params))
     # No retries: an emulator failure must fail the test now, not after minutes of back-off.
-    job = client.query(sql, job_config=config, retry=None, job_retry=None)
+    job = client.query(sql, job_config=config, retry=NO_RETRY, job_retry=NO_RETRY)
     job.result()
     return job
 
@@ -198,14 +203,16 @@ def test_merge_with_parameters_reports_affected_rows(client: bigquery.Client, ta
 
 def test_query_and_wait(client: bigquery.Client, table: str) -> None:
     config = bigquery.QueryJobConfig(query_parameters=[Scalar("id", "STRING", "w"), Scalar("n", "INT64", 3)])
-    plain = client.query_and_wait("SELECT @id AS id, @n * 2 AS n", job_config=config, retry=None, job_retry=None)
+    plain = client.query_and_wait(
+        "SELECT @id AS id, @n * 2 AS n", job_config=config, retry=NO_RETRY, job_retry=NO_RETRY
+    )
     assert [dict(r) for r in plain] == [{"id": "w", "n": 6}]
     script = client.query_and_wait(
         f"BEGIN TRANSACTION; INSERT INTO {table} (id, version) VALUES (@id, @n); COMMIT TRANSACTION; "
         f"SELECT id, version FROM {table};",
         job_config=config,
-        retry=None,
-        job_retry=None,
+        retry=NO_RETRY,
+        job_retry=NO_RETRY,
     )
     assert [dict(r) for r in script] == [{"id": "w", "version": 3}]
 
@@ -285,15 +292,15 @@ def test_uncaught_raise_is_a_query_error(client: bigquery.Client) -> None:
     with pytest.raises(BadRequest, match="version conflict: 3"):
         _query(client, sql, *config.query_parameters)
     with pytest.raises(BadRequest, match="version conflict: 3"):
-        client.query_and_wait(sql, job_config=config, retry=None, job_retry=None)
+        client.query_and_wait(sql, job_config=config, retry=NO_RETRY, job_retry=NO_RETRY)
 
 
 def test_query_and_wait_raises_when_the_query_fails(client: bigquery.Client) -> None:
     # bqemulator alone answers a failed jobs.query with HTTP 200 and no rows; the launcher restores the error.
     with pytest.raises(BadRequest, match="boom"):
-        client.query_and_wait("SELECT ERROR('boom') AS x", retry=None, job_retry=None)
+        client.query_and_wait("SELECT ERROR('boom') AS x", retry=NO_RETRY, job_retry=NO_RETRY)
     with pytest.raises(NotFound):
-        client.query_and_wait(f"SELECT * FROM {DATASET}.missing_table", retry=None, job_retry=None)
+        client.query_and_wait(f"SELECT * FROM {DATASET}.missing_table", retry=NO_RETRY, job_retry=NO_RETRY)
 
 
 def test_unknown_parameter_in_script_is_rejected(client: bigquery.Client) -> None:

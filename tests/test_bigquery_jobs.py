@@ -18,6 +18,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from google.cloud import bigquery
@@ -38,7 +39,7 @@ FIELDS = [
     {"name": "config", "type": "JSON"},
 ]
 AT = datetime(2026, 11, 29, 3, 4, 5, 123456, tzinfo=UTC)
-FULL = {
+FULL: dict[str, Any] = {
     "id": 1,
     "label": "zürich ✓",
     "enabled": True,
@@ -82,7 +83,7 @@ def test_array_parameters_are_what_the_library_sends():
 
 
 def test_struct_array_parameters_are_what_the_library_sends():
-    rows = [["x", 1, AT], ["y", None, None]]
+    rows: list[list[Any]] = [["x", 1, AT], ["y", None, None]]
     library = bigquery.ArrayQueryParameter(
         "batch",
         "STRUCT",

@@ -9,12 +9,14 @@ raises for BigQuery's error answer (status, reason, message).
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 import pytest
 
 from shared.domain.errors import StoreUnavailable
 from shared.egress.google_rest import GoogleApiError
 from shared.store.bigquery import BigQueryStore
+from shared.store.bigquery.jobs import BigQueryJobs
 from tests.contract.test_store_contract import audit, make
 
 
@@ -52,7 +54,8 @@ def _store(gcp_stack, conflicts, error, max_attempts=6):
     dataset = f"retry_{uuid.uuid4().hex[:10]}"
     BigQueryStore(gcp_stack.bigquery.jobs(), dataset).bootstrap()  # tables first, without injected faults
     jobs = ConflictingJobs(gcp_stack.bigquery.jobs(), conflicts, error)
-    return BigQueryStore(jobs, dataset, max_attempts=max_attempts, backoff_base_seconds=0.01)
+    # The real runner behind a stand-in that fails first: it answers every call BigQueryJobs does.
+    return BigQueryStore(cast("BigQueryJobs", jobs), dataset, max_attempts=max_attempts, backoff_base_seconds=0.01)
 
 
 @pytest.mark.parametrize("error", [ABORTED, SERIALIZE, GoogleApiError(503, "backendError", "Backend error")])

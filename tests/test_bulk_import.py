@@ -46,6 +46,7 @@ class WhoAmI:
         self.in_flight = 0
         self.peak = 0
         self.calls: Counter[str] = Counter()
+        self.base = ""  # http://127.0.0.1:<port>, once served
 
     def __call__(self, environ, start_response):
         request = Request(environ)

@@ -86,7 +86,7 @@ def set_state(admin: kms.KeyManagementServiceClient, key_name: str, version_id: 
         request={
             "crypto_key_version": {
                 "name": f"{key_name}/cryptoKeyVersions/{version_id}",
-                "state": kms.CryptoKeyVersion.CryptoKeyVersionState[state],
+                "state": getattr(kms.CryptoKeyVersion.CryptoKeyVersionState, state),
             },
             "update_mask": {"paths": ["state"]},
         }

@@ -28,9 +28,8 @@ from examples.cost_reader import CostReadFailed, read_costs
 from shared.domain.errors import IntegrationNotActive
 from shared.domain.models import utc_now
 from shared.inbound.pipelines import access_credential
-from shared.usecases.api_keys import SIGNED_API_KEY_SHAPE
 from shared.usecases.credential_access import session_name
-from tests.conftest import ANTHROPIC_STANDARD_KEY, OPENAI_KEY, key_with
+from tests.conftest import ANTHROPIC_STANDARD_KEY, OPENAI_KEY, key_parts, key_with
 from tests.openapi_contract import check_response
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,7 +99,7 @@ def test_an_api_key_goes_to_its_pipeline_within_budget_and_audited(client, org_k
         "config": {},
     }
 
-    admin_key_id = SIGNED_API_KEY_SHAPE.fullmatch(admin_key).group(2)
+    admin_key_id = key_parts(admin_key)[1]
     rows = [a for a in store.list_audit("acme", "openai") if a.action == "credential_accessed"]
     assert len(rows) == 2 and all(a.outcome == "success" for a in rows)
     assert rows[0].pipeline == "cost/usage_cost" and rows[0].actor_key_id == admin_key_id

@@ -7,13 +7,13 @@ from dataclasses import replace
 
 import pytest
 
-from shared.usecases.api_keys import SIGNED_API_KEY_SHAPE
 from tests.conftest import (
     ANTHROPIC_KEY,
     ANTHROPIC_STANDARD_KEY,
     GEMINI_KEY,
     OPENAI_KEY,
     OPENAI_PROJECT_KEY,
+    key_parts,
     key_with,
 )
 
@@ -426,7 +426,7 @@ def test_every_credential_operation_is_audited(client, org_key, service):
         ("disable", "success"),
         ("delete", "success"),
     ]
-    key_id = SIGNED_API_KEY_SHAPE.fullmatch(org_key).group(2)
+    key_id = key_parts(org_key)[1]
     assert {a.actor_key_id for a in audit} == {key_id}
     assert all(a.request_id for a in audit)
     assert audit[0].credential_fingerprint is not None and len(audit[0].credential_fingerprint) == 8
@@ -498,7 +498,7 @@ def test_created_by_is_the_frontend_user_when_sent(client, org_key, service):
 
 def test_created_by_is_the_key_id_without_a_user(client, org_key, service):
     status, body = setup(client, org_key)
-    key_id = SIGNED_API_KEY_SHAPE.fullmatch(org_key).group(2)
+    key_id = key_parts(org_key)[1]
     assert body["integration"]["created_by"] == key_id
     audit = service.adapters.store.list_audit("acme", "openai")[0]
     assert audit.actor == key_id == audit.actor_key_id

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ def _race(client, org_key, simulator, slow_operation):
     """Run ``slow_operation`` in a thread; while the provider holds it, disable + reconfigure."""
     simulator.configure(slow_seconds=SLOW_SECONDS)
     before = simulator.stats()["requests"].get("openai", 0)
-    outcome = {}
+    outcome: dict[str, Any] = {}
     worker = threading.Thread(target=lambda: outcome.update(result=slow_operation()))
     worker.start()
     _when_provider_busy(simulator, before)

@@ -42,7 +42,7 @@ def test_an_old_path_is_the_new_module_itself_and_warns(old):
     new = importlib.import_module(MOVED[old])
     with pytest.warns(DeprecationWarning, match=f"{old} moved to {MOVED[old]}"):
         assert import_old(old) is new
-    assert new.__spec__.name == MOVED[old]  # the module keeps its own spec
+    assert new.__spec__ is not None and new.__spec__.name == MOVED[old]  # the module keeps its own spec
 
 
 @pytest.mark.parametrize("old", sorted(MOVED_NAMES))
@@ -107,7 +107,7 @@ def test_the_old_command_names_run_without_a_warning(command, tmp_path):
 
 
 def _imported_modules(path: Path) -> set[str]:
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)

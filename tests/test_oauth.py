@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -128,7 +129,7 @@ def _all_tokens(oauth_sim) -> list[str]:
     return [*state.access_tokens, *state.refresh_tokens, *state.codes]
 
 
-def _assert_no_token_in(oauth_sim, haystacks: dict[str, bytes], secrets: list[str] = ()) -> None:
+def _assert_no_token_in(oauth_sim, haystacks: dict[str, bytes], secrets: Sequence[str] = ()) -> None:
     """No token or authorization code (nor any of ``secrets``, e.g. completion codes) in any haystack."""
     tokens = [*_all_tokens(oauth_sim), *secrets]
     assert tokens

@@ -54,7 +54,7 @@ def test_every_path_the_local_server_serves_is_documented():
             continue  # the catch-all that hands requests to ENTRY_POINTS (checked above)
         if rule.endpoint.startswith("console_"):
             continue  # the settings console's HTML and assets: pages, not API (tests/test_console_serving.py)
-        for method in rule.methods - {"HEAD", "OPTIONS"}:
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
             assert (method, rule.rule) in documented, f"{method} {rule.rule} is served but not in openapi.yaml"
 
 

@@ -27,7 +27,7 @@ from werkzeug.wrappers import Request, Response
 
 from shared.domain.caller import Caller
 from shared.domain.models import Alert, Webhook, utc_now
-from shared.domain.providers import default_registry
+from shared.domain.providers import OAuthSpec, default_registry
 from shared.egress import webhooks
 from shared.egress.webhooks import ANSWER_BYTES, deliver
 from shared.oauth import OAuthClient, oauth_spec
@@ -145,12 +145,12 @@ def test_a_webhook_answer_is_read_up_to_its_bound_and_no_further():
 # --- OAuth token requests ----------------------------------------------------------------------
 
 
-def _canva(oauth_sim) -> tuple[object, str, OAuthClient]:
+def _canva(oauth_sim) -> tuple[OAuthSpec, str, OAuthClient]:
     env = oauth_sim.env()
     client = OAuthClient(
         env["INTEGRATIONS_SECRET_OAUTH_CANVA_CLIENT_ID"], env["INTEGRATIONS_SECRET_OAUTH_CANVA_CLIENT_SECRET"]
     )
-    return oauth_spec(default_registry().get("canva")), env["PROVIDER_CANVA_TOKEN_URL"], client
+    return oauth_spec(default_registry().providers["canva"]), env["PROVIDER_CANVA_TOKEN_URL"], client
 
 
 def test_a_slow_drip_token_endpoint_cannot_stretch_a_token_request_past_its_timeout(oauth_sim):

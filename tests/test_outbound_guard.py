@@ -75,7 +75,8 @@ class Receiver:
     """An HTTP(S) endpoint recording requests (and the TLS SNI it was asked for)."""
 
     def __init__(self, status=200, headers=None, ssl_context=None):
-        self.status, self.headers, self.received, self.sni = status, headers or {}, [], []
+        self.status, self.headers, self.received = status, headers or {}, []
+        self.sni: list[str] = []
         if ssl_context is not None:
             ssl_context.sni_callback = lambda _sock, name, _ctx: self.sni.append(name)
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True, ssl_context=ssl_context)
@@ -302,7 +303,7 @@ def test_setup_refuses_a_token_uri_that_is_not_plainly_google(client, org_key, l
 
 
 def _gcp_check(settings, token_uri: str):
-    spec = default_registry().get("gcp")
+    spec = default_registry().providers["gcp"]
     # BigQuery calls go to a closed port: only the token request matters here.
     closed = replace(settings, provider_base_urls={"gcp": "http://127.0.0.1:9"}, validation_max_attempts=1)
     context = Adapters(closed).validation_context(spec)

@@ -11,7 +11,14 @@ import pytest
 import yaml
 
 from shared.domain.errors import ConfigurationError
-from shared.domain.providers import REGISTRY_PATH, check_registry, checked_copy_path, default_registry, load_registry
+from shared.domain.providers import (
+    REGISTRY_PATH,
+    ProviderSpec,
+    check_registry,
+    checked_copy_path,
+    default_registry,
+    load_registry,
+)
 from shared.domain.providers import main as providers_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,19 +34,25 @@ SPEC_SAAS_TOOLS = {
 API_TOKEN_TOOLS = {"github", "slack", "cursor", "vercel", "figma", "notion", "asana"}
 
 
+def pattern(spec: ProviderSpec) -> re.Pattern[str]:
+    """The spec's key pattern (the tests' providers all have one)."""
+    assert spec.key_pattern is not None
+    return spec.key_pattern
+
+
 def test_registry_loads_every_provider():
     registry = default_registry()
     assert {"gcp", "openai", "anthropic", "gemini", "azure", "aws"} <= set(registry.providers)
-    assert registry.get("aws").category == "cloud" and registry.get("aws").credential_field == "role_arn"
-    assert registry.get("gcp").display_name == "Google Cloud Platform"
-    assert registry.get("openai").key_pattern.fullmatch("sk-proj-" + "a" * 24)
+    assert registry.providers["aws"].category == "cloud" and registry.providers["aws"].credential_field == "role_arn"
+    assert registry.providers["gcp"].display_name == "Google Cloud Platform"
+    assert pattern(registry.providers["openai"]).fullmatch("sk-proj-" + "a" * 24)
 
 
 def test_every_spec_saas_tool_is_in_its_category():
     saas = [spec for spec in default_registry().providers.values() if spec.category == "saas"]
     by_category: dict[str, set[str]] = {}
     for spec in saas:
-        by_category.setdefault(spec.saas_category, set()).add(spec.display_name)
+        by_category.setdefault(spec.saas_category or "", set()).add(spec.display_name)
     for category, tools in SPEC_SAAS_TOOLS.items():
         assert tools <= by_category.get(category, set()), category
     assert {spec.provider_id for spec in saas if spec.connection == "api_token"} == API_TOKEN_TOOLS
@@ -193,10 +206,10 @@ def test_patterns_compile_on_first_use_from_the_checked_copy_and_at_load_otherwi
     assert all("key_pattern" in vars(spec) for spec in from_yaml.providers.values())
     assert all("pattern" in vars(f) for spec in from_yaml.providers.values() for f in spec.config_fields.values())
     assert providers_main(["--check", str(path)]) == 0
-    openai = load_registry(path).get("openai")
+    openai = load_registry(path).providers["openai"]
     assert "key_pattern" not in vars(openai)
     assert not [name for name, f in openai.config_fields.items() if "pattern" in vars(f)]
-    assert openai.key_pattern.fullmatch("sk-proj-" + "a" * 24)
+    assert pattern(openai).fullmatch("sk-proj-" + "a" * 24)
     assert "key_pattern" in vars(openai)
 
 
@@ -204,7 +217,7 @@ def test_a_stale_checked_copy_is_ignored(tmp_path):
     path = _copy_registry(tmp_path)
     assert providers_main(["--check", str(path)]) == 0
     path.write_text(path.read_text().replace("display_name: OpenAI", "display_name: OpenAI Platform"))
-    assert load_registry(path).get("openai").display_name == "OpenAI Platform"
+    assert load_registry(path).providers["openai"].display_name == "OpenAI Platform"
 
 
 def test_a_failing_check_writes_no_copy(tmp_path):
@@ -215,9 +228,10 @@ def test_a_failing_check_writes_no_copy(tmp_path):
 
 def test_oauth_providers_declare_their_flow_and_no_client_secret():
     registry = default_registry()
-    canva, github = registry.get("canva"), registry.get("github_app")
+    canva, github = registry.providers["canva"], registry.providers["github_app"]
     assert canva.credential_type == github.credential_type == "oauth"
     assert canva.credential_field == github.credential_field == "oauth_token"
+    assert canva.oauth is not None and github.oauth is not None
     assert canva.oauth.pkce and not canva.oauth.rotating_refresh_tokens and canva.oauth.token_lifetime_seconds == 14400
     assert github.oauth.pkce and github.oauth.rotating_refresh_tokens and github.oauth.token_lifetime_seconds == 28800
     text = REGISTRY_PATH.read_text()

@@ -299,7 +299,7 @@ def test_time_box_leaves_the_rest_for_the_next_run(service, simulator):
 
 @pytest.mark.parametrize("backend", ["local", "gcp"])
 def test_store_jobs_grow_with_pages_not_with_integrations(service, backend):
-    jobs = []
+    jobs: list[int] = []
     for count in (3, 12):
         for index in range(len(jobs) * 3, len(jobs) * 3 + count):
             connect(service, f"org{index:03d}", "gemini", GEMINI_KEY, validate=False)

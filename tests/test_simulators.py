@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -62,7 +63,7 @@ def marked(key: str, marker: str) -> str:
     raise AssertionError(f"no known prefix on {key!r}")
 
 
-def openai_get(sim: ProviderSimulator, path: str, key: str | None, **params: object) -> requests.Response:
+def openai_get(sim: ProviderSimulator, path: str, key: str | None, **params: Any) -> requests.Response:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return requests.get(sim.base_url("openai") + path, headers=headers, params=params, timeout=TIMEOUT)
 
@@ -72,7 +73,7 @@ def anthropic_get(
     path: str,
     key: str | None,
     version: str | None = ANTHROPIC_VERSION,
-    **params: object,
+    **params: Any,
 ) -> requests.Response:
     headers = {}
     if key:
@@ -87,9 +88,7 @@ def anthropic_get(
     )
 
 
-def gemini_get(
-    sim: ProviderSimulator, key: str | None, *, in_query: bool = False, **params: object
-) -> requests.Response:
+def gemini_get(sim: ProviderSimulator, key: str | None, *, in_query: bool = False, **params: Any) -> requests.Response:
     headers = {}
     if key and in_query:
         params["key"] = key
@@ -859,5 +858,6 @@ def test_command_line_prints_env_and_serves():
     finally:
         process.terminate()
         assert process.wait(timeout=TIMEOUT) == 0
-        process.stdout.close()
-        process.stderr.close()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()

@@ -13,7 +13,7 @@ import json
 import pytest
 
 from shared.domain.providers import default_registry
-from shared.usecases.api_keys import SIGNED_API_KEY_SHAPE
+from tests.conftest import key_parts
 
 BASE = "/api/v1/subscriptions"
 SLACK_TOKEN = "xoxb-1234567890-1234567890123-TestTokenAbcdefghij"
@@ -96,7 +96,7 @@ def test_toggle_on_off_idempotent_audited_one_job_each(client, service, org_key)
         ("subscription_enable", "success", "unchanged"),
         ("subscription_disable", "success", None),
     ]
-    key_id = SIGNED_API_KEY_SHAPE.fullmatch(org_key).group(2)
+    key_id = key_parts(org_key)[1]
     assert {a.actor_key_id for a in audit} == {key_id}
     assert [a.actor for a in reversed(audit)] == [key_id, key_id, "ana@acme"]
 

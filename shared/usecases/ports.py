@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 
 class ServicePorts(Protocol):
-    @property
-    def settings(self) -> Settings: ...
+    # An attribute, not a read-only property: tests (and benches) swap a running service's settings.
+    settings: Settings
 
     @property
     def store(self) -> IntegrationStore: ...

@@ -44,7 +44,7 @@ from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 import requests
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.simulators._serving import ServedInThread, serve_until_stopped
@@ -164,6 +164,13 @@ class StandInState:
         return sum(count for name, count in self.calls.items() if name.split(":")[0] in PAID_SERVICES)
 
 
+class _QuietRequestHandler(WSGIRequestHandler):
+    """werkzeug's handler without its access log line."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
 class AwsStandIn(ServedInThread):
     """moto on a private port, and the evaluating layer on 127.0.0.1:``port``."""
 
@@ -186,9 +193,8 @@ class AwsStandIn(ServedInThread):
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.backend_url = f"http://{host}:{port}"
-        self._server = make_server(self.host, self._requested_port, self._app, threaded=True)
-        if not self._log_requests:
-            self._server.RequestHandlerClass.log_request = lambda *args, **kwargs: None  # type: ignore[method-assign]
+        handler = WSGIRequestHandler if self._log_requests else _QuietRequestHandler
+        self._server = make_server(self.host, self._requested_port, self._app, threaded=True, request_handler=handler)
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
         return self
 
