@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.operations import OPENAI_KEY, PROJECT, mode_settings, running_stack
+from bench.harness import OPENAI_KEY, PROJECT, mode_settings, running_stack
 from shared.domain.models import Status
 
 PIPELINE = "cost/usage_cost"

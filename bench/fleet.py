@@ -39,7 +39,7 @@ from typing import Any
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from bench.operations import mode_settings, running_stack
+from bench.harness import mode_settings, running_stack
 from shared.app.wiring import Adapters
 from shared.common.config import Settings
 from shared.crypto import credential_aad

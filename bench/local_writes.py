@@ -39,7 +39,7 @@ from typing import Any
 
 import requests
 
-from bench.revalidation import _free_port, start_simulator, wait_until_answering
+from bench.revalidation import free_port, start_simulator, wait_until_answering
 
 REPO = Path(__file__).resolve().parent.parent
 OPENAI_KEY = "sk-admin-BenchKeyAbcdefghijklmnop0123456789"
@@ -55,7 +55,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def start_server(data_dir: Path, simulator_url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     env = {
         **{name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ},
         "PORT": str(port),

@@ -103,14 +103,14 @@ for index in range(count):
 """
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
 def start_simulator(latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.simulators", "--port", str(port), "--latency-ms", str(latency_ms), "--quiet"],
         cwd=REPO,
