@@ -23,7 +23,7 @@ import requests
 
 from tests.conftest import ANTHROPIC_KEY, OPENAI_KEY, key_with
 from tests.openapi_contract import check_response
-from tests.simulators.providers import mask_openai_key
+from tests.simulators.provider_apis.openai import mask_openai_key
 
 REPO = Path(__file__).resolve().parent.parent
 

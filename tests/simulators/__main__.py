@@ -10,7 +10,8 @@ import argparse
 import sys
 
 from tests.simulators._serving import print_exports, serve_until_stopped
-from tests.simulators.providers import DEFAULT_SLOW_SECONDS, ProviderSimulator
+from tests.simulators.provider_apis.common import DEFAULT_SLOW_SECONDS
+from tests.simulators.providers import ProviderSimulator
 
 
 def main(argv: list[str] | None = None) -> int:

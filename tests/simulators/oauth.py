@@ -50,7 +50,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.simulators._serving import ServedInThread, dripping, print_exports, serve_until_stopped
-from tests.simulators.providers import _request_handler
+from tests.simulators.providers import request_handler
 
 
 @dataclass(frozen=True)
@@ -393,7 +393,7 @@ class OAuthSimulator(ServedInThread):
         self._connections_lock = threading.Lock()
 
     def start(self) -> Self:
-        handler = _request_handler(self._connections, self._connections_lock, self._log_requests)
+        handler = request_handler(self._connections, self._connections_lock, self._log_requests)
         self._server = make_server(self.host, self._requested_port, self.app, threaded=True, request_handler=handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="oauth-simulator", daemon=True

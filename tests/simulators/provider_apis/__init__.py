@@ -1,0 +1,1 @@
+"""The provider APIs the simulator (``tests.simulators.providers``) answers for, one module each."""
