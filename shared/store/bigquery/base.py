@@ -21,7 +21,7 @@ access ...") and retried here with backoff, and then finds the winner's row.
 
 Every value is a query parameter. Ciphertext travels as a base64 STRING and
 is written with ``FROM_BASE64`` (the emulator mangles BYTES parameters; this
-form is also correct on BigQuery). Jobs go through ``bigquery_jobs``
+form is also correct on BigQuery). Jobs go through ``jobs``
 (BigQuery's REST API through ``shared.egress.google_rest`` and the service's HTTP
 client, not the generated client library, whose import alone outweighed a cold
 start: docs/design/cold-start-rest-adapters.md); google-auth is imported only
