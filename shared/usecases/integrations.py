@@ -49,7 +49,6 @@ from shared.domain.models import (
 from shared.domain.providers import ROLE_ARN_FIELD, ProviderSpec, Registry
 from shared.usecases.alerts import AlertsAndWebhooks, deliver_alerts, status_alert
 from shared.usecases.api_keys import ApiKeyAuthentication, KeyCache
-from shared.usecases.credential_checks import checked_config, credential_secret
 
 # shared.validators (and its aws/gcp parsers) is imported where a credential is checked,
 # not here: list, get and an API key's setup never need it, and every cold start imports
@@ -98,12 +97,18 @@ class IntegrationService(ApiKeyAuthentication, AlertsAndWebhooks):
             )
         return spec
 
+    # The checks are imported where a request brings credentials or config: list, get and delete never do.
+
     def check_credentials(self, spec: ProviderSpec, credentials: Any) -> str:
         """The plaintext secret of ``credentials`` after setup's checks (400 saying what is wrong, never quoting it)."""
+        from shared.usecases.credential_checks import credential_secret
+
         return credential_secret(spec, credentials, self.adapters.settings)
 
     def check_config(self, spec: ProviderSpec, config: Any) -> dict[str, str]:
         """``config`` checked against the provider's config fields (400 naming what is wrong)."""
+        from shared.usecases.credential_checks import checked_config
+
         return checked_config(spec, config)
 
     def _integration(self, org_slug: str, spec: ProviderSpec) -> Integration:
