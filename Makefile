@@ -91,9 +91,10 @@ run: $(VENV)/.runtime
 
 # Everything: the Python suite, then the TypeScript client's tests and the console's browser journey
 # (Node 20+, Debian's chromium at /usr/bin/chromium). The console is built before pytest, whose
-# end-to-end tests start make run.
+# end-to-end tests start make run; --ignore-scripts skips npm test's own pretest build (a plain
+# `npm test` there builds first), since the console target has just built it.
 test: console test-python
-	cd $(CLIENT) && npm test
+	cd $(CLIENT) && npm test --ignore-scripts
 
 # The Python side alone (what Cloud Build runs before deploying the functions; no page is deployed).
 test-python: $(VENV)/.dev .venv-checkov/.installed .venv-fuzz/.installed

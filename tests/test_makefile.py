@@ -8,6 +8,7 @@ skipped (``PIP_INSTALL=true``): what is under test is which venv gets built.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -137,3 +138,17 @@ def test_reset_refuses_a_directory_that_is_not_the_services(tmp_path):
 
     assert done.returncode != 0 and "does not look like the service's data directory" in done.stderr
     assert (elsewhere / "thesis.tex").exists()
+
+
+def test_npm_test_on_a_fresh_clone_builds_what_it_runs():
+    """``npm ci && npm test`` in clients/typescript, as a frontend engineer runs it, must not meet a missing
+    ``dist/``: the tests run compiled, so npm's ``pretest`` builds them first. ``make test`` has just built
+    (its ``console`` target), so it skips that second build with ``--ignore-scripts``, which npm applies to
+    pre/post scripts only, never to the named one."""
+    package = json.loads((REPO / "clients" / "typescript" / "package.json").read_text())
+    scripts = package["scripts"]
+    assert "dist/" in scripts["test"]
+    assert scripts.get("pretest") in ("npm run build", "npm run --silent build", scripts["build"]), scripts
+    recipe = re.search(r"^test:[^\n]*\n((?:\t[^\n]*\n)+)", (REPO / "Makefile").read_text(), re.M)
+    assert recipe and "console" in recipe.group(0).splitlines()[0]
+    assert "npm test --ignore-scripts" in recipe.group(1)
