@@ -48,6 +48,9 @@ def _client(console_dir: Path):
         "/acme/settings/integrations/cloud",
         "/acme/settings/integrations/llm",
         "/acme/settings/integrations/subscriptions",
+        # Typed or pasted with a trailing slash: the console's own router takes it, so the server serves it.
+        "/acme/settings/integrations/",
+        "/acme/settings/integrations/llm/",
     ],
 )
 def test_every_spec_page_answers_the_shell_with_its_security_headers(console_dir, served, path):

@@ -199,8 +199,12 @@ def add_console_routes(app: flask.Flask, console_dir: Path) -> None:
         response.headers.update(CONSOLE_HEADERS)
         return response
 
+    # strict_slashes=False: a page path typed with a trailing slash is the same page (the console's router
+    # takes both), not the API's JSON 404.
     for rule in CONSOLE_PAGES:
-        app.add_url_rule(rule, "console_page", page, methods=["GET"], provide_automatic_options=False)
+        app.add_url_rule(
+            rule, "console_page", page, methods=["GET"], provide_automatic_options=False, strict_slashes=False
+        )
 
     @app.get("/assets/<name>", provide_automatic_options=False)
     def console_asset(name: str) -> flask.Response:
