@@ -216,7 +216,7 @@ HELLO_CASE = ColdCase("-", ("GET", "/", None, 200))
 BREAKDOWN = {("gcp", "integration_list"), ("gcp", "integration_validate")}
 
 
-# The goals: first response as a ratio to the hello world, gcp (runtime deps) and local.
+# The cold-start targets: first response as a ratio to the hello world, gcp (runtime deps) and local.
 GOALS = {
     "gcp": {"integration_list": 2.0, "integration_get": 2.0, "integration_validate": 2.5, "integration_setup": 2.5},
     "local": dict.fromkeys(("integration_list", "integration_get", "integration_validate", "integration_setup"), 1.3),

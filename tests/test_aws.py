@@ -1,6 +1,6 @@
 """AWS through the real stack: HTTP (WSGI) -> service -> boto3 -> the AWS stand-in (moto + our evaluating layer).
 
-Every case from the issue: valid role, wrong external ID, untrusting role,
+Every case the AWS walkthrough names: valid role, wrong external ID, untrusting role,
 confused deputy, missing S3 permission, empty and stale export, throttling
 (retried), unreachable STS, bad ARN (400); zero calls to any paid API.
 """

@@ -23,8 +23,9 @@ README_MAX_BYTES = 20_000
 INLINE_LINK = re.compile(r"!?\[(?:[^\]\\]|\\.)*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 REFERENCE_LINK = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", re.M)
 EXTERNAL = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)  # https:, mailto:, ...
-# Files the repository must not lean on: the team's reference folder and its documents, and issue numbers
-# of a tracker a clone does not have (any case). Spelled in pieces so this file does not match itself.
+# Files the repository must not lean on: the team's reference folder and its documents, and issues of a
+# tracker a clone does not have, by number or without one (any case). Spelled in pieces so this file does
+# not match itself.
 OUTSIDE = re.compile(
     "|".join(
         (
@@ -32,6 +33,8 @@ OUTSIDE = re.compile(
             "/wo" + "rk/",
             r"\b(?:ARCHITECTURE|EMULATORS|PROVIDERS|STYLE)" + r"\.md\b",
             r"(?i:\bissue" + r"[ -]?#?[0-9]+\b)",
+            # An issue named without its number is as far out of a clone's reach.
+            r"(?i:\b(?:the|this|that) issue" + r"(?:'s|s)?\b)",
         )
     )
 )

@@ -30,7 +30,7 @@ SPEC_SAAS_TOOLS = {
     "productivity": {"Notion", "Slack", "Asana"},
     "development": {"GitHub", "Vercel", "Railway"},
 }
-# Tools with an admin/billing API a token can read (the list); the rest are toggles.
+# Tools with an admin/billing API a token can read (docs/providers.md, SaaS tools); the rest are toggles.
 API_TOKEN_TOOLS = {"github", "slack", "cursor", "vercel", "figma", "notion", "asana"}
 
 
