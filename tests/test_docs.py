@@ -53,8 +53,10 @@ NOT_SOURCE = {
     ".ruff_cache",
     ".mypy_cache",
 }
-TEXT_SUFFIXES = {".md", ".py", ".ts", ".mjs", ".js", ".json", ".yml", ".yaml", ".tf", ".tftpl", ".txt", ".toml"}
-TEXT_NAMES = {"Makefile", ".gitignore"}
+TEXT_SUFFIXES = {
+    *(".md", ".py", ".ts", ".mjs", ".js", ".json", ".yml", ".yaml", ".tf", ".tftpl", ".txt", ".toml"),
+    *(".css", ".html", ".sh"),
+}
 
 
 def without_code(text: str) -> str:
@@ -109,7 +111,7 @@ def source_files() -> list[Path]:
                 continue
             if entry.is_dir():
                 stack.append(entry)
-            elif entry.suffix in TEXT_SUFFIXES or entry.name in TEXT_NAMES:
+            elif entry.suffix in TEXT_SUFFIXES or not entry.suffix:  # Makefile, .gitignore, .ci/run, ...
                 found.append(entry)
     return found
 
