@@ -196,3 +196,20 @@ def test_every_setting_the_code_reads_is_documented():
     documented = (DOCS / "configuration.md").read_text()
     missing = sorted(name for name in names if f"`{name}`" not in documented)
     assert not missing, f"docs/configuration.md does not describe {missing}"
+
+
+def test_every_source_file_of_the_typescript_client_that_its_comments_and_docs_name_exists():
+    """Its comments and pages name its files relative to clients/typescript (``test/spec-types.ts``); a file
+    renamed or gone leaves a pointer a reader cannot follow."""
+    package = REPO / "clients" / "typescript"
+    named = re.compile(r"(?<![\w/.])((?:src|test|console|scripts)/[\w./-]+\.(?:ts|mjs|css|html))\b")
+    readers = [*package.glob("*.json"), *(REPO / "docs").rglob("*.md")]
+    readers += [path for folder in ("src", "console", "test", "scripts") for path in (package / folder).rglob("*.*")]
+    missing = sorted(
+        f"{path.relative_to(REPO)}: {name}"
+        for path in readers
+        if "generated" not in path.parts
+        for name in named.findall(path.read_text())
+        if not (package / name).exists()
+    )
+    assert not missing, missing

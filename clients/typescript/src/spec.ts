@@ -3,7 +3,7 @@
  * result shapes of its five server actions (the spec writes those inline; they are named here
  * so a caller and the type checks can refer to them). Nothing here is this service's own: the
  * client's answers carry more beside these fields, never instead of them, and
- * `test/types.test.ts` proves at compile time that every answer is assignable to these shapes.
+ * `test/spec-types.ts` proves at compile time that every answer is assignable to these shapes.
  */
 
 export interface IntegrationInfo {
