@@ -168,12 +168,31 @@ test("the console: connect, check, fix, rotate, toggle, OAuth and remove, across
   await card("aws").getByText("External ID", { exact: true }).waitFor();
   await scanAndShoot("2-cloud");
 
-  // SaaS: a subscription toggle that stays put across a reload.
+  // SaaS: a subscription toggle shows its progress and its outcome, and stays put across a reload.
   await nav("Subscriptions");
   const github = page.getByRole("switch", { name: "We pay for GitHub", exact: true });
-  const toggled = page.waitForResponse((response) => response.url().endsWith("/providers/github") && response.request().method() === "PUT");
+  const githubToggle = `${stack.base}/api/v1/subscriptions/acme/providers/github`;
+  // No answer at all (the request dropped on its way): the switch goes back and says why, in words.
+  await page.route(githubToggle, (route) => route.abort("connectionrefused"), { times: 1 });
+  const droppedLogged = page.waitForEvent("console", (message) => message.text().includes("net::ERR_CONNECTION_REFUSED"));
+  await github.click(); // not check(): the switch may already be back off when check() looks
+  await card("github").locator(".alert").getByText(`Unable to reach the integrations service at ${stack.base}`).waitFor();
+  assert.equal(await github.isChecked(), false);
+  await droppedLogged; // the browser logs the dropped request: the one error this step allows
+  const expectedDrop = { text: "Failed to load resource: net::ERR_CONNECTION_REFUSED", url: githubToggle };
+  assert.deepEqual(pageErrors.splice(0), [expectedDrop]);
+  // Then it works: held at the browser until the card shows its progress, then on to the service.
+  await page.route(githubToggle, async (route) => {
+    await card("github").getByText("Saving…").waitFor();
+    assert.equal(await github.isDisabled(), true);
+    await route.continue();
+  }, { times: 1 });
+  const toggled = page.waitForResponse((response) => response.url() === githubToggle && response.request().method() === "PUT");
   await github.check();
   assert.equal((await toggled).status(), 200);
+  await page.locator("#announcer").getByText("GitHub: marked as paid for.").waitFor();
+  await card("github").getByText("We pay for it").waitFor();
+  assert.equal(await card("github").locator(".alert").last().textContent(), "", "the earlier failure is no longer shown");
   await page.reload();
   await page.getByRole("switch", { name: "We pay for GitHub", exact: true }).waitFor();
   assert.equal(await page.getByRole("switch", { name: "We pay for GitHub", exact: true }).isChecked(), true);

@@ -2,7 +2,7 @@
 import type { Integration, ServiceFailure, ServiceValidationDetails, SubscriptionProvider } from "../../src/client.js";
 import { PROVIDERS, type ProviderForm } from "../../src/generated/providers.js";
 import { type CardContext, integrationCard, statusBadge } from "./card.js";
-import { expiryText, formatTime, h, replaceChildren, uniqueId } from "./dom.js";
+import { announce, expiryText, formatTime, h, replaceChildren, uniqueId } from "./dom.js";
 
 export interface PageContext extends CardContext {
   /** A link to another page of this org, routed in the page. */
@@ -125,20 +125,33 @@ export async function categoryPage(context: PageContext, main: HTMLElement, cate
   main.append(h("div", { class: "grid" }, ...forms.map((form) => integrationCard(context, form, current.get(form.id)))));
 }
 
-function subscriptionSwitch(context: PageContext, entry: SubscriptionProvider, onError: (failure: ServiceFailure) => void): HTMLElement {
+/** The "we pay for it" switch: shows its progress while the service saves it, then the outcome or the error. */
+function subscriptionSwitch(
+  context: PageContext,
+  entry: SubscriptionProvider,
+  onResult: (failure: ServiceFailure | null) => void,
+): HTMLElement {
   const id = uniqueId(`subscribed-${entry.provider}`);
   const input = h("input", { type: "checkbox", role: "switch", id, "aria-label": `We pay for ${entry.display_name}` });
   input.checked = entry.enabled;
-  const label = h("label", { for: id, class: "switch" }, input, "We pay for it");
+  const text = h("span", {}, "We pay for it");
+  const label = h("label", { for: id, class: "switch" }, input, text);
   input.addEventListener("change", () => {
     const wanted = input.checked;
     input.disabled = true;
+    label.setAttribute("aria-busy", "true");
+    text.textContent = "Saving…";
+    announce("Saving…");
     void context.actions.setSubscriptionProvider(context.session.org, entry.provider, wanted).then((answer) => {
       input.disabled = false;
+      label.removeAttribute("aria-busy");
+      text.textContent = "We pay for it";
       if (!answer.success) {
         input.checked = !wanted;
-        onError(answer);
+        return onResult(answer);
       }
+      onResult(null);
+      announce(`${entry.display_name}: ${wanted ? "marked as paid for" : "no longer marked as paid for"}.`);
     });
   });
   return label;
@@ -159,7 +172,7 @@ export async function subscriptionsPage(context: PageContext, main: HTMLElement)
     const cards = entries.map((entry) => {
       const form = forms.get(entry.provider) as ProviderForm | undefined;
       const alert = h("div", { class: "alert", role: "alert" });
-      const toggle = subscriptionSwitch(context, entry, (failure) => replaceChildren(alert, failure.error));
+      const toggle = subscriptionSwitch(context, entry, (failure) => replaceChildren(alert, failure?.error));
       if (!form || entry.connection === "toggle") {
         return h(
           "section",
