@@ -156,6 +156,25 @@ def test_a_pipeline_the_provider_does_not_declare_is_400_naming_the_declared_one
 
 
 @pytest.mark.parametrize("backend", ["local", "gcp"])
+def test_a_body_that_is_refused_is_audited_like_any_refusal(client, org_key, admin_key, service):
+    connect(client, org_key)
+    path = ACCESS.format(org="acme", provider="openai")
+    pasted = "sk-admin-PastedByMistake0123456789abcdef"
+    bodies = [b"not json", b"", b"[]", b'{"pipeline": null}', json.dumps({"pipeline": "cost/usage_cost", pasted: 1})]
+    for data in bodies:
+        response = client.post(path, data=data, headers={"X-API-Key": admin_key}, content_type="application/json")
+        assert response.status_code == 400 and pasted not in response.get_data(as_text=True)
+    rows = [a for a in service.adapters.store.list_audit("acme") if a.action == "credential_accessed"]
+    assert len(rows) == len(bodies)
+    assert all(a.outcome == "rejected" and a.pipeline is None and a.provider == "openai" for a in rows)
+    assert {a.actor_key_id for a in rows} == {key_parts(admin_key)[1]} and all(a.detail for a in rows)
+    assert pasted not in json.dumps([vars(a) for a in rows], default=str)
+    # A provider or an organization that cannot be named leaves no row: the path is the caller's input.
+    assert access(client, admin_key, provider="nosuch", pipeline=None).status_code == 400
+    assert len([a for a in service.adapters.store.list_audit("acme") if a.action == "credential_accessed"]) == 5
+
+
+@pytest.mark.parametrize("backend", ["local", "gcp"])
 @pytest.mark.parametrize("state", ["pending", "error", "disabled", "expired"])
 def test_an_integration_that_is_not_active_is_409_and_stays_as_it_was(client, org_key, admin_key, service, state):
     key = {"error": key_with("bad"), "pending": OPENAI_KEY}.get(state, OPENAI_KEY)
@@ -235,8 +254,12 @@ def test_in_platform_mode_only_the_pipelines_service_account_gets_a_credential(c
     other = client.post(path, json=body, headers=oidc("integrations-scheduler@my-project.iam.gserviceaccount.com"))
     assert other.status_code == 403 and OPENAI_KEY not in other.get_data(as_text=True)
     assert client.post(path, json=body).status_code == 401
-    (row,) = [a for a in service.adapters.store.list_audit("acme") if a.action == "credential_accessed"]
-    assert row.actor_key_id == f"oidc:{pipelines}"
+    rows = [a for a in service.adapters.store.list_audit("acme") if a.action == "credential_accessed"]
+    # The other identity's attempt is on record too (a token with no key gets no row: it names no one).
+    assert sorted((a.outcome, a.actor_key_id) for a in rows) == [
+        ("rejected", "oidc:integrations-scheduler@my-project.iam.gserviceaccount.com"),
+        ("success", f"oidc:{pipelines}"),
+    ]
 
 
 # --- Google Cloud: a minted token, never the key -------------------------------------------
