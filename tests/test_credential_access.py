@@ -262,6 +262,19 @@ def test_in_platform_mode_only_the_pipelines_service_account_gets_a_credential(c
     ]
 
 
+def test_in_platform_mode_without_a_pipelines_service_account_no_token_gets_a_credential(client, org_key, service):
+    # What the deploy docs promise for an empty pipelines_service_account: no one (a project owner's own
+    # token passes Cloud Run's invoker check, so the function must not take "unset" for "anyone").
+    connect(client, org_key)
+    service.adapters.settings = replace(service.adapters.settings, revalidate_auth="platform")
+    path = ACCESS.format(org="acme", provider="openai")
+    refused = client.post(path, json={"pipeline": "cost/usage_cost"}, headers=oidc("owner@example.com"))
+    assert refused.status_code == 403 and OPENAI_KEY not in refused.get_data(as_text=True)
+    assert "PIPELINES_SERVICE_ACCOUNT" in refused.get_json()["error"]
+    (row,) = [a for a in service.adapters.store.list_audit("acme") if a.action == "credential_accessed"]
+    assert (row.outcome, row.actor_key_id) == ("rejected", "oidc:owner@example.com")
+
+
 # --- Google Cloud: a minted token, never the key -------------------------------------------
 
 

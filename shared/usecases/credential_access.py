@@ -92,12 +92,16 @@ def check_pipeline_caller(caller: Caller, pipelines_service_account: str | None)
 
     An organization's own key is refused: an org's users never read a secret
     back. In platform mode (``REVALIDATE_AUTH=platform``) Cloud Run let only
-    the invokers of this function through; when the operator names the
-    pipelines' service account, the token must be that account's too.
+    the invokers of this function through, and the token must also be the
+    pipelines' service account's. With none configured no token is: the
+    invoker check alone would also let in whoever holds run.invoker through a
+    broader role (a project owner), and "unset" must mean no one, not anyone.
     """
     if not caller.is_admin:
         raise Forbidden("Credential access is for the platform's pipelines: it needs an admin API key")
-    if caller.key_id.startswith("oidc:") and pipelines_service_account:
+    if caller.key_id.startswith("oidc:"):
+        if not pipelines_service_account:
+            raise Forbidden("Credential access is closed: PIPELINES_SERVICE_ACCOUNT names no pipelines' identity")
         if caller.key_id != f"oidc:{pipelines_service_account}":
             raise Forbidden("Credential access is for the pipelines' service account only")
 
