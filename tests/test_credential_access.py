@@ -313,6 +313,7 @@ def connect_gcp(client, org_key, service, gcp_stack, simulator, billing_dataset)
     return key
 
 
+@pytest.mark.parametrize("backend", ["local", "gcp"])
 def test_gcp_access_is_a_read_only_token_minted_from_the_key(
     client, org_key, admin_key, service, gcp_stack, simulator, billing_dataset, caplog
 ):
@@ -399,12 +400,14 @@ def connect_aws(client, org_key, service, aws):
     return customer
 
 
+@pytest.mark.parametrize("backend", ["local", "gcp"])
 def test_aws_access_is_a_short_sts_session_naming_org_and_pipeline(client, org_key, admin_key, service, aws):
     import boto3
 
     customer = connect_aws(client, org_key, service, aws)
     access(client, admin_key, "aws", "cost/billing")  # warm: auth cache and the platform's own session
     assumed = aws.state.calls["sts:AssumeRole"]
+    service.adapters.store.counters.clear()
     service.adapters.cipher.counters.clear()
 
     response = access(client, admin_key, "aws", "cost/billing")
@@ -413,6 +416,8 @@ def test_aws_access_is_a_short_sts_session_naming_org_and_pipeline(client, org_k
     body = response.get_json()
     assert set(body["credential"]) == {"access_key_id", "secret_access_key", "session_token"}
     assert aws.state.calls["sts:AssumeRole"] - assumed == 1 and dict(service.adapters.cipher.counters) == {"decrypt": 1}
+    used = {k: v for k, v in service.adapters.store.counters.items() if k != "short_queries"}
+    assert used == {"jobs": 1, "appends": 1}
     lifetime = utc_now_from(body["expires_at"]) - utc_now()
     assert timedelta(minutes=14) < lifetime <= timedelta(minutes=15)
     session = boto3.client(
@@ -449,10 +454,16 @@ def connect_azure(client, org_key, service, azure_sim):
     return principal, scope
 
 
+@pytest.mark.parametrize("backend", ["local", "gcp"])
 def test_azure_access_is_an_arm_token_that_reads_the_exports(client, org_key, admin_key, service, azure_sim):
     principal, scope = connect_azure(client, org_key, service, azure_sim)
+    access(client, admin_key, "azure", "cost/billing")  # warm the auth cache
+    service.adapters.store.counters.clear()
+    service.adapters.cipher.counters.clear()
     response = access(client, admin_key, "azure", "cost/billing")
     assert response.status_code == 200
+    used = {k: v for k, v in service.adapters.store.counters.items() if k != "short_queries"}
+    assert (used, dict(service.adapters.cipher.counters)) == ({"jobs": 1, "appends": 1}, {"decrypt": 1})
     body = response.get_json()
     assert body["credential"]["scopes"] == ["https://management.azure.com/.default"]
     assert principal.client_secret not in response.get_data(as_text=True)
