@@ -156,6 +156,25 @@ def test_a_pipeline_the_provider_does_not_declare_is_400_naming_the_declared_one
 
 
 @pytest.mark.parametrize("backend", ["local", "gcp"])
+def test_a_body_that_is_refused_is_audited_like_any_refusal(client, org_key, admin_key, service):
+    connect(client, org_key)
+    path = ACCESS.format(org="acme", provider="openai")
+    pasted = "sk-admin-PastedByMistake0123456789abcdef"
+    bodies = [b"not json", b"", b"[]", b'{"pipeline": null}', json.dumps({"pipeline": "cost/usage_cost", pasted: 1})]
+    for data in bodies:
+        response = client.post(path, data=data, headers={"X-API-Key": admin_key}, content_type="application/json")
+        assert response.status_code == 400 and pasted not in response.get_data(as_text=True)
+    rows = [a for a in service.adapters.store.list_audit("acme") if a.action == "credential_accessed"]
+    assert len(rows) == len(bodies)
+    assert all(a.outcome == "rejected" and a.pipeline is None and a.provider == "openai" for a in rows)
+    assert {a.actor_key_id for a in rows} == {key_parts(admin_key)[1]} and all(a.detail for a in rows)
+    assert pasted not in json.dumps([vars(a) for a in rows], default=str)
+    # A provider or an organization that cannot be named leaves no row: the path is the caller's input.
+    assert access(client, admin_key, provider="nosuch", pipeline=None).status_code == 400
+    assert len([a for a in service.adapters.store.list_audit("acme") if a.action == "credential_accessed"]) == 5
+
+
+@pytest.mark.parametrize("backend", ["local", "gcp"])
 @pytest.mark.parametrize("state", ["pending", "error", "disabled", "expired"])
 def test_an_integration_that_is_not_active_is_409_and_stays_as_it_was(client, org_key, admin_key, service, state):
     key = {"error": key_with("bad"), "pending": OPENAI_KEY}.get(state, OPENAI_KEY)
@@ -235,8 +254,25 @@ def test_in_platform_mode_only_the_pipelines_service_account_gets_a_credential(c
     other = client.post(path, json=body, headers=oidc("integrations-scheduler@my-project.iam.gserviceaccount.com"))
     assert other.status_code == 403 and OPENAI_KEY not in other.get_data(as_text=True)
     assert client.post(path, json=body).status_code == 401
+    rows = [a for a in service.adapters.store.list_audit("acme") if a.action == "credential_accessed"]
+    # The other identity's attempt is on record too (a token with no key gets no row: it names no one).
+    assert sorted((a.outcome, a.actor_key_id) for a in rows) == [
+        ("rejected", "oidc:integrations-scheduler@my-project.iam.gserviceaccount.com"),
+        ("success", f"oidc:{pipelines}"),
+    ]
+
+
+def test_in_platform_mode_without_a_pipelines_service_account_no_token_gets_a_credential(client, org_key, service):
+    # What the deploy docs promise for an empty pipelines_service_account: no one (a project owner's own
+    # token passes Cloud Run's invoker check, so the function must not take "unset" for "anyone").
+    connect(client, org_key)
+    service.adapters.settings = replace(service.adapters.settings, revalidate_auth="platform")
+    path = ACCESS.format(org="acme", provider="openai")
+    refused = client.post(path, json={"pipeline": "cost/usage_cost"}, headers=oidc("owner@example.com"))
+    assert refused.status_code == 403 and OPENAI_KEY not in refused.get_data(as_text=True)
+    assert "PIPELINES_SERVICE_ACCOUNT" in refused.get_json()["error"]
     (row,) = [a for a in service.adapters.store.list_audit("acme") if a.action == "credential_accessed"]
-    assert row.actor_key_id == f"oidc:{pipelines}"
+    assert (row.outcome, row.actor_key_id) == ("rejected", "oidc:owner@example.com")
 
 
 # --- Google Cloud: a minted token, never the key -------------------------------------------
@@ -277,6 +313,7 @@ def connect_gcp(client, org_key, service, gcp_stack, simulator, billing_dataset)
     return key
 
 
+@pytest.mark.parametrize("backend", ["local", "gcp"])
 def test_gcp_access_is_a_read_only_token_minted_from_the_key(
     client, org_key, admin_key, service, gcp_stack, simulator, billing_dataset, caplog
 ):
@@ -363,12 +400,14 @@ def connect_aws(client, org_key, service, aws):
     return customer
 
 
+@pytest.mark.parametrize("backend", ["local", "gcp"])
 def test_aws_access_is_a_short_sts_session_naming_org_and_pipeline(client, org_key, admin_key, service, aws):
     import boto3
 
     customer = connect_aws(client, org_key, service, aws)
     access(client, admin_key, "aws", "cost/billing")  # warm: auth cache and the platform's own session
     assumed = aws.state.calls["sts:AssumeRole"]
+    service.adapters.store.counters.clear()
     service.adapters.cipher.counters.clear()
 
     response = access(client, admin_key, "aws", "cost/billing")
@@ -377,6 +416,8 @@ def test_aws_access_is_a_short_sts_session_naming_org_and_pipeline(client, org_k
     body = response.get_json()
     assert set(body["credential"]) == {"access_key_id", "secret_access_key", "session_token"}
     assert aws.state.calls["sts:AssumeRole"] - assumed == 1 and dict(service.adapters.cipher.counters) == {"decrypt": 1}
+    used = {k: v for k, v in service.adapters.store.counters.items() if k != "short_queries"}
+    assert used == {"jobs": 1, "appends": 1}
     lifetime = utc_now_from(body["expires_at"]) - utc_now()
     assert timedelta(minutes=14) < lifetime <= timedelta(minutes=15)
     session = boto3.client(
@@ -413,10 +454,16 @@ def connect_azure(client, org_key, service, azure_sim):
     return principal, scope
 
 
+@pytest.mark.parametrize("backend", ["local", "gcp"])
 def test_azure_access_is_an_arm_token_that_reads_the_exports(client, org_key, admin_key, service, azure_sim):
     principal, scope = connect_azure(client, org_key, service, azure_sim)
+    access(client, admin_key, "azure", "cost/billing")  # warm the auth cache
+    service.adapters.store.counters.clear()
+    service.adapters.cipher.counters.clear()
     response = access(client, admin_key, "azure", "cost/billing")
     assert response.status_code == 200
+    used = {k: v for k, v in service.adapters.store.counters.items() if k != "short_queries"}
+    assert (used, dict(service.adapters.cipher.counters)) == ({"jobs": 1, "appends": 1}, {"decrypt": 1})
     body = response.get_json()
     assert body["credential"]["scopes"] == ["https://management.azure.com/.default"]
     assert principal.client_secret not in response.get_data(as_text=True)

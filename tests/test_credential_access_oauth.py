@@ -68,3 +68,21 @@ def test_a_refused_refresh_is_409_and_the_integration_asks_to_reauthorize(browse
     calls = oauth_sim.refresh_calls("canva")
     assert access(client, admin_key, "canva").status_code == 409
     assert oauth_sim.refresh_calls("canva") == calls
+
+
+def test_an_oauth_token_far_from_expiry_costs_one_read_one_decrypt_one_append_and_no_token_call(
+    browser,  # noqa: F811
+    client,
+    service,
+    oauth_sim,
+):
+    admin_key = service.create_api_key("ops", is_admin=True)[1]
+    browser.connect("canva")  # the simulator's tokens live hours: outside the refresh window
+    access(client, admin_key, "canva")  # warm the auth cache
+    store, cipher = service.adapters.store, service.adapters.cipher
+    store.counters.clear()
+    cipher.counters.clear()
+    refreshes = oauth_sim.refresh_calls("canva")
+    response = access(client, admin_key, "canva")
+    assert response.status_code == 200 and oauth_sim.refresh_calls("canva") == refreshes
+    assert (dict(store.counters), dict(cipher.counters)) == ({"jobs": 1, "appends": 1}, {"decrypt": 1})

@@ -324,6 +324,27 @@ def test_a_run_works_page_by_page_and_checks_each_integration_once(service, back
     assert per_integration == [2] * 12
 
 
+@pytest.mark.parametrize("backend", ["local", "gcp"])
+def test_full_pages_cost_two_jobs_each_and_no_read_that_finds_nothing(service, backend):
+    for index in range(10):
+        connect(service, f"org{index:03d}", "gemini", GEMINI_KEY, validate=False)
+    service.adapters.settings = replace(service.adapters.settings, revalidation_page_size=5)
+    summary = revalidate(service)
+    # Two full pages: a read and a write each, as docs/revalidation.md budgets them, not a third read.
+    assert (summary["checked"], summary["pages"], summary["more"]) == (10, 2, False)
+    assert summary["store_jobs"] == 2 * 2
+
+
+def test_a_batch_limit_that_ends_on_the_last_due_row_says_nothing_more_is_due(service):
+    for index in range(10):
+        connect(service, f"org{index:03d}", "gemini", GEMINI_KEY, validate=False)
+    service.adapters.settings = replace(
+        service.adapters.settings, revalidation_page_size=5, revalidation_batch_limit=10
+    )
+    summary = revalidate(service)
+    assert (summary["checked"], summary["more"], summary["store_jobs"]) == (10, False, 4)
+
+
 def test_the_batch_limit_caps_a_run_and_the_next_run_goes_on(service):
     for index in range(12):
         connect(service, f"org{index:03d}", "gemini", GEMINI_KEY, validate=False)

@@ -72,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create-key", help="create an API key for an organization")
     create.add_argument("--org", required=True, help="organization slug")
-    create.add_argument("--admin", action="store_true", help="may call revalidate (service-wide)")
+    create.add_argument(
+        "--admin",
+        action="store_true",
+        help="service-wide: revalidation, key rotation and credential access for pipelines",
+    )
     create.add_argument("--label", help="free text to recognise the key by")
     listing = commands.add_parser("list-keys", help="list API keys (never the keys themselves)")
     listing.add_argument("--org", help="only this organization")

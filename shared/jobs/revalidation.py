@@ -272,9 +272,13 @@ class _Run:
                 if limit is not None:
                     size = min(size, limit - self.summary.read)
                 started = time.monotonic()
+                # One row past the page says whether another page is due, so a full last page is not
+                # followed by a read that finds nothing (that row is read again as the next page's first).
                 pairs = self.store.list_integrations_for_revalidation(
-                    checked_before=self.checked_before, limit=size, after=cursor
+                    checked_before=self.checked_before, limit=size + 1, after=cursor
                 )
+                more_due = len(pairs) > size
+                del pairs[size:]
                 with self.lock:
                     self.phases["read"] += time.monotonic() - started
                     self.summary.read += len(pairs)
@@ -283,7 +287,7 @@ class _Run:
                     last = pairs[-1][0]
                     cursor = (last.last_checked_at, last.integration_id)
                     self._put(self.read_pages, self._intake(pairs))
-                if len(pairs) < size:
+                if not more_due:
                     self.all_read = True  # nothing more is due
                     break
                 if limit is not None and self.summary.read >= limit:

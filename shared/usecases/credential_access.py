@@ -92,12 +92,16 @@ def check_pipeline_caller(caller: Caller, pipelines_service_account: str | None)
 
     An organization's own key is refused: an org's users never read a secret
     back. In platform mode (``REVALIDATE_AUTH=platform``) Cloud Run let only
-    the invokers of this function through; when the operator names the
-    pipelines' service account, the token must be that account's too.
+    the invokers of this function through, and the token must also be the
+    pipelines' service account's. With none configured no token is: the
+    invoker check alone would also let in whoever holds run.invoker through a
+    broader role (a project owner), and "unset" must mean no one, not anyone.
     """
     if not caller.is_admin:
         raise Forbidden("Credential access is for the platform's pipelines: it needs an admin API key")
-    if caller.key_id.startswith("oidc:") and pipelines_service_account:
+    if caller.key_id.startswith("oidc:"):
+        if not pipelines_service_account:
+            raise Forbidden("Credential access is closed: PIPELINES_SERVICE_ACCOUNT names no pipelines' identity")
         if caller.key_id != f"oidc:{pipelines_service_account}":
             raise Forbidden("Credential access is for the pipelines' service account only")
 
@@ -106,11 +110,7 @@ def access(
     service: IntegrationService, caller: Caller, org_slug: str, provider_id: str, pipeline: Any
 ) -> CredentialAccess:
     """The credential ``pipeline`` needs for ``org_slug``'s ``provider_id``, audited whatever the outcome."""
-    check_org_slug(org_slug)
-    spec = service.registry.get(provider_id)
-    if spec is None or not spec.connectable:
-        known = ", ".join(sorted(p for p, s in service.registry.providers.items() if s.connectable))
-        raise NotFound(f"No such provider to read a credential of; providers with credentials: {known}")
+    spec = _provider(service, org_slug, provider_id)
     acting = caller._replace(org_slug=org_slug)  # the admin or pipeline identity, acting on this org
     declared = pipeline if isinstance(pipeline, str) and pipeline in spec.pipelines else None
     audit = acting.audit(org_slug, spec.provider_id, ACTION, "success", pipeline=declared)
@@ -119,12 +119,44 @@ def access(
             raise _undeclared_pipeline(spec, pipeline)
         answer = _access(service, acting, spec, declared, audit)
     except ServiceError as error:
-        audit.outcome = "failure" if error.status_code >= 500 else "rejected"
-        audit.detail = error.message
-        _record(service, audit, error.code)
+        _record_refusal(service, audit, error)
         raise
     _record(service, audit, None)
     return answer
+
+
+def audit_refusal(
+    service: IntegrationService, caller: Caller, org_slug: str, provider_id: str, error: ServiceError
+) -> None:
+    """The audit row of a call refused before ``access`` ran (the route's caller or body check).
+
+    Such a call is an access refused like any other, so it leaves the same row
+    (no pipeline: the body did not name a declared one). A path whose
+    organization or provider cannot be named leaves none, as in ``access``:
+    the path is the caller's input, and no row is keyed by it.
+    """
+    try:
+        spec = _provider(service, org_slug, provider_id)
+    except ServiceError:
+        return
+    audit = caller._replace(org_slug=org_slug).audit(org_slug, spec.provider_id, ACTION, "rejected")
+    _record_refusal(service, audit, error)
+
+
+def _provider(service: IntegrationService, org_slug: str, provider_id: str) -> ProviderSpec:
+    """The provider whose credential is asked for, on a well-formed organization; else 400 or 404 (no row)."""
+    check_org_slug(org_slug)
+    spec = service.registry.get(provider_id)
+    if spec is None or not spec.connectable:
+        known = ", ".join(sorted(p for p, s in service.registry.providers.items() if s.connectable))
+        raise NotFound(f"No such provider to read a credential of; providers with credentials: {known}")
+    return spec
+
+
+def _record_refusal(service: IntegrationService, audit: AuditEvent, error: ServiceError) -> None:
+    audit.outcome = "failure" if error.status_code >= 500 else "rejected"
+    audit.detail = error.message
+    _record(service, audit, error.code)
 
 
 def _record(service: IntegrationService, audit: AuditEvent, code: str | None) -> None:
