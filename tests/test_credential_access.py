@@ -192,6 +192,8 @@ def test_an_integration_that_is_not_active_is_409_and_stays_as_it_was(client, or
     assert response.status_code == 409
     body = response.get_json()
     assert body["code"] == "integration_not_active" and body["details"]["status"] == state
+    # Also at the top level, where a pipeline reads them first.
+    assert body["status"] == state and body["error_message"] == body["details"]["error_message"]
     if state == "error":
         assert body["details"]["error_message"] == "OpenAI API key is invalid or expired"
         assert "invalid or expired" in body["error"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import unicodedata
 from functools import cache
 from pathlib import Path
@@ -38,21 +39,6 @@ OUTSIDE = re.compile(
         )
     )
 )
-# What a clone never holds (virtualenvs, installed packages, build output, local state, caches).
-NOT_SOURCE = {
-    ".git",
-    ".data",
-    ".venv",
-    ".venv-checkov",
-    ".venv-fuzz",
-    "node_modules",
-    "dist",
-    "test-output",
-    "__pycache__",
-    ".pytest_cache",
-    ".ruff_cache",
-    ".mypy_cache",
-}
 TEXT_SUFFIXES = {
     *(".md", ".py", ".ts", ".mjs", ".js", ".json", ".yml", ".yaml", ".tf", ".tftpl", ".txt", ".toml"),
     *(".css", ".html", ".sh"),
@@ -103,17 +89,16 @@ def links(page: Path) -> list[str]:
 
 
 def source_files() -> list[Path]:
-    found = []
-    stack = [REPO]
-    while stack:
-        for entry in sorted(stack.pop().iterdir()):
-            if entry.name in NOT_SOURCE or entry.is_symlink():
-                continue
-            if entry.is_dir():
-                stack.append(entry)
-            elif entry.suffix in TEXT_SUFFIXES or not entry.suffix:  # Makefile, .gitignore, .ci/run, ...
-                found.append(entry)
-    return found
+    """The text files a clone holds: tracked, or new and not ignored (no venv, cache, build output or local state)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    paths = [REPO / name for name in listed.split("\0") if name]
+    # Makefile, .gitignore, .ci/run, ...: files without a suffix are text too.
+    return [path for path in paths if path.is_file() and (path.suffix in TEXT_SUFFIXES or not path.suffix)]
 
 
 def test_the_readme_is_a_short_guide():

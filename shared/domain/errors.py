@@ -16,6 +16,8 @@ class ServiceError(Exception):
 
     status_code = 500
     code = "internal_error"
+    # Detail keys a caller reads so often that the answer also carries them at its top level.
+    top_level_details: tuple[str, ...] = ()
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -106,6 +108,8 @@ class IntegrationNotActive(Conflict):
     """A pipeline asked for the credential of an integration that is not ``active`` (nothing is handed out)."""
 
     code = "integration_not_active"
+    # A pipeline reads why at once: {"status": "error", "error_message": ...} beside ``details``.
+    top_level_details = ("status", "error_message")
 
 
 class CredentialRejected(ServiceError):

@@ -141,6 +141,7 @@ def error_response(error: ServiceError, request_id: str, *, status: int | None =
     payload: dict[str, Any] = {"success": False, "error": error.message, "code": error.code, "request_id": request_id}
     if error.details:
         payload["details"] = error.details
+        payload.update({key: error.details[key] for key in error.top_level_details if key in error.details})
     response = json_response(status or error.status_code, payload, request_id)
     if isinstance(error, MethodNotAllowed) and error.allow:
         response.headers["Allow"] = ", ".join(error.allow)
