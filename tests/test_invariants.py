@@ -15,6 +15,7 @@ from shared.domain.errors import EncryptionFailed, IntegrationAlreadyExists
 from tests.conftest import OPENAI_KEY, key_with
 
 BASE = "/api/v1/integrations/acme"
+WEBHOOK = "/api/v1/organizations/acme/webhook"
 
 
 class FailingCipher:
@@ -142,6 +143,10 @@ def test_no_secret_in_logs_even_when_provider_echoes_it(client, org_key, caplog)
         ("update", 1, 0, 0),
         ("rotate", 2, 1, 0),
         ("delete", 1, 0, 0),
+        ("webhook_set", 1, 0, 0),
+        ("webhook_get", 1, 0, 0),
+        ("webhook_delete", 1, 0, 0),
+        ("alerts", 1, 0, 0),
     ],
 )
 def test_store_and_crypto_budget_per_operation(
@@ -155,8 +160,10 @@ def test_store_and_crypto_budget_per_operation(
     Warm is the instance after a request with the same key.
     """
     headers = {"X-API-Key": org_key}
-    if operation != "setup":
+    if operation not in ("setup", "webhook_set", "webhook_get", "webhook_delete", "alerts"):
         _setup(client, org_key)
+    if operation in ("webhook_get", "webhook_delete"):
+        client.put(WEBHOOK, json={"url": "https://hooks.example.com/acme"}, headers=headers)
     if instance == "cold":
         from shared.inbound import http
         from tests.conftest import make_service
@@ -178,6 +185,10 @@ def test_store_and_crypto_budget_per_operation(
             BASE + "/openai/rotate", json={"new_credentials": {"api_key": key_with("r")}}, headers=headers
         ),
         "delete": lambda: client.delete(BASE + "/openai", headers=headers),
+        "webhook_set": lambda: client.put(WEBHOOK, json={"url": "https://hooks.example.com/acme"}, headers=headers),
+        "webhook_get": lambda: client.get(WEBHOOK, headers=headers),
+        "webhook_delete": lambda: client.delete(WEBHOOK, headers=headers),
+        "alerts": lambda: client.get("/api/v1/organizations/acme/alerts", headers=headers),
     }
     response = requests[operation]()
     assert response.status_code in (200, 201), response.get_json()
