@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,8 @@ import pytest
 
 from shared.common.config import Settings
 from tests.openapi_contract import check_response
-from tests.simulators.aws import AUDIENCE, METADATA_PATH, PLATFORM_ROLE_ARN, AwsStandIn
+from tests.simulators.aws import AUDIENCE, DRIP, METADATA_PATH, PLATFORM_ROLE_ARN, AwsStandIn
+from tests.test_outbound_deadlines import RecordingProxy
 
 BASE = "/api/v1/integrations/acme"
 REPO = Path(__file__).resolve().parent.parent
@@ -290,6 +292,46 @@ def test_persistent_throttling_is_a_transient_rate_limit_error(client, org_key, 
     assert result["error"] == "Amazon Web Services rate limit exceeded during validation"
     assert result["details"]["capabilities"]["assume_role"]["failure_class"] == "transient"
     assert aws.state.calls["sts:AssumeRole"] == 3  # VALIDATION_MAX_ATTEMPTS
+
+
+@pytest.mark.parametrize("action", ["AssumeRole", "ListObjectsV2"])
+def test_a_slow_drip_aws_endpoint_cannot_stretch_a_validation_past_its_deadline(
+    settings, client, org_key, aws, service, action
+):
+    deadline = 2.0
+    external_id = instructions(client, org_key)["external_id"]
+    customer = aws.create_customer(external_id=external_id)
+    # A per-read timeout (5 s) never fires: every read of the answer gets a byte.
+    service.adapters.settings = replace(settings, validation_deadline_seconds=deadline, request_timeout_seconds=5.0)
+    aws.reset()
+    aws.fail(action, DRIP, times=100)
+    started = time.monotonic()
+    result = connect(client, org_key, customer)
+    elapsed = time.monotonic() - started
+    print(f"\nvalidation against a slow-drip {action}: {elapsed:.2f} s (VALIDATION_DEADLINE_SECONDS={deadline:g})")
+    assert elapsed < deadline + 1.0
+    assert result["status"] == "error"
+    assert_only_free_calls(aws)
+
+
+def test_aws_calls_go_through_the_proxy_unless_no_proxy_names_the_host(client, org_key, aws, monkeypatch):
+    external_id = instructions(client, org_key)["external_id"]
+    customer = aws.create_customer(external_id=external_id)
+    with RecordingProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        aws.reset()
+        proxied = connect(client, org_key, customer)
+        assert proxied["status"] == "error" and proxied["error"] == "Unable to connect to Amazon Web Services"
+        # The metadata server's ID token (unless cached), then STS: the proxy refused them, nothing reached AWS.
+        assert proxy.asked and all(line.split()[1].startswith(aws.url) for line in proxy.asked)
+        assert aws.state.calls["sts:AssumeRole"] == 0
+
+        # (The stand-in's own boto3 admin calls read NO_PROXY too, and botocore takes no network entry.)
+        monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+        asked = len(proxy.asked)
+        direct = client.post(BASE + "/aws/validate", headers={"X-API-Key": org_key}).get_json()
+        assert direct["status"] == "active", direct["details"]["capabilities"]
+        assert len(proxy.asked) == asked
 
 
 def _closed_port() -> int:

@@ -124,3 +124,24 @@ def test_the_metadata_token_path_loads_no_google_auth_credentials_or_crypto(gcp_
     assert not [m for m in loaded if m.startswith(("google.auth.transport.requests", "google.oauth2", "cryptography"))]
     assert not [m for m in loaded if m.startswith(("google.auth.compute_engine", "google.auth.crypt"))]
     assert metadata.fetches == 1 and kms.calls["encrypt"] == 1
+
+
+def test_a_failing_token_endpoint_is_retried_by_the_one_policy_not_by_google_auth_as_well(simulator):
+    """Credentials passed in (a tool, a laptop's ADC) refresh through the session's client: a 503 from the
+    token endpoint is a transient failure of the call, retried by GOOGLE_API_RETRY, one token POST per attempt."""
+    from google.oauth2 import service_account as google_service_account
+
+    from tests.test_gcp_validation import service_account
+
+    simulator.reset()
+    info = service_account(simulator.token_uri, email="down-reader@integrations-test.iam.gserviceaccount.com")
+    credentials = google_service_account.Credentials.from_service_account_info(
+        info, scopes=[google_rest.CLOUD_PLATFORM_SCOPE]
+    )
+    session = GoogleRestSession(
+        "https://cloudkms.googleapis.com", api_endpoint=simulator.url + "/unused", credentials=credentials
+    )
+    with pytest.raises(Exception) as failed:
+        session.call("GET", "/v1/anything", timeout=5, retry_deadline=30)
+    assert google_rest.is_transient(failed.value)
+    assert simulator.stats()["requests"]["google"] == google_rest.GOOGLE_API_RETRY.attempts

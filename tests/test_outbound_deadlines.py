@@ -193,6 +193,12 @@ class RecordingProxy(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
 
+    def __enter__(self) -> RecordingProxy:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
 
 class _ProxyHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"

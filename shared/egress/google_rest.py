@@ -247,7 +247,7 @@ class GoogleRestSession:
             if self.token is not None:
                 self.token.invalidate()
             else:
-                self.credentials.refresh(GoogleAuthTransport(self.session, timeout=timeout, deadline=end))
+                self.credentials.refresh(self._auth_transport(timeout, end))
             response = self._send(method, path, body, params, timeout, end)
         if response.status_code >= 400:
             raise GoogleApiError.from_response(response)
@@ -255,6 +255,11 @@ class GoogleRestSession:
         if not isinstance(answer, dict):
             raise GoogleApiError(response.status_code, "malformedResponse", "the answer is not a JSON object")
         return answer
+
+    def _auth_transport(self, timeout: float, end: float) -> GoogleAuthTransport:
+        # A transient token answer raises, as a transient API answer does, so that ``call``'s policy
+        # retries it: google-auth's own loop (3 tries, its own backoff) never runs inside ours.
+        return GoogleAuthTransport(self.session, timeout=timeout, deadline=end, fault_statuses=TRANSIENT_STATUSES)
 
     def _send(
         self,
@@ -271,8 +276,7 @@ class GoogleRestSession:
             headers["Authorization"] = self.token.authorization(end)
         elif self.credentials is not None:
             # Refreshes the token when it is missing or expired, then sets the Authorization header.
-            transport = GoogleAuthTransport(self.session, timeout=timeout, deadline=end)
-            self.credentials.before_request(transport, method, url, headers)
+            self.credentials.before_request(self._auth_transport(timeout, end), method, url, headers)
         return self.session.request(
             method,
             url,

@@ -22,28 +22,33 @@ is validated, so no other function's cold start pays for it.
 
 from __future__ import annotations
 
+import io
 import logging
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 # This module is the AWS adapter: it is imported only when an AWS credential
 # is validated, so these imports cost no other function's cold start.
 import boto3
 from botocore import UNSIGNED
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.common.retries import attempt, retry_after_seconds
 from shared.domain.providers import ProviderSpec
 from shared.domain.validation import CheckResult, Failure, FailureClass, ValidationResult
-from shared.egress.http_client import HttpStatusError, default_ca_bundle, proxies_for
+from shared.egress.http_client import HttpStatusError, Response
 from shared.validators.aws import PLATFORM_SESSION_NAME, parse_role_arn, read_stored_credential
 from shared.validators.context import ValidationContext
-from shared.validators.retry import CHECKS
+from shared.validators.retry import CHECKS, RETRYABLE_STATUS, check_policy
 from shared.validators.summary import summarize
 
 THROTTLING_CODES = frozenset(
@@ -65,6 +70,9 @@ WRONG_REGION_CODES = frozenset(
 )
 MAX_EXPORTS_SCANNED = 10
 ID_TOKEN_MAX_BYTES = 64 * 1024  # a Google ID token is ~1 KB
+# An STS answer is ~2 KB; a ListObjectsV2 page of 1,000 keys ~0.4 MB.
+AWS_ANSWER_MAX_BYTES = 4 * 1024 * 1024
+ERROR_CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
 PLATFORM_CREDENTIALS_MARGIN_SECONDS = 300
 
 # botocore logs whole requests and responses at DEBUG - signed headers and the
@@ -75,6 +83,31 @@ for _library in ("botocore", "boto3"):
 _platform_cache: dict[tuple[str, str, str | None], tuple[dict[str, str], float]] = {}
 _platform_lock = threading.Lock()
 _sessions = threading.local()
+
+
+class AwsUnreachable(BotoCoreError):
+    """An AWS endpoint gave no usable answer before the validation's end time (names the host only)."""
+
+    fmt = "{host} did not answer in time or could not be reached"
+
+
+class _Body(io.BytesIO):
+    """An answer's body as botocore reads it (``AWSResponse.raw``: ``stream()``, or ``read()`` for a stream)."""
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.getvalue()
+
+
+def _aws_fault(response: Response | None, error: Exception | None) -> bool:
+    """A transport failure, a 429/5xx, or AWS's throttling answer (STS says ``Throttling`` with a 400)."""
+    if error is not None:
+        return isinstance(error, OSError)
+    if response is None:
+        return False
+    if response.status_code in RETRYABLE_STATUS:
+        return True
+    code = ERROR_CODE.search(response.content) if response.status_code == 400 else None
+    return code is not None and code.group(1).decode(errors="replace") in THROTTLING_CODES
 
 
 @dataclass
@@ -90,18 +123,12 @@ class _Aws:
         boto_session = getattr(_sessions, "session", None)
         if boto_session is None:
             boto_session = _sessions.session = boto3.session.Session()
-        # botocore has no per-call deadline: bound each attempt by what is left of ours. Its own
-        # retries are the one loop around an AWS call (none of ours wraps it), with the operator's
-        # VALIDATION_MAX_ATTEMPTS; its transport takes the proxy and CA bundle every other call uses.
-        timeout = max(0.5, min(self.context.settings.request_timeout_seconds, self.deadline - time.monotonic()))
+        # botocore signs and parses; its transport never sends (``_send`` answers every request first), and it
+        # never retries: the service's client and retry policy carry each call, within the validation's deadline.
         config = Config(
-            connect_timeout=timeout,
-            read_timeout=timeout,
-            retries={"mode": "standard", "total_max_attempts": self.context.settings.validation_max_attempts},
+            retries={"mode": "standard", "total_max_attempts": 1},
             s3={"addressing_style": "path"} if self.endpoint_url else None,
             signature_version=UNSIGNED if credentials is None else None,
-            # Known only for an endpoint we name; otherwise botocore reads HTTPS_PROXY/NO_PROXY itself.
-            proxies=proxies_for(self.endpoint_url) if self.endpoint_url else None,
         )
         keys: dict[str, str] = {}
         if credentials is not None:
@@ -110,14 +137,57 @@ class _Aws:
                 "aws_secret_access_key": credentials["SecretAccessKey"],
                 "aws_session_token": credentials["SessionToken"],
             }
-        return boto_session.client(
-            service,
-            region_name=self.region,
-            endpoint_url=self.endpoint_url,
-            config=config,
-            verify=default_ca_bundle(),
-            **keys,
+        client = boto_session.client(
+            service, region_name=self.region, endpoint_url=self.endpoint_url, config=config, **keys
         )
+        client.meta.events.register("before-send", self._send)
+        return client
+
+    def _send(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse:
+        """botocore's ``before-send`` hook: the signed request goes out through the service's HTTP client.
+
+        botocore's own transport reads with a per-read timeout, which a server sending one byte at a
+        time never trips, and reads an answer of any size. Here every attempt gets only what is left
+        of the validation's deadline, the answer is read up to ``AWS_ANSWER_MAX_BYTES``, proxies and
+        NO_PROXY are read as for every other call, and the one retry policy decides the attempts.
+        """
+        body = request.body
+        if hasattr(body, "read"):
+            body = body.read()
+        # The client sets Content-Length and Host itself.
+        headers = {
+            name: value.decode() if isinstance(value, bytes) else str(value)
+            for name, value in request.headers.items()
+            if name.lower() not in ("content-length", "host")
+        }
+        timeout = self.context.settings.request_timeout_seconds
+
+        def send(_: int) -> Response:
+            if time.monotonic() >= self.deadline:
+                raise TimeoutError("the validation's deadline passed")
+            return CHECKS.request(
+                request.method,
+                request.url,
+                headers=headers,
+                data=body or None,
+                timeout=timeout,
+                deadline=self.deadline,
+                max_body_bytes=AWS_ANSWER_MAX_BYTES,
+            )
+
+        tried = attempt(
+            send,
+            policy=check_policy(self.context),
+            retryable=_aws_fault,
+            deadline=self.deadline,
+            retry_after=lambda answer, _: retry_after_seconds(answer.headers) if answer is not None else None,
+        )
+        if tried.error is not None:
+            if isinstance(tried.error, OSError):
+                raise AwsUnreachable(host=urlsplit(request.url).hostname) from None
+            raise tried.error
+        answer: Response = tried.result
+        return AWSResponse(request.url, answer.status_code, dict(answer.headers.items()), _Body(answer.content))
 
 
 def _classify(

@@ -14,7 +14,8 @@ answering AWS's real error shapes:
 - S3 ``ListObjectsV2`` / ``GetObject`` / ``HeadObject``: evaluates the calling
   role's inline policies (actions, resources, ``s3:prefix`` conditions) and
   answers 403 ``AccessDenied`` like S3;
-- faults on demand: ``Throttling`` (STS, 400) / ``SlowDown`` (S3, 503);
+- faults on demand: ``Throttling`` (STS, 400) / ``SlowDown`` (S3, 503), or ``drip``: the
+  answer's headers at once and its body one byte per 0.5 s (a slow-drip server);
 - counts every call by service and action, so tests can assert that no paid
   API (Cost Explorer) was ever called.
 
@@ -47,7 +48,7 @@ import requests
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.simulators._serving import ServedInThread, serve_until_stopped
+from tests.simulators._serving import ServedInThread, dripping, serve_until_stopped
 
 PLATFORM_ACCOUNT = "111111111111"
 PLATFORM_ROLE_ARN = f"arn:aws:iam::{PLATFORM_ACCOUNT}:role/provider-integrations-platform"
@@ -57,6 +58,7 @@ METADATA_PATH = "/computeMetadata/v1/instance/service-accounts/default/identity"
 ADMIN_PATH = "/_stand_in/customer"
 # Billed per request: a validation must never call these.
 PAID_SERVICES = frozenset({"ce"})
+DRIP = "drip"  # the fault that answers slowly rather than with an error
 STAND_IN_KEY = "stand-in"  # moto accepts any key; this names what it is, and is no AWS key
 CREDENTIAL_SCOPE = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
@@ -227,7 +229,8 @@ class AwsStandIn(ServedInThread):
             self.state.faults.clear()
 
     def fail(self, action: str, code: str, times: int = 1) -> None:
-        """The next ``times`` calls of ``action`` (AssumeRole, ListObjectsV2, ...) answer ``code``."""
+        """The next ``times`` calls of ``action`` (AssumeRole, ListObjectsV2, ...) answer ``code``
+        (``DRIP``: a slow-drip 503 whose body takes minutes to arrive)."""
         with self.state.lock:
             self.state.faults[action] = [code, times]
 
@@ -414,6 +417,8 @@ class AwsStandIn(ServedInThread):
         action = form.get("Action", "")
         self.state.record("sts", action)
         fault = self.state.take_fault(action)
+        if fault == DRIP:
+            return dripping(_xml_error(503, "ServiceUnavailable", "Service is slow: " + "x" * 64, sts=True))
         if fault:
             return _xml_error(400 if fault == "Throttling" else 503, fault, "Rate exceeded", sts=True)
         role_arn = form.get("RoleArn", "")
@@ -475,6 +480,8 @@ class AwsStandIn(ServedInThread):
             action, permission, resource = f"{request.method}Other", "", ""
         self.state.record("s3", action)
         fault = self.state.take_fault(action)
+        if fault == DRIP:
+            return dripping(_xml_error(503, "SlowDown", "Service is slow: " + "x" * 64, sts=False))
         if fault:
             return _xml_error(503, fault, "Please reduce your request rate.", sts=False)
         caller = self._caller(access_key)
