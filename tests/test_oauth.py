@@ -464,6 +464,26 @@ def test_a_token_endpoint_slower_than_the_lease_makes_one_refresh_and_the_integr
     assert oauth_sim.refresh_calls("github_app") == 2
 
 
+def test_a_slow_drip_token_endpoint_cannot_stretch_an_oauth_validation_past_its_deadline(browser, service, oauth_sim):
+    """The refresh a validation starts with is part of the validation: it ends by VALIDATION_DEADLINE_SECONDS
+    too, not only by the token request's own timeout, and the checks after it get only what is left."""
+    oauth_sim.configure(access_token_seconds=1)
+    browser.connect("canva")
+    time.sleep(1.1)  # the access token has expired: validating must refresh first
+    deadline = 2.0
+    service.adapters.settings = replace(
+        service.adapters.settings, validation_deadline_seconds=deadline, request_timeout_seconds=5.0
+    )
+    oauth_sim.configure(access_token_seconds=None, token_drip_seconds=0.5)
+    started = time.monotonic()
+    outcome = service.validate(_caller(service), "canva")
+    elapsed = time.monotonic() - started
+    print(f"\nOAuth validation against a slow-drip token endpoint: {elapsed:.2f} s (deadline {deadline:g} s)")
+    assert elapsed < deadline + 1.0
+    assert outcome.result.ok is False and outcome.result.message == "Unable to connect to Canva"
+    assert oauth_sim.refresh_calls("canva") == 1
+
+
 def test_invalid_grant_moves_to_error_with_reauthorize_and_alerts(browser, client, org_key, service, oauth_sim):
     oauth_sim.configure(access_token_seconds=60)
     browser.connect("github_app")

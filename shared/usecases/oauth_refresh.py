@@ -32,6 +32,10 @@ credential's version (``updated_at``):
      nothing (the store would refuse it once another caller took over): a
      lease is never taken over while its holder can still write.
 
+   A validation's refresh (``oauth_validation``) also ends by the validation's
+   deadline, and so does a loser's wait: the refresh and the checks after it
+   share ``VALIDATION_DEADLINE_SECONDS``.
+
 ``invalid_grant`` is written on the credential (``refresh_error``), so later
 callers fail fast with "re-authorize" instead of spending more calls.
 """
@@ -41,6 +45,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -100,10 +105,17 @@ def _reread(ports: ServicePorts, integration: Integration) -> tuple[Integration,
 
 
 def current_tokens(
-    ports: ServicePorts, spec: ProviderSpec, integration: Integration, credential: StoredCredential
+    ports: ServicePorts,
+    spec: ProviderSpec,
+    integration: Integration,
+    credential: StoredCredential,
+    *,
+    deadline: float | None = None,
 ) -> TokenSet:
     """Tokens whose access token is good beyond the refresh window, refreshing once if needed.
 
+    ``deadline`` (a ``time.monotonic()`` instant: a validation's end) cuts the token request and
+    the wait for another worker's refresh shorter than the lease alone would.
     Raises ``ReauthorizationRequired`` (refresh token refused) or
     ``TokenEndpointUnavailable`` (no usable access token and the refresh failed).
     """
@@ -111,6 +123,8 @@ def current_tokens(
     window = timedelta(seconds=settings.oauth_refresh_window_seconds)
     lease = timedelta(seconds=settings.oauth_refresh_lease_seconds)
     give_up = time.monotonic() + 2 * lease.total_seconds()
+    if deadline is not None:
+        give_up = min(give_up, deadline)
     waited = False
     pause = 0.02
     while True:
@@ -127,7 +141,10 @@ def current_tokens(
         if lease_held:
             waited = True
             if time.monotonic() > give_up:
-                raise TokenEndpointUnavailable("another worker's refresh did not finish in time")
+                # The current access token, while it still works; else the provider counts as unreachable.
+                return _still_usable(
+                    ports, integration, credential, now, "another worker's refresh did not finish in time"
+                )
             time.sleep(pause)
             pause = min(pause * 2, 0.25)
             integration, credential = _reread(ports, integration)
@@ -148,7 +165,13 @@ def current_tokens(
             credential.refresh_lease_id, credential.refresh_lease_expires_at = lease_id, now + lease
             credential.updated_at = version
             return _refresh_as_winner(
-                ports, integration, credential, spec, _Lease(lease_id, lease_started, lease.total_seconds()), client
+                ports,
+                integration,
+                credential,
+                spec,
+                _Lease(lease_id, lease_started, lease.total_seconds()),
+                client,
+                deadline,
             )
         waited = True  # someone else claimed this version: use their result
         integration, credential = _reread(ports, integration)
@@ -199,8 +222,11 @@ def _refresh_as_winner(
     spec: ProviderSpec,
     lease: _Lease,
     client: OAuthClient,
+    deadline: float | None,
 ) -> TokenSet:
     settings = ports.settings
+    # Its whole duration ends within the first part of the lease, leaving the margin (and by the caller's end).
+    request_ends = lease.by(TOKEN_REQUEST_SHARE) if deadline is None else min(lease.by(TOKEN_REQUEST_SHARE), deadline)
     tokens = _decrypt(ports, integration, credential)
     try:
         if not tokens.refresh_token:
@@ -211,8 +237,7 @@ def _refresh_as_winner(
             client,
             {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token},
             timeout_seconds=settings.request_timeout_seconds,
-            # Its whole duration ends within the first part of the lease, leaving the margin.
-            deadline=lease.by(TOKEN_REQUEST_SHARE),
+            deadline=request_ends,
             previous=tokens,
         )
     except TokenRequestFailed as failure:
@@ -243,9 +268,12 @@ def _refresh_as_winner(
 def oauth_validation(
     ports: ServicePorts, spec: ProviderSpec, integration: Integration, credential: StoredCredential
 ) -> ValidationResult:
-    """Refresh first when needed, then validate the access token like any credential."""
+    """Refresh first when needed, then validate the access token like any credential: the refresh
+    and the checks together end within ``VALIDATION_DEADLINE_SECONDS``."""
+    settings = ports.settings
+    deadline = time.monotonic() + settings.validation_deadline_seconds
     try:
-        tokens = current_tokens(ports, spec, integration, credential)
+        tokens = current_tokens(ports, spec, integration, credential, deadline=deadline)
     except ReauthorizationRequired as error:
         return ValidationResult(
             ok=False,
@@ -264,4 +292,8 @@ def oauth_validation(
             failure=Failure.UNREACHABLE,
             failure_class=FailureClass.TRANSIENT,
         )
-    return validate_credential(spec, tokens.access_token, integration.config, ports.validation_context(spec))
+    context = ports.validation_context(spec)
+    left = max(0.0, deadline - time.monotonic())
+    if left < settings.validation_deadline_seconds:  # the checks get what the refresh left of the deadline
+        context = context._replace(settings=replace(context.settings, validation_deadline_seconds=left))
+    return validate_credential(spec, tokens.access_token, integration.config, context)
