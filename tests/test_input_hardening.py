@@ -250,6 +250,14 @@ def test_a_double_slash_is_a_json_404_not_a_redirect(client, service, org_key, p
     assert alone.status_code == 404 and alone.get_json()["code"] == "not_found"
 
 
+@pytest.mark.parametrize("path", ["//", "/%2F", "/%2Fapi/v1/integrations/acme"])
+def test_an_empty_segment_at_the_start_is_a_json_404_not_the_console_or_a_redirect(client, org_key, path):
+    """werkzeug's request path drops leading slashes ("//" would be the console's "/") and its router
+    answers an empty path with an HTML 308."""
+    answered = client.get(path, headers={"X-API-Key": org_key})
+    assert answered.status_code == 404 and answered.get_json()["code"] == "not_found"
+
+
 # --- the local server's own errors -------------------------------------------------------------
 
 
@@ -276,6 +284,16 @@ def _raw(port: int, request: bytes) -> tuple[int, dict, dict]:
     lines = head.decode("latin-1").split("\r\n")
     headers = dict(line.split(": ", 1) for line in lines[1:])
     return int(lines[0].split()[1]), headers, json.loads(body)
+
+
+@pytest.mark.parametrize("target", ["//", "//api/v1/integrations/acme", "/%2F", "//healthz", "//openapi.json"])
+def test_the_local_server_answers_a_leading_double_slash_with_a_json_404(live_server, org_key, target):
+    """werkzeug's development server reads "//api/v1/x" as a host and a path and "//" as "/": the target
+    as sent is what decides."""
+    request = f"GET {target} HTTP/1.1\r\nHost: x\r\nX-API-Key: {org_key}\r\nConnection: close\r\n\r\n"
+    answered, headers, body = _raw(live_server, request.encode())
+    assert answered == 404 and headers["Content-Type"] == "application/json", body
+    assert body["code"] == "not_found"
 
 
 @pytest.mark.parametrize(

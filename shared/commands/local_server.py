@@ -28,7 +28,8 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
+from urllib.parse import unquote
 
 import flask
 import yaml
@@ -99,6 +100,17 @@ def create_app(entry_points: Mapping[str, Handler] | None = None, console_dir: P
     @app.before_request
     def start_clock() -> None:
         flask.g.started = time.perf_counter()
+
+    @app.before_request
+    def no_empty_segment() -> flask.Response | None:
+        """No path of ours has an empty segment ("//", or "/%2F" once decoded). Read from PATH_INFO:
+        werkzeug's ``request.path`` drops leading slashes ("//" would be the console's "/"), and its
+        router answers an empty path with an HTML 308."""
+        wsgi = flask.request.environ  # the WSGI request's variables, not the process's settings
+        path_info = str(wsgi.get("PATH_INFO", ""))
+        if path_info.startswith("/") and "//" not in path_info:
+            return None
+        return error_response(NotFound(f"No such path: {path_info[:200]}"), _id())
 
     @app.after_request
     def access_log(response: flask.Response) -> flask.Response:
@@ -223,6 +235,16 @@ class JsonErrorRequestHandler(WSGIRequestHandler):
     not http.server's HTML page."""
 
     CODES = {400: "bad_request", 414: "uri_too_long", 431: "headers_too_large", 501: "not_implemented"}
+
+    def make_environ(self) -> dict[str, Any]:
+        request = super().make_environ()  # the WSGI request's variables
+        # http.server reduces a target's leading "//" to "/" ("//api/v1/x" becomes "/api/v1/x"): the path
+        # as sent, from the request line, keeps its empty segment, so the app answers it with its 404.
+        words = self.requestline.split()
+        target = words[1].split("?", 1)[0] if len(words) == 3 else ""
+        if target.startswith("//"):
+            request["PATH_INFO"] = unquote(target).encode().decode("latin-1")  # WSGI's encoding of a path
+        return request
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """Method, path and status, never the query string: the OAuth callback's carries the code and state."""
