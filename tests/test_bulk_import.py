@@ -282,6 +282,31 @@ def test_validation_runs_on_the_bounded_pool(fleet, who_am_i, settings):
     assert stored.status == "active" and stored.validated_at is not None
 
 
+def test_validating_an_import_alerts_each_change_to_error_or_expired_as_validate_does(fleet, who_am_i):
+    """Every change to error or expired alerts the org, whoever caused it; an import that validates is one.
+    An item whose expires_at has passed is expired, as a validate of it is, without asking the provider."""
+    service, client, headers = fleet
+    store = service.adapters.store
+    items = [
+        good(SAAS[0]),
+        {"provider": SAAS[1], "credentials": {"api_key": "tok_revokedtoken"}},
+        {**good(SAAS[2]), "expires_at": "2020-01-01T00:00:00Z"},
+    ]
+    body = client.post(IMPORT, json={"items": items, "validate": True}, headers=headers).get_json()
+    assert [r["status"] for r in body["results"]] == ["active", "error", "expired"]
+    assert SAAS[2] not in who_am_i.calls  # an expired credential is not sent anywhere
+    alerts = {(alert.provider, alert.kind) for alert in store.list_alerts("acme")}
+    assert alerts == {(SAAS[1], "error"), (SAAS[2], "expired")}
+    assert {alert.delivery_status for alert in store.list_alerts("acme")} == {"no_webhook"}
+    # A dry run stores nothing, so it alerts nothing.
+    client.post(
+        IMPORT,
+        json={"items": [{**good(SAAS[3]), "expires_at": "2020-01-01T00:00:00Z"}], "dry_run": True, "validate": True},
+        headers=headers,
+    )
+    assert len(store.list_alerts("acme")) == 2
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

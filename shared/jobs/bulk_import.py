@@ -14,6 +14,10 @@ wrong in the service's words. The answer has one result per item, in order:
   encrypted); nothing of it was written;
 - ``would_create``: a ``dry_run`` item that a real run would create.
 
+With ``validate``, each new item is checked as ``validate`` checks it (a past
+``expires_at`` is ``expired`` without a provider call), and each one that
+turns ``error`` or ``expired`` raises its alert, stored with the results.
+
 Items are independent: a bad one does not sink the rest, and each item is
 written whole (integration, credential, audit row) or not at all.
 
@@ -42,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from shared.crypto import credential_aad
 from shared.domain.errors import BadRequest, DuplicateInImport, EncryptionFailed, InvalidCredentialFormat, ServiceError
 from shared.domain.inputs import parse_timestamp
-from shared.domain.lifecycle import apply_validation
+from shared.domain.lifecycle import apply_validation, expired_result
 from shared.domain.models import (
     AuditEvent,
     Integration,
@@ -55,6 +59,7 @@ from shared.domain.models import (
 from shared.domain.providers import ProviderSpec
 from shared.domain.validation import ValidationResult
 from shared.jobs.revalidation import run_bounded
+from shared.usecases.alerts import deliver_alerts, status_alert
 from shared.validators import validate_credential
 
 if TYPE_CHECKING:
@@ -328,9 +333,13 @@ def _validate_all(
         nonlocal done
         candidate = by_id[pair[0].integration_id]
         spec = candidate.spec
-        result = validate_credential(
-            spec, candidate.secret, candidate.integration.config, service.adapters.validation_context(spec)
-        )
+        expires_at = candidate.integration.expires_at
+        if expires_at is not None and expires_at <= utc_now():
+            result = expired_result(spec, expires_at)  # as validate answers it, without sending it anywhere
+        else:
+            result = validate_credential(
+                spec, candidate.secret, candidate.integration.config, service.adapters.validation_context(spec)
+            )
         with lock:
             done += 1
             progress("validated", done, len(created))
@@ -347,10 +356,15 @@ def _validate_all(
     )
     now = utc_now()
     writes = []
+    alerts = []
     for (integration, credential), result in outcomes:
         candidate = by_id[integration.integration_id]
-        read_version = integration.updated_at
+        read_version, before = integration.updated_at, integration.status
         apply_validation(integration, result, now, transient_tolerance=0)
+        # Every change to error or expired alerts the org, as an explicit validate's does.
+        alert = status_alert(before, integration, candidate.spec.display_name, integration.updated_at)
+        if alert is not None:
+            alerts.append(alert)
         candidate.result.status = str(integration.status)
         candidate.result.details = result.details
         if not result.ok and result.message:
@@ -366,7 +380,7 @@ def _validate_all(
         writes.append((integration, audit, read_version))
     if write and writes:
         try:
-            service.adapters.store.save_revalidation_results(writes)
+            _, inserted = service.adapters.store.save_revalidation_results(writes, alerts)
         except ServiceError as error:
             # The integrations are stored (pending); only their first check's result is lost.
             logger.warning("import validation results not stored", extra={"error": error.code})
@@ -374,6 +388,10 @@ def _validate_all(
                 item = by_id[integration.integration_id].result
                 item.status, item.details, item.code = str(Status.PENDING), None, error.code
                 item.error = "Created, but the validation result could not be stored; validate it again"
+            return
+        new_alerts = [alert for alert in alerts if alert.alert_id in inserted]
+        if new_alerts:
+            deliver_alerts(service.adapters, new_alerts)
 
 
 def _placeholder(integration: Integration) -> StoredCredential:
