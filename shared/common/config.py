@@ -8,6 +8,7 @@ may read settings without pulling the rest of the package in.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -29,6 +30,8 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):  # float() reads "nan", "inf" and 1e400: no deadline or count can be one
+        raise ConfigurationError(f"{name} must be a finite number, got {raw!r}")
     if value < 0:
         raise ConfigurationError(f"{name} must not be negative, got {raw!r}")
     return value
