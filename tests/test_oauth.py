@@ -359,6 +359,15 @@ def test_consent_denied_stores_nothing(browser, service, oauth_sim):
 
 def test_start_refuses_what_it_cannot_do(browser, client, org_key, service, monkeypatch):
     assert browser.start("openai", expected=400)["error"].startswith("OpenAI does not connect through OAuth")
+    # A toggle-only tool has no connection at all: it is refused as setup refuses it, not sent to setup.
+    toggle = browser.start("chatgpt_plus", expected=400)
+    assert toggle["code"] == "provider_not_connectable" and "subscription toggle" in toggle["error"]
+    completed = client.post(
+        "/api/v1/integrations/acme/railway/oauth/complete",
+        json={"completion_code": "x" * 43},
+        headers={"X-API-Key": org_key},
+    )
+    assert completed.status_code == 400 and completed.get_json()["code"] == "provider_not_connectable"
     assert browser.start("nope", expected=404)["code"] == "unknown_provider"
     assert "Unknown config field" in browser.start("canva", body={"config": {"x": "1"}}, expected=400)["error"]
     monkeypatch.delenv("INTEGRATIONS_SECRET_OAUTH_CANVA_CLIENT_SECRET")

@@ -96,8 +96,9 @@ class CompletedFlow:
     result: ValidationResult
 
 
-def _oauth_provider(service: IntegrationService, provider_id: str) -> ProviderSpec:
-    spec = service.provider(provider_id)
+def _oauth_provider(service: IntegrationService, org_slug: str, provider_id: str) -> ProviderSpec:
+    # A toggle-only tool is refused as setup refuses it: pointing it at setup would send the caller in a circle.
+    spec = service.connectable_provider(org_slug, provider_id)
     if spec.oauth is None:
         raise BadRequest(
             f"{spec.display_name} does not connect through OAuth; "
@@ -107,7 +108,7 @@ def _oauth_provider(service: IntegrationService, provider_id: str) -> ProviderSp
 
 
 def start(service: IntegrationService, caller: Caller, provider_id: str, config: Any) -> StartedFlow:
-    spec = _oauth_provider(service, provider_id)
+    spec = _oauth_provider(service, caller.org_slug, provider_id)
     oauth = oauth_spec(spec)
     clean_config = service.check_config(spec, config)
     settings = service.adapters.settings
@@ -185,7 +186,7 @@ def _callback(service: IntegrationService, arguments: dict[str, str], outcome: A
         raise OAuthFlowRejected("This OAuth state was already used; start the connection again")
     if verdict == "expired":
         raise OAuthFlowRejected("This OAuth state has expired; start the connection again")
-    spec = _oauth_provider(service, flow.provider)
+    spec = _oauth_provider(service, flow.org_slug, flow.provider)
     provider_error = arguments.get("error")
     if provider_error is not None:
         if provider_error == "access_denied":
@@ -214,7 +215,7 @@ def _callback(service: IntegrationService, arguments: dict[str, str], outcome: A
 
 def complete(service: IntegrationService, caller: Caller, provider_id: str, completion_code: Any) -> CompletedFlow:
     """The org confirms a flow its callback authorized: only now are the tokens validated and stored."""
-    spec = _oauth_provider(service, provider_id)
+    spec = _oauth_provider(service, caller.org_slug, provider_id)
     if not isinstance(completion_code, str) or not COMPLETION_CODE_SHAPE.fullmatch(completion_code):
         raise BadRequest("Field 'completion_code' must be the completion_code the OAuth callback answered")
     verdict, flow = service.adapters.store.complete_oauth_flow(
