@@ -318,6 +318,32 @@ def test_a_persistent_503_posts_each_job_exactly_the_documented_number_of_times(
     assert store.counters["jobs"] == JOB_ATTEMPTS and store.counters["transient_retries"] == JOB_ATTEMPTS - 1
 
 
+def test_a_store_call_ends_by_its_total_deadline_whatever_bigquery_does(recording_server):
+    """Every send and pause of one store call fits in ``call_seconds``: a BigQuery that takes
+    longer than that to answer each send gets a 503 from the store, not six long waits."""
+    RecordingBigQuery.always = (503, BACKEND_ERROR)
+    RecordingBigQuery.delays = [0.6] * 20  # each send answered after 0.6 s: six would take 3.6 s
+    store = BigQueryStore(BigQueryJobs("p", api_endpoint=recording_server), "d", call_seconds=1.5)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        store.list_integrations("acme")
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.5 + 0.3, elapsed
+    assert 1 < len(_posts()) < JOB_ATTEMPTS  # retried while there was time, and no more
+
+
+def test_a_store_call_cut_off_mid_answer_by_its_deadline_is_unavailable(recording_server):
+    done = {"jobComplete": True, "jobReference": {"jobId": "j1"}, "schema": SCHEMA, "rows": []}
+    RecordingBigQuery.script = [(200, done)]
+    RecordingBigQuery.delays = [5.0]  # past the call's end, though within HTTP_TIMEOUT_SECONDS
+    store = BigQueryStore(BigQueryJobs("p", api_endpoint=recording_server), "d", call_seconds=1.0)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        store._job("SELECT 1")
+    assert time.monotonic() - started < 1.0 + 0.3
+    assert len(_posts()) == 1  # nothing was begun after the end
+
+
 def test_an_unfinished_job_is_waited_for_then_paged(recording_server):
     RecordingBigQuery.script = [
         (200, {"jobComplete": False, "jobReference": {"jobId": "j2", "location": "EU"}}),

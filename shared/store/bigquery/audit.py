@@ -26,7 +26,7 @@ class BigQueryAudit(BigQueryBase):
             self._run("SELECT 1 AS key_confirmed")
         row = rows.audit_to_row(audit)
         self._retrying(
-            lambda: self.jobs.insert_rows(self.dataset, AUDIT_TABLE, [row], insert_ids=[audit.audit_id]),
+            lambda end: self.jobs.insert_rows(self.dataset, AUDIT_TABLE, [row], insert_ids=[audit.audit_id], end=end),
             counted_as="appends",
         )
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -86,6 +87,9 @@ RETRYABLE_MESSAGES = (
 # Sends of one job at most, whatever fails (a 503, a dropped connection, a lost race);
 # docs/design/bigquery-dml-limits.md says why.
 JOB_ATTEMPTS = 6
+# The whole of one store call, every send and pause included: no request starts, and none is waited
+# for, past it. Under the functions' 60 s timeout, so a BigQuery outage is answered 503, not cut off.
+STORE_CALL_SECONDS = 45.0
 
 
 class _KeyRefused(Exception):
@@ -130,12 +134,14 @@ class BigQueryBase:
         max_attempts: int = JOB_ATTEMPTS,
         backoff_base_seconds: float = 0.5,
         backoff_cap_seconds: float = 8.0,
+        call_seconds: float = STORE_CALL_SECONDS,
     ) -> None:
         self.jobs = jobs
         self.project = jobs.project
         self.dataset = dataset
         self.max_attempts = max_attempts
         self.retry_policy = RetryPolicy(max_attempts, backoff_base_seconds, backoff_cap_seconds)
+        self.call_seconds = call_seconds
         self.counters: Counter[str] = Counter()
         self._types = {table: column_types(table) for table in TABLES}
 
@@ -214,9 +220,9 @@ class BigQueryBase:
         def new_job() -> None:
             request_id[0] = str(uuid.uuid4())
 
-        def send() -> QueryResult:
+        def send(end: float) -> QueryResult:
             try:
-                return self.jobs.query(sql, parameters, request_id=request_id[0])
+                return self.jobs.query(sql, parameters, request_id=request_id[0], end=end)
             except GoogleApiError as error:
                 if check is not None and KEY_REFUSED in error.message:
                     raise _KeyRefused() from None  # an answer, not a failure: neither retried nor logged
@@ -233,17 +239,20 @@ class BigQueryBase:
         return result if check is None else self._answer_key_check(result, check, guarded_read)
 
     def _retrying(
-        self, send: Callable[[], Result], *, counted_as: str, new_job: Callable[[], None] | None = None
+        self, send: Callable[[float], Result], *, counted_as: str, new_job: Callable[[], None] | None = None
     ) -> Result:
         """``send`` (a job, or a streaming insert), at most ``max_attempts`` times in all, by the service's
         one retry policy (``shared.common.retries``; nothing below retries): again after a transaction conflict,
         a transient status or a failed transport. ``new_job`` is called before a resend that must not be
-        taken for the earlier send (a lost race, a job that ran and failed)."""
+        taken for the earlier send (a lost race, a job that ran and failed). ``send`` gets the call's end
+        (``call_seconds`` from now): no send or pause begins past it and each request has only the time left."""
         from google.auth.exceptions import GoogleAuthError
+
+        end = time.monotonic() + self.call_seconds
 
         def once(_: int) -> Result:
             self.counters[counted_as] += 1
-            return send()
+            return send(end)
 
         def retryable(_: Result | None, error: Exception | None) -> bool:
             if isinstance(error, GoogleApiError) and error.transient:
@@ -256,7 +265,7 @@ class BigQueryBase:
                 new_job()
             return True
 
-        tried = attempt(once, policy=self.retry_policy, retryable=retryable)
+        tried = attempt(once, policy=self.retry_policy, retryable=retryable, deadline=end)
         error = tried.error
         if error is None:
             return cast(Result, tried.result)

@@ -50,6 +50,18 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WAIT_MILLISECONDS = 10_000
 # One HTTP call: the server holds it up to WAIT_MILLISECONDS; the answer gets time to arrive on top.
 HTTP_TIMEOUT_SECONDS = WAIT_MILLISECONDS / 1000 + 20.0
+
+
+def _time_left(end: float | None) -> float:
+    """One request's whole time: ``HTTP_TIMEOUT_SECONDS``, or less when the store call's ``end`` is nearer."""
+    if end is None:
+        return HTTP_TIMEOUT_SECONDS
+    left = end - time.monotonic()
+    if left <= 0:
+        raise GoogleApiError(504, "timeout", "the store call ran out of time")
+    return min(HTTP_TIMEOUT_SECONDS, left)
+
+
 # jobs.query's short-query mode: BigQuery creates a job only when it decides the statement needs one.
 JOB_CREATION_OPTIONAL = "JOB_CREATION_OPTIONAL"
 # HTTP status BigQuery uses for an error ``reason`` (its troubleshooting table), for a
@@ -311,13 +323,15 @@ class BigQueryJobs:
         *,
         request_id: str | None = None,
         short_query: bool | None = None,
+        end: float | None = None,
     ) -> QueryResult:
         """Run ``sql`` (one statement or a script); its rows once BigQuery is done.
 
         Sent once. ``request_id``: the same id as an earlier send of this job, so that
         BigQuery answers the job that send may have started instead of running it twice.
         ``short_query`` (default: whether ``sql`` is a single statement) asks for
-        short-query mode; BigQuery then answers without a job when it can.
+        short-query mode; BigQuery then answers without a job when it can. ``end`` (a
+        ``time.monotonic()`` instant): every request of the job gets only the time left.
         """
         if short_query is None:
             short_query = is_single_statement(sql)
@@ -338,21 +352,22 @@ class BigQueryJobs:
         if short_query:
             body["jobCreationMode"] = JOB_CREATION_OPTIONAL
         deadline = time.monotonic() + self.timeout_seconds
-        answer = self._send_job(body)
+        end = deadline if end is None else min(end, deadline)
+        answer = self._send_job(body, end)
         # Absent when BigQuery answered without a job; then the answer is complete and has every row.
         reference = answer.get("jobReference") or {}
         reason = (answer.get("jobCreationReason") or {}).get("code")
         while not answer.get("jobComplete", False):
-            if time.monotonic() > deadline:
+            if time.monotonic() > end:
                 raise GoogleApiError(504, "timeout", "the query job did not finish in time")
             # Once the job is done this answer carries the first page, as jobs.query's would have.
-            answer = self._results(reference, {"timeoutMs": WAIT_MILLISECONDS} | self._page_size())
+            answer = self._results(reference, {"timeoutMs": WAIT_MILLISECONDS} | self._page_size(), end)
         _raise_job_errors(answer)
         fields = (answer.get("schema") or {}).get("fields") or []
         rows = [_record(fields, row) for row in answer.get("rows") or []]
         page_token = answer.get("pageToken")
         while page_token:
-            page = self._results(reference, {"pageToken": page_token} | self._page_size())
+            page = self._results(reference, {"pageToken": page_token} | self._page_size(), end)
             rows += [_record(fields, row) for row in page.get("rows") or []]
             page_token = page.get("pageToken")
         return QueryResult(
@@ -364,7 +379,13 @@ class BigQueryJobs:
         )
 
     def insert_rows(
-        self, dataset: str, table: str, rows: Sequence[dict[str, Any]], *, insert_ids: Sequence[str]
+        self,
+        dataset: str,
+        table: str,
+        rows: Sequence[dict[str, Any]],
+        *,
+        insert_ids: Sequence[str],
+        end: float | None = None,
     ) -> None:
         """Stream ``rows`` into ``table`` (``tabledata.insertAll``): no query job and no DML quota.
 
@@ -383,7 +404,7 @@ class BigQueryJobs:
             "POST",
             f"{API_PATH}/projects/{self.project}/datasets/{dataset}/tables/{table}/insertAll",
             body=body,
-            timeout=HTTP_TIMEOUT_SECONDS,
+            timeout=_time_left(end),
         )
         refused = answer.get("insertErrors") or []
         if refused:
@@ -408,12 +429,12 @@ class BigQueryJobs:
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _send_job(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _send_job(self, body: dict[str, Any], end: float) -> dict[str, Any]:
         return self.session.call(
-            "POST", f"{API_PATH}/projects/{self.project}/queries", body=body, timeout=HTTP_TIMEOUT_SECONDS
+            "POST", f"{API_PATH}/projects/{self.project}/queries", body=body, timeout=_time_left(end)
         )
 
-    def _results(self, reference: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    def _results(self, reference: dict[str, Any], params: dict[str, Any], end: float) -> dict[str, Any]:
         job_id = reference.get("jobId")
         if not job_id:
             # Short-query mode: BigQuery creates a job whenever the rows do not fit or the query runs long,
@@ -423,7 +444,7 @@ class BigQueryJobs:
         if location:
             params = {**params, "location": location}
         return self.session.call(
-            "GET", f"{API_PATH}/projects/{self.project}/queries/{job_id}", params=params, timeout=HTTP_TIMEOUT_SECONDS
+            "GET", f"{API_PATH}/projects/{self.project}/queries/{job_id}", params=params, timeout=_time_left(end)
         )
 
     def _create(self, path: str, body: dict[str, Any]) -> bool:
