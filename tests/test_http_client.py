@@ -399,3 +399,13 @@ def test_a_pinned_call_connects_to_its_address_names_the_host_and_skips_the_prox
     answer = client.request("GET", f"http://hooks.invalid:{port}/pinned", timeout=5, connect_to="127.0.0.1")
     assert answer.ok and server.requests[-1]["target"] == "/pinned"
     assert server.requests[-1]["headers"]["Host"] == f"hooks.invalid:{port}"
+
+
+def test_proxies_for_libraries_follow_the_same_no_proxy_reading(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", ".corp.example,10.0.0.0/8")
+    assert http_client.proxies_for("https://sts.us-east-1.amazonaws.com") == {
+        "https": "http://user:pw@proxy.internal:3128"
+    }
+    assert http_client.proxies_for("https://s3.corp.example/bucket") == {}
+    assert http_client.proxies_for("https://10.1.2.3/x") == {}

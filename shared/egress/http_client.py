@@ -479,6 +479,16 @@ class Proxy(NamedTuple):
     host: str
     port: int
     authorization: str | None = None
+    url: str = ""  # as the environment gave it, credentials included: for libraries that take a proxy URL
+
+
+def proxies_for(url: str) -> dict[str, str]:
+    """The proxy this client would use for ``url``, in the form boto's ``Config(proxies=...)``
+    and requests take (``{}``: connect directly), so a library's own transport follows the same
+    ``HTTPS_PROXY``/``NO_PROXY`` reading as every other call."""
+    parts = urlsplit(url)
+    proxy = _proxy_for(parts.scheme, parts.hostname or "")
+    return {parts.scheme: proxy.url} if proxy is not None else {}
 
 
 def _proxy_for(scheme: str, host: str) -> Proxy | None:
@@ -505,7 +515,7 @@ def _proxy_for(scheme: str, host: str) -> Proxy | None:
 
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         authorization = "Basic " + base64.b64encode(pair).decode()
-    return Proxy(parts.hostname, parts.port or 80, authorization)
+    return Proxy(parts.hostname, parts.port or 80, authorization, parts.geturl())
 
 
 def _bypassed(host: str, no_proxy: str) -> bool:
